@@ -1,0 +1,60 @@
+// The machine configuration: what `splitkern run` boots. Defaults follow DESIGN.md and the issue.
+
+export type EvictPolicy = 'lru' | 'fifo' | 'random';
+export type CheckMode = 'none' | 'end' | 'syscall';
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+export interface MachineConfig {
+  /** LegoOS config name: "1P-1M-1S" or "1P-1M". */
+  topology: '1P-1M-1S' | '1P-1M';
+  /** CPUs of the processor component (one piscina worker each). */
+  cpus: number;
+  /** M's DRAM for user pages, bytes. */
+  memoryBytes: number;
+  /** pcache size in bytes (data lines only) and associativity. */
+  pcacheBytes: number;
+  ways: number;
+  evict: EvictPolicy;
+  /** victim cache entries; 0 disables it. */
+  victim: number;
+  /** run the kevict_sweepd kernel thread. */
+  sweep: boolean;
+  sweepIntervalMs: number;
+  seed: number;
+  check: CheckMode;
+  logLevel: LogLevel;
+  /** seconds a CPU may stay in the kernel before the soft-lockup watchdog fires. */
+  watchdogSec: number;
+  /** host directory exposed on S (`--files`), and host path receiving the workload's output (`--out`). */
+  filesDir?: string;
+  outPath?: string;
+  /** machine-readable summary on stdout. */
+  json: boolean;
+  /** bug flags (race lab); empty on the fixed kernel. */
+  bugs: string[];
+}
+
+export const DEFAULT_CONFIG: MachineConfig = {
+  topology: '1P-1M-1S',
+  cpus: 2,
+  memoryBytes: 1024 * 1024 * 1024,
+  pcacheBytes: 16 * 1024 * 1024,
+  ways: 8,
+  evict: 'lru',
+  victim: 8,
+  sweep: false,
+  sweepIntervalMs: 10,
+  seed: 1,
+  check: 'none',
+  logLevel: 'info',
+  watchdogSec: 20,
+  json: false,
+  bugs: [],
+};
+
+/** Hard limits, named so an error can say which one was hit and how to change the input. */
+export const kMaxCpus = 16;
+export const kMinPcacheLines = 16;
+export const kMaxPcacheBytes = 1024 * 1024 * 1024;
+export const kMaxWays = 64;
+export const kMaxVictim = 128;

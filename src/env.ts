@@ -1,0 +1,93 @@
+// The per-worker kernel environment: which context this worker is, its shared views, the kernel log,
+// its statistics row, and the two hooks every wait loop calls: `irq` (service incoming IPIs: a CPU
+// waiting for anything must keep answering TLB shootdowns, or two CPUs deadlock) and `sched` (named
+// schedule points in the race paths; no-ops unless jitter or a controlled scheduler is installed).
+import { Shared, kPrintkDropped, kPrintkHead, kPrintkHeaderWords, kPrintkSlotBytes, kPrintkSlots } from './layout.ts';
+import type { MachineConfig } from './config.ts';
+
+export const LOGLEVEL = { error: 0, warn: 1, info: 2, debug: 3 } as const;
+export type Level = keyof typeof LOGLEVEL;
+
+export interface EnvInit {
+  ctx: number;
+  cpu: number; // -1 for non-CPU contexts
+  name: string; // "cpu0", "memory", "storage", "kevict_sweepd", "host"
+  bootEpochMs: number; // performance.timeOrigin + now() of the host at boot
+  config: MachineConfig;
+}
+
+export class Env {
+  readonly ctx: number;
+  readonly cpu: number;
+  readonly name: string;
+  readonly bootEpochMs: number;
+  readonly config: MachineConfig;
+  readonly logLevel: number;
+  private readonly printkHdr: Int32Array;
+  private readonly printkBytes: Uint8Array;
+  private readonly enc = new TextEncoder();
+  /** service pending IPIs; replaced by the CPU's handler once it is online */
+  irq: () => void = () => {};
+  /** named schedule point; replaced when --jitter or a scheduler is active */
+  sched: (point: string) => void = () => {};
+  readonly bugs: ReadonlySet<string>;
+
+  constructor(readonly sh: Shared, init: EnvInit) {
+    this.ctx = init.ctx;
+    this.cpu = init.cpu;
+    this.name = init.name;
+    this.bootEpochMs = init.bootEpochMs;
+    this.config = init.config;
+    this.logLevel = LOGLEVEL[init.config.logLevel];
+    this.printkHdr = new Int32Array(sh.printk, 0, kPrintkHeaderWords);
+    this.printkBytes = new Uint8Array(sh.printk, kPrintkHeaderWords * 4);
+    this.bugs = new Set(init.config.bugs);
+  }
+
+  /** milliseconds since boot, shared clock across workers */
+  nowMs(): number {
+    return performance.timeOrigin + performance.now() - this.bootEpochMs;
+  }
+
+  /** printk: one line into the shared log ring, stamped like dmesg. */
+  printk(level: Level, msg: string): void {
+    if (LOGLEVEL[level] > this.logLevel) return;
+    for (const line of msg.split('\n')) this.printkLine(level, line);
+  }
+
+  private printkLine(level: Level, line: string): void {
+    const seq = Atomics.add(this.printkHdr, kPrintkHead, 1);
+    const slot = seq % kPrintkSlots;
+    const base = slot * kPrintkSlotBytes;
+    const hdr = new Int32Array(this.printkBytes.buffer, this.printkBytes.byteOffset + base, 3);
+    // A slot still holding an unread record is overwritten; count it so the host can say so.
+    if (Atomics.load(hdr, 0) !== 0) Atomics.add(this.printkHdr, kPrintkDropped, 1);
+    const t = this.nowMs() / 1000;
+    const stamp = `[${t.toFixed(6).padStart(12)}] `;
+    const text = this.enc.encode(stamp + line);
+    const n = Math.min(text.length, kPrintkSlotBytes - 12);
+    this.printkBytes.set(text.subarray(0, n), base + 12);
+    Atomics.store(hdr, 1, n);
+    Atomics.store(hdr, 2, LOGLEVEL[level]);
+    Atomics.store(hdr, 0, seq + 1); // commit
+  }
+
+  stat(i: number, n = 1): void {
+    this.sh.stats[this.sh.statIdx(this.ctx, i)]! += n;
+  }
+  statMax(i: number, v: number): void {
+    const k = this.sh.statIdx(this.ctx, i);
+    if (v > this.sh.stats[k]!) this.sh.stats[k] = v;
+  }
+}
+
+/** WARN_ON_ONCE: log in kernel format once per call site key, keep running. */
+const warned = new Set<string>();
+export function warnOnce(env: Env, key: string, msg: string): void {
+  if (warned.has(key)) return;
+  warned.add(key);
+  env.printk('warn', `------------[ cut here ]------------`);
+  env.printk('warn', `WARNING: CPU: ${Math.max(env.cpu, 0)} PID: ${env.name} at ${key}`);
+  env.printk('warn', msg);
+  env.printk('warn', `---[ end trace ]---`);
+}

@@ -1,0 +1,256 @@
+// The simulated InfiniBand fabric (LegoOS FIT / ibapi).
+//
+// Each requesting context (CPU, kernel thread, M when it talks to S) owns one mailbox in the fabric
+// SharedArrayBuffer: at most one outstanding RPC per context, as in LegoOS (each CPU busy-waits on its
+// reply). A request is posted by writing the mailbox and setting the context's bit in the receiving
+// node's pending bitmask (the "request queue"); the receiver drains the bitmask, runs the handler and
+// writes the reply into the same mailbox, then bumps the requester's doorbell.
+//
+// Control payloads are msgpack-lite; 4 KiB pages travel as raw bytes in the mailbox's page area (an
+// RDMA write), never through msgpack. The page-fault hot path (P2M_PCACHE_MISS / P2M_PCACHE_FLUSH)
+// carries its few fields in fixed header words, as LegoOS sends packed C structs.
+import msgpack from 'msgpack-lite';
+import type { Env } from '../env.ts';
+import {
+  kCpuDoorbell, kCtlShutdown, kMboxAux, kMboxBytes, kMboxDst, kMboxFloatOff, kMboxFloatWords, kMboxHeaderWords,
+  kMboxOpcode, kMboxPageIn, kMboxPageOff, kMboxPageOut, kMboxPayloadBytes, kMboxPayloadOff, kMboxPid, kMboxReplyLen,
+  kMboxReqLen, kMboxSrc, kMboxState, kMboxStatus, kRecvDoorbell, kRecvPendingBase, kRecvPendingWords, kRecvSleeping,
+  kNodeStorage,
+} from '../layout.ts';
+import { FAB_BYTES_IN, FAB_BYTES_OUT, FAB_COUNT, FAB_HIST, FAB_LAT_SUM, kFabricBase, kFabricHistBuckets, kFabricSlot } from '../stats.ts';
+import { PAGE_SIZE } from '../uapi.ts';
+import { opInfo } from './opcodes.ts';
+
+export const MBOX_IDLE = 0;
+export const MBOX_POSTED = 1;
+export const MBOX_REPLIED = 2;
+
+/** One context's mailbox views. */
+export class Mailbox {
+  readonly hdr: Int32Array;
+  readonly f64: Float64Array;
+  readonly page: Uint8Array;
+  readonly payload: Uint8Array;
+  constructor(fabric: SharedArrayBuffer, readonly ctx: number) {
+    const base = ctx * kMboxBytes;
+    this.hdr = new Int32Array(fabric, base, kMboxHeaderWords);
+    this.f64 = new Float64Array(fabric, base + kMboxFloatOff, kMboxFloatWords);
+    this.page = new Uint8Array(fabric, base + kMboxPageOff, PAGE_SIZE);
+    this.payload = new Uint8Array(fabric, base + kMboxPayloadOff, kMboxPayloadBytes);
+  }
+  get vaddr(): number { return this.f64[0]!; }
+  set vaddr(v: number) { this.f64[0] = v; }
+
+  writePayload(obj: unknown): number {
+    const buf = msgpack.encode(obj);
+    if (buf.length > kMboxPayloadBytes) throw new Error(`fabric: payload of ${buf.length} bytes exceeds the mailbox (${kMboxPayloadBytes})`);
+    this.payload.set(buf);
+    return buf.length;
+  }
+  readPayload<T>(len: number): T {
+    // msgpack-lite needs a Buffer; copy out of shared memory so the decoded object owns its bytes.
+    return msgpack.decode(Buffer.from(this.payload.subarray(0, len))) as T;
+  }
+}
+
+export interface Reply<T> {
+  status: number;
+  aux: number;
+  /** decoded msgpack reply, if the handler sent one */
+  body: T | undefined;
+  /** the mailbox (reply page at mbox.page when the reply carries one) */
+  mbox: Mailbox;
+}
+
+export interface SendOpts {
+  payload?: unknown;
+  page?: Uint8Array; // 4 KiB to send raw
+  pid?: number;
+  vaddr?: number;
+  /** hot-path request flags (e.g. the fault's write bit), carried in a header word */
+  flags?: number;
+}
+
+/** The requester side: ibapi_send_reply for one context. */
+export class Fabric {
+  readonly mbox: Mailbox;
+  private readonly recv: Int32Array;
+  private readonly ctl: Int32Array;
+  private readonly doorbellIdx: number;
+  private readonly fromMemory: boolean;
+  /** serialize all RPCs behind one lock (LegoOS CONFIG_FIT_SEQUENTIAL_IBAPI, --ib-serialize) */
+  serializeLock: ((held: boolean) => void) | undefined;
+
+  constructor(private readonly env: Env) {
+    this.mbox = new Mailbox(env.sh.fabric, env.ctx);
+    this.recv = env.sh.recv;
+    this.ctl = env.sh.ctl;
+    this.doorbellIdx = env.sh.cpuIdx(env.ctx, kCpuDoorbell);
+    this.fromMemory = env.ctx === env.sh.geo.ctx.memory;
+  }
+
+  /**
+   * ibapi_send_reply(dst, opcode, payload) -> reply. Blocks until the reply arrives, servicing IPIs
+   * while it waits (a CPU waiting for M must still answer a TLB shootdown).
+   */
+  sendReply<T = unknown>(dst: number, opcode: number, opts: SendOpts = {}): Reply<T> {
+    const env = this.env;
+    const m = this.mbox;
+    const h = m.hdr;
+    env.sched('fabric:send');
+    const t0 = performance.now();
+    let bytesOut = 16;
+    h[kMboxOpcode] = opcode;
+    h[kMboxSrc] = env.ctx;
+    h[kMboxDst] = dst;
+    h[kMboxPid] = opts.pid ?? 0;
+    h[kMboxAux] = opts.flags ?? 0;
+    m.vaddr = opts.vaddr ?? 0;
+    h[kMboxReqLen] = opts.payload === undefined ? 0 : m.writePayload(opts.payload);
+    bytesOut += h[kMboxReqLen]!;
+    if (opts.page) { m.page.set(opts.page); h[kMboxPageIn] = 1; bytesOut += PAGE_SIZE; } else h[kMboxPageIn] = 0;
+    h[kMboxPageOut] = 0;
+    h[kMboxReplyLen] = 0;
+    this.serializeLock?.(true);
+    Atomics.store(h, kMboxState, MBOX_POSTED);
+    const w = Math.floor(env.ctx / 32);
+    Atomics.or(this.recv, env.sh.recvIdx(dst, kRecvPendingBase + w), 1 << (env.ctx % 32));
+    if (Atomics.load(this.recv, env.sh.recvIdx(dst, kRecvSleeping)) !== 0) {
+      Atomics.add(this.recv, env.sh.recvIdx(dst, kRecvDoorbell), 1);
+      Atomics.notify(this.recv, env.sh.recvIdx(dst, kRecvDoorbell), 1);
+    }
+    // Wait for the reply: short poll, then sleep on our doorbell (bumped by the reply or by an IPI).
+    let n = 0;
+    for (;;) {
+      if (Atomics.load(h, kMboxState) === MBOX_REPLIED) break;
+      env.irq();
+      if (++n < 64) continue;
+      const seen = Atomics.load(this.ctl, this.doorbellIdx);
+      if (Atomics.load(h, kMboxState) === MBOX_REPLIED) break;
+      if (Atomics.load(this.ctl, kCtlShutdown) === 2) throw new Error('fabric: shutdown while waiting for a reply');
+      Atomics.wait(this.ctl, this.doorbellIdx, seen, 100);
+    }
+    this.serializeLock?.(false);
+    Atomics.store(h, kMboxState, MBOX_IDLE);
+    env.sched('fabric:reply');
+    const replyLen = h[kMboxReplyLen]!;
+    const bytesIn = 8 + replyLen + (h[kMboxPageOut] ? PAGE_SIZE : 0);
+    this.account(dst, opcode, bytesOut, bytesIn, (performance.now() - t0) * 1000);
+    return {
+      status: h[kMboxStatus]!,
+      aux: h[kMboxAux]!,
+      body: replyLen > 0 ? m.readPayload<T>(replyLen) : undefined,
+      mbox: m,
+    };
+  }
+
+  private account(dst: number, opcode: number, out: number, inn: number, us: number): void {
+    const info = opInfo(dst, opcode, this.fromMemory);
+    const st = this.env.sh.stats;
+    const base = this.env.sh.statIdx(this.env.ctx, kFabricBase + info.slot * kFabricSlot);
+    st[base + FAB_COUNT]! += 1;
+    st[base + FAB_BYTES_OUT]! += out;
+    st[base + FAB_BYTES_IN]! += inn;
+    st[base + FAB_LAT_SUM]! += us;
+    const b = Math.min(kFabricHistBuckets - 1, us < 1 ? 0 : Math.floor(Math.log2(us)) + 1);
+    st[base + FAB_HIST + b]! += 1;
+  }
+}
+
+export interface IncomingRequest {
+  src: number;
+  opcode: number;
+  pid: number;
+  flags: number;
+  vaddr: number;
+  mbox: Mailbox;
+  hasPage: boolean;
+  body<T>(): T;
+}
+
+export interface ReplyWriter {
+  /** reply with status/aux, an optional msgpack body, an optional 4 KiB page (copied raw) */
+  reply(status: number, aux?: number, body?: unknown, page?: Uint8Array | null): void;
+}
+
+/**
+ * The receiver loop of a node (M or S): drain the pending bitmask, dispatch, reply; sleep on the
+ * node's doorbell when idle. Returns when the host sets shutdown.
+ */
+export function serveForever(env: Env, node: number, handle: (req: IncomingRequest, out: ReplyWriter) => void): void {
+  const recv = env.sh.recv;
+  const ctl = env.sh.ctl;
+  const base = env.sh.recvIdx(node, 0);
+  const mboxes = new Map<number, Mailbox>();
+  const mboxOf = (c: number) => {
+    let m = mboxes.get(c);
+    if (!m) { m = new Mailbox(env.sh.fabric, c); mboxes.set(c, m); }
+    return m;
+  };
+  let idle = 0;
+  for (;;) {
+    let any = false;
+    for (let w = 0; w < kRecvPendingWords; w++) {
+      let bits = Atomics.exchange(recv, base + kRecvPendingBase + w, 0);
+      while (bits !== 0) {
+        const b = 31 - Math.clz32(bits);
+        bits &= ~(1 << b);
+        any = true;
+        dispatchOne(env, mboxOf(w * 32 + b), handle);
+      }
+    }
+    if (any) { idle = 0; continue; }
+    if (Atomics.load(ctl, kCtlShutdown) !== 0) return;
+    if (++idle < 200) continue;
+    const seen = Atomics.load(recv, base + kRecvDoorbell);
+    Atomics.store(recv, base + kRecvSleeping, 1);
+    let pending = false;
+    for (let w = 0; w < kRecvPendingWords; w++) if (Atomics.load(recv, base + kRecvPendingBase + w) !== 0) pending = true;
+    if (!pending) Atomics.wait(recv, base + kRecvDoorbell, seen, 50);
+    Atomics.store(recv, base + kRecvSleeping, 0);
+  }
+}
+
+function dispatchOne(env: Env, m: Mailbox, handle: (req: IncomingRequest, out: ReplyWriter) => void): void {
+  const h = m.hdr;
+  if (Atomics.load(h, kMboxState) !== MBOX_POSTED) return;
+  const reqLen = h[kMboxReqLen]!;
+  const req: IncomingRequest = {
+    src: h[kMboxSrc]!,
+    opcode: h[kMboxOpcode]!,
+    pid: h[kMboxPid]!,
+    flags: h[kMboxAux]!,
+    vaddr: m.vaddr,
+    mbox: m,
+    hasPage: h[kMboxPageIn] === 1,
+    body: <T>() => m.readPayload<T>(reqLen),
+  };
+  let replied = false;
+  const out: ReplyWriter = {
+    reply(status, aux = 0, body, page) {
+      h[kMboxStatus] = status;
+      h[kMboxAux] = aux;
+      h[kMboxReplyLen] = body === undefined ? 0 : m.writePayload(body);
+      if (page) { m.page.set(page); h[kMboxPageOut] = 1; } else h[kMboxPageOut] = 0;
+      replied = true;
+    },
+  };
+  try {
+    handle(req, out);
+  } catch (e) {
+    env.printk('error', `${env.name}: handler for opcode ${req.opcode} from ctx ${req.src} failed: ${(e as Error).stack ?? e}`);
+    h[kMboxStatus] = -5; // -EIO
+    h[kMboxReplyLen] = 0;
+    replied = true;
+    throw e;
+  } finally {
+    // "Handler MUST call reply message" (managers/memory/core.c): a handler that forgot is a bug.
+    if (!replied) { h[kMboxStatus] = -5; h[kMboxReplyLen] = 0; }
+    Atomics.store(h, kMboxState, MBOX_REPLIED);
+    const db = env.sh.cpuIdx(req.src, kCpuDoorbell);
+    Atomics.add(env.sh.ctl, db, 1);
+    Atomics.notify(env.sh.ctl, db, 1);
+  }
+}
+
+export { kNodeStorage };

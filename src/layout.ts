@@ -1,0 +1,446 @@
+// The one layout module: every SharedArrayBuffer region and every offset into it is defined here.
+// Nothing else computes raw indices into shared memory. Each group of words says who writes it and
+// under which lock (xv6 style). All read-modify-writes of shared words use Atomics.
+//
+// Regions (one SharedArrayBuffer each, so a typed view never straddles two meanings):
+//   ctl      global + per-context words (boot, shutdown, per-CPU state, IPI pending/doorbells)
+//   pcdata   pcache line data, nrLines x 4 KiB                       (P)
+//   pcmeta   per-line metadata (struct pcache_meta)                   (P)
+//   pcset    per-set metadata (struct pcache_set) + eviction lists    (P)
+//   rmap     rmap pool (struct pcache_rmap)                           (P)
+//   pgtable  page-table pages pool + per-table-page PTE locks         (P)
+//   mm       per-process P-side mm state (mmap_sem, cpumask, pgd)     (P)
+//   tlb      per-CPU TLBs                                             (P)
+//   csd      per (target, source) CPU call-single-data                (P)
+//   victim   victim cache entries + data                              (P)
+//   fabric   per-context mailboxes (request + reply)                  (fabric)
+//   printk   kernel log ring                                           (all)
+//   threads  user thread table                                        (P/host)
+//   stats    per-context counters, written only by their owner       (all)
+import type { MachineConfig } from './config.ts';
+import { PAGE_SIZE } from './uapi.ts';
+
+// ---------------------------------------------------------------------------------------------
+// Contexts: every thread of execution that sends fabric messages or owns a stats row.
+// CPUs are 0..cpus-1, then the kernel threads of P, then M, S and the host.
+export const kKthreadSweep = 0; // kevict_sweepd
+export const kNrKthreads = 1;
+export interface Contexts {
+  cpus: number;
+  sweep: number;
+  memory: number;
+  storage: number;
+  host: number;
+  total: number;
+}
+export function contextsFor(cpus: number): Contexts {
+  return { cpus, sweep: cpus + kKthreadSweep, memory: cpus + kNrKthreads, storage: cpus + kNrKthreads + 1, host: cpus + kNrKthreads + 2, total: cpus + kNrKthreads + 3 };
+}
+
+// ---------------------------------------------------------------------------------------------
+// ctl: global words (Int32). Written with Atomics by whoever the comment names.
+export const kCtlCpuBootCounter = 0; // CPU workers claim their id with Atomics.add (cpuhp)
+export const kCtlCpusOnline = 1; // bitmask of online CPUs (set by each CPU at the end of bring-up)
+export const kCtlShutdown = 2; // host sets 1 to stop M, S and kthreads
+export const kCtlNextTid = 3; // tid allocator (Atomics.add)
+export const kCtlNextPid = 4;
+export const kCtlRmapFreeLock = 5; // guards the rmap free list
+export const kCtlRmapFreeHead = 6; // rmap free list head (under kCtlRmapFreeLock)
+export const kCtlPgtableNext = 7; // bump allocator of page-table pages (Atomics.add)
+export const kCtlVictimLock = 8; // guards the whole victim cache (usable_victims_lock)
+export const kCtlVictimGen = 9; // address-space generation, bumped (under kCtlVictimLock) by every unmap/move
+export const kCtlVictimClock = 10; // FIFO replacement hand (under kCtlVictimLock)
+export const kCtlHostDoorbell = 11; // host wakes on it (thread spawn requests, panics)
+export const kCtlSpawnHead = 12; // spawn ring producer index (Atomics.add)
+export const kCtlSpawnTail = 13; // spawn ring consumer index (host only)
+export const kCtlPanic = 14; // first internal failure sets 1
+export const kCtlStopMachine = 15; // stop_machine owner+1, 0 when none
+export const kCtlBarrierBase = 16; // 16 user barriers x 2 words {count, generation}
+export const kNrBarriers = 16;
+export const kCtlGlobalWords = kCtlBarrierBase + 2 * kNrBarriers;
+export const kSpawnRing = 64; // spawn ring entries: {tid} (args in the thread table)
+
+// Per-CPU words, one 64-byte line (16 words) each, after the global words and the spawn ring.
+export const kPerCpuStride = 16;
+export const kCpuDoorbell = 0; // bumped + notified on any event for this context (reply, IPI)
+export const kCpuIpiPending = 1; // bitmask of source CPUs with a queued csd (Atomics.or by senders)
+export const kCpuState = 2; // kCpuStateIdle/User/Kernel (owner)
+export const kCpuPid = 3; // pid of the running user thread, 0 when idle (owner)
+export const kCpuTid = 4;
+export const kCpuLockWait = 5; // id of the lock this CPU is blocked on + 1, 0 if none (owner)
+export const kCpuLockKind = 6;
+export const kCpuKernelEnterMs = 7; // (ms since boot) when the CPU entered the kernel, -1 if not (owner)
+export const kCpuParked = 8; // stop_machine: 1 while parked at a safe point
+export const kCpuCsdInit = 9; // 1 when this CPU's csd data was initialised (cpuhp callback)
+export const kCpuWhere = 10; // last schedule point id (owner), for the watchdog
+export const kCpuStateIdle = 0;
+export const kCpuStateUser = 1;
+export const kCpuStateKernel = 2;
+
+// ---------------------------------------------------------------------------------------------
+// pcache metadata (struct pcache_meta), Int32 x kMetaStride per line. Line i: set i % nrSets,
+// way i / nrSets. Writers: flags by Atomics bit ops; ref/mapcount by Atomics; rmapHead and LRU links
+// under the line lock (rmap) / the set lock (LRU, free list).
+export const kMetaStride = 8;
+export const kMetaFlags = 0;
+export const kMetaRef = 1;
+export const kMetaMapcount = 2;
+export const kMetaRmapHead = 3; // rmap index + 1, 0 = empty
+export const kMetaPrev = 4; // LRU / free list links: line index + 1, 0 = none (set lock)
+export const kMetaNext = 5;
+export const kMetaList = 6; // which list the line is on: kListNone/Free/Lru (set lock)
+export const kMetaAllocSeq = 7; // allocation sequence (fifo order, diagnostics)
+export const kListNone = 0;
+export const kListFree = 1;
+export const kListLru = 2;
+
+// enum pcache_meta_bits (include/processor/pcache_types.h)
+export const PC_locked = 1 << 0;
+export const PC_valid = 1 << 1;
+export const PC_dirty = 1 << 2;
+export const PC_reclaim = 1 << 3;
+export const PC_writeback = 1 << 4;
+export const PC_FLAG_NAMES: Array<[number, string]> = [
+  [PC_locked, 'locked'], [PC_valid, 'valid'], [PC_dirty, 'dirty'], [PC_reclaim, 'reclaim'], [PC_writeback, 'writeback'],
+];
+/** PCACHE_FLAGS_CHECK_AT_FREE */
+export const PCACHE_FLAGS_CHECK_AT_FREE = PC_locked | PC_valid | PC_dirty | PC_reclaim | PC_writeback;
+
+// pcache set (struct pcache_set), Int32 x kSetStride. All words under the set lock (lru_lock).
+export const kSetStride = 16;
+export const kSetLock = 0;
+export const kSetFreeHead = 1; // line + 1
+export const kSetLruHead = 2; // newest
+export const kSetLruTail = 3; // oldest
+export const kSetNrLru = 4;
+export const kSetNrFree = 5;
+export const kSetFlags = 6; // PCACHE_SET_evicting
+export const kSetNrEviction = 7; // nr_eviction_entries (eviction list lock = set lock)
+export const kSetStatAlloc = 8;
+export const kSetStatFillMemory = 9;
+export const kSetStatFillVictim = 10;
+export const kSetStatEviction = 11;
+export const kSetNrVictims = 12; // victims tagged with this set (victim lock)
+export const kSetAllocSeq = 13;
+// Per-set eviction list (perset.c): kEvictEntries entries {pid} + Float64 {address}; pid 0 = free.
+export const kEvictEntries = 8;
+
+// rmap (struct pcache_rmap), Int32 x kRmapStride + Float64 address. Fields under the line lock.
+export const kRmapStride = 8;
+export const kRmapFlags = 0; // PCACHE_RMAP_*
+export const kRmapOwner = 1; // owner pid (thread-group leader)
+export const kRmapPageTable = 2; // PTE slot index (the "ptep")
+export const kRmapNext = 3; // rmap index + 1
+export const kRmapCaller = 4; // enum rmap_caller
+export const kRmapLine = 5; // line index it belongs to (debug dumps)
+export const PCACHE_RMAP_used = 1;
+export const PCACHE_RMAP_reserved = 2;
+export const RMAP_CALLER_NAMES = ['fill_page_remote', 'zerofill', 'victim_fill', 'cow', 'fork', 'mremap_slowpath', 'mremap_fastpath'];
+export const RMAP_FILL_PAGE_REMOTE = 0;
+export const RMAP_VICTIM_FILL = 2;
+export const RMAP_MREMAP_SLOWPATH = 5;
+
+// ---------------------------------------------------------------------------------------------
+// Page tables: a pool of 512-entry table pages (Int32 entries). Entry formats:
+//   upper levels: (tablePage << 12) | _PAGE_PRESENT        (tablePage < 2^19)
+//   PTE:          (line << 12) | flags                      (line < 2^19), see _PAGE_* below
+// The "ptep" of slot s is logged as the kernel pointer kPtepBase + s*8.
+// Writers: PTEs under the PTE-page lock (ptl[tablePage]); upper-level entries under mm->page_table_lock.
+export const kPtrsPerTable = 512;
+export const _PAGE_PRESENT = 1 << 0;
+export const _PAGE_RW = 1 << 1;
+export const _PAGE_USER = 1 << 2;
+export const _PAGE_ACCESSED = 1 << 5;
+export const _PAGE_DIRTY = 1 << 6;
+export const _PAGE_PROTNONE = 1 << 8; // Linux reuses _PAGE_GLOBAL for PROT_NONE mappings
+export const kPteFlagsMask = 0xfff;
+export const PTE_FLAG_NAMES: Array<[number, string]> = [
+  [_PAGE_PRESENT, 'present'], [_PAGE_RW, 'writable'], [_PAGE_USER, 'user'], [_PAGE_ACCESSED, 'accessed'],
+  [_PAGE_DIRTY, 'dirty'], [_PAGE_PROTNONE, 'protnone'],
+];
+/** Physical frame numbers as LegoOS prints them: the pcache lives at memmap=...$4G. */
+export const kPcachePhysStart = 0x100000000;
+export const kPcachePfnBase = kPcachePhysStart / PAGE_SIZE;
+export const kPtepBase = 0xffff880080000000;
+
+// ---------------------------------------------------------------------------------------------
+// mm (P side), Int32 x kMmStride per process slot. Float64 side array for the moving range.
+export const kMaxProcs = 16;
+export const kMmStride = 16;
+export const kMmPid = 0; // 0 = free slot (host/CPU creating the process, Atomics.compareExchange)
+export const kMmPgd = 1; // table page of the PGD
+export const kMmSem = 2; // P-side mmap_sem: bit 30 writer, bit 29 writer waiting, low bits readers
+export const kMmCpumask = 3; // mm_cpumask (Atomics.or / and by the switching CPU)
+export const kMmPageTableLock = 4; // mm->page_table_lock (upper-level population)
+export const kMmUsers = 5; // live threads
+export const kMmKilled = 6; // fatal signal pending: signo
+export const kMmSemOwner = 7; // cpu+1 holding the write lock (diagnostics)
+export const kMmFloatStride = 4;
+export const kMmMovingStart = 0; // mremap in progress on P: old range (Float64), -1 when none
+export const kMmMovingEnd = 1;
+export const kMmFaultAddr = 2; // first fatal fault address (Float64)
+export const RWSEM_WRITER = 1 << 30;
+export const RWSEM_WRITER_WAITING = 1 << 29;
+export const RWSEM_READER_MASK = (1 << 29) - 1;
+
+// ---------------------------------------------------------------------------------------------
+// TLB: per CPU, kTlbEntries direct-mapped entries. Float64 vpn tag (-1 invalid) + Int32 value:
+// (line << 12) | pte flags at fill time. Only the owning CPU fills; others flush it only by IPI.
+export const kTlbEntries = 64;
+
+// ---------------------------------------------------------------------------------------------
+// csd (call_single_data) for IPIs: [target][source] -> Int32 x kCsdStride + Float64 x 2 (start, end).
+export const kCsdStride = 4;
+export const kCsdFlags = 0; // CSD_FLAG_LOCK | CSD_FLAG_SYNCHRONOUS (source sets, target clears LOCK)
+export const kCsdFunc = 1; // kIpiFlushTlb, kIpiStop
+export const kCsdPid = 2; // the mm to flush
+export const CSD_FLAG_LOCK = 0x01;
+export const CSD_FLAG_SYNCHRONOUS = 0x02;
+export const kIpiFlushTlb = 1;
+export const kIpiFlushTlbAll = 2;
+
+// ---------------------------------------------------------------------------------------------
+// victim cache entries: Int32 x kVictimStride + Float64 address + 4 KiB data.
+export const kVictimStride = 4;
+export const kVictimPid = 0; // 0 = free (victim lock)
+export const kVictimSet = 1;
+export const kVictimGen = 2; // address-space generation at insertion
+export const kVictimRw = 3; // 1 if the evicted PTE was writable
+
+// ---------------------------------------------------------------------------------------------
+// Thread table: Int32 x kThreadStride per tid (tid 1.. kMaxThreads-1).
+export const kMaxThreads = 256;
+export const kThreadStride = 8;
+export const kThreadState = 0; // 0 free, 1 created, 2 running, 3 exited
+export const kThreadPid = 1;
+export const kThreadExit = 2; // exit value
+export const kThreadCpu = 3;
+export const kThreadArg = 4; // entry arg (low 32 bits); see Float64 arg
+export const kThreadEntry = 5; // index into the program's thread entry names
+export const kThreadSignal = 6; // fatal signal that ended it, 0 if none
+export const THREAD_FREE = 0;
+export const THREAD_CREATED = 1;
+export const THREAD_RUNNING = 2;
+export const THREAD_EXITED = 3;
+
+// ---------------------------------------------------------------------------------------------
+// printk ring: kPrintkSlots slots of kPrintkSlotBytes; slot header Int32 {seq+1, len}, then UTF-8.
+export const kPrintkSlots = 8192;
+export const kPrintkSlotBytes = 512;
+export const kPrintkHead = 0; // next sequence number (Atomics.add by writers)
+export const kPrintkTail = 1; // next sequence the host will read (host only)
+export const kPrintkDropped = 2; // messages overwritten before the host read them
+export const kPrintkHeaderWords = 16;
+
+// ---------------------------------------------------------------------------------------------
+// Stats: per context a row of Float64 counters, written only by that context (no atomics needed),
+// read by the host at the end. Indices are in src/stats.ts.
+export const kStatsPerContext = 512;
+
+// ---------------------------------------------------------------------------------------------
+// Fabric mailboxes: per requesting context one mailbox (LegoOS: one outstanding RPC per CPU).
+export const kMboxHeaderWords = 16;
+export const kMboxState = 0; // 0 idle, 1 request posted, 2 reply ready (requester/receiver)
+export const kMboxOpcode = 1;
+export const kMboxSrc = 2; // context id of the sender
+export const kMboxDst = 3; // receiving component: kNodeMemory/kNodeStorage
+export const kMboxReqLen = 4; // msgpack payload bytes
+export const kMboxReplyLen = 5;
+export const kMboxPageIn = 6; // 1 if the request carries a 4 KiB page
+export const kMboxPageOut = 7; // 1 if the reply carries a 4 KiB page
+export const kMboxStatus = 8; // hot-path reply status (negative errno or 0)
+export const kMboxAux = 9; // hot-path reply aux (e.g. VMA prot for a miss)
+export const kMboxPid = 10; // hot-path request pid
+export const kMboxFloatWords = 4; // Float64: [0] vaddr of hot-path requests, [1] send time (ms)
+export const kMboxPayloadBytes = 256 * 1024;
+export const kMboxBytes = kMboxHeaderWords * 4 + kMboxFloatWords * 8 + PAGE_SIZE + kMboxPayloadBytes;
+export const kMboxFloatOff = kMboxHeaderWords * 4;
+export const kMboxPageOff = kMboxFloatOff + kMboxFloatWords * 8;
+export const kMboxPayloadOff = kMboxPageOff + PAGE_SIZE;
+// Receiver words (per receiving node): pending bitmask words + doorbell.
+export const kNodeMemory = 0;
+export const kNodeStorage = 1;
+export const kNrNodes = 2;
+export const kRecvStride = 16;
+export const kRecvDoorbell = 0;
+export const kRecvSleeping = 1; // receiver sleeps on the doorbell: senders must notify
+export const kRecvPendingBase = 2; // bitmask words of contexts with a posted request (bit = context)
+export const kRecvPendingWords = 2;
+
+// ---------------------------------------------------------------------------------------------
+export interface Geometry {
+  nrLines: number;
+  nrSets: number;
+  ways: number;
+  /** pcache_set_mask as a number: bits [12, 12 + log2(nrSets)) */
+  setMask: number;
+  nrRmaps: number;
+  nrTablePages: number;
+  victims: number;
+  ctx: Contexts;
+}
+
+export function geometryFor(cfg: Pick<MachineConfig, 'pcacheBytes' | 'ways' | 'victim' | 'cpus'>): Geometry {
+  const nrLines = Math.floor(cfg.pcacheBytes / PAGE_SIZE);
+  const nrSets = nrLines / cfg.ways;
+  return {
+    nrLines,
+    nrSets,
+    ways: cfg.ways,
+    setMask: (nrSets - 1) * PAGE_SIZE,
+    nrRmaps: nrLines * 2,
+    nrTablePages: 16384,
+    victims: cfg.victim,
+    ctx: contextsFor(cfg.cpus),
+  };
+}
+
+/** The buffers themselves: structured-cloned to every worker (SharedArrayBuffers are shared, not copied). */
+export interface SharedBuffers {
+  geo: Geometry;
+  ctl: SharedArrayBuffer;
+  pcdata: SharedArrayBuffer;
+  pcmeta: SharedArrayBuffer;
+  pcset: SharedArrayBuffer;
+  pcsetEvictAddr: SharedArrayBuffer;
+  rmap: SharedArrayBuffer;
+  rmapAddr: SharedArrayBuffer;
+  pgtable: SharedArrayBuffer;
+  ptl: SharedArrayBuffer;
+  mm: SharedArrayBuffer;
+  mmF: SharedArrayBuffer;
+  tlbVpn: SharedArrayBuffer;
+  tlbVal: SharedArrayBuffer;
+  csd: SharedArrayBuffer;
+  csdRange: SharedArrayBuffer;
+  victim: SharedArrayBuffer;
+  victimAddr: SharedArrayBuffer;
+  victimData: SharedArrayBuffer;
+  fabric: SharedArrayBuffer;
+  recv: SharedArrayBuffer;
+  printk: SharedArrayBuffer;
+  threads: SharedArrayBuffer;
+  threadArgs: SharedArrayBuffer;
+  stats: SharedArrayBuffer;
+}
+
+export function ctlWords(geo: Geometry): number {
+  return kCtlGlobalWords + kSpawnRing + geo.ctx.total * kPerCpuStride;
+}
+export const perCpuBase = (ctx: number): number => kCtlGlobalWords + kSpawnRing + ctx * kPerCpuStride;
+export const spawnRingBase = kCtlGlobalWords;
+
+export function allocateShared(geo: Geometry): SharedBuffers {
+  const sab = (bytes: number) => new SharedArrayBuffer(Math.max(8, bytes));
+  const nCtx = geo.ctx.total;
+  return {
+    geo,
+    ctl: sab(ctlWords(geo) * 4),
+    pcdata: sab(geo.nrLines * PAGE_SIZE),
+    pcmeta: sab(geo.nrLines * kMetaStride * 4),
+    pcset: sab(geo.nrSets * (kSetStride + kEvictEntries) * 4),
+    pcsetEvictAddr: sab(geo.nrSets * kEvictEntries * 8),
+    rmap: sab(geo.nrRmaps * kRmapStride * 4),
+    rmapAddr: sab(geo.nrRmaps * 8),
+    pgtable: sab(geo.nrTablePages * kPtrsPerTable * 4),
+    ptl: sab(geo.nrTablePages * 4),
+    mm: sab(kMaxProcs * kMmStride * 4),
+    mmF: sab(kMaxProcs * kMmFloatStride * 8),
+    tlbVpn: sab(geo.ctx.cpus * kTlbEntries * 8),
+    tlbVal: sab(geo.ctx.cpus * kTlbEntries * 4),
+    csd: sab(geo.ctx.cpus * geo.ctx.cpus * kCsdStride * 4),
+    csdRange: sab(geo.ctx.cpus * geo.ctx.cpus * 2 * 8),
+    victim: sab(geo.victims * kVictimStride * 4),
+    victimAddr: sab(geo.victims * 8),
+    victimData: sab(geo.victims * PAGE_SIZE),
+    fabric: sab(nCtx * kMboxBytes),
+    recv: sab(kNrNodes * kRecvStride * 4),
+    printk: sab(kPrintkHeaderWords * 4 + kPrintkSlots * kPrintkSlotBytes),
+    threads: sab(kMaxThreads * kThreadStride * 4),
+    threadArgs: sab(kMaxThreads * 8),
+    stats: sab(nCtx * kStatsPerContext * 8),
+  };
+}
+
+/** Typed views over SharedBuffers; every worker builds one. */
+export class Shared {
+  readonly geo: Geometry;
+  readonly ctl: Int32Array;
+  readonly pcdata: Uint8Array;
+  readonly pcdata32: Int32Array;
+  readonly pcdataView: DataView;
+  readonly meta: Int32Array;
+  readonly set: Int32Array;
+  readonly setEvictAddr: Float64Array;
+  readonly rmap: Int32Array;
+  readonly rmapAddr: Float64Array;
+  readonly pgtable: Int32Array;
+  readonly ptl: Int32Array;
+  readonly mm: Int32Array;
+  readonly mmF: Float64Array;
+  readonly tlbVpn: Float64Array;
+  readonly tlbVal: Int32Array;
+  readonly csd: Int32Array;
+  readonly csdRange: Float64Array;
+  readonly victim: Int32Array;
+  readonly victimAddr: Float64Array;
+  readonly victimData: Uint8Array;
+  readonly fabric: SharedArrayBuffer;
+  readonly recv: Int32Array;
+  readonly printk: SharedArrayBuffer;
+  readonly threads: Int32Array;
+  readonly threadArgs: Float64Array;
+  readonly stats: Float64Array;
+
+  constructor(readonly bufs: SharedBuffers) {
+    this.geo = bufs.geo;
+    this.ctl = new Int32Array(bufs.ctl);
+    this.pcdata = new Uint8Array(bufs.pcdata);
+    this.pcdata32 = new Int32Array(bufs.pcdata);
+    this.pcdataView = new DataView(bufs.pcdata);
+    this.meta = new Int32Array(bufs.pcmeta);
+    this.set = new Int32Array(bufs.pcset);
+    this.setEvictAddr = new Float64Array(bufs.pcsetEvictAddr);
+    this.rmap = new Int32Array(bufs.rmap);
+    this.rmapAddr = new Float64Array(bufs.rmapAddr);
+    this.pgtable = new Int32Array(bufs.pgtable);
+    this.ptl = new Int32Array(bufs.ptl);
+    this.mm = new Int32Array(bufs.mm);
+    this.mmF = new Float64Array(bufs.mmF);
+    this.tlbVpn = new Float64Array(bufs.tlbVpn);
+    this.tlbVal = new Int32Array(bufs.tlbVal);
+    this.csd = new Int32Array(bufs.csd);
+    this.csdRange = new Float64Array(bufs.csdRange);
+    this.victim = new Int32Array(bufs.victim);
+    this.victimAddr = new Float64Array(bufs.victimAddr);
+    this.victimData = new Uint8Array(bufs.victimData);
+    this.fabric = bufs.fabric;
+    this.recv = new Int32Array(bufs.recv);
+    this.printk = bufs.printk;
+    this.threads = new Int32Array(bufs.threads);
+    this.threadArgs = new Float64Array(bufs.threadArgs);
+    this.stats = new Float64Array(bufs.stats);
+  }
+
+  // --- index helpers (the only place raw offsets are computed) ---
+  metaIdx(line: number, field: number): number { return line * kMetaStride + field; }
+  setIdx(set: number, field: number): number { return set * (kSetStride + kEvictEntries) + field; }
+  setEvictPidIdx(set: number, e: number): number { return set * (kSetStride + kEvictEntries) + kSetStride + e; }
+  setEvictAddrIdx(set: number, e: number): number { return set * kEvictEntries + e; }
+  rmapIdx(r: number, field: number): number { return r * kRmapStride + field; }
+  mmIdx(slot: number, field: number): number { return slot * kMmStride + field; }
+  mmFIdx(slot: number, field: number): number { return slot * kMmFloatStride + field; }
+  cpuIdx(ctx: number, field: number): number { return perCpuBase(ctx) + field; }
+  tlbIdx(cpu: number, e: number): number { return cpu * kTlbEntries + e; }
+  csdIdx(target: number, source: number, field: number): number { return (target * this.geo.ctx.cpus + source) * kCsdStride + field; }
+  csdRangeIdx(target: number, source: number): number { return (target * this.geo.ctx.cpus + source) * 2; }
+  victimIdx(v: number, field: number): number { return v * kVictimStride + field; }
+  threadIdx(tid: number, field: number): number { return tid * kThreadStride + field; }
+  statIdx(ctx: number, stat: number): number { return ctx * kStatsPerContext + stat; }
+  recvIdx(node: number, field: number): number { return node * kRecvStride + field; }
+  lineOffset(line: number): number { return line * PAGE_SIZE; }
+  setOfLine(line: number): number { return line % this.geo.nrSets; }
+  /** user_vaddr_to_set_index: (uva & pcache_set_mask) >> 12, without 32-bit operators on the address */
+  setOfAddr(va: number): number { return Math.floor(va / PAGE_SIZE) % this.geo.nrSets; }
+  linePfn(line: number): number { return kPcachePfnBase + line; }
+}

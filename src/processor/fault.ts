@@ -1,0 +1,106 @@
+// The pcache miss path (arch/x86/mm/fault.c do_page_fault -> pcache_handle_fault ->
+// pcache_handle_pte_fault -> common_do_fill_page), DESIGN.md §5:
+//   TLB miss -> walk -> PTE not present -> wait for a pending write-back of this page -> allocate a line
+//   in the address's set (evicting if full) -> victim cache -> P2M_PCACHE_MISS -> copy 4 KiB into the
+//   line -> set PTE -> add rmap. The MMU then refills its TLB from the new PTE.
+// Unlike LegoOS, a fault takes P's mmap_sem for read, so it serialises with mremap/munmap on P.
+import { P2M_PCACHE_MISS } from '../fabric/opcodes.ts';
+import { _PAGE_PROTNONE, _PAGE_RW, kMmKilled, kMmSem, kNodeMemory, kSetNrEviction, kSetStatFillMemory, RMAP_FILL_PAGE_REMOTE, RMAP_VICTIM_FILL } from '../layout.ts';
+import { S } from '../stats.ts';
+import { downRead, upRead } from '../sync.ts';
+import { EACCES, PAGE_SIZE, PROT_WRITE } from '../uapi.ts';
+import type { Kern } from './kern.ts';
+import { pcacheAddRmap, pcacheAlloc, psetFindEviction, putPcache, victimTryFill } from './pcache.ts';
+import { pteMapped, ptlLock, ptlUnlock, walk, mkPte } from './pgtable.ts';
+
+export const FAULT_OK = 0;
+export const FAULT_SIGSEGV_MAPERR = 1; // no mapping (SEGV_MAPERR)
+export const FAULT_SIGSEGV_ACCERR = 2; // mapping forbids the access (SEGV_ACCERR)
+export const FAULT_OOM = 3; // "fail to allocate pcache or victim cache lines"
+export const FAULT_KILLED = 4; // the process is being killed by a fatal signal of another thread
+
+export function pcacheHandleFault(k: Kern, va: number, write: boolean): number {
+  const sh = k.sh;
+  const slot = k.mmSlot;
+  k.env.stat(S.nr_pgfault);
+  if (Atomics.load(sh.mm, sh.mmIdx(slot, kMmKilled)) !== 0) return FAULT_KILLED;
+  const sem = sh.mmIdx(slot, kMmSem);
+  downRead(k.env, sh.mm, sem, slot);
+  try {
+    return handlePteFault(k, slot, va, write);
+  } finally {
+    upRead(sh.mm, sem);
+  }
+}
+
+function handlePteFault(k: Kern, slot: number, va: number, write: boolean): number {
+  const sh = k.sh;
+  const pid = k.pid;
+  const page = va - (va % PAGE_SIZE);
+  const set = sh.setOfAddr(va);
+  for (;;) {
+    const ptep = walk(k.env, slot, va, true);
+    const orig = Atomics.load(sh.pgtable, ptep);
+    if (pteMapped(orig)) {
+      if (orig & _PAGE_PROTNONE) return FAULT_SIGSEGV_ACCERR;
+      if (write && (orig & _PAGE_RW) === 0) return FAULT_SIGSEGV_ACCERR; // no fork, so no COW
+      // Spurious: a stale TLB entry after a remote upgrade, or another CPU filled it first.
+      k.env.stat(S.spurious_fault);
+      return FAULT_OK;
+    }
+    // A dirty copy of this page is on its way to M: wait, or we would fetch the stale copy.
+    k.env.stat(S.nr_pset_list_lookup);
+    if (psetFindEviction(sh, set, pid, va) >= 0) {
+      k.env.stat(S.nr_pset_list_hit);
+      k.env.irq();
+      Atomics.wait(sh.set, sh.setIdx(set, kSetNrEviction), Atomics.load(sh.set, sh.setIdx(set, kSetNrEviction)), 0.2);
+      continue;
+    }
+    const line = pcacheAlloc(k, va);
+    if (line < 0) return FAULT_OOM;
+    k.env.sched('fault:allocated');
+    const victimProt = victimTryFill(k, pid, va, line);
+    ptlLock(k.env, ptep);
+    if (Atomics.load(sh.pgtable, ptep) !== orig) {
+      // A concurrent fault won the race (pte_same failed).
+      ptlUnlock(k.env, ptep);
+      putPcache(k, line);
+      continue;
+    }
+    let writable: boolean;
+    let caller = RMAP_FILL_PAGE_REMOTE;
+    if (victimProt >= 0) {
+      writable = victimProt === 1;
+      caller = RMAP_VICTIM_FILL;
+      k.env.stat(S.nr_pcache_fill_from_victim);
+    } else {
+      // The fill RPC runs under the PTE lock, as in LegoOS (fill_func inside common_do_fill_page).
+      const rep = k.fab.sendReply(kNodeMemory, P2M_PCACHE_MISS, { pid, vaddr: page, flags: write ? 1 : 0 });
+      if (rep.status < 0) {
+        ptlUnlock(k.env, ptep);
+        putPcache(k, line);
+        return rep.status === -EACCES ? FAULT_SIGSEGV_ACCERR : FAULT_SIGSEGV_MAPERR;
+      }
+      sh.pcdata.set(rep.mbox.page, sh.lineOffset(line));
+      writable = (rep.aux & PROT_WRITE) !== 0;
+      sh.set[sh.setIdx(set, kSetStatFillMemory)]! += 1;
+      k.env.stat(S.nr_pcache_fill_from_memory);
+    }
+    if (write && !writable) {
+      ptlUnlock(k.env, ptep);
+      putPcache(k, line);
+      return FAULT_SIGSEGV_ACCERR;
+    }
+    // "Set pte before adding rmap, cause rmap may need to validate pte"
+    Atomics.store(sh.pgtable, ptep, mkPte(line, writable));
+    k.env.sched('fault:pte_set');
+    if (!pcacheAddRmap(k, line, ptep, page, pid, caller)) {
+      Atomics.store(sh.pgtable, ptep, 0);
+      ptlUnlock(k.env, ptep);
+      putPcache(k, line);
+      return FAULT_OOM;
+    }
+    ptlUnlock(k.env, ptep);
+    return FAULT_OK;
+  }
+}

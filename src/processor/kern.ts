@@ -1,0 +1,52 @@
+// The processor kernel's per-context handle: one per CPU worker (and one per P kernel thread).
+// Threaded through every P kernel path instead of a pile of positional arguments.
+import type { Env } from '../env.ts';
+import type { Fabric } from '../fabric/ibapi.ts';
+import { kCpuPid, kMaxProcs, kMmPid, type Shared } from '../layout.ts';
+
+export interface MmuHooks {
+  /** drop the CPU-private fast translation (after any local TLB flush) */
+  invalidateFast(): void;
+}
+
+export class Kern {
+  readonly sh: Shared;
+  /** pid and mm slot of the user thread this CPU runs (0 / -1 when idle or a kthread) */
+  pid = 0;
+  mmSlot = -1;
+  tid = 0;
+  comm = '';
+  mmu: MmuHooks = { invalidateFast: () => {} };
+  /** deterministic per-context PRNG (random eviction, jitter) */
+  private rng: number;
+
+  constructor(readonly env: Env, readonly fab: Fabric) {
+    this.sh = env.sh;
+    this.rng = (env.config.seed * 2654435761 + env.ctx * 40503 + 1) >>> 0;
+  }
+
+  get cpu(): number { return this.env.cpu; }
+
+  random(): number {
+    // mulberry32
+    let t = (this.rng = (this.rng + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  }
+
+  /** mm slot of a pid, -1 if the process is gone. */
+  mmSlotOf(pid: number): number {
+    if (pid === this.pid && this.mmSlot >= 0) return this.mmSlot;
+    for (let s = 0; s < kMaxProcs; s++) if (Atomics.load(this.sh.mm, this.sh.mmIdx(s, kMmPid)) === pid) return s;
+    return -1;
+  }
+
+  setCurrent(pid: number, mmSlot: number, tid: number, comm: string): void {
+    this.pid = pid;
+    this.mmSlot = mmSlot;
+    this.tid = tid;
+    this.comm = comm;
+    if (this.env.cpu >= 0) Atomics.store(this.sh.ctl, this.sh.cpuIdx(this.env.ctx, kCpuPid), pid);
+  }
+}

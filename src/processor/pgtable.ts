@@ -1,0 +1,123 @@
+// x86-64 4-level page tables of P (managers/processor/pgtable.c). The P page table is the pcache's tag
+// store: a present PTE points at a pcache line. Table pages come from one pool and are never freed
+// (as LegoOS: "free_pgd_range ... never frees table pages").
+//
+// Locks: a PTE is modified only under its PTE-page lock (split PTE locks, ptl[tablePage]); upper-level
+// entries are populated under mm->page_table_lock. Readers (the MMU's page walk, like hardware) read
+// entries with Atomics.load and take no lock.
+import type { Env } from '../env.ts';
+import {
+  _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, _PAGE_USER, kCtlPgtableNext, kMmPageTableLock,
+  kMmPgd, kPcachePfnBase, kPtrsPerTable, PTE_FLAG_NAMES, type Shared,
+} from '../layout.ts';
+import { spinLock, spinUnlock } from '../sync.ts';
+import { PAGE_SIZE } from '../uapi.ts';
+
+const L4 = 2 ** 39;
+const L3 = 2 ** 30;
+const L2 = 2 ** 21;
+
+/** Hard limit: table pages in the pool (layout.geometryFor nrTablePages). */
+export class PgtableExhausted extends Error {}
+
+export function pteLine(pte: number): number { return pte >>> 12; }
+export function ptePresent(pte: number): boolean { return (pte & _PAGE_PRESENT) !== 0; }
+/** A PTE that maps a line: present, or PROT_NONE (not present to the MMU, line still mapped). */
+export function pteMapped(pte: number): boolean { return (pte & (_PAGE_PRESENT | _PAGE_PROTNONE)) !== 0; }
+export function pteNone(pte: number): boolean { return pte === 0; }
+/** pcache_mk_pte: present|user|accessed, RW when the VMA is writable (M says so in the miss reply). */
+export function mkPte(line: number, writable: boolean): number {
+  return (line << 12) | _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED | (writable ? _PAGE_RW : 0);
+}
+/** pfn as LegoOS prints it (pte_pfn): 0 for an empty PTE. */
+export function ptePfn(pte: number): number { return pteMapped(pte) ? kPcachePfnBase + pteLine(pte) : 0; }
+
+export function pteFlagsString(pte: number): string {
+  return PTE_FLAG_NAMES.filter(([b]) => pte & b).map(([, n]) => n).join('|');
+}
+
+/** ptep as a kernel pointer, as LegoOS logs it (%p): ffff8800800xxxxx */
+export function fmtPtep(slot: number): string {
+  if (slot < 0) return '(null)';
+  return (0xffff880080000000n + BigInt(slot) * 8n).toString(16);
+}
+
+export function tableOfSlot(slot: number): number { return Math.floor(slot / kPtrsPerTable); }
+
+/** Allocate a zeroed table page from the pool. */
+export function allocTablePage(sh: Shared): number {
+  const tp = Atomics.add(sh.ctl, kCtlPgtableNext, 1);
+  if (tp >= sh.geo.nrTablePages) {
+    throw new PgtableExhausted(`page-table pool exhausted (${sh.geo.nrTablePages} table pages): the address space is too sparse for splitkern's limit`);
+  }
+  sh.pgtable.fill(0, tp * kPtrsPerTable, (tp + 1) * kPtrsPerTable);
+  return tp;
+}
+
+export function indexAt(va: number, level: number): number {
+  const span = level === 4 ? L4 : level === 3 ? L3 : level === 2 ? L2 : PAGE_SIZE;
+  return Math.floor(va / span) % kPtrsPerTable;
+}
+
+/**
+ * Walk mm's page table to the PTE slot of `va`. With `alloc`, missing levels are allocated under
+ * mm->page_table_lock (pud_alloc/pmd_alloc/pte_alloc); without it, returns -1 for a missing level.
+ */
+export function walk(env: Env, mmSlot: number, va: number, alloc: boolean): number {
+  const sh = env.sh;
+  let tp = sh.mm[sh.mmIdx(mmSlot, kMmPgd)]!;
+  for (let level = 4; level >= 2; level--) {
+    const i = tp * kPtrsPerTable + indexAt(va, level);
+    let e = Atomics.load(sh.pgtable, i);
+    if ((e & _PAGE_PRESENT) === 0) {
+      if (!alloc) return -1;
+      const lockIdx = sh.mmIdx(mmSlot, kMmPageTableLock);
+      spinLock(env, sh.mm, lockIdx);
+      e = Atomics.load(sh.pgtable, i);
+      if ((e & _PAGE_PRESENT) === 0) {
+        try {
+          const ntp = allocTablePage(sh);
+          e = (ntp << 12) | _PAGE_PRESENT;
+          Atomics.store(sh.pgtable, i, e);
+        } finally {
+          spinUnlock(sh.mm, lockIdx);
+        }
+      } else spinUnlock(sh.mm, lockIdx);
+    }
+    tp = e >>> 12;
+  }
+  return tp * kPtrsPerTable + indexAt(va, 1);
+}
+
+/** Lockless walk used by the MMU (hardware page walker) and checkers. */
+export function walkNoAlloc(sh: Shared, pgd: number, va: number): number {
+  let tp = pgd;
+  for (let level = 4; level >= 2; level--) {
+    const e = Atomics.load(sh.pgtable, tp * kPtrsPerTable + indexAt(va, level));
+    if ((e & _PAGE_PRESENT) === 0) return -1;
+    tp = e >>> 12;
+  }
+  return tp * kPtrsPerTable + indexAt(va, 1);
+}
+
+// PTE-page locks (pte_lockptr): one per table page.
+export function ptlLock(env: Env, slot: number): void {
+  const tp = tableOfSlot(slot);
+  spinLock(env, env.sh.ptl, tp, tp);
+}
+export function ptlUnlock(env: Env, slot: number): void {
+  spinUnlock(env.sh.ptl, tableOfSlot(slot));
+}
+/** Lock the PTE pages of two slots in a fixed global order (lower table page first), once if shared. */
+export function ptlLockPair(env: Env, a: number, b: number): void {
+  const ta = tableOfSlot(a), tb = tableOfSlot(b);
+  if (ta === tb) { ptlLock(env, a); return; }
+  if (ta < tb) { ptlLock(env, a); ptlLock(env, b); } else { ptlLock(env, b); ptlLock(env, a); }
+}
+export function ptlUnlockPair(env: Env, a: number, b: number): void {
+  const ta = tableOfSlot(a), tb = tableOfSlot(b);
+  ptlUnlock(env, a);
+  if (ta !== tb) ptlUnlock(env, b);
+}
+
+export { _PAGE_DIRTY, _PAGE_RW, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_ACCESSED };

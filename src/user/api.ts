@@ -1,0 +1,109 @@
+// The user-space ABI of splitkern: what a program running as a user thread may touch.
+//
+// A program sees memory only through the emulated MMU (loads/stores by virtual address, faulting into the
+// P kernel on a TLB miss) and the kernel only through system calls. Raw syscalls follow the Linux kernel
+// convention: they return a non-negative result or -errno (never throw for an error). A fault the kernel
+// cannot resolve (SIGSEGV) unwinds the thread by throwing a `UserSignal`; programs must not catch it.
+//
+// Addresses are 47-bit user virtual addresses held in JS numbers: never apply 32-bit bit operators
+// (`|`, `&`, `>>>`, `<<`) to a whole address.
+
+export interface Mmu {
+  load8(va: number): number;
+  load16(va: number): number;
+  load32(va: number): number;
+  /** 64-bit little-endian load as a JS number (exact below 2^53; pointers are 47-bit). */
+  load64(va: number): number;
+  store8(va: number, v: number): void;
+  store16(va: number, v: number): void;
+  store32(va: number, v: number): void;
+  /** 64-bit little-endian store of a non-negative integer below 2^53. */
+  store64(va: number, v: number): void;
+  /** Copy `len` bytes from user memory into `dst` (at dst offset `off`); translates once per page. */
+  read(va: number, dst: Uint8Array, off?: number, len?: number): void;
+  /** Copy bytes into user memory; translates once per page. */
+  write(va: number, src: Uint8Array, off?: number, len?: number): void;
+  /** memset */
+  fill(va: number, byte: number, len: number): void;
+  /** Atomic compare-and-swap of an aligned 32-bit word (lock cmpxchg); returns the old value (unsigned). */
+  cas32(va: number, expected: number, replacement: number): number;
+  /** Atomic fetch-and-add of an aligned 32-bit word (lock xadd); returns the old value (unsigned). */
+  xadd32(va: number, delta: number): number;
+  /**
+   * Probe one byte as a program with a SIGSEGV handler would: goes through the same fault path as a
+   * load (or a store of the byte's own value when `write`), but reports a fault as `false` instead of
+   * killing the process. Used by scenario probes; ordinary code must use load/store.
+   */
+  probe(va: number, write: boolean): boolean;
+}
+
+export interface Syscalls {
+  mmap(addr: number, len: number, prot: number, flags: number, fd: number, offset: number): number;
+  munmap(addr: number, len: number): number;
+  mprotect(addr: number, len: number, prot: number): number;
+  mremap(oldAddr: number, oldLen: number, newLen: number, flags: number, newAddr?: number): number;
+  /** Linux brk: returns the new break, or the current one when the request fails. brk(0) queries. */
+  brk(addr: number): number;
+  /** `path` is a path on S (a string, as LegoOS sends the file name, not a user pointer). */
+  open(path: string, flags: number, mode?: number): number;
+  read(fd: number, bufVa: number, count: number): number;
+  write(fd: number, bufVa: number, count: number): number;
+  close(fd: number): number;
+  /** Writes a struct stat (STAT_SIZE bytes, x86-64 layout) at statVa. */
+  fstat(fd: number, statVa: number): number;
+  lseek(fd: number, offset: number, whence: number): number;
+  /** Start a user thread running the program's thread entry `entry` with `arg`; returns its tid or -errno. */
+  clone(entry: string, arg: number): number;
+  /** Wait for a thread started by clone; returns its exit value, or -errno. */
+  join(tid: number): number;
+  /** A barrier shared by all threads of the process, identified by id, for `count` parties. */
+  barrier(id: number, count: number): number;
+  getpid(): number;
+  gettid(): number;
+  /** ends the calling thread (never returns) */
+  exit(code: number): never;
+}
+
+/** Everything a user thread gets. */
+export interface UserContext {
+  mmu: Mmu;
+  sys: Syscalls;
+  /** pid (= tgid) and tid of this thread, and the CPU it is pinned to. */
+  pid: number;
+  tid: number;
+  cpu: number;
+  /** argv of the process (as given to main), visible to every thread like /proc/self/cmdline. */
+  argv: string[];
+  /** The run's seed (for programs that generate data deterministically). */
+  seed: number;
+  /** Shared-nothing channel to the host for a program's final report (a plain JS value). */
+  report(value: unknown): void;
+}
+
+/**
+ * A program: `main` runs as the first thread of a new process; `threads` are the entry points that
+ * `sys.clone(name, arg)` may start (functions cannot cross workers, so threads are named).
+ */
+export interface Program {
+  name: string;
+  main(u: UserContext, argv: string[]): number;
+  threads?: Record<string, (u: UserContext, arg: number) => number>;
+}
+
+/** Thrown by the MMU/kernel to unwind a user thread that got a fatal signal. */
+export class UserSignal extends Error {
+  constructor(
+    readonly signo: number,
+    readonly addr: number,
+    readonly why: string,
+  ) {
+    super(`signal ${signo} at 0x${addr.toString(16)}: ${why}`);
+  }
+}
+
+/** Thrown by sys.exit to unwind the calling thread. */
+export class ThreadExit extends Error {
+  constructor(readonly code: number) {
+    super(`thread exit ${code}`);
+  }
+}
