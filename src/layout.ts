@@ -57,7 +57,9 @@ export const kCtlPanic = 14; // first internal failure sets 1
 export const kCtlStopMachine = 15; // stop_machine owner+1, 0 when none
 export const kCtlBarrierBase = 16; // 16 user barriers x 2 words {count, generation}
 export const kNrBarriers = 16;
-export const kCtlGlobalWords = kCtlBarrierBase + 2 * kNrBarriers;
+export const kCtlLiveThreads = kCtlBarrierBase + 2 * kNrBarriers; // user threads created and not yet exited (Atomics)
+export const kCtlCpusBusy = kCtlLiveThreads + 1; // bitmask of CPUs running a task (owner sets/clears)
+export const kCtlGlobalWords = kCtlCpusBusy + 1;
 export const kSpawnRing = 64; // spawn ring entries: {tid} (args in the thread table)
 
 // Per-CPU words, one 64-byte line (16 words) each, after the global words and the spawn ring.
@@ -175,6 +177,7 @@ export const kMmPageTableLock = 4; // mm->page_table_lock (upper-level populatio
 export const kMmUsers = 5; // live threads
 export const kMmKilled = 6; // fatal signal pending: signo
 export const kMmSemOwner = 7; // cpu+1 holding the write lock (diagnostics)
+export const kMmShootdowns = 8; // TLB shootdowns in flight on this mm (Atomics; see switchMmOut)
 export const kMmFloatStride = 4;
 export const kMmMovingStart = 0; // mremap in progress on P: old range (Float64), -1 when none
 export const kMmMovingEnd = 1;
@@ -235,7 +238,7 @@ export const kPrintkHeaderWords = 16;
 // ---------------------------------------------------------------------------------------------
 // Stats: per context a row of Float64 counters, written only by that context (no atomics needed),
 // read by the host at the end. Indices are in src/stats.ts.
-export const kStatsPerContext = 512;
+export const kStatsPerContext = 640;
 
 // ---------------------------------------------------------------------------------------------
 // Fabric mailboxes: per requesting context one mailbox (LegoOS: one outstanding RPC per CPU).

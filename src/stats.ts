@@ -26,7 +26,7 @@ export const S: Record<StatName, number> = Object.fromEntries(ALL.map((n, i) => 
 // Fabric per-opcode counters: a block per opcode slot: count, bytes out, bytes in, latency sum (µs),
 // then a log2 latency histogram in µs (bucket b counts latencies in [2^(b-1), 2^b) µs).
 export const kFabricBase = 96;
-export const kFabricOpcodes = 16;
+export const kFabricOpcodes = 20;
 export const kFabricHistBuckets = 16;
 export const kFabricSlot = 4 + kFabricHistBuckets;
 export const FAB_COUNT = 0;
@@ -35,5 +35,5 @@ export const FAB_BYTES_IN = 2;
 export const FAB_LAT_SUM = 3;
 export const FAB_HIST = 4;
 // Syscall counters: per syscall number slot count (kSyscallBase + slot).
-export const kSyscallBase = kFabricBase + kFabricOpcodes * kFabricSlot; // 416: below kStatsPerContext (512)
+export const kSyscallBase = kFabricBase + kFabricOpcodes * kFabricSlot; // 496
 export const SYSCALL_NAMES = ['mmap', 'munmap', 'mprotect', 'mremap', 'brk', 'open', 'read', 'write', 'close', 'fstat', 'lseek', 'clone', 'join', 'exit', 'barrier', 'getpid'] as const;

@@ -13,11 +13,14 @@ export const P2M_BRK = 12;
 export const P2M_MREMAP = 25;
 export const P2M_FORK = 57;
 export const P2M_EXECVE = 59;
+/** splitkern: process teardown (LegoOS frees the M-side mm through its exit path; we name it after exit_group). */
+export const P2M_EXIT = 231;
 export const P2S_OPEN = 2;
 export const P2S_STAT = 4;
 export const P2S_READ = 0; // LegoOS routes file reads through M (P2M_READ) or S; splitkern sends them to S
 export const P2S_WRITE = 1;
 export const P2S_CLOSE = 3;
+export const P2S_LSEEK = 8;
 export const M2S_READ = 0;
 export const M2S_WRITE = 1;
 
@@ -32,6 +35,7 @@ const P2M: Record<number, OpInfo> = {
   [P2M_BRK]: { slot: 5, name: 'P2M_BRK' },
   [P2M_MPROTECT]: { slot: 6, name: 'P2M_MPROTECT' },
   [P2M_EXECVE]: { slot: 7, name: 'P2M_EXECVE' },
+  [P2M_EXIT]: { slot: 16, name: 'P2M_EXIT' },
 };
 const P2S: Record<number, OpInfo> = {
   [P2S_OPEN]: { slot: 8, name: 'P2S_OPEN' },
@@ -39,6 +43,7 @@ const P2S: Record<number, OpInfo> = {
   [P2S_READ]: { slot: 10, name: 'P2S_READ' },
   [P2S_WRITE]: { slot: 11, name: 'P2S_WRITE' },
   [P2S_CLOSE]: { slot: 12, name: 'P2S_CLOSE' },
+  [P2S_LSEEK]: { slot: 17, name: 'P2S_LSEEK' },
 };
 const M2S: Record<number, OpInfo> = {
   [M2S_READ]: { slot: 13, name: 'M2S_READ' },

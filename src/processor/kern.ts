@@ -16,6 +16,8 @@ export class Kern {
   mmSlot = -1;
   tid = 0;
   comm = '';
+  /** this CPU holds its own mm's P-side mmap_sem for write (an address-space change is in progress) */
+  mmapWriteHeld = false;
   mmu: MmuHooks = { invalidateFast: () => {} };
   /** deterministic per-context PRNG (random eviction, jitter) */
   private rng: number;

@@ -189,33 +189,42 @@ function moveExtent(k: Kern, oldStart: number, newStart: number, len: number): v
   // No CPU may still write the old lines through a stale TLB entry after this.
   flushTlbMmRange(k, pid, k.mmSlot, oldStart, oldStart + len);
   k.env.sched('mremap:flushed');
-  for (const d of detached) attachSlowpath(k, d);
+  const bounce = new Uint8Array(PAGE_SIZE);
+  for (const d of detached) attachSlowpath(k, d, bounce);
   k.env.stat(S.mremap_move_pages, moved);
 }
 
-/** slowpath, phase 2: a line in the new set gets the data, then PTE and rmap together. */
-function attachSlowpath(k: Kern, d: Detached): void {
+/**
+ * slowpath, phase 2: the old line's data goes to a bounce buffer and the old line is freed (the TLBs
+ * were flushed in between), then a line of the new set gets the data and PTE + rmap are installed
+ * together. The detached lines of the extent are still locked, so a new set may have no line to give
+ * (they can fill whole sets): then, after a bounded number of evictions, the page is left to M, which
+ * already maps it at newVa — a dirty copy is written back there first — and the next touch refaults it.
+ */
+function attachSlowpath(k: Kern, d: Detached, bounce: Uint8Array): void {
   const sh = k.sh;
-  const src = sh.pcdata.subarray(sh.lineOffset(d.line), sh.lineOffset(d.line) + PAGE_SIZE);
-  const nl = pcacheAlloc(k, d.newVa);
-  if (nl < 0) {
-    // No line to be had in the new set: M already maps the page at newVa, so hand it the data.
-    if (d.pte & _PAGE_DIRTY) k.fab.sendReply(kNodeMemory, P2M_PCACHE_FLUSH, { pid: k.pid, vaddr: d.newVa, page: src });
-  } else {
-    sh.pcdata.copyWithin(sh.lineOffset(nl), sh.lineOffset(d.line), sh.lineOffset(d.line) + PAGE_SIZE);
-    ptlLock(k.env, d.newPtep);
-    Atomics.store(sh.pgtable, d.newPtep, (nl << 12) | (d.pte & kPteFlagsMask));
-    if (!pcacheAddRmap(k, nl, d.newPtep, d.newVa, k.pid, RMAP_MREMAP_SLOWPATH)) {
-      warnOnce(k.env, 'pcache_move_pte_slowpath', 'rmap pool exhausted in mremap slowpath');
-      Atomics.store(sh.pgtable, d.newPtep, 0);
-      if (d.pte & _PAGE_DIRTY) k.fab.sendReply(kNodeMemory, P2M_PCACHE_FLUSH, { pid: k.pid, vaddr: d.newVa, page: src });
-      ptlUnlock(k.env, d.newPtep);
-      putPcache(k, nl);
-    } else ptlUnlock(k.env, d.newPtep);
-  }
+  bounce.set(sh.pcdata.subarray(sh.lineOffset(d.line), sh.lineOffset(d.line) + PAGE_SIZE));
   pcacheRemoveRmapLocked(k, d.line, d.r);
   unlockPcache(sh, d.line);
   putPcache(k, d.line);
+  const dirty = (d.pte & _PAGE_DIRTY) !== 0;
+  const nl = pcacheAlloc(k, d.newVa, 2 * sh.geo.ways);
+  if (nl < 0) {
+    if (dirty) k.fab.sendReply(kNodeMemory, P2M_PCACHE_FLUSH, { pid: k.pid, vaddr: d.newVa, page: bounce });
+    return;
+  }
+  sh.pcdata.set(bounce, sh.lineOffset(nl));
+  ptlLock(k.env, d.newPtep);
+  Atomics.store(sh.pgtable, d.newPtep, (nl << 12) | (d.pte & kPteFlagsMask));
+  if (!pcacheAddRmap(k, nl, d.newPtep, d.newVa, k.pid, RMAP_MREMAP_SLOWPATH)) {
+    warnOnce(k.env, 'pcache_move_pte_slowpath', 'rmap pool exhausted in mremap slowpath');
+    Atomics.store(sh.pgtable, d.newPtep, 0);
+    ptlUnlock(k.env, d.newPtep);
+    putPcache(k, nl);
+    if (dirty) k.fab.sendReply(kNodeMemory, P2M_PCACHE_FLUSH, { pid: k.pid, vaddr: d.newVa, page: bounce });
+    return;
+  }
+  ptlUnlock(k.env, d.newPtep);
 }
 
 /** The PTE side of mprotect: rewrite the protection of every mapped PTE, then flush. */

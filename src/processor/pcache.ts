@@ -153,7 +153,7 @@ export function pcFlagsString(f: number): string {
 const kAllocTimeoutMs = 30_000; // sysctl_pcache_alloc_timeout_sec
 
 /** Returns a line of `va`'s set with ref=1, mapcount=0, on the LRU head, not Valid; -1 on failure. */
-export function pcacheAlloc(k: Kern, va: number): number {
+export function pcacheAlloc(k: Kern, va: number, maxEvictTries = Infinity): number {
   const sh = k.sh;
   const set = sh.setOfAddr(va);
   const t0 = k.env.nowMs();
@@ -176,6 +176,7 @@ export function pcacheAlloc(k: Kern, va: number): number {
     unlockSet(k, set);
     const r = pcacheEvictLine(k, set);
     if (r !== EVICT_SUCCEED) {
+      if (tries + 1 >= maxEvictTries) return -1;
       if (k.env.nowMs() - t0 > kAllocTimeoutMs) {
         k.env.printk('error', `# CPU${k.cpu} PID${k.pid} Abort pcache alloc (${Math.round(k.env.nowMs() - t0)}ms) addr:0x${va.toString(16)} pset:${set}`);
         return -1;
@@ -394,7 +395,7 @@ export const EVICT_FAILURE_FIND = 3;
 export const EVICT_FAILURE_EVICT = 4;
 
 /** Is the PTE of this rmap young? Clears the accessed bit (pcache_referenced_trylock). Line locked. */
-function pcacheReferencedTrylock(k: Kern, line: number): boolean {
+export function pcacheReferencedTrylock(k: Kern, line: number): boolean {
   const sh = k.sh;
   let young = false;
   for (const r of rmapList(sh, line)) {
@@ -487,6 +488,9 @@ export function pcacheEvictLine(k: Kern, set: number): number {
     if (slot < 0) { ok = false; break; }
     if (slot === k.mmSlot && movingRangeCovers(sh, slot, v.address)) { ok = false; break; }
     if (pinned.includes(slot)) continue;
+    // Our own mm while we hold its mmap_sem for write (mremap slowpath allocating in the new set):
+    // M and P agree on every address outside the range being moved, so the write-back is safe.
+    if (slot === k.mmSlot && k.mmapWriteHeld) continue;
     if (!downReadTrylock(sh.mm, sh.mmIdx(slot, kMmSem))) { ok = false; break; }
     pinned.push(slot);
   }
@@ -644,3 +648,27 @@ export function setCounts(sh: Shared, set: number): { free: number; lru: number 
 }
 
 export { kListFree, kListLru, kListNone };
+
+/**
+ * kevict_sweepd's pass over one set (sweep.c): from the LRU tail, lines whose PTEs were referenced
+ * since the last pass get their accessed bits cleared and move to the head, so eviction finds cold
+ * lines at the tail. Only trylocks, like the sweep: a busy line is left for the next pass.
+ */
+export function pcacheSweepSet(k: Kern, set: number): number {
+  const sh = k.sh;
+  let moved = 0;
+  lockSet(k, set);
+  const lines: number[] = [];
+  for (let e = sh.set[sh.setIdx(set, kSetLruTail)]!; e !== 0; e = sh.meta[sh.metaIdx(e - 1, kMetaPrev)]!) lines.push(e - 1);
+  for (const line of lines) {
+    if ((pcacheFlags(sh, line) & PC_valid) === 0 || !trylockPcache(sh, line)) continue;
+    if (pcacheReferencedTrylock(k, line)) {
+      lruDel(sh, set, line);
+      lruAddHead(sh, set, line);
+      moved++;
+    }
+    unlockPcache(sh, line);
+  }
+  unlockSet(k, set);
+  return moved;
+}

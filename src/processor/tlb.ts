@@ -6,7 +6,7 @@
 // ack (csd_lock_wait), servicing its own incoming IPIs while it waits.
 import {
   CSD_FLAG_LOCK, CSD_FLAG_SYNCHRONOUS, kCpuCsdInit, kCpuDoorbell, kCpuIpiPending, kCsdFlags, kCsdFunc, kCsdPid,
-  kIpiFlushTlb, kIpiFlushTlbAll, kMmCpumask, kTlbEntries,
+  kIpiFlushTlb, kIpiFlushTlbAll, kMmCpumask, kMmShootdowns, kTlbEntries,
 } from '../layout.ts';
 import { S } from '../stats.ts';
 import { LOCK_KIND, waitUntil } from '../sync.ts';
@@ -47,12 +47,20 @@ export function flushTlbMmRange(k: Kern, pid: number, mmSlot: number, start: num
   const sh = k.sh;
   k.env.sched('tlb:flush_tlb_mm_range');
   if (k.cpu >= 0 && k.pid === pid) tlbFlushRangeLocal(k, start, end);
-  const mask = Atomics.load(sh.mm, sh.mmIdx(mmSlot, kMmCpumask)) & ~(k.cpu >= 0 ? 1 << k.cpu : 0);
-  if (mask === 0) return;
-  if (k.env.bugs.has('tlb-shootdown-skip')) return;
-  const pages = Math.ceil((end - start) / PAGE_SIZE);
-  smpCallFunctionMany(k, mask, pages > kTlbSinglePageFlushCeiling ? kIpiFlushTlbAll : kIpiFlushTlb, pid, start, end);
-  k.env.stat(S.tlb_shootdown);
+  // Announce the shootdown before reading mm_cpumask, so a CPU leaving the mm concurrently either is
+  // not in the mask we read or waits in switchMmOut until we are done (and answers our IPI meanwhile).
+  const inflight = sh.mmIdx(mmSlot, kMmShootdowns);
+  Atomics.add(sh.mm, inflight, 1);
+  try {
+    const mask = Atomics.load(sh.mm, sh.mmIdx(mmSlot, kMmCpumask)) & ~(k.cpu >= 0 ? 1 << k.cpu : 0);
+    if (mask === 0) return;
+    if (k.env.bugs.has('tlb-shootdown-skip')) return;
+    const pages = Math.ceil((end - start) / PAGE_SIZE);
+    smpCallFunctionMany(k, mask, pages > kTlbSinglePageFlushCeiling ? kIpiFlushTlbAll : kIpiFlushTlb, pid, start, end);
+    k.env.stat(S.tlb_shootdown);
+  } finally {
+    if (Atomics.sub(sh.mm, inflight, 1) === 1) Atomics.notify(sh.mm, inflight);
+  }
 }
 
 /**
@@ -135,8 +143,15 @@ export function handleIpis(k: Kern): void {
 export function switchMmIn(k: Kern, mmSlot: number): void {
   Atomics.or(k.sh.mm, k.sh.mmIdx(mmSlot, kMmCpumask), 1 << k.cpu);
 }
-/** Leave the mm: flush everything first, then clear the cpumask bit. */
+/**
+ * Leave the mm: flush everything, clear the cpumask bit, then answer IPIs until no shootdown that may
+ * have read the old mask is in flight (an idle CPU answers none, so it must not go idle before).
+ */
 export function switchMmOut(k: Kern, mmSlot: number): void {
+  const sh = k.sh;
   tlbFlushAllLocal(k);
-  Atomics.and(k.sh.mm, k.sh.mmIdx(mmSlot, kMmCpumask), ~(1 << k.cpu));
+  Atomics.and(sh.mm, sh.mmIdx(mmSlot, kMmCpumask), ~(1 << k.cpu));
+  const inflight = sh.mmIdx(mmSlot, kMmShootdowns);
+  waitUntil(k.env, sh.mm, inflight, () => Atomics.load(sh.mm, inflight) === 0, mmSlot, LOCK_KIND.csd);
+  handleIpis(k);
 }

@@ -1,0 +1,298 @@
+// splitkern's command line: `splitkern run <workload> [args] [options]`.
+// Exit codes: 0 ok; 1 a verification or invariant failed; 2 bad usage or input; 3 the emulator failed.
+import fs from 'node:fs';
+import path from 'node:path';
+import { Command, CommanderError, Option } from 'commander';
+import { compareBytes, compareWordCounts, countWords, sortCounts } from '../check/oracle.ts';
+import type { MachineConfig } from '../config.ts';
+import { checkQuiescent } from '../check/invariants.ts';
+import { stopMachine } from '../processor/stop.ts';
+import { genDpkgStatus, genZipfText } from '../user/gen.ts';
+import { parseScenario, ScenarioError, type ScriptReport } from '../user/programs/script.ts';
+import { EmulatorFailure, errText, fmtBytes, Machine, type RunOutcome } from './machine.ts';
+import { buildConfig, parseSize, UsageError, type RawOptions } from './options.ts';
+import { collectStats, formatStats } from './summary.ts';
+
+const WORKLOADS = ['word_count', 'dpkg-status', 'script'] as const;
+type Workload = (typeof WORKLOADS)[number];
+
+interface RunOptions extends RawOptions {
+  size?: string;
+  top?: string;
+  threads?: string;
+  packages?: string;
+}
+
+/** A prepared workload: what to run, and how to verify it afterwards. */
+interface Job {
+  program: string;
+  argv: string[];
+  memFiles: Record<string, Uint8Array>;
+  describe: string;
+  verify(out: RunOutcome, m: Machine): { ok: boolean; summary: string; details: Record<string, unknown> };
+}
+
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+function readHostFile(file: string, what: string): Buffer {
+  try {
+    const st = fs.statSync(file);
+    if (st.isDirectory()) throw new UsageError(`${what} ${file} is a directory; give a file`);
+    return fs.readFileSync(file);
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UsageError(`${what} ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`);
+  }
+}
+
+function threadsOption(o: RunOptions, cfg: MachineConfig, fallback: number): number {
+  const t = o.threads === undefined ? fallback : Number(o.threads);
+  if (!Number.isInteger(t) || t < 1) throw new UsageError(`--threads ${o.threads} must be a positive integer`);
+  if (t > cfg.cpus) throw new UsageError(`--threads ${t} exceeds --cpus ${cfg.cpus}: splitkern runs one user thread per CPU without preemption; raise --cpus or lower --threads`);
+  return t;
+}
+
+function prepare(workload: Workload, args: string[], o: RunOptions, cfg: MachineConfig): Job {
+  if (workload === 'word_count') {
+    if (args.length > 1) throw new UsageError(`word_count takes at most one FILE, got ${args.length}: ${args.join(' ')}`);
+    const top = o.top === undefined ? 10 : Number(o.top);
+    if (!Number.isInteger(top) || top < 0) throw new UsageError(`--top ${o.top} must be a non-negative integer`);
+    const threads = threadsOption(o, cfg, cfg.cpus);
+    let input: Uint8Array;
+    let sPath: string;
+    const memFiles: Record<string, Uint8Array> = {};
+    let describe: string;
+    if (args[0] !== undefined) {
+      if (cfg.topology === '1P-1M') throw new UsageError('word_count reads its input from S: use --topology 1P-1M-1S');
+      input = readHostFile(args[0], 'word_count: input');
+      sPath = path.resolve(cfg.filesDir ?? process.cwd(), args[0]);
+      describe = `word_count on ${args[0]} (${fmtBytes(input.length)})`;
+    } else {
+      if (cfg.topology === '1P-1M') throw new UsageError('word_count reads its input from S: use --topology 1P-1M-1S');
+      const size = o.size === undefined ? 10 * 1024 * 1024 : parseSize(o.size, '--size');
+      if (size < 1 || size > 1024 * 1024 * 1024) throw new UsageError(`--size ${o.size} must be between 1 byte and 1G`);
+      input = genZipfText(cfg.seed, size);
+      sPath = `/splitkern/input/words-seed${cfg.seed}-${size}.txt`;
+      memFiles[sPath] = input;
+      describe = `word_count on a generated ${fmtBytes(size)} Zipf text (seed ${cfg.seed})`;
+    }
+    return {
+      program: 'word_count',
+      argv: [sPath, '--top', String(top), '--threads', String(threads)],
+      memFiles,
+      describe: `${describe}, ${threads} thread${threads > 1 ? 's' : ''}`,
+      verify(out) {
+        const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'word_count') as { words: Array<[string, number]>; totalWords: number; uniqueWords: number } | undefined;
+        const expected = countWords(input);
+        if (!rep) return { ok: false, summary: 'no result: the program did not finish', details: {} };
+        const cmp = compareWordCounts(sortCounts(expected), rep.words);
+        let total = 0;
+        for (const c of expected.values()) total += c;
+        return {
+          ok: cmp.ok,
+          summary: cmp.ok
+            ? `matches an independent count (${total} words, ${expected.size} distinct)`
+            : `MISMATCH against an independent count: ${cmp.firstDifference}`,
+          details: { expectedWords: total, expectedDistinct: expected.size, words: rep.totalWords, distinct: rep.uniqueWords, firstDifference: cmp.firstDifference, top: rep.words.slice(0, top) },
+        };
+      },
+    };
+  }
+  if (workload === 'dpkg-status') {
+    if (args.length > 1) throw new UsageError(`dpkg-status takes at most one FILE, got ${args.length}`);
+    if (cfg.topology === '1P-1M') throw new UsageError('dpkg-status reads and writes files on S: use --topology 1P-1M-1S');
+    const memFiles: Record<string, Uint8Array> = {};
+    let input: Uint8Array;
+    let sPath: string;
+    let describe: string;
+    if (args[0] !== undefined) {
+      input = readHostFile(args[0], 'dpkg-status: input');
+      sPath = path.resolve(cfg.filesDir ?? process.cwd(), args[0]);
+      describe = `dpkg-status on ${args[0]} (${fmtBytes(input.length)})`;
+    } else {
+      const n = o.packages === undefined ? 2000 : Number(o.packages);
+      if (!Number.isInteger(n) || n < 1 || n > 200000) throw new UsageError(`--packages ${o.packages} must be an integer between 1 and 200000`);
+      input = genDpkgStatus(cfg.seed, n);
+      sPath = `/splitkern/input/status-seed${cfg.seed}`;
+      memFiles[sPath] = input;
+      describe = `dpkg-status on a generated status file of ${n} packages (${fmtBytes(input.length)}, seed ${cfg.seed})`;
+    }
+    const outPath = '/splitkern/out/status';
+    return {
+      program: 'dpkg-status',
+      argv: [sPath, outPath],
+      memFiles,
+      describe,
+      verify(out, m) {
+        const written = m.files.get(outPath);
+        const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'dpkg-status') as { records: number; recordOffsets?: number[] } | undefined;
+        if (!written) return { ok: false, summary: 'no output: the program did not write its status file', details: {} };
+        if (m.cfg.outPath) fs.writeFileSync(m.cfg.outPath, written);
+        const cmp = compareBytes(input, written, rep?.recordOffsets);
+        return {
+          ok: cmp.ok,
+          summary: cmp.ok
+            ? `output equals the input byte for byte (${input.length} bytes, ${rep?.records ?? '?'} records)`
+            : `MISMATCH at offset ${cmp.offset}: ${cmp.detail ?? ''}`,
+          details: { bytes: input.length, written: written.length, records: rep?.records, offset: cmp.offset, detail: cmp.detail },
+        };
+      },
+    };
+  }
+  // script
+  if (args.length !== 1) throw new UsageError('script needs exactly one scenario FILE (JSON Lines; see traces/README.md)');
+  const file = args[0]!;
+  const text = readHostFile(file, 'script: scenario').toString('utf8');
+  let sc;
+  try {
+    sc = parseScenario(text, file);
+  } catch (e) {
+    if (e instanceof ScenarioError) throw new UsageError(e.message);
+    throw e;
+  }
+  if (sc.threads > cfg.cpus) throw new UsageError(`${file}: the scenario has ${sc.threads} threads but --cpus is ${cfg.cpus}; run it with --cpus ${sc.threads}`);
+  return {
+    program: 'script',
+    argv: [text, file],
+    memFiles: {},
+    describe: `script ${file} (${sc.name}, ${sc.threads} thread${sc.threads > 1 ? 's' : ''})`,
+    verify(out) {
+      const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'script') as ScriptReport | undefined;
+      if (!rep) return { ok: false, summary: 'no result: the scenario did not finish', details: {} };
+      return {
+        ok: rep.failures === 0,
+        summary: rep.failures === 0 ? `all ${rep.steps} steps as expected` : `${rep.failures} of ${rep.steps} steps failed; first: ${rep.firstFailure?.message ?? '?'}`,
+        details: { ...rep },
+      };
+    },
+  };
+}
+
+async function run(workload: string, args: string[], o: RunOptions): Promise<number> {
+  if (!(WORKLOADS as readonly string[]).includes(workload)) {
+    throw new UsageError(`unknown workload "${workload}" (known: ${WORKLOADS.join(', ')})`);
+  }
+  const cfg = buildConfig(o);
+  const job = prepare(workload as Workload, args, o, cfg);
+  const stdoutChunks: Buffer[] = [];
+  const out = (s: string) => { if (!cfg.json) process.stdout.write(s); };
+  const machine = new Machine(cfg, {
+    console(fd, _pid, data) {
+      if (cfg.json) { if (fd === 1) stdoutChunks.push(Buffer.from(data)); else process.stderr.write(data); }
+      else (fd === 1 ? process.stdout : process.stderr).write(data);
+    },
+    log(line) { process.stderr.write(`${line}\n`); },
+  }, job.memFiles);
+  let outcome: RunOutcome | undefined;
+  let failure: EmulatorFailure | undefined;
+  let checkViolations = 0;
+  try {
+    await machine.boot();
+    machine.env.printk('info', `run: ${job.describe}`);
+    outcome = await machine.run(job.program, job.argv);
+    if (cfg.check !== 'none') {
+      const r = stopMachine(machine.env, cfg.sweep, () => checkQuiescent(machine.k, 'end of run'));
+      checkViolations += r.violations;
+      machine.env.printk('info', `check: end of run: ${r.checked.lines} lines, ${r.checked.rmaps} rmaps, ${r.checked.ptes} PTEs, ${r.checked.sets} sets checked, ${r.violations} violations`);
+    }
+  } catch (e) {
+    if (e instanceof EmulatorFailure) failure = e;
+    else failure = machine.fail(`internal error: ${errText(e)}`);
+  } finally {
+    await machine.shutdown();
+  }
+  const stats = collectStats(machine.sh);
+  if (failure || !outcome) {
+    const msg = failure?.message ?? 'the run did not complete';
+    process.stderr.write(`splitkern: emulator failure: ${msg.split('\n')[0]}\n`);
+    if (cfg.json) process.stdout.write(`${JSON.stringify({ ok: false, exitCode: 3, error: msg, seed: cfg.seed, config: cfg, stats }, null, 2)}\n`);
+    return 3;
+  }
+  const v = job.verify(outcome, machine);
+  const m = outcome.main;
+  const proc = m.signal
+    ? `killed by signal ${m.signal}${m.faultAddr !== undefined && m.faultAddr >= 0 ? ` (fault at ${hex(m.faultAddr)}${m.why ? `, ${m.why}` : ''})` : ''}`
+    : `exited with ${m.exit}`;
+  const violations = machine.violations;
+  const ok = v.ok && violations.length === 0 && m.signal === 0 && m.exit === 0;
+  if (cfg.json) {
+    process.stdout.write(`${JSON.stringify({
+      ok,
+      exitCode: ok ? 0 : 1,
+      workload,
+      describe: job.describe,
+      seed: cfg.seed,
+      config: { ...cfg },
+      process: { pid: outcome.pid, exit: m.exit, signal: m.signal, faultAddr: m.faultAddr === undefined || m.faultAddr < 0 ? undefined : hex(m.faultAddr) },
+      verification: { ok: v.ok, summary: v.summary, ...v.details },
+      violations,
+      output: Buffer.concat(stdoutChunks).toString('utf8'),
+      wallMs: Math.round(outcome.wallMs),
+      bootMs: Math.round(machine.bootMs),
+      logDropped: machine.logDropped,
+      stats,
+    }, null, 2)}\n`);
+  } else {
+    out(`\n== splitkern ${cfg.topology}, ${cfg.cpus} CPUs, pcache ${fmtBytes(cfg.pcacheBytes)} ${cfg.ways}-way, seed ${cfg.seed}\n`);
+    out(`${job.describe}: process ${proc}, ${(outcome.wallMs / 1000).toFixed(2)} s\n`);
+    out(`verification: ${v.ok ? 'OK' : 'FAILED'}: ${v.summary}\n`);
+    if (cfg.check !== 'none' || violations.length) out(`invariant checker (--check ${cfg.check}): ${violations.length} violation${violations.length === 1 ? '' : 's'}\n`);
+    for (const x of violations.slice(0, 5)) out(`  ${x.kind}: ${x.text}\n`);
+    out(`${formatStats(stats)}\n`);
+    if (machine.logDropped) out(`(kernel log: ${machine.logDropped} lines dropped: the ring overflowed)\n`);
+  }
+  void checkViolations;
+  return ok ? 0 : 1;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command();
+  program
+    .name('splitkern')
+    .description('A LegoOS-style split kernel (processor, memory, storage components) emulated on Node worker threads')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  let code = 0;
+  program
+    .command('run')
+    .description('boot a machine and run a workload on it')
+    .argument('<workload>', `one of ${WORKLOADS.join(', ')}`)
+    .argument('[args...]', 'word_count [FILE] | dpkg-status [FILE] | script FILE')
+    .option('--topology <name>', 'LegoOS configuration: 1P-1M-1S or 1P-1M', '1P-1M-1S')
+    .option('--cpus <n>', 'CPUs of the processor component (one worker each)', '2')
+    .option('--memory <size>', "M's DRAM for user pages", '1G')
+    .option('--pcache <size>', 'pcache size (4 KiB lines)', '16M')
+    .option('--ways <n>', 'pcache associativity', '8')
+    .addOption(new Option('--evict <policy>', 'eviction policy').choices(['lru', 'fifo', 'random']).default('lru'))
+    .option('--victim <n>', 'victim cache entries (0 disables)', '8')
+    .option('--sweep', 'run the kevict_sweepd kernel thread')
+    .option('--seed <n>', 'seed for generated inputs and random choices', '1')
+    .addOption(new Option('--check <when>', 'run the invariant checker').choices(['none', 'end', 'syscall']).default('none'))
+    .addOption(new Option('--log-level <level>', 'kernel log level on stderr').choices(['error', 'warn', 'info', 'debug']).default('info'))
+    .option('--json', 'machine-readable summary on stdout')
+    .option('--files <dir>', 'host directory relative input paths on S resolve against')
+    .option('--out <path>', 'dpkg-status: also write the output file here on the host')
+    .option('--size <size>', 'word_count: size of the generated input', '10M')
+    .option('--packages <n>', 'dpkg-status: packages in the generated status file', '2000')
+    .option('--top <n>', 'word_count: words to print', '10')
+    .option('--threads <n>', 'word_count: threads (default: --cpus)')
+    .option('--watchdog <sec>', 'soft-lockup watchdog threshold', '20')
+    .action(async (workload: string, args: string[], opts: RunOptions) => {
+      code = await run(workload, args, opts);
+    });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help' || e.code === 'commander.version') return 0;
+      return 2; // commander already printed its one-line error
+    }
+    if (e instanceof UsageError) {
+      process.stderr.write(`splitkern: ${e.message}\n`);
+      return 2;
+    }
+    throw e;
+  }
+  return code;
+}

@@ -1,0 +1,357 @@
+// The host: boots a split-kernel machine (S, then M, then P's CPUs and kernel threads) on worker
+// threads, runs a program on it, drains the kernel log, runs the watchdog, and shuts everything down.
+import { BroadcastChannel, Worker } from 'node:worker_threads';
+
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { Piscina } from 'piscina';
+import type { MachineConfig } from '../config.ts';
+import { Env } from '../env.ts';
+import { Fabric } from '../fabric/ibapi.ts';
+import {
+  allocateShared, geometryFor, kCpuKernelEnterMs, kCpuLockKind, kCpuLockWait, kCpuPid, kCpuState, kCpuStateKernel,
+  kCpuIpiPending, kCtlCpusOnline, kMmCpumask, kMmPid, kMmSem, kMmShootdowns, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid, kCtlPgtableNext, kCtlShutdown,
+  kCtlSpawnHead, kCtlSpawnTail, kMaxProcs, kMmFloatStride, kMmMovingEnd, kMmMovingStart, kPrintkDropped, kPrintkHead,
+  kPrintkHeaderWords, kPrintkSlotBytes, kPrintkSlots, kPrintkTail, kRecvDoorbell, kSpawnRing, kThreadPid, kNrNodes,
+  Shared, spawnRingBase, type SharedBuffers,
+} from '../layout.ts';
+import { pcacheEarlyInit } from '../processor/pcache.ts';
+import { Kern } from '../processor/kern.ts';
+import type { CpuTask, CpuTaskResult } from '../processor/cpu.ts';
+import { kViolationTag, type Violation } from '../check/report.ts';
+import { LOCK_KIND } from '../sync.ts';
+import type { WorkerInit, WorkerMsg } from './workerdata.ts';
+import { consoleChannel } from './console.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const workersDir = path.resolve(here, '..', '..', 'workers');
+
+/** An internal failure of the emulator (exit code 3). */
+export class EmulatorFailure extends Error {}
+
+export interface RunOutcome {
+  pid: number;
+  main: CpuTaskResult;
+  threads: CpuTaskResult[];
+  wallMs: number;
+}
+
+export interface ConsoleSink {
+  /** program output (fd 1/2 of the workload) */
+  console(fd: number, pid: number, data: Uint8Array): void;
+  /** one kernel log line (already dmesg-stamped) */
+  log(line: string, level: number): void;
+}
+
+export class Machine {
+  readonly sh: Shared;
+  readonly bufs: SharedBuffers;
+  readonly bootEpochMs: number;
+  readonly env: Env;
+  readonly k: Kern;
+  readonly violations: Violation[] = [];
+  /** final contents of files the workload wrote on S */
+  readonly files = new Map<string, Uint8Array>();
+  private pool: Piscina | undefined;
+  private readonly workers = new Map<string, Worker>();
+  private timer: NodeJS.Timeout | undefined;
+  private console: BroadcastChannel | undefined;
+  private failure: EmulatorFailure | undefined;
+  private failWaiters: Array<(e: EmulatorFailure) => void> = [];
+  private running = new Map<number, { task: CpuTask; promise: Promise<CpuTaskResult> }>();
+  private results: CpuTaskResult[] = [];
+  private readonly dec = new TextDecoder();
+  bootMs = 0;
+  logDropped = 0;
+
+  constructor(readonly cfg: MachineConfig, private readonly sink: ConsoleSink, private readonly memFiles: Record<string, Uint8Array> = {}) {
+    const geo = geometryFor({ pcacheBytes: cfg.pcacheBytes, ways: cfg.ways, victim: cfg.victim, cpus: cfg.cpus });
+    this.bufs = allocateShared(geo);
+    this.sh = new Shared(this.bufs);
+    this.bootEpochMs = performance.timeOrigin + performance.now();
+    this.env = new Env(this.sh, { ctx: geo.ctx.host, cpu: -1, name: 'host', bootEpochMs: this.bootEpochMs, config: cfg });
+    this.k = new Kern(this.env, new Fabric(this.env));
+  }
+
+  private init(): WorkerInit {
+    return { bufs: this.bufs, config: this.cfg, bootEpochMs: this.bootEpochMs };
+  }
+
+  /** Boot S, then M, then P (CPUs, then kernel threads). */
+  async boot(): Promise<void> {
+    const { sh, env, cfg } = this;
+    const t0 = performance.now();
+    pcacheEarlyInit(sh);
+    Atomics.store(sh.ctl, kCtlPgtableNext, 1);
+    Atomics.store(sh.ctl, kCtlNextTid, 1);
+    for (let s = 0; s < kMaxProcs; s++) {
+      sh.mmF[s * kMmFloatStride + kMmMovingStart] = -1;
+      sh.mmF[s * kMmFloatStride + kMmMovingEnd] = -1;
+    }
+    const geo = sh.geo;
+    env.printk('info', `splitkern: booting ${cfg.topology} with ${cfg.cpus} CPU${cfg.cpus > 1 ? 's' : ''}, seed ${cfg.seed}`);
+    env.printk('info', `pcache: ${fmtBytes(cfg.pcacheBytes)}, ${geo.nrLines} lines of 4 KiB, ${geo.ways}-way, ${geo.nrSets} sets, set_mask 0x${geo.setMask.toString(16)}, evict ${cfg.evict}, victim ${cfg.victim ? `${cfg.victim} entries` : 'off'}`);
+    this.timer = setInterval(() => this.tick(), 20);
+    this.timer.unref();
+    this.console = new BroadcastChannel(consoleChannel(this.bootEpochMs));
+    this.console.onmessage = (ev: unknown) => {
+      const m = (ev as { data: { fd: number; pid: number; data: Uint8Array } }).data;
+      this.sink.console(m.fd, m.pid, m.data);
+    };
+    if (cfg.topology === '1P-1M-1S') await this.startWorker('storage', 'storage.cjs', { ...this.init(), memFiles: this.memFiles });
+    else env.printk('info', 'storage: none in this topology (1P-1M): file system calls fail with ENODEV');
+    await this.startWorker('memory', 'memory.cjs', this.init());
+    this.pool = new Piscina({
+      filename: path.join(workersDir, 'cpu.cjs'),
+      minThreads: cfg.cpus,
+      maxThreads: cfg.cpus,
+      concurrentTasksPerWorker: 1,
+      // Idle workers must keep their event loop running: a CPU brings itself up asynchronously when its
+      // worker starts (piscina's default Atomics.wait between tasks would block that).
+      atomics: 'disabled',
+      idleTimeout: 2 ** 31 - 1,
+      workerData: this.init(),
+    });
+    this.pool.on('error', (e: unknown) => this.fail(`a CPU worker crashed: ${errText(e)}`));
+    const all = (1 << cfg.cpus) - 1;
+    await this.waitFor(() => (Atomics.load(sh.ctl, kCtlCpusOnline) & all) === all, 60_000, 'CPU bring-up');
+    if (cfg.sweep) await this.startWorker('sweep', 'sweep.cjs', this.init());
+    this.bootMs = performance.now() - t0;
+    env.printk('info', `splitkern: ${cfg.topology} up in ${this.bootMs.toFixed(0)} ms: ${cfg.cpus} CPUs online`);
+    this.drainLog();
+  }
+
+  private startWorker(name: string, file: string, data: WorkerInit): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const w = new Worker(path.join(workersDir, file), { workerData: data });
+      this.workers.set(name, w);
+      let online = false;
+      w.on('message', (m: WorkerMsg) => {
+        if (m.type === 'online') { online = true; resolve(); } else this.onMessage(m);
+      });
+      w.on('error', (e) => { const f = this.fail(`${name} worker crashed: ${errText(e)}`); if (!online) reject(f); });
+      w.on('exit', (code) => {
+        this.workers.delete(name);
+        if (Atomics.load(this.sh.ctl, kCtlShutdown) === 0) {
+          const f = this.fail(`${name} worker exited unexpectedly (code ${code})`);
+          if (!online) reject(f);
+        }
+      });
+    });
+  }
+
+  private onMessage(m: WorkerMsg): void {
+    if (m.type === 'console') this.sink.console(m.fd, m.pid, m.data);
+    else if (m.type === 'file') this.files.set(m.path, m.data);
+    else if (m.type === 'fatal') this.fail(`${m.who}: ${m.message}`);
+  }
+
+  /** Record the first internal failure; everything waiting on the machine rejects with it. */
+  fail(msg: string): EmulatorFailure {
+    if (!this.failure) {
+      this.failure = new EmulatorFailure(msg);
+      Atomics.store(this.sh.ctl, kCtlShutdown, 2);
+      for (const w of this.failWaiters) w(this.failure);
+      this.failWaiters = [];
+    }
+    return this.failure;
+  }
+
+  private failed(): Promise<never> {
+    return new Promise((_, reject) => {
+      if (this.failure) reject(this.failure);
+      else this.failWaiters.push(reject);
+    });
+  }
+
+  private async waitFor(cond: () => boolean, ms: number, what: string): Promise<void> {
+    const t0 = performance.now();
+    while (!cond()) {
+      if (this.failure) throw this.failure;
+      if (performance.now() - t0 > ms) throw this.fail(`${what} did not finish within ${ms / 1000} s`);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  }
+
+  /** Run `program argv` as a new process; resolves when it and all its threads are done. */
+  async run(program: string, argv: string[]): Promise<RunOutcome> {
+    const { sh } = this;
+    const t0 = performance.now();
+    const pid = Atomics.add(sh.ctl, kCtlNextTid, 1);
+    Atomics.add(sh.ctl, kCtlLiveThreads, 1);
+    sh.threads[sh.threadIdx(pid, kThreadPid)] = pid;
+    const mainTask: CpuTask = { tid: pid, pid, program, argv, main: true };
+    this.results = [];
+    this.startTask(mainTask);
+    const spawnLoop = this.spawnLoop(program, argv);
+    try {
+      const main = await Promise.race([this.running.get(pid)!.promise, this.failed()]);
+      // Threads end before main does (exit_group waits for them), but their promises settle after.
+      while (this.running.size > 0) await Promise.race([Promise.all([...this.running.values()].map((r) => r.promise)), this.failed()]);
+      this.drainLog();
+      return { pid, main, threads: this.results.filter((r) => r.tid !== pid), wallMs: performance.now() - t0 };
+    } finally {
+      this.spawning = false;
+      Atomics.add(sh.ctl, kCtlHostDoorbell, 1);
+      Atomics.notify(sh.ctl, kCtlHostDoorbell);
+      await spawnLoop;
+    }
+  }
+
+  private spawning = false;
+
+  private startTask(task: CpuTask): void {
+    const promise = (this.pool!.run(task) as Promise<CpuTaskResult>).then(
+      (r) => { this.results.push(r); this.running.delete(task.tid); return r; },
+      (e: unknown) => { this.running.delete(task.tid); throw this.fail(`CPU task of tid ${task.tid} failed: ${errText(e)}`); },
+    );
+    promise.catch(() => {});
+    this.running.set(task.tid, { task, promise });
+  }
+
+  /** Threads created by clone() reach the host through the spawn ring. */
+  private async spawnLoop(program: string, argv: string[]): Promise<void> {
+    const { sh } = this;
+    this.spawning = true;
+    while (this.spawning && !this.failure) {
+      const seen = Atomics.load(sh.ctl, kCtlHostDoorbell);
+      let tail = Atomics.load(sh.ctl, kCtlSpawnTail);
+      while (tail < Atomics.load(sh.ctl, kCtlSpawnHead)) {
+        const idx = spawnRingBase + (tail % kSpawnRing);
+        const tid = Atomics.load(sh.ctl, idx);
+        if (tid === 0) break; // reserved, not yet written
+        Atomics.store(sh.ctl, idx, 0);
+        tail++;
+        Atomics.store(sh.ctl, kCtlSpawnTail, tail);
+        const pid = sh.threads[sh.threadIdx(tid, kThreadPid)]!;
+        this.startTask({ tid, pid, program, argv, main: false });
+      }
+      const w = Atomics.waitAsync(sh.ctl, kCtlHostDoorbell, seen, 50);
+      if (w.async) await w.value;
+    }
+  }
+
+  /** Periodic host work: kernel log, watchdog. */
+  private tick(): void {
+    this.drainLog();
+    this.watchdog();
+  }
+
+  drainLog(): void {
+    const { sh } = this;
+    const hdr = new Int32Array(sh.printk, 0, kPrintkHeaderWords);
+    const bytes = new Uint8Array(sh.printk, kPrintkHeaderWords * 4);
+    let tail = hdr[kPrintkTail]!;
+    const head = Atomics.load(hdr, kPrintkHead);
+    if (head - tail > kPrintkSlots) { this.logDropped += head - tail - kPrintkSlots; tail = head - kPrintkSlots; }
+    while (tail < head) {
+      const base = (tail % kPrintkSlots) * kPrintkSlotBytes;
+      const h = new Int32Array(sh.printk, kPrintkHeaderWords * 4 + base, 3);
+      const seq = Atomics.load(h, 0);
+      if (seq !== tail + 1) {
+        if (seq > tail + 1) { this.logDropped++; tail++; continue; } // overwritten
+        break; // not committed yet
+      }
+      const len = h[1]!;
+      const level = h[2]!;
+      const line = this.dec.decode(bytes.slice(base + 12, base + 12 + len));
+      Atomics.store(h, 0, 0);
+      tail++;
+      const tag = line.indexOf(kViolationTag);
+      if (tag >= 0) {
+        try { this.violations.push(JSON.parse(line.slice(tag + kViolationTag.length)) as Violation); } catch { /* truncated record */ }
+        continue;
+      }
+      this.sink.log(line, level);
+    }
+    hdr[kPrintkTail] = tail;
+    this.logDropped += Atomics.exchange(hdr, kPrintkDropped, 0);
+  }
+
+  /** Soft-lockup detector (kernel/watchdog.c): a CPU in the kernel for longer than --watchdog. */
+  private watchdog(): void {
+    if (this.failure) return;
+    const { sh, cfg } = this;
+    const now = this.env.nowMs();
+    for (let c = 0; c < cfg.cpus; c++) {
+      const since = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuKernelEnterMs));
+      if (Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuState)) !== kCpuStateKernel || since < 0) continue;
+      const stuck = (now - since) / 1000;
+      if (stuck < cfg.watchdogSec) continue;
+      const wait = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockWait));
+      const kind = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockKind));
+      const kindName = Object.entries(LOCK_KIND).find(([, v]) => v === kind)?.[0] ?? 'lock';
+      const pid = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuPid));
+      this.env.printk('error', `watchdog: BUG: soft lockup - CPU#${c} stuck for ${Math.floor(stuck)}s! [pid:${pid}]`);
+      void wait; void kind; void kindName;
+      // Like an NMI backtrace of every CPU: what each one is doing.
+      for (let o = 0; o < cfg.cpus; o++) this.env.printk('error', `watchdog: ${this.describeCpu(o)}`);
+      for (let s = 0; s < kMaxProcs; s++) {
+        const pidS = Atomics.load(sh.mm, sh.mmIdx(s, kMmPid));
+        if (pidS) this.env.printk('error', `watchdog: mm of pid ${pidS}: mmap_sem 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmSem)).toString(16)} cpumask 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmCpumask)).toString(16)} shootdowns in flight ${Atomics.load(sh.mm, sh.mmIdx(s, kMmShootdowns))}`);
+      }
+      this.drainLog();
+      this.fail(`soft lockup: CPU#${c} stuck in the kernel for ${Math.floor(stuck)} s (--watchdog ${cfg.watchdogSec})`);
+      return;
+    }
+  }
+
+  describeCpu(c: number): string {
+    const { sh } = this;
+    const state = ['idle', 'user', 'kernel'][Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuState))] ?? '?';
+    const wait = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockWait));
+    const kind = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockKind));
+    const kindName = Object.entries(LOCK_KIND).find(([, v]) => v === kind)?.[0] ?? 'lock';
+    const pid = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuPid));
+    const pending = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuIpiPending));
+    return `CPU#${c} ${state}${pid ? ` pid ${pid}` : ''}${wait ? `, waiting for ${kindName} ${wait - 1}` : ''}${pending ? `, IPIs pending from 0x${pending.toString(16)}` : ''}`;
+  }
+
+  /** Stop every worker. Never leaves one behind, whatever state the machine is in. */
+  async shutdown(): Promise<void> {
+    const { sh } = this;
+    if (Atomics.load(sh.ctl, kCtlShutdown) === 0) Atomics.store(sh.ctl, kCtlShutdown, 1);
+    for (let n = 0; n < kNrNodes; n++) {
+      Atomics.add(sh.recv, sh.recvIdx(n, kRecvDoorbell), 1);
+      Atomics.notify(sh.recv, sh.recvIdx(n, kRecvDoorbell));
+    }
+    const clean = !this.failure;
+    const exits = [...this.workers.values()].map((w) => new Promise<void>((r) => {
+      if (w.threadId < 0) { r(); return; }
+      w.once('exit', () => r());
+    }));
+    if (clean) {
+      // Give M, S and the kthreads a moment to leave their loops (S sends final file contents).
+      const t = setTimeout(() => { for (const w of this.workers.values()) void w.terminate(); }, 2000);
+      await Promise.all(exits);
+      clearTimeout(t);
+    } else {
+      for (const w of this.workers.values()) void w.terminate();
+      await Promise.all(exits);
+    }
+    if (this.pool) {
+      const pool = this.pool;
+      this.pool = undefined;
+      // A CPU stuck in a kernel loop never returns its task: terminate its worker thread.
+      if (!clean) for (const t of pool.threads) void t.terminate();
+      await pool.destroy().catch(() => {});
+    }
+    if (this.timer) clearInterval(this.timer);
+    // Console messages posted by CPUs just before they finished are delivered on the next turns.
+    await new Promise((r) => setTimeout(r, 10));
+    this.console?.close();
+    this.drainLog();
+  }
+}
+
+export function errText(e: unknown): string {
+  if (e instanceof Error) return e.stack ?? e.message;
+  return String(e);
+}
+
+export function fmtBytes(n: number): string {
+  if (n >= 1 << 30 && n % (1 << 30) === 0) return `${n / (1 << 30)} GiB`;
+  if (n >= 1 << 20 && n % (1 << 20) === 0) return `${n / (1 << 20)} MiB`;
+  if (n >= 1 << 10 && n % (1 << 10) === 0) return `${n / (1 << 10)} KiB`;
+  return `${n} B`;
+}

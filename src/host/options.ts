@@ -1,0 +1,97 @@
+// Command-line options -> a validated MachineConfig. Every problem becomes one UsageError line that says
+// what is wrong and how to fix it (the CLI prints it and exits 2).
+import { z } from 'zod';
+import { DEFAULT_CONFIG, kMaxCpus, kMaxPcacheBytes, kMaxVictim, kMaxWays, kMinPcacheLines, type MachineConfig } from '../config.ts';
+import { PAGE_SIZE } from '../uapi.ts';
+
+export class UsageError extends Error {}
+
+const SIZE_RE = /^(\d+)([KMG]?)(i?B)?$/i;
+/** "16M", "1G", "64K", "4096" -> bytes */
+export function parseSize(text: string, what: string): number {
+  const m = SIZE_RE.exec(text.trim());
+  if (!m) throw new UsageError(`${what}: "${text}" is not a size (use a number of bytes or a suffix K, M or G, e.g. 16M)`);
+  const mult = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
+  return Number(m[1]) * mult;
+}
+
+function parseInt10(text: string, what: string): number {
+  if (!/^-?\d+$/.test(text.trim())) throw new UsageError(`${what}: "${text}" is not an integer`);
+  return Number(text);
+}
+
+export interface RawOptions {
+  topology?: string;
+  cpus?: string;
+  memory?: string;
+  pcache?: string;
+  ways?: string;
+  evict?: string;
+  victim?: string;
+  sweep?: boolean;
+  seed?: string;
+  check?: string;
+  logLevel?: string;
+  json?: boolean;
+  files?: string;
+  out?: string;
+  watchdog?: string;
+  bug?: string[];
+}
+
+const isPow2 = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
+
+const configSchema = z.object({
+  topology: z.enum(['1P-1M-1S', '1P-1M'], { error: () => 'must be 1P-1M-1S or 1P-1M (LegoOS config names)' }),
+  cpus: z.number().int().min(1, 'must be at least 1').max(kMaxCpus, `must be at most ${kMaxCpus}`),
+  memoryBytes: z.number().int().min(16 * PAGE_SIZE, 'must be at least 64K').max(64 * 1024 ** 3, 'must be at most 64G'),
+  pcacheBytes: z.number().int().min(kMinPcacheLines * PAGE_SIZE, `must be at least ${kMinPcacheLines * 4}K (${kMinPcacheLines} lines)`).max(kMaxPcacheBytes, 'must be at most 1G')
+    .refine((n) => n % PAGE_SIZE === 0, 'must be a multiple of 4K (the line size)'),
+  ways: z.number().int().min(1, 'must be at least 1').max(kMaxWays, `must be at most ${kMaxWays}`).refine(isPow2, 'must be a power of two'),
+  evict: z.enum(['lru', 'fifo', 'random'], { error: () => 'must be lru, fifo or random' }),
+  victim: z.number().int().min(0, 'must be 0 (off) or more').max(kMaxVictim, `must be at most ${kMaxVictim}`),
+  sweep: z.boolean(),
+  seed: z.number().int().min(0, 'must be a non-negative integer').max(2 ** 32 - 1, 'must fit in 32 bits'),
+  check: z.enum(['none', 'end', 'syscall'], { error: () => 'must be none, end or syscall' }),
+  logLevel: z.enum(['error', 'warn', 'info', 'debug'], { error: () => 'must be error, warn, info or debug' }),
+  watchdogSec: z.number().min(1, 'must be at least 1 second'),
+});
+
+const FLAG_OF: Record<string, string> = {
+  topology: '--topology', cpus: '--cpus', memoryBytes: '--memory', pcacheBytes: '--pcache', ways: '--ways', evict: '--evict',
+  victim: '--victim', sweep: '--sweep', seed: '--seed', check: '--check', logLevel: '--log-level', watchdogSec: '--watchdog',
+};
+
+export function buildConfig(o: RawOptions): MachineConfig {
+  const cfg: MachineConfig = {
+    ...DEFAULT_CONFIG,
+    topology: (o.topology ?? DEFAULT_CONFIG.topology) as MachineConfig['topology'],
+    cpus: o.cpus === undefined ? DEFAULT_CONFIG.cpus : parseInt10(o.cpus, '--cpus'),
+    memoryBytes: o.memory === undefined ? DEFAULT_CONFIG.memoryBytes : parseSize(o.memory, '--memory'),
+    pcacheBytes: o.pcache === undefined ? DEFAULT_CONFIG.pcacheBytes : parseSize(o.pcache, '--pcache'),
+    ways: o.ways === undefined ? DEFAULT_CONFIG.ways : parseInt10(o.ways, '--ways'),
+    evict: (o.evict ?? DEFAULT_CONFIG.evict) as MachineConfig['evict'],
+    victim: o.victim === undefined ? DEFAULT_CONFIG.victim : parseInt10(o.victim, '--victim'),
+    sweep: o.sweep ?? false,
+    seed: o.seed === undefined ? DEFAULT_CONFIG.seed : parseInt10(o.seed, '--seed'),
+    check: (o.check ?? DEFAULT_CONFIG.check) as MachineConfig['check'],
+    logLevel: (o.logLevel ?? DEFAULT_CONFIG.logLevel) as MachineConfig['logLevel'],
+    watchdogSec: o.watchdog === undefined ? DEFAULT_CONFIG.watchdogSec : Number(o.watchdog),
+    json: o.json ?? false,
+    bugs: o.bug ?? [],
+  };
+  if (o.files !== undefined) cfg.filesDir = o.files;
+  if (o.out !== undefined) cfg.outPath = o.out;
+  const r = configSchema.safeParse(cfg);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const key = String(issue.path[0] ?? '');
+    const given = (o as Record<string, unknown>)[key === 'memoryBytes' ? 'memory' : key === 'pcacheBytes' ? 'pcache' : key === 'watchdogSec' ? 'watchdog' : key];
+    throw new UsageError(`${FLAG_OF[key] ?? key} ${given === undefined ? '' : `${String(given)} `}${issue.message}`.replace(/\s+/g, ' '));
+  }
+  const lines = cfg.pcacheBytes / PAGE_SIZE;
+  if (lines % cfg.ways !== 0 || !isPow2(lines / cfg.ways)) {
+    throw new UsageError(`--pcache ${o.pcache ?? '16M'} with --ways ${cfg.ways} gives ${lines / cfg.ways} sets; the number of sets must be a power of two (pcache_set_mask)`);
+  }
+  return cfg;
+}

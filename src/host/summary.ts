@@ -1,0 +1,92 @@
+// Statistics of a run, read from every context's counter row at the end (each row has one writer).
+import { ALL_OPS } from '../fabric/opcodes.ts';
+import type { Shared } from '../layout.ts';
+import {
+  FAB_BYTES_IN, FAB_BYTES_OUT, FAB_COUNT, FAB_HIST, FAB_LAT_SUM, kFabricBase, kFabricHistBuckets, kFabricSlot, kSyscallBase,
+  OTHER_EVENTS, PCACHE_EVENTS, S, SYSCALL_NAMES,
+} from '../stats.ts';
+
+export interface FabricOpStats { count: number; bytesOut: number; bytesIn: number; meanUs: number; p50Us: number; p99Us: number }
+export interface MachineStats {
+  pcache: Record<string, number>;
+  /** per set totals from struct pcache_set counters (alloc, fill from memory/victim, evictions) */
+  fabric: Record<string, FabricOpStats>;
+  tlb: { fills: number; localFlushes: number; fullLocalFlushes: number; shootdowns: number; ipisSent: number; ipisReceived: number };
+  syscalls: Record<string, number>;
+  syscallErrors: number;
+  faults: { total: number; spurious: number; segfaults: number };
+  mremap: { psetSame: number; psetDiff: number; pagesMoved: number };
+  perCpu: Array<{ cpu: number; faults: number; syscalls: number }>;
+}
+
+export function collectStats(sh: Shared): MachineStats {
+  const nCtx = sh.geo.ctx.total;
+  const sum = (i: number): number => { let s = 0; for (let c = 0; c < nCtx; c++) s += sh.stats[sh.statIdx(c, i)]!; return s; };
+  const pcache: Record<string, number> = {};
+  for (const name of PCACHE_EVENTS) pcache[name] = sum(S[name]);
+  const fabric: Record<string, FabricOpStats> = {};
+  for (const op of ALL_OPS) {
+    const base = kFabricBase + op.slot * kFabricSlot;
+    const count = sum(base + FAB_COUNT);
+    if (count === 0) continue;
+    const hist: number[] = [];
+    for (let b = 0; b < kFabricHistBuckets; b++) hist.push(sum(base + FAB_HIST + b));
+    fabric[op.name] = {
+      count,
+      bytesOut: sum(base + FAB_BYTES_OUT),
+      bytesIn: sum(base + FAB_BYTES_IN),
+      meanUs: round(sum(base + FAB_LAT_SUM) / count),
+      p50Us: percentile(hist, count, 0.5),
+      p99Us: percentile(hist, count, 0.99),
+    };
+  }
+  const syscalls: Record<string, number> = {};
+  SYSCALL_NAMES.forEach((n, i) => { const v = sum(kSyscallBase + i); if (v) syscalls[n] = v; });
+  const perCpu = [];
+  for (let c = 0; c < sh.geo.ctx.cpus; c++) perCpu.push({ cpu: c, faults: sh.stats[sh.statIdx(c, S.nr_pgfault)]!, syscalls: sh.stats[sh.statIdx(c, S.syscall)]! });
+  void OTHER_EVENTS;
+  return {
+    pcache,
+    fabric,
+    tlb: {
+      fills: sum(S.tlb_fill), localFlushes: sum(S.tlb_flush_local), fullLocalFlushes: sum(S.tlb_flush_all_local),
+      shootdowns: sum(S.tlb_shootdown), ipisSent: sum(S.ipi_sent), ipisReceived: sum(S.ipi_received),
+    },
+    syscalls,
+    syscallErrors: sum(S.syscall_error),
+    faults: { total: sum(S.nr_pgfault), spurious: sum(S.spurious_fault), segfaults: sum(S.segfault) },
+    mremap: { psetSame: sum(S.nr_mremap_pset_same), psetDiff: sum(S.nr_mremap_pset_diff), pagesMoved: sum(S.mremap_move_pages) },
+    perCpu,
+  };
+}
+
+const round = (x: number): number => Math.round(x * 10) / 10;
+
+/** Upper bound (µs) of the log2 bucket holding the q-quantile: bucket b covers [2^(b-1), 2^b). */
+function percentile(hist: number[], count: number, q: number): number {
+  const target = Math.ceil(count * q);
+  let acc = 0;
+  for (let b = 0; b < hist.length; b++) {
+    acc += hist[b]!;
+    if (acc >= target) return b === 0 ? 1 : 2 ** b;
+  }
+  return 2 ** (hist.length - 1);
+}
+
+/** The human-readable statistics block. */
+export function formatStats(st: MachineStats): string {
+  const out: string[] = [];
+  out.push('pcache (LegoOS counters):');
+  const names = Object.entries(st.pcache).filter(([, v]) => v !== 0);
+  for (const [n, v] of names) out.push(`  ${n.padEnd(40)} ${v}`);
+  out.push('fabric:');
+  out.push(`  ${'opcode'.padEnd(20)} ${'msgs'.padStart(9)} ${'bytes out'.padStart(12)} ${'bytes in'.padStart(12)} ${'mean µs'.padStart(9)} ${'p50 µs≤'.padStart(8)} ${'p99 µs≤'.padStart(8)}`);
+  for (const [n, f] of Object.entries(st.fabric)) {
+    out.push(`  ${n.padEnd(20)} ${String(f.count).padStart(9)} ${String(f.bytesOut).padStart(12)} ${String(f.bytesIn).padStart(12)} ${f.meanUs.toFixed(1).padStart(9)} ${String(f.p50Us).padStart(8)} ${String(f.p99Us).padStart(8)}`);
+  }
+  out.push(`tlb: ${st.tlb.fills} fills, ${st.tlb.shootdowns} shootdowns, ${st.tlb.ipisSent} IPIs sent, ${st.tlb.ipisReceived} received, ${st.tlb.localFlushes} range flushes, ${st.tlb.fullLocalFlushes} full flushes`);
+  out.push(`faults: ${st.faults.total} page faults (${st.faults.spurious} spurious), ${st.faults.segfaults} segfaults`);
+  out.push(`mremap: ${st.mremap.pagesMoved} pages moved, PCACHE_MREMAP_PSET_SAME ${st.mremap.psetSame}, PCACHE_MREMAP_PSET_DIFF ${st.mremap.psetDiff}`);
+  out.push(`syscalls: ${Object.entries(st.syscalls).map(([n, v]) => `${n} ${v}`).join(', ') || 'none'}${st.syscallErrors ? ` (${st.syscallErrors} returned an error)` : ''}`);
+  return out.join('\n');
+}

@@ -1,0 +1,21 @@
+// What the host hands every worker at start (structured-cloned; the SharedArrayBuffers are shared).
+import type { MachineConfig } from '../config.ts';
+import type { SharedBuffers } from '../layout.ts';
+
+export interface WorkerInit {
+  bufs: SharedBuffers;
+  config: MachineConfig;
+  /** performance.timeOrigin + performance.now() of the host at boot: the dmesg clock's zero */
+  bootEpochMs: number;
+  /** S only: in-memory files placed on S at boot (generated inputs), path -> bytes */
+  memFiles?: Record<string, Uint8Array>;
+}
+
+/** Messages workers post to the host (besides the kernel log, which goes through the printk ring). */
+export type WorkerMsg =
+  | { type: 'online'; who: 'memory' | 'storage' | 'sweep' }
+  /** bytes a user program wrote to fd 1 or 2 (S forwards its console) */
+  | { type: 'console'; fd: number; pid: number; data: Uint8Array }
+  /** final content of a file the workload created or wrote on S (sent when it is closed and at shutdown) */
+  | { type: 'file'; path: string; data: Uint8Array }
+  | { type: 'fatal'; who: string; message: string };

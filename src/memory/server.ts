@@ -1,0 +1,225 @@
+// The memory component M (managers/memory/): owns every process's VMAs (LegoMm, Linux semantics),
+// the M-side page tables (user VA -> frame of M's DRAM) and the user pages themselves. It answers P's
+// page-cache misses and write-backs and its address-space calls; file-backed pages come from S.
+//
+// M is single-threaded (one handler loop), so its own structures need no locks; what it shares with
+// P goes only through the fabric.
+import type { Env } from '../env.ts';
+import { Fabric, serveForever, type IncomingRequest, type ReplyWriter } from '../fabric/ibapi.ts';
+import {
+  M2S_READ, P2M_BRK, P2M_EXECVE, P2M_EXIT, P2M_MMAP, P2M_MPROTECT, P2M_MREMAP, P2M_MUNMAP, P2M_PCACHE_FLUSH, P2M_PCACHE_MISS,
+} from '../fabric/opcodes.ts';
+import type {
+  AsReply, BrkReq, ExecveReply, ExecveReq, ExitReply, MmapReq, MprotectReq, MremapReq, MunmapReq, PtOp,
+} from '../fabric/proto.ts';
+import { kNodeMemory, kNodeStorage } from '../layout.ts';
+import { EACCES, EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH, PAGE_SIZE } from '../uapi.ts';
+import { LegoMm, type Vma } from './vma.ts';
+
+/** Where the kernel's top-down mmap area starts: the first 0x7e000-byte mmap lands at 0x7fffe5788000. */
+export const kMmapBase = 0x7fffe5806000;
+export const kStackTop = 0x7ffffffff000;
+export const kBrkStart = 0x602000;
+const kChunkFrames = 4096; // DRAM is allocated in 16 MiB chunks as it is used
+
+/** M's DRAM: frames of 4 KiB, allocated on first touch, recycled on zap. */
+export class Dram {
+  private readonly chunks: Uint8Array[] = [];
+  private readonly free: number[] = [];
+  private next = 0;
+  readonly maxFrames: number;
+  constructor(bytes: number) { this.maxFrames = Math.floor(bytes / PAGE_SIZE); }
+  get used(): number { return this.next - this.free.length; }
+  alloc(): number {
+    const f = this.free.pop();
+    if (f !== undefined) { this.page(f).fill(0); return f; }
+    if (this.next >= this.maxFrames) return -1;
+    const n = this.next++;
+    if (n % kChunkFrames === 0) this.chunks.push(new Uint8Array(Math.min(kChunkFrames, this.maxFrames - n) * PAGE_SIZE));
+    return n;
+  }
+  release(f: number): void { this.free.push(f); }
+  page(f: number): Uint8Array {
+    const c = this.chunks[Math.floor(f / kChunkFrames)]!;
+    const o = (f % kChunkFrames) * PAGE_SIZE;
+    return c.subarray(o, o + PAGE_SIZE);
+  }
+}
+
+interface Proc {
+  pid: number;
+  comm: string;
+  mm: LegoMm;
+  /** M-side page table: virtual page number -> frame */
+  pages: Map<number, number>;
+  /** page-table operations recorded during the current call, replayed by P */
+  ops: PtOp[];
+  why: 'munmap' | 'brk' | 'mmap-fixed' | 'mremap';
+}
+
+export class Memory {
+  readonly procs = new Map<number, Proc>();
+  readonly dram: Dram;
+  readonly zeroPage = new Uint8Array(PAGE_SIZE);
+  stats = { miss: 0, missZero: 0, missFile: 0, flush: 0, flushFail: 0 };
+
+  constructor(readonly env: Env, private readonly fab: Fabric | undefined, memoryBytes: number) {
+    this.dram = new Dram(memoryBytes);
+  }
+
+  handle(req: IncomingRequest, out: ReplyWriter): void {
+    switch (req.opcode) {
+      case P2M_PCACHE_MISS: return this.pcacheMiss(req, out);
+      case P2M_PCACHE_FLUSH: return this.pcacheFlush(req, out);
+      case P2M_EXECVE: return this.execve(req, out);
+      case P2M_EXIT: return this.exit(req, out);
+      case P2M_MMAP: return this.asCall(req, out, 'mmap-fixed', (mm, b: MmapReq) => mm.mmap(b.addr, b.len, b.prot, b.flags, b.file ?? null, b.offset));
+      case P2M_MUNMAP: return this.asCall(req, out, 'munmap', (mm, b: MunmapReq) => mm.munmap(b.addr, b.len));
+      case P2M_MREMAP: return this.asCall(req, out, 'mremap', (mm, b: MremapReq) => mm.mremap(b.addr, b.oldLen, b.newLen, b.flags, b.newAddr));
+      case P2M_BRK: return this.asCall(req, out, 'brk', (mm, b: BrkReq) => mm.brkSet(b.brk));
+      case P2M_MPROTECT: return this.asCall(req, out, 'munmap', (mm, b: MprotectReq) => mm.mprotect(b.addr, b.len, b.prot));
+      default:
+        this.env.printk('warn', `memory: WARNING: Invalid opcode: ${req.opcode} from ctx ${req.src}`);
+        out.reply(-ENOSYS);
+    }
+  }
+
+  private execve(req: IncomingRequest, out: ReplyWriter): void {
+    const b = req.body<ExecveReq>();
+    const proc: Proc = { pid: req.pid, comm: b.comm, pages: new Map(), ops: [], why: 'munmap', mm: undefined as unknown as LegoMm };
+    proc.mm = new LegoMm({
+      mmapBase: kMmapBase,
+      brkStart: kBrkStart,
+      stackTop: kStackTop,
+      hooks: {
+        movePages: (o, n, len) => this.movePages(proc, o, n, len),
+        zapPages: (s, len) => this.zapPages(proc, s, len),
+      },
+    });
+    this.procs.set(req.pid, proc);
+    this.env.printk('debug', `memory: execve pid ${req.pid} (${b.comm}): mmap_base 0x${kMmapBase.toString(16)} brk 0x${kBrkStart.toString(16)}`);
+    const reply: ExecveReply = { mmapBase: kMmapBase, brk: kBrkStart, stackTop: kStackTop };
+    out.reply(0, 0, reply);
+  }
+
+  private exit(req: IncomingRequest, out: ReplyWriter): void {
+    const p = this.procs.get(req.pid);
+    if (!p) { out.reply(-ESRCH); return; }
+    const vmas: Array<[number, number]> = p.mm.vmas.map((v: Vma) => [v.start, v.end]);
+    for (const f of p.pages.values()) this.dram.release(f);
+    this.procs.delete(req.pid);
+    const reply: ExitReply = { vmas };
+    out.reply(0, 0, reply);
+  }
+
+  private asCall<B>(req: IncomingRequest, out: ReplyWriter, why: Proc['why'], call: (mm: LegoMm, b: B) => number): void {
+    const p = this.procs.get(req.pid);
+    if (!p) { out.reply(-ESRCH, 0, { ret: -ESRCH, ops: [] } satisfies AsReply); return; }
+    p.ops = [];
+    p.why = why;
+    let ret: number;
+    try {
+      ret = call(p.mm, req.body<B>());
+    } catch (e) {
+      if (!(e instanceof RangeError)) throw e;
+      ret = -EINVAL; // a non-integer argument: the C ABI could not have carried it
+    }
+    const reply: AsReply = { ret, ops: p.ops };
+    p.ops = [];
+    out.reply(ret < 0 ? ret : 0, 0, reply);
+  }
+
+  private movePages(p: Proc, oldStart: number, newStart: number, len: number): void {
+    const o = oldStart / PAGE_SIZE;
+    const n = newStart / PAGE_SIZE;
+    const pages = len / PAGE_SIZE;
+    const moved: Array<[number, number]> = [];
+    for (let i = 0; i < pages; i++) {
+      const f = p.pages.get(o + i);
+      if (f !== undefined) { p.pages.delete(o + i); moved.push([n + i, f]); }
+    }
+    for (const [vpn, f] of moved) {
+      const old = p.pages.get(vpn);
+      if (old !== undefined) this.dram.release(old);
+      p.pages.set(vpn, f);
+    }
+    p.ops.push({ op: 'move', old: oldStart, new: newStart, len });
+  }
+
+  private zapPages(p: Proc, start: number, len: number): void {
+    const s = start / PAGE_SIZE;
+    const pages = len / PAGE_SIZE;
+    if (pages < p.pages.size) {
+      for (let i = 0; i < pages; i++) {
+        const f = p.pages.get(s + i);
+        if (f !== undefined) { this.dram.release(f); p.pages.delete(s + i); }
+      }
+    } else {
+      for (const [vpn, f] of p.pages) if (vpn >= s && vpn < s + pages) { this.dram.release(f); p.pages.delete(vpn); }
+    }
+    p.ops.push({ op: 'zap', start, len, why: p.why });
+  }
+
+  /** handle_p2m_pcache_miss: the page at vaddr, with the VMA's protection in aux. */
+  private pcacheMiss(req: IncomingRequest, out: ReplyWriter): void {
+    this.stats.miss++;
+    const p = this.procs.get(req.pid);
+    if (!p) { out.reply(-ESRCH); return; }
+    const va = req.vaddr;
+    const write = (req.flags & 1) !== 0;
+    const acc = p.mm.access(va, write);
+    if (acc !== 'ok') { out.reply(acc === 'maperr' ? -EFAULT : -EACCES); return; }
+    const vma = p.mm.findVma(va)!;
+    const vpn = Math.floor(va / PAGE_SIZE);
+    let f = p.pages.get(vpn);
+    if (f === undefined) {
+      // First touch: a zero page, or the file's bytes for a file-backed VMA (MAP_PRIVATE: M's copy
+      // then diverges from the file).
+      f = this.dram.alloc();
+      if (f < 0) {
+        this.env.printk('error', `memory: out of memory: ${this.dram.maxFrames} frames in use (--memory); pid ${p.pid} addr 0x${va.toString(16)}`);
+        out.reply(-ENOMEM);
+        return;
+      }
+      p.pages.set(vpn, f);
+      if (vma.file) {
+        this.stats.missFile++;
+        const off = vma.pgoff * PAGE_SIZE + (vpn * PAGE_SIZE - vma.start);
+        if (off < vma.file.size) {
+          const rep = this.fab!.sendReply(kNodeStorage, M2S_READ, { payload: { path: vma.file.path, offset: off } });
+          if (rep.status < 0) { p.pages.delete(vpn); this.dram.release(f); out.reply(-EFAULT); return; }
+          this.dram.page(f).set(rep.mbox.page);
+        }
+      } else this.stats.missZero++;
+    }
+    out.reply(0, vma.prot, undefined, this.dram.page(f));
+  }
+
+  /** handle_p2m_flush_one: store a written-back line; -EFAULT if no VMA maps it any more. */
+  private pcacheFlush(req: IncomingRequest, out: ReplyWriter): void {
+    this.stats.flush++;
+    const p = this.procs.get(req.pid);
+    const va = req.vaddr;
+    if (!p) { this.stats.flushFail++; out.reply(-ESRCH); return; }
+    if (!p.mm.findVma(va)) { this.stats.flushFail++; out.reply(-EFAULT); return; }
+    const vpn = Math.floor(va / PAGE_SIZE);
+    let f = p.pages.get(vpn);
+    if (f === undefined) {
+      f = this.dram.alloc();
+      if (f < 0) { out.reply(-ENOMEM); return; }
+      p.pages.set(vpn, f);
+    }
+    this.dram.page(f).set(req.mbox.page);
+    out.reply(0);
+  }
+}
+
+/** The M worker's main loop. */
+export function memoryMain(env: Env, memoryBytes: number, online: () => void): Memory {
+  const fab = new Fabric(env);
+  const m = new Memory(env, fab, memoryBytes);
+  env.printk('info', `memory: online: ${Math.round(memoryBytes / 1048576)} MiB of DRAM for user pages, mmap_base 0x${kMmapBase.toString(16)}`);
+  online();
+  serveForever(env, kNodeMemory, (req, out) => m.handle(req, out));
+  return m;
+}

@@ -1,0 +1,14 @@
+// Entry of the M worker: views over the shared buffers, the kernel environment, then M's loop.
+import { parentPort, workerData } from 'node:worker_threads';
+import { Env } from '../env.ts';
+import type { WorkerInit, WorkerMsg } from '../host/workerdata.ts';
+import { Shared } from '../layout.ts';
+import { memoryMain } from './server.ts';
+
+export function main(): void {
+  const init = workerData as WorkerInit;
+  const sh = new Shared(init.bufs);
+  const env = new Env(sh, { ctx: sh.geo.ctx.memory, cpu: -1, name: 'memory', bootEpochMs: init.bootEpochMs, config: init.config });
+  const post = (m: WorkerMsg) => parentPort!.postMessage(m);
+  memoryMain(env, init.config.memoryBytes, () => post({ type: 'online', who: 'memory' }));
+}

@@ -1,0 +1,241 @@
+// One CPU of the processor component: bring-up (cpuhp-style callbacks registered by subsystems) and
+// the task runner (a piscina task = one user thread, pinned to this CPU until it ends).
+import { BroadcastChannel } from 'node:worker_threads';
+import { Env } from '../env.ts';
+import { Fabric } from '../fabric/ibapi.ts';
+import { P2M_EXECVE, P2M_EXIT, P2S_CLOSE } from '../fabric/opcodes.ts';
+import type { ExitReply } from '../fabric/proto.ts';
+import type { WorkerInit } from '../host/workerdata.ts';
+import {
+  kCpuCsdInit, kCpuKernelEnterMs, kCpuPid, kCpuState, kCpuStateIdle, kCpuStateKernel, kCpuStateUser, kCpuTid,
+  kCtlCpuBootCounter, kCtlCpusBusy, kCtlCpusOnline, kCtlLiveThreads, kMaxProcs, kMmCpumask, kMmFaultAddr, kMmFloatStride,
+  kMmKilled, kMmMovingEnd, kMmMovingStart, kMmPgd, kMmPid, kMmSem, kMmShootdowns, kMmUsers, kNodeMemory, kNodeStorage,
+  kStatsPerContext, kThreadCpu, kThreadEntry, kThreadExit, kThreadPid, kThreadSignal, kThreadState, Shared,
+  THREAD_EXITED, THREAD_RUNNING,
+} from '../layout.ts';
+import { downWrite, LOCK_KIND, upWrite, waitUntil } from '../sync.ts';
+import type { Program, UserContext } from '../user/api.ts';
+import { ThreadExit, UserSignal } from '../user/api.ts';
+import { programs } from '../user/programs/index.ts';
+import { consoleChannel } from '../host/console.ts';
+import { checkQuiescent } from '../check/invariants.ts';
+import { safePoint, stopMachine } from './stop.ts';
+import { Kern } from './kern.ts';
+import { releasePgtable } from './mm.ts';
+import { CpuMmu, SIGKILL } from './mmu.ts';
+import { allocTablePage } from './pgtable.ts';
+import { ProcSyscalls } from './syscalls.ts';
+import { handleIpis, switchMmIn, switchMmOut, tlbFlushAllLocal } from './tlb.ts';
+
+export interface CpuTask {
+  tid: number;
+  pid: number;
+  /** the program's registered name (see user/programs/index.ts) */
+  program: string;
+  argv: string[];
+  /** the first thread of a new process (execve) rather than a clone */
+  main: boolean;
+}
+
+export interface CpuTaskResult {
+  tid: number;
+  pid: number;
+  cpu: number;
+  /** exit value of the thread (main: the process's exit code) */
+  exit: number;
+  /** fatal signal that ended the thread (main: the process), 0 if none */
+  signal: number;
+  faultAddr?: number;
+  why?: string;
+  reports: unknown[];
+}
+
+/** A subsystem's per-CPU bring-up callback (cpuhp_setup_state): name as Linux logs it. */
+interface CpuhpStep { name: string; startup: (c: Cpu) => void }
+
+const CPUHP_STEPS: CpuhpStep[] = [
+  {
+    // kernel/smp.c smpcfd_prepare_cpu: the csd data IPIs are delivered through
+    name: 'smpcfd:prepare',
+    startup: (c) => { if (!c.env.bugs.has('cpuhp-missing')) Atomics.store(c.sh.ctl, c.sh.cpuIdx(c.env.ctx, kCpuCsdInit), 1); },
+  },
+  { name: 'x86/tlb:online', startup: (c) => tlbFlushAllLocal(c.k) },
+  { name: 'pcache/percpu:online', startup: (c) => { c.k.mmu.invalidateFast(); } },
+  { name: 'stats:online', startup: (c) => c.sh.stats.fill(0, c.sh.statIdx(c.env.ctx, 0), c.sh.statIdx(c.env.ctx, 0) + kStatsPerContext) },
+];
+
+export class Cpu {
+  readonly sh: Shared;
+  readonly env: Env;
+  readonly k: Kern;
+  readonly mmu: CpuMmu;
+  private readonly console: BroadcastChannel;
+
+  constructor(init: WorkerInit) {
+    this.sh = new Shared(init.bufs);
+    const id = Atomics.add(this.sh.ctl, kCtlCpuBootCounter, 1);
+    if (id >= this.sh.geo.ctx.cpus) throw new Error(`cpu bring-up: more CPU workers than --cpus ${this.sh.geo.ctx.cpus}`);
+    this.env = new Env(this.sh, { ctx: id, cpu: id, name: `cpu${id}`, bootEpochMs: init.bootEpochMs, config: init.config });
+    this.k = new Kern(this.env, new Fabric(this.env));
+    this.mmu = new CpuMmu(this.k);
+    this.console = new BroadcastChannel(consoleChannel(init.bootEpochMs));
+    this.console.unref();
+    this.bringUp();
+  }
+
+  private bringUp(): void {
+    const { env, sh } = this;
+    Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuKernelEnterMs), -1);
+    for (const step of CPUHP_STEPS) {
+      step.startup(this);
+      env.printk('debug', `cpuhp/${env.cpu}: ${step.name}`);
+    }
+    env.irq = () => handleIpis(this.k);
+    Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateIdle);
+    Atomics.or(sh.ctl, kCtlCpusOnline, 1 << env.cpu);
+    env.printk('info', `CPU${env.cpu}: online (${CPUHP_STEPS.map((s) => s.name).join(', ')})`);
+  }
+
+  /** Run one user thread to completion. */
+  run(task: CpuTask): CpuTaskResult {
+    const { sh, env, k } = this;
+    const prog = programs[task.program];
+    if (!prog) throw new Error(`no program "${task.program}"`);
+    Atomics.or(sh.ctl, kCtlCpusBusy, 1 << env.cpu);
+    safePoint(env); // a checker may be stopping the machine: do not start under it
+    Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateKernel);
+    Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuTid), task.tid);
+    const res: CpuTaskResult = { tid: task.tid, pid: task.pid, cpu: env.cpu, exit: 0, signal: 0, reports: [] };
+    const entries = Object.keys(prog.threads ?? {}).sort();
+    const comm = prog.name.slice(0, 15);
+    let slot = -1;
+    try {
+      slot = task.main ? this.execve(task.pid, comm) : this.mmSlotOrThrow(task.pid);
+      k.setCurrent(task.pid, slot, task.tid, comm);
+      sh.threads[sh.threadIdx(task.tid, kThreadCpu)] = env.cpu;
+      Atomics.store(sh.threads, sh.threadIdx(task.tid, kThreadState), THREAD_RUNNING);
+      switchMmIn(k, slot);
+      const sys = new ProcSyscalls(k, this.mmu, entries, this.console);
+      if (env.config.check === 'syscall') {
+        sys.afterAddressSpaceCall = (name) => stopMachine(env, env.config.sweep, () => checkQuiescent(k, `after ${name}`));
+      }
+      const u: UserContext = {
+        mmu: this.mmu, sys, pid: task.pid, tid: task.tid, cpu: env.cpu, argv: task.argv, seed: env.config.seed,
+        report: (v) => { res.reports.push(v); },
+      };
+      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateUser);
+      res.exit = this.runUser(prog, u, task, entries, res);
+    } finally {
+      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateKernel);
+      if (slot >= 0) this.threadExit(task, slot, res);
+      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuPid), 0);
+      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuKernelEnterMs), -1);
+      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateIdle);
+      Atomics.and(sh.ctl, kCtlCpusBusy, ~(1 << env.cpu));
+      k.setCurrent(0, -1, 0, '');
+    }
+    return res;
+  }
+
+  private runUser(prog: Program, u: UserContext, task: CpuTask, entries: string[], res: CpuTaskResult): number {
+    const { sh, k } = this;
+    try {
+      if (task.main) return prog.main(u, task.argv);
+      const name = entries[sh.threads[sh.threadIdx(task.tid, kThreadEntry)]!]!;
+      const fn = prog.threads![name]!;
+      return fn(u, sh.threadArgs[task.tid]!);
+    } catch (e) {
+      if (e instanceof ThreadExit) return e.code;
+      if (e instanceof UserSignal) {
+        // The first fatal signal of the process wins and kills every thread of it.
+        const ki = sh.mmIdx(k.mmSlot, kMmKilled);
+        if (Atomics.compareExchange(sh.mm, ki, 0, e.signo) === 0) sh.mmF[k.mmSlot * kMmFloatStride + kMmFaultAddr] = e.addr;
+        res.signal = e.signo;
+        res.faultAddr = e.addr;
+        res.why = e.why;
+        return 128 + e.signo;
+      }
+      throw e;
+    }
+  }
+
+  private mmSlotOrThrow(pid: number): number {
+    const s = this.k.mmSlotOf(pid);
+    if (s < 0) throw new Error(`thread of pid ${pid} started after its process ended`);
+    return s;
+  }
+
+  /** do_execve: a P-side mm (PGD, mmap_sem) and the M-side one (P2M_EXECVE). */
+  private execve(pid: number, comm: string): number {
+    const { sh, k } = this;
+    let slot = -1;
+    for (let s = 0; s < kMaxProcs; s++) {
+      if (Atomics.compareExchange(sh.mm, sh.mmIdx(s, kMmPid), 0, pid) === 0) { slot = s; break; }
+    }
+    if (slot < 0) throw new Error(`too many processes (${kMaxProcs})`);
+    sh.mm[sh.mmIdx(slot, kMmPgd)] = allocTablePage(sh);
+    for (const f of [kMmSem, kMmCpumask, kMmKilled, kMmShootdowns]) Atomics.store(sh.mm, sh.mmIdx(slot, f), 0);
+    Atomics.store(sh.mm, sh.mmIdx(slot, kMmUsers), 1);
+    sh.mmF[slot * kMmFloatStride + kMmMovingStart] = -1;
+    sh.mmF[slot * kMmFloatStride + kMmMovingEnd] = -1;
+    sh.mmF[slot * kMmFloatStride + kMmFaultAddr] = -1;
+    sh.threads[sh.threadIdx(pid, kThreadPid)] = pid;
+    const rep = k.fab.sendReply(kNodeMemory, P2M_EXECVE, { pid, payload: { comm } });
+    if (rep.status < 0) throw new Error(`P2M_EXECVE failed: ${rep.status}`);
+    this.env.printk('debug', `execve: pid ${pid} (${comm}) on cpu${this.env.cpu}, mm slot ${slot}`);
+    return slot;
+  }
+
+  /**
+   * A thread ends. A non-main thread just leaves; the main thread is exit_group: it kills the other
+   * threads, waits for them, and tears the process down on P, M and S.
+   */
+  private threadExit(task: CpuTask, slot: number, res: CpuTaskResult): void {
+    const { sh, k, env } = this;
+    const users = sh.mmIdx(slot, kMmUsers);
+    if (task.main) {
+      if (Atomics.load(sh.mm, users) > 1) {
+        Atomics.compareExchange(sh.mm, sh.mmIdx(slot, kMmKilled), 0, SIGKILL);
+        waitUntil(env, sh.mm, users, () => Atomics.load(sh.mm, users) <= 1, slot, LOCK_KIND.join);
+      }
+      const killed = Atomics.load(sh.mm, sh.mmIdx(slot, kMmKilled));
+      if (killed !== 0 && res.signal === 0 && killed !== SIGKILL) {
+        res.signal = killed;
+        res.faultAddr = sh.mmF[slot * kMmFloatStride + kMmFaultAddr];
+        res.exit = 128 + killed;
+      }
+      if (env.config.check !== 'none') {
+        // The process is quiescent (one thread left, no syscall running): check it before it goes.
+        stopMachine(env, env.config.sweep, () => checkQuiescent(k, `exit of pid ${task.pid}`));
+      }
+      this.teardown(task.pid, slot);
+    } else {
+      Atomics.sub(sh.mm, users, 1);
+      Atomics.notify(sh.mm, users);
+      switchMmOut(k, slot);
+    }
+    sh.threads[sh.threadIdx(task.tid, kThreadExit)] = res.exit;
+    sh.threads[sh.threadIdx(task.tid, kThreadSignal)] = res.signal;
+    Atomics.store(sh.threads, sh.threadIdx(task.tid, kThreadState), THREAD_EXITED);
+    Atomics.notify(sh.threads, sh.threadIdx(task.tid, kThreadState));
+    Atomics.sub(sh.ctl, kCtlLiveThreads, 1);
+  }
+
+  private teardown(pid: number, slot: number): void {
+    const { sh, k } = this;
+    const sem = sh.mmIdx(slot, kMmSem);
+    downWrite(this.env, sh.mm, sem, slot);
+    k.mmapWriteHeld = true;
+    try {
+      const rep = k.fab.sendReply<ExitReply>(kNodeMemory, P2M_EXIT, { pid });
+      // exit_mmap: zap every mapping; dirty lines are discarded with the process.
+      for (const [s, e] of rep.body?.vmas ?? []) releasePgtable(k, s, e);
+      if (this.env.config.topology === '1P-1M-1S') k.fab.sendReply(kNodeStorage, P2S_CLOSE, { pid, payload: { fd: -1 } });
+    } finally {
+      k.mmapWriteHeld = false;
+      upWrite(sh.mm, sem);
+    }
+    switchMmOut(k, slot);
+    Atomics.store(sh.mm, sh.mmIdx(slot, kMmPid), 0);
+  }
+}

@@ -1,0 +1,242 @@
+// The emulated MMU of one CPU: what a user load or store goes through.
+//
+//   access -> one-page fast translation (CPU-private, like a micro-TLB) -> TLB (shared memory, this
+//   CPU's entries) -> page walk (lockless, like hardware) -> page fault (pcacheHandleFault).
+//
+// A TLB entry caches the PTE's line and flags at fill time. A write through an entry whose cached
+// PTE is not dirty sets _PAGE_DIRTY in the PTE with a compare-and-swap that re-checks the PTE still
+// maps the same line (x86 sets A/D bits with a locked RMW and faults if the PTE changed). Until this
+// CPU services a shootdown IPI it may keep using a stale entry, exactly like hardware; the initiator
+// waits for the ack before it reuses or writes back the line.
+//
+// Interrupts: user code services IPIs every kTick accesses (and at every TLB miss), and unwinds when
+// another thread of the process took a fatal signal.
+import { _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, kCpuState, kCpuStateKernel, kCpuStateUser, kCpuKernelEnterMs, kMmKilled, kMmPgd, kTlbEntries } from '../layout.ts';
+import { S } from '../stats.ts';
+import { PAGE_SIZE, X86_PF_PROT, X86_PF_USER, X86_PF_WRITE } from '../uapi.ts';
+import type { Mmu } from '../user/api.ts';
+import { UserSignal } from '../user/api.ts';
+import { FAULT_KILLED, FAULT_OK, FAULT_OOM, FAULT_SIGSEGV_ACCERR, pcacheHandleFault } from './fault.ts';
+import type { Kern } from './kern.ts';
+import { pteLine, walkNoAlloc } from './pgtable.ts';
+import { safePoint } from './stop.ts';
+
+const kTick = 4096;
+export const SIGKILL = 9;
+export const SIGSEGV = 11;
+export const SIGBUS = 7;
+
+export class CpuMmu implements Mmu {
+  private readonly data: Uint8Array;
+  private readonly data32: Int32Array;
+  private readonly view: DataView;
+  private readonly tlbVpn: Float64Array;
+  private readonly tlbVal: Int32Array;
+  private readonly tlbBase: number;
+  // one-page fast translations: VA of the page and the byte offset of its line in pcdata
+  private rBase = -1;
+  private rOff = 0;
+  private wBase = -1;
+  private wOff = 0;
+  private tick = kTick;
+  loads = 0;
+  stores = 0;
+
+  constructor(private readonly k: Kern) {
+    const sh = k.sh;
+    this.data = sh.pcdata;
+    this.data32 = sh.pcdata32;
+    this.view = sh.pcdataView;
+    this.tlbVpn = sh.tlbVpn;
+    this.tlbVal = sh.tlbVal;
+    this.tlbBase = sh.tlbIdx(k.cpu, 0);
+    k.mmu = { invalidateFast: () => { this.rBase = -1; this.wBase = -1; } };
+  }
+
+  /** Interrupt point: service IPIs, and unwind if the process is being killed. */
+  interrupt(): void {
+    this.tick = kTick;
+    this.k.env.irq();
+    safePoint(this.k.env);
+    const sh = this.k.sh;
+    if (this.k.mmSlot >= 0 && Atomics.load(sh.mm, sh.mmIdx(this.k.mmSlot, kMmKilled)) !== 0) {
+      throw new UserSignal(SIGKILL, 0, 'killed: another thread of the process took a fatal signal');
+    }
+  }
+
+  /** Translate `va` for an access; returns the byte offset in pcdata. Slow path of every access. */
+  translate(va: number, write: boolean, probe = false): number {
+    if (--this.tick <= 0) this.interrupt();
+    const k = this.k;
+    const sh = k.sh;
+    const vpn = Math.floor(va / PAGE_SIZE);
+    const page = vpn * PAGE_SIZE;
+    const ti = this.tlbBase + (vpn % kTlbEntries);
+    for (let attempt = 0; ; attempt++) {
+      if (this.tlbVpn[ti] === vpn) {
+        const val = this.tlbVal[ti]!;
+        if (!write || (val & _PAGE_RW) !== 0) {
+          const off = (val >>> 12) * PAGE_SIZE;
+          if (write && (val & _PAGE_DIRTY) === 0) {
+            if (!this.setDirty(va, val >>> 12)) { this.tlbVpn[ti] = -1; continue; }
+            this.tlbVal[ti] = val | _PAGE_DIRTY;
+          }
+          if (write) { this.wBase = page; this.wOff = off; }
+          this.rBase = page; this.rOff = off;
+          return off + (va - page);
+        }
+      }
+      // TLB miss (or a write through a read-only entry): walk, like the hardware page walker.
+      const pgd = sh.mm[sh.mmIdx(k.mmSlot, kMmPgd)]!;
+      const ptep = walkNoAlloc(sh, pgd, va);
+      const pte = ptep < 0 ? 0 : Atomics.load(sh.pgtable, ptep);
+      if ((pte & _PAGE_PRESENT) !== 0 && (!write || (pte & _PAGE_RW) !== 0)) {
+        this.tlbVpn[ti] = vpn;
+        this.tlbVal[ti] = pte;
+        k.env.stat(S.tlb_fill);
+        continue;
+      }
+      if (attempt > 64) throw new Error(`mmu: no progress translating 0x${va.toString(16)} (pte 0x${(pte >>> 0).toString(16)})`);
+      // Page fault.
+      this.tlbVpn[ti] = -1;
+      const r = this.fault(va, write, (pte & _PAGE_PRESENT) !== 0);
+      if (r === FAULT_OK) continue;
+      if (probe) return -1;
+      this.signal(va, write, r, (pte & _PAGE_PRESENT) !== 0);
+    }
+  }
+
+  private fault(va: number, write: boolean, _present: boolean): number {
+    const k = this.k;
+    const sh = k.sh;
+    const st = sh.cpuIdx(k.env.ctx, kCpuState);
+    Atomics.store(sh.ctl, st, kCpuStateKernel);
+    Atomics.store(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuKernelEnterMs), Math.floor(k.env.nowMs()));
+    try {
+      return pcacheHandleFault(k, va, write);
+    } finally {
+      Atomics.store(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuKernelEnterMs), -1);
+      Atomics.store(sh.ctl, st, kCpuStateUser);
+    }
+  }
+
+  /** force_sig_fault: log like show_signal_msg, then unwind the thread. */
+  private signal(va: number, write: boolean, r: number, present: boolean): never {
+    const k = this.k;
+    if (r === FAULT_KILLED) throw new UserSignal(SIGKILL, va, 'killed: another thread of the process took a fatal signal');
+    if (r === FAULT_OOM) {
+      k.env.printk('error', `Out of memory: Killed process ${k.pid} (${k.comm}): no pcache line for 0x${va.toString(16)}`);
+      throw new UserSignal(SIGKILL, va, 'out of pcache lines');
+    }
+    const err = X86_PF_USER | (write ? X86_PF_WRITE : 0) | (r === FAULT_SIGSEGV_ACCERR || present ? X86_PF_PROT : 0);
+    k.env.stat(S.segfault);
+    // show_signal_msg: "%s[%d]: segfault at %lx ip %px sp %px error %lx". splitkern has no instruction
+    // or stack pointer for user code written in TypeScript: both print as 0.
+    k.env.printk('info', `${k.comm}[${k.pid}]: segfault at ${va.toString(16)} ip 0000000000000000 sp 0000000000000000 error ${err.toString(16)}`);
+    throw new UserSignal(SIGSEGV, va, r === FAULT_SIGSEGV_ACCERR ? 'SEGV_ACCERR' : 'SEGV_MAPERR');
+  }
+
+  /** Set _PAGE_DIRTY if the PTE still maps `line` writable; false if it changed (refault). */
+  private setDirty(va: number, line: number): boolean {
+    const sh = this.k.sh;
+    const ptep = walkNoAlloc(sh, sh.mm[sh.mmIdx(this.k.mmSlot, kMmPgd)]!, va);
+    if (ptep < 0) return false;
+    for (;;) {
+      const pte = Atomics.load(sh.pgtable, ptep);
+      if ((pte & _PAGE_PRESENT) === 0 || (pte & _PAGE_RW) === 0 || pteLine(pte) !== line) return false;
+      if (pte & _PAGE_DIRTY) return true;
+      if (Atomics.compareExchange(sh.pgtable, ptep, pte, pte | _PAGE_DIRTY) === pte) return true;
+    }
+  }
+
+  // ---- accesses ----
+  load8(va: number): number {
+    const d = va - this.rBase;
+    if (d >= 0 && d < PAGE_SIZE && --this.tick > 0) return this.data[this.rOff + d]!;
+    return this.data[this.translate(va, false)]!;
+  }
+  load16(va: number): number {
+    const d = va - this.rBase;
+    if (d >= 0 && d <= PAGE_SIZE - 2 && --this.tick > 0) return this.view.getUint16(this.rOff + d, true);
+    if ((va % PAGE_SIZE) > PAGE_SIZE - 2) return this.load8(va) | (this.load8(va + 1) << 8);
+    return this.view.getUint16(this.translate(va, false), true);
+  }
+  load32(va: number): number {
+    const d = va - this.rBase;
+    if (d >= 0 && d <= PAGE_SIZE - 4 && --this.tick > 0) return this.view.getUint32(this.rOff + d, true);
+    if ((va % PAGE_SIZE) > PAGE_SIZE - 4) return (this.load16(va) + this.load16(va + 2) * 65536);
+    return this.view.getUint32(this.translate(va, false), true);
+  }
+  load64(va: number): number {
+    return this.load32(va) + this.load32(va + 4) * 4294967296;
+  }
+  store8(va: number, v: number): void {
+    const d = va - this.wBase;
+    if (d >= 0 && d < PAGE_SIZE && --this.tick > 0) { this.data[this.wOff + d] = v; return; }
+    this.data[this.translate(va, true)] = v;
+  }
+  store16(va: number, v: number): void {
+    const d = va - this.wBase;
+    if (d >= 0 && d <= PAGE_SIZE - 2 && --this.tick > 0) { this.view.setUint16(this.wOff + d, v, true); return; }
+    if ((va % PAGE_SIZE) > PAGE_SIZE - 2) { this.store8(va, v & 0xff); this.store8(va + 1, (v >>> 8) & 0xff); return; }
+    this.view.setUint16(this.translate(va, true), v, true);
+  }
+  store32(va: number, v: number): void {
+    const d = va - this.wBase;
+    if (d >= 0 && d <= PAGE_SIZE - 4 && --this.tick > 0) { this.view.setUint32(this.wOff + d, v >>> 0, true); return; }
+    if ((va % PAGE_SIZE) > PAGE_SIZE - 4) { this.store16(va, v & 0xffff); this.store16(va + 2, (v >>> 16) & 0xffff); return; }
+    this.view.setUint32(this.translate(va, true), v >>> 0, true);
+  }
+  store64(va: number, v: number): void {
+    const lo = v % 4294967296;
+    this.store32(va, lo);
+    this.store32(va + 4, (v - lo) / 4294967296);
+  }
+
+  read(va: number, dst: Uint8Array, off = 0, len = dst.length - off): void {
+    let done = 0;
+    while (done < len) {
+      const a = va + done;
+      const n = Math.min(len - done, PAGE_SIZE - (a % PAGE_SIZE));
+      const p = this.translate(a, false);
+      dst.set(this.data.subarray(p, p + n), off + done);
+      done += n;
+    }
+  }
+  write(va: number, src: Uint8Array, off = 0, len = src.length - off): void {
+    let done = 0;
+    while (done < len) {
+      const a = va + done;
+      const n = Math.min(len - done, PAGE_SIZE - (a % PAGE_SIZE));
+      const p = this.translate(a, true);
+      this.data.set(src.subarray(off + done, off + done + n), p);
+      done += n;
+    }
+  }
+  fill(va: number, byte: number, len: number): void {
+    let done = 0;
+    while (done < len) {
+      const a = va + done;
+      const n = Math.min(len - done, PAGE_SIZE - (a % PAGE_SIZE));
+      const p = this.translate(a, true);
+      this.data.fill(byte, p, p + n);
+      done += n;
+    }
+  }
+  cas32(va: number, expected: number, replacement: number): number {
+    if (va % 4 !== 0) throw new UserSignal(SIGBUS, va, 'misaligned atomic');
+    const p = this.translate(va, true);
+    return Atomics.compareExchange(this.data32, p >>> 2, expected | 0, replacement | 0) >>> 0;
+  }
+  xadd32(va: number, delta: number): number {
+    if (va % 4 !== 0) throw new UserSignal(SIGBUS, va, 'misaligned atomic');
+    const p = this.translate(va, true);
+    return Atomics.add(this.data32, p >>> 2, delta | 0) >>> 0;
+  }
+  probe(va: number, write: boolean): boolean {
+    const p = this.translate(va, write, true);
+    if (p < 0) return false;
+    if (write) this.data[p] = this.data[p]!; // a store of the byte's own value
+    return true;
+  }
+}

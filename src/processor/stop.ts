@@ -1,0 +1,53 @@
+// stop_machine for checkers (kernel/stop_machine.c, much simplified): one context stops every CPU and
+// the sweep kthread at a safe point — a point where it holds no kernel lock (user mode, the start of a
+// task, a join/barrier wait) — runs a function, then lets them go. A checker running inside the window
+// sees no transient state, so it never reports one as an error.
+import type { Env } from '../env.ts';
+import { kCpuParked, kCpuState, kCpuStateIdle, kCtlCpusBusy, kCtlShutdown, kCtlStopMachine } from '../layout.ts';
+
+/** Park here if another context is stopping the machine. Call only where no kernel lock is held. */
+export function safePoint(env: Env): void {
+  const sh = env.sh;
+  const owner = Atomics.load(sh.ctl, kCtlStopMachine);
+  if (owner === 0 || owner === env.ctx + 1) return;
+  const p = sh.cpuIdx(env.ctx, kCpuParked);
+  Atomics.store(sh.ctl, p, 1);
+  Atomics.notify(sh.ctl, p);
+  // A parked CPU still answers IPIs: a CPU that is not yet parked may be waiting for its ack.
+  while (Atomics.load(sh.ctl, kCtlStopMachine) !== 0 && Atomics.load(sh.ctl, kCtlShutdown) === 0) {
+    env.irq();
+    Atomics.wait(sh.ctl, kCtlStopMachine, Atomics.load(sh.ctl, kCtlStopMachine), 0.5);
+  }
+  Atomics.store(sh.ctl, p, 0);
+}
+
+/**
+ * Stop every other CPU (and the sweep kthread) at a safe point, run fn, release them. The caller must
+ * be at a safe point itself (no locks held). `withSweep` tells whether the sweep kthread runs.
+ */
+export function stopMachine<T>(env: Env, withSweep: boolean, fn: () => T): T {
+  const sh = env.sh;
+  while (Atomics.compareExchange(sh.ctl, kCtlStopMachine, 0, env.ctx + 1) !== 0) {
+    safePoint(env); // someone else is stopping the machine: be stopped first
+    env.irq();
+  }
+  try {
+    const others: number[] = [];
+    for (let c = 0; c < sh.geo.ctx.cpus; c++) if (c !== env.ctx) others.push(c);
+    if (withSweep && env.ctx !== sh.geo.ctx.sweep) others.push(sh.geo.ctx.sweep);
+    for (const c of others) {
+      const isCpu = c < sh.geo.ctx.cpus;
+      for (let n = 0; ; n++) {
+        if (Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuParked)) === 1) break;
+        if (isCpu && Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuState)) === kCpuStateIdle && (Atomics.load(sh.ctl, kCtlCpusBusy) & (1 << c)) === 0) break;
+        if (Atomics.load(sh.ctl, kCtlShutdown) !== 0) break;
+        env.irq();
+        if (n > 64) Atomics.wait(sh.ctl, sh.cpuIdx(c, kCpuParked), 0, 1);
+      }
+    }
+    return fn();
+  } finally {
+    Atomics.store(sh.ctl, kCtlStopMachine, 0);
+    Atomics.notify(sh.ctl, kCtlStopMachine);
+  }
+}

@@ -1,0 +1,383 @@
+// System calls on P (managers/processor/{mmap,fs,...}): the P side of every call. Address-space calls
+// take P's mmap_sem for write, ask M (the VMA owner) first, and then replay on P's page tables the
+// operations M reports (zap / move), in M's order: "only call after M updated its mmap".
+// File calls go to S. Results follow Linux: a non-negative value or -errno, passed through from M/S.
+import { BroadcastChannel } from 'node:worker_threads';
+import { P2M_BRK, P2M_MMAP, P2M_MPROTECT, P2M_MREMAP, P2M_MUNMAP, P2S_CLOSE, P2S_LSEEK, P2S_OPEN, P2S_READ, P2S_STAT, P2S_WRITE } from '../fabric/opcodes.ts';
+import type { AsReply, LseekReply, PtOp, StatReply } from '../fabric/proto.ts';
+import {
+  kCpuKernelEnterMs, kCpuState, kCpuStateKernel, kCtlBarrierBase, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid,
+  kCtlSpawnHead, kMaxThreads, kMmKilled, kMmSem, kMmUsers, kNodeMemory, kNodeStorage, kThreadArg, kThreadEntry,
+  kThreadExit, kThreadPid, kThreadState, spawnRingBase, kSpawnRing, THREAD_CREATED, THREAD_EXITED,
+} from '../layout.ts';
+import { kSyscallBase, S, SYSCALL_NAMES } from '../stats.ts';
+import { downWrite, LOCK_KIND, upWrite, waitUntil } from '../sync.ts';
+import {
+  EAGAIN, EBADF, EFAULT, EINVAL, ESRCH, MAP_ANONYMOUS, MAP_POPULATE, MREMAP_DONTUNMAP, PAGE_SIZE, PROT_WRITE,
+  STAT_SIZE, STAT_ST_BLKSIZE, STAT_ST_MODE, STAT_ST_SIZE,
+} from '../uapi.ts';
+import type { Syscalls } from '../user/api.ts';
+import { ThreadExit } from '../user/api.ts';
+import { pcacheHandleFault, FAULT_OK } from './fault.ts';
+import type { Kern } from './kern.ts';
+import { changeProtection, movePageTables, releasePgtable } from './mm.ts';
+import type { CpuMmu } from './mmu.ts';
+import { safePoint } from './stop.ts';
+
+const EDEADLK = 35;
+const ENODEV = 19;
+type SyscallName = (typeof SYSCALL_NAMES)[number];
+const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/** Called after every address-space syscall when --check syscall is on (stop-the-world checker). */
+export type SyscallHook = (name: string) => void;
+
+export class ProcSyscalls implements Syscalls {
+  private readonly page = new Uint8Array(PAGE_SIZE);
+  afterAddressSpaceCall: SyscallHook | undefined;
+
+  constructor(
+    private readonly k: Kern,
+    private readonly mmu: CpuMmu,
+    /** thread entry names of the running program, in the order clone encodes them */
+    private readonly entries: readonly string[],
+    /** P's console: where fd 1 and 2 go (none in unit tests: then they go to S like any fd) */
+    private readonly console?: BroadcastChannel,
+  ) {
+    this.hasStorage = k.env.config.topology === '1P-1M-1S';
+  }
+  private readonly hasStorage: boolean;
+
+  // ---- kernel entry/exit bookkeeping ----
+  private enter(name: SyscallName): number {
+    const k = this.k;
+    const sh = k.sh;
+    k.env.stat(S.syscall);
+    k.env.stat(kSyscallBase + SYSCALL_NAMES.indexOf(name));
+    const prev = Atomics.load(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuState));
+    Atomics.store(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuState), kCpuStateKernel);
+    Atomics.store(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuKernelEnterMs), Math.floor(k.env.nowMs()));
+    return prev;
+  }
+  private leave(prev: number, ret: number): number {
+    const k = this.k;
+    const sh = k.sh;
+    if (ret < 0 && ret > -4096) k.env.stat(S.syscall_error);
+    Atomics.store(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuKernelEnterMs), -1);
+    Atomics.store(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuState), prev);
+    return ret;
+  }
+  private sys(name: SyscallName, body: () => number): number {
+    const prev = this.enter(name);
+    let ret = -EFAULT;
+    try {
+      ret = body();
+    } finally {
+      this.leave(prev, ret);
+    }
+    return ret;
+  }
+
+  /** An address-space change: P's mmap_sem for write around the M call and the replay of its ops. */
+  private addressSpaceCall(name: SyscallName, opcode: number, payload: unknown, log?: (r: AsReply) => void): number {
+    return this.sys(name, () => {
+      const k = this.k;
+      const sh = k.sh;
+      const sem = sh.mmIdx(k.mmSlot, kMmSem);
+      downWrite(k.env, sh.mm, sem, k.mmSlot);
+      k.mmapWriteHeld = true;
+      let ret: number;
+      try {
+        const rep = k.fab.sendReply<AsReply>(kNodeMemory, opcode, { pid: k.pid, payload });
+        const body = rep.body;
+        if (!body) return rep.status < 0 ? rep.status : -EFAULT;
+        ret = body.ret;
+        if (log && ret >= 0) log(body);
+        this.replay(body.ops);
+      } finally {
+        k.mmapWriteHeld = false;
+        upWrite(sh.mm, sem);
+      }
+      this.afterAddressSpaceCall?.(name);
+      return ret;
+    });
+  }
+
+  private replay(ops: PtOp[]): void {
+    for (const op of ops) {
+      if (op.op === 'zap') {
+        if (this.k.env.bugs.has('brk-shrink-no-zap') && op.why === 'brk') continue;
+        releasePgtable(this.k, op.start, op.start + op.len);
+      } else movePageTables(this.k, op.old, op.new, op.len);
+    }
+  }
+
+  // ---- memory ----
+  mmap(addr: number, len: number, prot: number, flags: number, fd: number, offset: number): number {
+    let populate = false;
+    const ret = this.sys('mmap', () => {
+      const k = this.k;
+      if (offset % PAGE_SIZE !== 0) return -EINVAL; // arch sys_mmap: off & ~PAGE_MASK
+      let file: StatReply | undefined;
+      if ((flags & MAP_ANONYMOUS) === 0) {
+        if (!this.hasStorage) return -EBADF;
+        const st = k.fab.sendReply<StatReply>(kNodeStorage, P2S_STAT, { pid: k.pid, payload: { fd } });
+        if (st.status < 0 || !st.body) return -EBADF;
+        file = st.body;
+      }
+      const payload = { addr, len, prot, flags, offset, file: file ? { path: file.path, size: file.size, readOnly: file.readOnly } : undefined };
+      const sh = k.sh;
+      const sem = sh.mmIdx(k.mmSlot, kMmSem);
+      downWrite(k.env, sh.mm, sem, k.mmSlot);
+      k.mmapWriteHeld = true;
+      let r: number;
+      try {
+        const rep = k.fab.sendReply<AsReply>(kNodeMemory, P2M_MMAP, { pid: k.pid, payload });
+        r = rep.body ? rep.body.ret : rep.status;
+        if (rep.body) this.replay(rep.body.ops);
+      } finally {
+        k.mmapWriteHeld = false;
+        upWrite(sh.mm, sem);
+      }
+      if (r >= 0) {
+        k.env.printk('debug', `SYSC_mmap(cpu${k.cpu}): [${hex(r)} - ${hex(r + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE)}] prot ${hex(prot)} flags ${hex(flags)}${file ? ` file ${file.path}` : ''}`);
+        populate = (flags & MAP_POPULATE) !== 0;
+      }
+      this.afterAddressSpaceCall?.('mmap');
+      return r;
+    });
+    if (populate) this.populate(ret, len, (prot & PROT_WRITE) !== 0);
+    return ret;
+  }
+
+  /** MAP_POPULATE: fault every page in now (errors are ignored, as Linux's populate ignores them). */
+  private populate(start: number, len: number, write: boolean): void {
+    for (let va = start; va < start + len; va += PAGE_SIZE) {
+      if (pcacheHandleFault(this.k, va, write) !== FAULT_OK) break;
+    }
+  }
+
+  munmap(addr: number, len: number): number {
+    return this.addressSpaceCall('munmap', P2M_MUNMAP, { addr, len });
+  }
+
+  mprotect(addr: number, len: number, prot: number): number {
+    return this.sys('mprotect', () => {
+      const k = this.k;
+      const sh = k.sh;
+      const sem = sh.mmIdx(k.mmSlot, kMmSem);
+      downWrite(k.env, sh.mm, sem, k.mmSlot);
+      let ret: number;
+      try {
+        const rep = k.fab.sendReply<AsReply>(kNodeMemory, P2M_MPROTECT, { pid: k.pid, payload: { addr, len, prot } });
+        ret = rep.body ? rep.body.ret : rep.status;
+        // M has applied the new protection to every VMA in the range; P rewrites the PTEs.
+        if (ret === 0 && len > 0) changeProtection(k, addr, addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE, prot);
+      } finally {
+        upWrite(sh.mm, sem);
+      }
+      this.afterAddressSpaceCall?.('mprotect');
+      return ret;
+    });
+  }
+
+  mremap(oldAddr: number, oldLen: number, newLen: number, flags: number, newAddr = 0): number {
+    const k = this.k;
+    return this.addressSpaceCall('mremap', P2M_MREMAP, { addr: oldAddr, oldLen, newLen, flags, newAddr }, (r) => {
+      for (const op of r.ops) {
+        if (op.op === 'move') {
+          k.env.printk('debug', `SYSC_mremap(cpu${k.cpu}): move: [${hex(op.old)} - ${hex(op.old + op.len)}] -> [${hex(op.new)} - ${hex(op.new + op.len)}]${flags & MREMAP_DONTUNMAP ? ' dontunmap' : ''}`);
+        }
+      }
+      if (!r.ops.some((o) => o.op === 'move')) {
+        k.env.printk('debug', `SYSC_mremap(cpu${k.cpu}): ${newLen < oldLen ? 'shrink' : 'resize'}: [${hex(oldAddr)} - ${hex(oldAddr + oldLen)}] -> [${hex(r.ret)} - ${hex(r.ret + newLen)}]`);
+      }
+    });
+  }
+
+  brk(addr: number): number {
+    return this.addressSpaceCall('brk', P2M_BRK, { brk: addr });
+  }
+
+  // ---- files (S) ----
+  open(path: string, flags: number, mode = 0o644): number {
+    return this.sys('open', () => !this.hasStorage ? -ENODEV : this.k.fab.sendReply(kNodeStorage, P2S_OPEN, { pid: this.k.pid, payload: { path, flags, mode } }).status);
+  }
+
+  close(fd: number): number {
+    return this.sys('close', () => !this.hasStorage ? -ENODEV : this.k.fab.sendReply(kNodeStorage, P2S_CLOSE, { pid: this.k.pid, payload: { fd } }).status);
+  }
+
+  lseek(fd: number, offset: number, whence: number): number {
+    return this.sys('lseek', () => {
+      if (!this.hasStorage) return -ENODEV;
+      const rep = this.k.fab.sendReply<LseekReply>(kNodeStorage, P2S_LSEEK, { pid: this.k.pid, payload: { fd, offset, whence } });
+      return rep.status < 0 ? rep.status : (rep.body?.ret ?? -EFAULT);
+    });
+  }
+
+  read(fd: number, bufVa: number, count: number): number {
+    return this.sys('read', () => {
+      if (count < 0) return -EINVAL;
+      if (!this.hasStorage) return -ENODEV;
+      let done = 0;
+      while (done < count) {
+        const want = Math.min(PAGE_SIZE, count - done);
+        const rep = this.k.fab.sendReply(kNodeStorage, P2S_READ, { pid: this.k.pid, payload: { fd, count: want } });
+        if (rep.status < 0) return done > 0 ? done : rep.status;
+        const n = rep.status;
+        if (n === 0) break;
+        // Copy out of the mailbox before touching user memory: a fault reuses the mailbox.
+        this.page.set(rep.mbox.page.subarray(0, n));
+        if (!this.copyToUser(bufVa + done, this.page, n)) return done > 0 ? done : -EFAULT;
+        done += n;
+        if (n < want) break;
+      }
+      return done;
+    });
+  }
+
+  write(fd: number, bufVa: number, count: number): number {
+    return this.sys('write', () => {
+      if (count < 0) return -EINVAL;
+      if ((fd === 1 || fd === 2) && this.console) {
+        // P's console (LegoOS writes stdout/stderr to the processor's tty, not to S).
+        const buf = new Uint8Array(count);
+        if (!this.copyFromUser(bufVa, buf, count)) return -EFAULT;
+        this.console.postMessage({ fd, pid: this.k.pid, data: buf });
+        return count;
+      }
+      if (!this.hasStorage) return -ENODEV;
+      let done = 0;
+      while (done < count) {
+        const n = Math.min(PAGE_SIZE, count - done);
+        if (!this.copyFromUser(bufVa + done, this.page, n)) return done > 0 ? done : -EFAULT;
+        const rep = this.k.fab.sendReply(kNodeStorage, P2S_WRITE, { pid: this.k.pid, payload: { fd, count: n }, page: this.page });
+        if (rep.status < 0) return done > 0 ? done : rep.status;
+        done += rep.status;
+        if (rep.status < n) break;
+      }
+      return done;
+    });
+  }
+
+  fstat(fd: number, statVa: number): number {
+    return this.sys('fstat', () => {
+      if (!this.hasStorage) return -ENODEV;
+      const rep = this.k.fab.sendReply<StatReply>(kNodeStorage, P2S_STAT, { pid: this.k.pid, payload: { fd } });
+      if (rep.status < 0 || !rep.body) return rep.status < 0 ? rep.status : -EBADF;
+      const st = new Uint8Array(STAT_SIZE);
+      const dv = new DataView(st.buffer);
+      dv.setBigUint64(8, BigInt(rep.body.ino), true); // st_ino
+      dv.setBigUint64(16, 1n, true); // st_nlink
+      dv.setUint32(STAT_ST_MODE, rep.body.mode, true);
+      dv.setBigInt64(STAT_ST_SIZE, BigInt(rep.body.size), true);
+      dv.setBigInt64(STAT_ST_BLKSIZE, BigInt(PAGE_SIZE), true);
+      dv.setBigInt64(64, BigInt(Math.ceil(rep.body.size / 512)), true); // st_blocks
+      return this.copyToUser(statVa, st, STAT_SIZE) ? 0 : -EFAULT;
+    });
+  }
+
+  /** copy_to_user: -EFAULT instead of a signal when the user buffer is bad. */
+  private copyToUser(va: number, src: Uint8Array, n: number): boolean {
+    const data = this.k.sh.pcdata;
+    for (let done = 0; done < n; ) {
+      const a = va + done;
+      const chunk = Math.min(n - done, PAGE_SIZE - (a % PAGE_SIZE));
+      const p = this.mmu.translate(a, true, true);
+      if (p < 0) return false;
+      data.set(src.subarray(done, done + chunk), p);
+      done += chunk;
+    }
+    return true;
+  }
+  private copyFromUser(va: number, dst: Uint8Array, n: number): boolean {
+    const data = this.k.sh.pcdata;
+    for (let done = 0; done < n; ) {
+      const a = va + done;
+      const chunk = Math.min(n - done, PAGE_SIZE - (a % PAGE_SIZE));
+      const p = this.mmu.translate(a, false, true);
+      if (p < 0) return false;
+      dst.set(data.subarray(p, p + chunk), done);
+      done += chunk;
+    }
+    return true;
+  }
+
+  // ---- threads ----
+  clone(entry: string, arg: number): number {
+    return this.sys('clone', () => {
+      const k = this.k;
+      const sh = k.sh;
+      const ei = this.entries.indexOf(entry);
+      if (ei < 0) return -EINVAL;
+      // One user thread per CPU, without preemption: a thread that cannot get a CPU would wait forever
+      // behind threads that join it. Refuse like RLIMIT_NPROC would.
+      for (;;) {
+        const live = Atomics.load(sh.ctl, kCtlLiveThreads);
+        if (live >= sh.geo.ctx.cpus) return -EAGAIN;
+        if (Atomics.compareExchange(sh.ctl, kCtlLiveThreads, live, live + 1) === live) break;
+      }
+      const tid = Atomics.add(sh.ctl, kCtlNextTid, 1);
+      if (tid >= kMaxThreads) { Atomics.sub(sh.ctl, kCtlLiveThreads, 1); return -EAGAIN; }
+      sh.threads[sh.threadIdx(tid, kThreadPid)] = k.pid;
+      sh.threads[sh.threadIdx(tid, kThreadEntry)] = ei;
+      sh.threadArgs[tid] = arg;
+      Atomics.add(sh.mm, sh.mmIdx(k.mmSlot, kMmUsers), 1);
+      Atomics.store(sh.threads, sh.threadIdx(tid, kThreadState), THREAD_CREATED);
+      // Hand the new thread to the host, which queues it on the CPU pool.
+      const i = Atomics.add(sh.ctl, kCtlSpawnHead, 1);
+      Atomics.store(sh.ctl, spawnRingBase + (i % kSpawnRing), tid);
+      Atomics.add(sh.ctl, kCtlHostDoorbell, 1);
+      Atomics.notify(sh.ctl, kCtlHostDoorbell);
+      return tid;
+    });
+  }
+
+  join(tid: number): number {
+    return this.sys('join', () => {
+      const k = this.k;
+      const sh = k.sh;
+      if (!Number.isInteger(tid) || tid <= 0 || tid >= kMaxThreads || sh.threads[sh.threadIdx(tid, kThreadPid)] !== k.pid) return -ESRCH;
+      if (tid === k.tid) return -EDEADLK;
+      const si = sh.threadIdx(tid, kThreadState);
+      waitUntil(k.env, sh.threads, si, () => { safePoint(k.env); return Atomics.load(sh.threads, si) === THREAD_EXITED || this.killed(); }, tid, LOCK_KIND.join);
+      this.mmu.interrupt(); // unwinds if the process is being killed
+      return sh.threads[sh.threadIdx(tid, kThreadExit)]!;
+    });
+  }
+
+  barrier(id: number, count: number): number {
+    return this.sys('barrier', () => {
+      const k = this.k;
+      const sh = k.sh;
+      if (!Number.isInteger(count) || count <= 0 || count > sh.geo.ctx.cpus) return -EINVAL;
+      const c = kCtlBarrierBase + 2 * (((id % 16) + 16) % 16);
+      const g = c + 1;
+      const gen = Atomics.load(sh.ctl, g);
+      if (Atomics.add(sh.ctl, c, 1) + 1 === count) {
+        Atomics.store(sh.ctl, c, 0);
+        Atomics.add(sh.ctl, g, 1);
+        Atomics.notify(sh.ctl, g);
+        return 0;
+      }
+      waitUntil(k.env, sh.ctl, g, () => { safePoint(k.env); return Atomics.load(sh.ctl, g) !== gen || this.killed(); }, id, LOCK_KIND.barrier);
+      this.mmu.interrupt();
+      return 0;
+    });
+  }
+
+  private killed(): boolean {
+    const sh = this.k.sh;
+    return Atomics.load(sh.mm, sh.mmIdx(this.k.mmSlot, kMmKilled)) !== 0;
+  }
+
+  getpid(): number { return this.k.pid; }
+  gettid(): number { return this.k.tid; }
+
+  exit(code: number): never {
+    throw new ThreadExit(code);
+  }
+}
+
+export { THREAD_CREATED };

@@ -1,0 +1,13 @@
+// Entry of the S worker: views over the shared buffers, the kernel environment, then S's loop.
+import { parentPort, workerData } from 'node:worker_threads';
+import { Env } from '../env.ts';
+import type { WorkerInit, WorkerMsg } from '../host/workerdata.ts';
+import { Shared } from '../layout.ts';
+import { storageMain } from './server.ts';
+
+export function main(): void {
+  const init = workerData as WorkerInit;
+  const sh = new Shared(init.bufs);
+  const env = new Env(sh, { ctx: sh.geo.ctx.storage, cpu: -1, name: 'storage', bootEpochMs: init.bootEpochMs, config: init.config });
+  storageMain(env, init, (m: WorkerMsg) => parentPort!.postMessage(m));
+}

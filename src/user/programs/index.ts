@@ -1,0 +1,11 @@
+// The programs a CPU can run, by the name the CLI and the host use.
+import type { Program } from '../api.ts';
+import { dpkgStatus } from './dpkg_status.ts';
+import { scriptProgram } from './script.ts';
+import { wordCount } from './word_count.ts';
+
+export const programs: Record<string, Program> = {
+  word_count: wordCount,
+  'dpkg-status': dpkgStatus,
+  script: scriptProgram,
+};

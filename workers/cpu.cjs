@@ -1,0 +1,13 @@
+// A CPU of the processor component: one piscina worker. Brings the CPU up when the worker starts;
+// each task is one user thread (src/processor/cpu.ts).
+'use strict';
+const { workerData } = require('node:worker_threads');
+const { importTs } = require('./tsx-boot.cjs');
+
+const cpu = importTs('src/processor/cpu.ts').then((m) => new m.Cpu(workerData));
+// Keep a failed bring-up from becoming an unhandled rejection before the first task reports it.
+cpu.catch((e) => { process.stderr.write(`cpu bring-up failed: ${e && e.stack || e}\n`); });
+
+module.exports = async function runTask(task) {
+  return (await cpu).run(task);
+};

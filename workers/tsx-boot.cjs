@@ -1,0 +1,16 @@
+// Shared by every worker entry: register tsx in this worker thread, then import a TypeScript module.
+// (On Node 20, `execArgv: ['--import', 'tsx']` does not reach worker threads' .ts files, and
+// require('tsx/esm/api') fails in this tsx; a dynamic import of the ESM API works.)
+'use strict';
+const path = require('node:path');
+const { pathToFileURL } = require('node:url');
+
+let registered;
+async function importTs(rel) {
+  if (!registered) {
+    registered = import('tsx/esm/api').then((api) => api.register());
+  }
+  await registered;
+  return import(pathToFileURL(path.join(__dirname, '..', rel)).href);
+}
+module.exports = { importTs };
