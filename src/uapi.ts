@@ -24,20 +24,24 @@ export const EFAULT = 14;
 export const EBUSY = 16;
 export const EEXIST = 17;
 export const ENODEV = 19;
+export const ENOTDIR = 20;
 export const EISDIR = 21;
 export const EINVAL = 22;
 export const EMFILE = 24;
 export const EFBIG = 27;
 export const ENOSPC = 28;
 export const ESPIPE = 29;
+export const EROFS = 30;
+export const ENAMETOOLONG = 36;
 export const ENOSYS = 38;
 export const EOVERFLOW = 75;
 
 export const ERRNO_NAMES: Record<number, string> = {
   [EPERM]: 'EPERM', [ENOENT]: 'ENOENT', [ESRCH]: 'ESRCH', [EINTR]: 'EINTR', [EIO]: 'EIO',
   [EBADF]: 'EBADF', [EAGAIN]: 'EAGAIN', [ENOMEM]: 'ENOMEM', [EACCES]: 'EACCES', [EFAULT]: 'EFAULT',
-  [EBUSY]: 'EBUSY', [EEXIST]: 'EEXIST', [ENODEV]: 'ENODEV', [EISDIR]: 'EISDIR', [EINVAL]: 'EINVAL',
-  [EMFILE]: 'EMFILE', [EFBIG]: 'EFBIG', [ENOSPC]: 'ENOSPC', [ESPIPE]: 'ESPIPE', [ENOSYS]: 'ENOSYS',
+  [EBUSY]: 'EBUSY', [EEXIST]: 'EEXIST', [ENODEV]: 'ENODEV', [ENOTDIR]: 'ENOTDIR', [EISDIR]: 'EISDIR', [EINVAL]: 'EINVAL',
+  [EMFILE]: 'EMFILE', [EFBIG]: 'EFBIG', [ENOSPC]: 'ENOSPC', [ESPIPE]: 'ESPIPE', [EROFS]: 'EROFS',
+  [ENAMETOOLONG]: 'ENAMETOOLONG', [ENOSYS]: 'ENOSYS',
   [EOVERFLOW]: 'EOVERFLOW',
 };
 export const errnoByName = (name: string): number | undefined => {
@@ -97,6 +101,11 @@ export const O_EXCL = 0o200;
 export const O_TRUNC = 0o1000;
 export const O_APPEND = 0o2000;
 
+// include/uapi/linux/fs.h: lseek whence
+export const SEEK_SET = 0;
+export const SEEK_CUR = 1;
+export const SEEK_END = 2;
+
 export const STDIN_FILENO = 0;
 export const STDOUT_FILENO = 1;
 export const STDERR_FILENO = 2;
@@ -106,7 +115,10 @@ export const STAT_SIZE = 144;
 export const STAT_ST_MODE = 24;
 export const STAT_ST_SIZE = 48;
 export const STAT_ST_BLKSIZE = 56;
+export const S_IFMT = 0o170000;
 export const S_IFREG = 0o100000;
+export const S_IFDIR = 0o040000;
+export const S_IFCHR = 0o020000;
 
 // Signals
 export const SIGSEGV = 11;

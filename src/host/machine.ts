@@ -122,6 +122,10 @@ export class Machine {
   }
 
   private startWorker(name: string, file: string, data: WorkerInit): Promise<void> {
+    return Promise.race([this.spawnWorker(name, file, data), this.failed()]);
+  }
+
+  private spawnWorker(name: string, file: string, data: WorkerInit): Promise<void> {
     return new Promise((resolve, reject) => {
       const w = new Worker(path.join(workersDir, file), { workerData: data });
       this.workers.set(name, w);

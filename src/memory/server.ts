@@ -68,6 +68,8 @@ export class Memory {
   }
 
   handle(req: IncomingRequest, out: ReplyWriter): void {
+    // Test hook for the emulator's own failure handling (never a kernel behaviour): see README "Testing".
+    if (process.env.SPLITKERN_INJECT === 'memory-crash' && req.opcode === P2M_MMAP) throw new Error('injected memory worker crash (SPLITKERN_INJECT)');
     switch (req.opcode) {
       case P2M_PCACHE_MISS: return this.pcacheMiss(req, out);
       case P2M_PCACHE_FLUSH: return this.pcacheFlush(req, out);

@@ -99,6 +99,14 @@ export class Cpu {
   /** Run one user thread to completion. */
   run(task: CpuTask): CpuTaskResult {
     const { sh, env, k } = this;
+    // Test hooks for the emulator's own failure handling (never a kernel behaviour): see README "Testing".
+    const inject = process.env.SPLITKERN_INJECT;
+    if (inject === 'cpu-crash') throw new Error('injected CPU worker crash (SPLITKERN_INJECT)');
+    if (inject === 'cpu-hang') {
+      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuKernelEnterMs), Math.floor(env.nowMs()));
+      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateKernel);
+      for (;;) Atomics.wait(sh.ctl, kCtlCpusOnline, -1, 1000); // stuck in the kernel: the watchdog must fire
+    }
     const prog = programs[task.program];
     if (!prog) throw new Error(`no program "${task.program}"`);
     Atomics.or(sh.ctl, kCtlCpusBusy, 1 << env.cpu);

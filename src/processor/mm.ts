@@ -110,6 +110,11 @@ export function movePageTables(k: Kern, oldAddr: number, newAddr: number, len: n
   const f = k.mmSlot * kMmFloatStride;
   sh.mmF[f + kMmMovingStart] = oldAddr;
   sh.mmF[f + kMmMovingEnd] = oldAddr + len;
+  // Victim entries of the old range name addresses that no longer map them (M moved the VMA): drop
+  // them first, or a fault at the old address would be filled from the victim cache without asking M.
+  // (Every victim is clean, M already has its data.) Bumping the generation also stops an eviction in
+  // flight from inserting one.
+  victimInvalidateRange(k, k.pid, oldAddr, oldAddr + len);
   try {
     let done = 0;
     while (done < len) {
