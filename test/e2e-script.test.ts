@@ -1,15 +1,18 @@
 // End to end: boot the machine (worker threads, piscina CPUs, M, S) through the CLI and run the shipped
 // scenarios with a pcache small enough to force evictions, victim hits and write-backs.
-import { readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { repoRoot, runCli, runJson } from './helpers/cli.ts';
 
 const small = ['--pcache', '256K', '--ways', '4', '--victim', '8'];
 const traces = readdirSync(path.join(repoRoot, 'traces')).filter((f) => f.endsWith('.jsonl')).sort();
+/** Shipped scenarios meant to end in a fatal signal (tested on their own below). */
+const fatalTraces = ['segfault.jsonl'];
 
 describe('shipped scenarios (traces/*.jsonl) on a small pcache', () => {
-  for (const t of traces) {
+  for (const t of traces.filter((f) => !fatalTraces.includes(f))) {
     it(`${t} passes with --check syscall and reports no violation`, async () => {
       const cpus = /2cpu/.test(t) ? '3' : '2';
       const { r, j } = await runJson(['run', 'script', `traces/${t}`, '--cpus', cpus, ...small, '--check', 'syscall']);
@@ -19,6 +22,73 @@ describe('shipped scenarios (traces/*.jsonl) on a small pcache', () => {
       expect(r.code).toBe(0);
     });
   }
+});
+
+describe('a touch of unmapped memory is a real SIGSEGV that kills the process', () => {
+  // show_signal_msg as Linux prints it: the address in hex without 0x; error 4 = user read, 6 = user write
+  // of a page that is not present. splitkern has no ip/sp for TypeScript user code: both print as 0.
+  const segfaultLine = (err: 4 | 6): RegExp =>
+    new RegExp(`^\\[ *\\d+\\.\\d{6}\\] script\\[\\d+\\]: segfault at 400000000000 ip 0000000000000000 sp 0000000000000000 error ${err}$`, 'm');
+
+  it('traces/segfault.jsonl: the touch after munmap kills the process with SIGSEGV, exit 1, clean shutdown', async () => {
+    const { r, j } = await runJson(['run', 'script', 'traces/segfault.jsonl', '--cpus', '2', ...small, '--check', 'syscall']);
+    expect(r.stderr).toMatch(segfaultLine(4));
+    expect(r.stderr).not.toMatch(/emulator failure/);
+    expect(j.process.signal).toBe(11);
+    expect(j.process.faultAddr).toBe('0x400000000000');
+    expect(j.verification.ok).toBe(false);
+    expect(j.verification.summary).toBe('no result: the scenario did not finish');
+    expect(j.violations).toEqual([]);
+    expect(j.stats.faults.segfaults).toBe(1);
+    // every step before the fatal one ran and printed its line; the faulting touch printed none
+    const lines = j.output.trim().split('\n').map((l) => JSON.parse(l) as { line: number; op: string; ok: boolean });
+    expect(lines.map((l) => l.op)).toEqual(['mmap', 'touch', 'touch', 'probe', 'munmap', 'probe']);
+    expect(lines.every((l) => l.ok)).toBe(true);
+    expect(j.ok).toBe(false);
+    expect(j.exitCode).toBe(1);
+    expect(r.code).toBe(1); // 1, not 3: the machine shut down cleanly
+  });
+
+  it('the human-readable summary names the signal and the fault', async () => {
+    const r = await runCli(['run', 'script', 'traces/segfault.jsonl', '--topology', '1P-1M']);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/process killed by signal 11 \(fault at 0x400000000000, SEGV_MAPERR\)/);
+    expect(r.stdout).toMatch(/verification: FAILED: no result: the scenario did not finish/);
+    expect(r.stderr).toMatch(segfaultLine(4));
+  });
+
+  it('thread 1 segfaults while thread 0 loops over its own pages: the whole process dies with SIGSEGV, promptly', async () => {
+    // Thread 0's loop alone would take minutes (a million checks of 16 pages); thread 1 writes to an
+    // address nothing maps. No barrier: thread 0 must be stopped by the kill, not by meeting thread 1.
+    const dir = mkdtempSync(path.join(tmpdir(), 'splitkern-segv-'));
+    try {
+      const file = path.join(dir, 'segfault-2cpu.jsonl');
+      writeFileSync(file, [
+        '{"scenario": "segfault-2cpu", "threads": 2}',
+        '{"thread": 0, "op": "mmap", "addr": "0x540000000000", "len": "0x10000", "flags": "MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED"}',
+        '{"thread": 0, "op": "fill", "addr": "0x540000000000", "len": "0x10000", "region": "t0"}',
+        '{"thread": 0, "op": "check", "addr": "0x540000000000", "len": "0x10000", "region": "t0", "repeat": 1000000}',
+        '{"thread": 1, "op": "touch", "addr": "0x400000000000", "access": "write"}',
+        '',
+      ].join('\n'));
+      const { r, j } = await runJson(['run', 'script', file, '--cpus', '2', '--check', 'end']);
+      expect(r.ms).toBeLessThan(30_000);
+      expect(r.stderr).toMatch(segfaultLine(6));
+      expect(r.stderr).not.toMatch(/emulator failure/);
+      expect(r.code).toBe(1);
+      expect(j.exitCode).toBe(1);
+      expect(j.violations).toEqual([]);
+      expect(j.verification.ok).toBe(false);
+      const lines = j.output.trim().split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { thread: number; op: string });
+      expect(lines.filter((l) => l.thread === 1)).toEqual([]); // the faulting touch printed nothing
+      expect(lines.filter((l) => l.op === 'check').length).toBeLessThan(1_000_000);
+      // The process's fate is its fatal signal, SIGSEGV at thread 1's address (Linux: the group exits
+      // with the signal that killed it, not with the SIGKILL the other threads were torn down by).
+      expect(j.process).toMatchObject({ signal: 11, faultAddr: '0x400000000000' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('mremap fast and slow path', () => {

@@ -9,7 +9,7 @@ import type { WorkerInit } from '../host/workerdata.ts';
 import {
   kCpuCsdInit, kCpuKernelEnterMs, kCpuPid, kCpuState, kCpuStateIdle, kCpuStateKernel, kCpuStateUser, kCpuTid,
   kCtlCpuBootCounter, kCtlCpusBusy, kCtlCpusOnline, kCtlLiveThreads, kMaxProcs, kMmCpumask, kMmFaultAddr, kMmFloatStride,
-  kMmKilled, kMmMovingEnd, kMmMovingStart, kMmPgd, kMmPid, kMmSem, kMmShootdowns, kMmUsers, kNodeMemory, kNodeStorage,
+  kMmKilled, kMmSiCode, kMmMovingEnd, kMmMovingStart, kMmPgd, kMmPid, kMmSem, kMmShootdowns, kMmUsers, kNodeMemory, kNodeStorage,
   kStatsPerContext, kThreadCpu, kThreadEntry, kThreadExit, kThreadPid, kThreadSignal, kThreadState, Shared,
   THREAD_EXITED, THREAD_RUNNING,
 } from '../layout.ts';
@@ -157,7 +157,10 @@ export class Cpu {
       if (e instanceof UserSignal) {
         // The first fatal signal of the process wins and kills every thread of it.
         const ki = sh.mmIdx(k.mmSlot, kMmKilled);
-        if (Atomics.compareExchange(sh.mm, ki, 0, e.signo) === 0) sh.mmF[k.mmSlot * kMmFloatStride + kMmFaultAddr] = e.addr;
+        if (Atomics.compareExchange(sh.mm, ki, 0, e.signo) === 0) {
+          sh.mmF[k.mmSlot * kMmFloatStride + kMmFaultAddr] = e.addr;
+          Atomics.store(sh.mm, sh.mmIdx(k.mmSlot, kMmSiCode), e.why === 'SEGV_MAPERR' ? 1 : e.why === 'SEGV_ACCERR' ? 2 : 0);
+        }
         res.signal = e.signo;
         res.faultAddr = e.addr;
         res.why = e.why;
@@ -182,7 +185,7 @@ export class Cpu {
     }
     if (slot < 0) throw new Error(`too many processes (${kMaxProcs})`);
     sh.mm[sh.mmIdx(slot, kMmPgd)] = allocTablePage(sh);
-    for (const f of [kMmSem, kMmCpumask, kMmKilled, kMmShootdowns]) Atomics.store(sh.mm, sh.mmIdx(slot, f), 0);
+    for (const f of [kMmSem, kMmCpumask, kMmKilled, kMmShootdowns, kMmSiCode]) Atomics.store(sh.mm, sh.mmIdx(slot, f), 0);
     Atomics.store(sh.mm, sh.mmIdx(slot, kMmUsers), 1);
     sh.mmF[slot * kMmFloatStride + kMmMovingStart] = -1;
     sh.mmF[slot * kMmFloatStride + kMmMovingEnd] = -1;
@@ -202,15 +205,19 @@ export class Cpu {
     const { sh, k, env } = this;
     const users = sh.mmIdx(slot, kMmUsers);
     if (task.main) {
-      if (Atomics.load(sh.mm, users) > 1) {
-        Atomics.compareExchange(sh.mm, sh.mmIdx(slot, kMmKilled), 0, SIGKILL);
-        waitUntil(env, sh.mm, users, () => Atomics.load(sh.mm, users) <= 1, slot, LOCK_KIND.join);
-      }
-      const killed = Atomics.load(sh.mm, sh.mmIdx(slot, kMmKilled));
-      if (killed !== 0 && res.signal === 0 && killed !== SIGKILL) {
-        res.signal = killed;
+      // exit_group: if main ended normally with threads left, kill them (that SIGKILL is not the
+      // process's fate: its exit code is main's). Otherwise the first fatal signal any thread took
+      // is what the process died of, whatever unwound main afterwards.
+      const ki = sh.mmIdx(slot, kMmKilled);
+      const exitGroup = res.signal === 0 && Atomics.compareExchange(sh.mm, ki, 0, SIGKILL) === 0;
+      if (Atomics.load(sh.mm, users) > 1) waitUntil(env, sh.mm, users, () => Atomics.load(sh.mm, users) <= 1, slot, LOCK_KIND.join);
+      if (!exitGroup) {
+        const first = Atomics.load(sh.mm, ki);
+        res.signal = first;
         res.faultAddr = sh.mmF[slot * kMmFloatStride + kMmFaultAddr];
-        res.exit = 128 + killed;
+        res.exit = 128 + first;
+        const code = Atomics.load(sh.mm, sh.mmIdx(slot, kMmSiCode));
+        res.why = code === 1 ? 'SEGV_MAPERR' : code === 2 ? 'SEGV_ACCERR' : res.why;
       }
       if (env.config.check !== 'none') {
         // The process is quiescent (one thread left, no syscall running): check it before it goes.

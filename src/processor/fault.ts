@@ -67,6 +67,18 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
       putPcache(k, line);
       continue;
     }
+    // Re-check the eviction list under the PTE lock. While we were allocating (which can take long:
+    // it may evict), another CPU may have filled this page, dirtied it and started evicting it: its
+    // PTE is none again (pte_same holds) but the dirty data is still on its way to M. The evictor adds
+    // its entry before clearing the PTE under this lock, so here we see it. Without this, the fill
+    // below reads the stale copy from M and the write is lost.
+    if (victimProt < 0 && psetFindEviction(sh, set, pid, va) >= 0) {
+      ptlUnlock(k.env, ptep);
+      putPcache(k, line);
+      k.env.stat(S.nr_pset_list_hit);
+      k.env.irq();
+      continue;
+    }
     let writable: boolean;
     let caller = RMAP_FILL_PAGE_REMOTE;
     if (victimProt >= 0) {

@@ -432,16 +432,20 @@ function evictFindLine(k: Kern, set: number): number {
     }
   }
   let picked = -1;
+  const deferredPuts: number[] = [];
   for (const line of cands) {
     if (!getPcacheUnlessZero(sh, line)) continue;
     const flags = pcacheFlags(sh, line);
+    // Our reference may turn out to be the last one (a fault that lost its pte_same race puts its
+    // fresh line meanwhile): drop it with put_pcache semantics, outside the set lock, or the line
+    // leaks with ref 0 and the set shrinks forever.
     if ((flags & PC_valid) === 0 || (flags & PC_writeback) !== 0 || !trylockPcache(sh, line)) {
-      Atomics.sub(sh.meta, sh.metaIdx(line, kMetaRef), 1);
+      if (Atomics.sub(sh.meta, sh.metaIdx(line, kMetaRef), 1) === 1) deferredPuts.push(line);
       continue;
     }
     if (Atomics.load(sh.meta, sh.metaIdx(line, kMetaRef)) > Atomics.load(sh.meta, sh.metaIdx(line, kMetaMapcount)) + 1) {
       unlockPcache(sh, line);
-      Atomics.sub(sh.meta, sh.metaIdx(line, kMetaRef), 1);
+      if (Atomics.sub(sh.meta, sh.metaIdx(line, kMetaRef), 1) === 1) deferredPuts.push(line);
       continue;
     }
     // lru: second chance for lines whose PTE was referenced since the last scan (the sweep's aging,
@@ -450,7 +454,7 @@ function evictFindLine(k: Kern, set: number): number {
       lruDel(sh, set, line);
       lruAddHead(sh, set, line);
       unlockPcache(sh, line);
-      Atomics.sub(sh.meta, sh.metaIdx(line, kMetaRef), 1);
+      if (Atomics.sub(sh.meta, sh.metaIdx(line, kMetaRef), 1) === 1) deferredPuts.push(line);
       continue;
     }
     lruDel(sh, set, line);
@@ -459,6 +463,7 @@ function evictFindLine(k: Kern, set: number): number {
     break;
   }
   unlockSet(k, set);
+  for (const line of deferredPuts) freePcache(k, line);
   return picked;
 }
 

@@ -1,5 +1,6 @@
 // The `script` workload: JSON Lines scenarios that drive mmap/munmap/mremap/brk/mprotect from several
-// threads and verify memory contents with self-describing page tags. The format is documented in
+// threads and verify memory contents with self-describing page tags (and, with `touch`, take real
+// faults: an access the kernel cannot resolve kills the process with SIGSEGV). The format is documented in
 // traces/README.md; this file is its only implementation.
 //
 // How a run is laid out in emulated memory (everything a thread shares with another goes through it):
@@ -174,6 +175,8 @@ export type Pattern = { kind: 'tag' } | { kind: 'zero' } | { kind: 'byte'; byte:
 export const PROBE_STATES = ['unmapped', 'readonly', 'writable'] as const;
 export type ProbeState = (typeof PROBE_STATES)[number];
 export interface ProbeRun { pages?: NumExpr; len?: NumExpr; state: ProbeState }
+export const TOUCH_ACCESSES = ['read', 'write'] as const;
+export type TouchAccess = (typeof TOUCH_ACCESSES)[number];
 
 interface StepCommon { line: number; thread: number; repeat: number }
 interface SyscallCommon extends StepCommon { as?: string; expect: Expect }
@@ -191,6 +194,7 @@ export type Step =
     writer?: number;
   })
   | (StepCommon & { op: 'probe'; addr: NumExpr; len: NumExpr; expectProbe?: ProbeRun[] })
+  | (StepCommon & { op: 'touch'; addr: NumExpr; len: NumExpr; access: TouchAccess })
   | (StepCommon & { op: 'barrier'; label: string; ordinal: number });
 
 export interface Scenario {
@@ -226,7 +230,7 @@ export class ScenarioError extends Error {
 // ---------------------------------------------------------------------------------------------------
 // Parsing
 
-const OPS = ['mmap', 'munmap', 'mprotect', 'mremap', 'brk', 'fill', 'check', 'probe', 'barrier'] as const;
+const OPS = ['mmap', 'munmap', 'mprotect', 'mremap', 'brk', 'fill', 'check', 'probe', 'touch', 'barrier'] as const;
 type Op = (typeof OPS)[number];
 
 function editDistance(a: string, b: string): number {
@@ -299,6 +303,10 @@ const STEP_SCHEMAS = {
       z.string(),
       z.array(z.strictObject({ pages: zNum.optional(), len: zNum.optional(), state: z.string() })),
     ], { error: 'must be a state ("unmapped", "readonly", "writable") or a list of {"pages": n, "state": s} or {"len": n, "state": s} runs' }).optional(),
+  }),
+  touch: z.strictObject({
+    ...zCommon, addr: zNum, len: zNum.optional(),
+    access: z.string({ error: 'must be "read" or "write"' }).optional(),
   }),
   barrier: z.strictObject({
     thread: zCommon.thread, op: zCommon.op, comment: zCommon.comment,
@@ -460,6 +468,13 @@ class Parser {
     return r;
   }
 
+  touchAccess(raw: string | undefined, line: number): TouchAccess {
+    if (raw === undefined) return 'read';
+    const a = TOUCH_ACCESSES.find((x) => x === raw);
+    if (a === undefined) this.fail(line, `unknown access "${raw}" in "access"${didYouMean(raw, TOUCH_ACCESSES)} (accesses: ${TOUCH_ACCESSES.join(', ')})`);
+    return a!;
+  }
+
   probeState(raw: string, line: number): ProbeState {
     const s = PROBE_STATES.find((x) => x === raw);
     if (s === undefined) this.fail(line, `unknown probe state "${raw}"${didYouMean(raw, PROBE_STATES)} (states: ${PROBE_STATES.join(', ')})`);
@@ -559,6 +574,13 @@ function compileStep(p: Parser, op: Op, obj: Record<string, unknown>, line: numb
       }
       return { ...common(d), op, addr, len, expectProbe };
     }
+    case 'touch': {
+      const d = p.validate(STEP_SCHEMAS.touch, obj, what, line);
+      return {
+        ...common(d), op, addr: p.num(d.addr, 'addr', line), len: d.len === undefined ? lit(1) : p.num(d.len, 'len', line),
+        access: p.touchAccess(d.access, line),
+      };
+    }
     case 'barrier': {
       const d = p.validate(STEP_SCHEMAS.barrier, obj, what, line);
       return { ...common(d), op, label: d.id === undefined ? String(barrierOrdinal) : String(d.id), ordinal: barrierOrdinal };
@@ -575,7 +597,7 @@ function literalRanges(s: Step): Array<[number, number]> {
   };
   switch (s.op) {
     case 'mmap': return s.flags & MAP_FIXED ? r(s.addr, s.len) : [];
-    case 'munmap': case 'mprotect': case 'fill': case 'check': case 'probe': return r(s.addr, s.len);
+    case 'munmap': case 'mprotect': case 'fill': case 'check': case 'probe': case 'touch': return r(s.addr, s.len);
     case 'mremap': return [...r(s.addr, s.oldLen), ...(s.newAddr ? r(s.newAddr, s.newLen) : [])];
     case 'brk': case 'barrier': return [];
   }
@@ -828,6 +850,7 @@ class ScriptThread {
       case 'fill': return this.fill(step, out);
       case 'check': return this.check(step, out);
       case 'probe': return this.probe(step, out);
+      case 'touch': return this.touch(step, out);
     }
   }
 
@@ -915,6 +938,28 @@ class ScriptThread {
       if (got !== undefined && bad++ === 0) first = `page at ${hex(va)} (page ${i} of the range) ${got}, expected ${want}`;
     }
     if (bad > 0) throw new StepFailure(`${bad} of ${plural(n, 'page')} wrong; first: ${first}`);
+  }
+
+  /**
+   * Plain loads or stores, like a C program dereferencing a pointer: no probe first, so an access the
+   * kernel cannot resolve raises SIGSEGV (a UserSignal, not a StepFailure) and kills the process. Touches
+   * `addr` and then the first byte of every later page that starts in [addr, addr+len). A write stores 0.
+   * The step's line is printed only after every access succeeded.
+   */
+  private touch(step: Extract<Step, { op: 'touch' }>, out: Record<string, OutValue>): void {
+    const addr = this.eval(step.addr, 'addr');
+    const len = this.eval(step.len, 'len');
+    if (len <= 0) throw new StepFailure(`len ${len} must be positive`);
+    if (addr < 0 || addr + len > TASK_SIZE) {
+      throw new StepFailure(`[${hex(addr)} - ${hex(addr + len)}) is not a user range (below TASK_SIZE ${hex(TASK_SIZE)})`);
+    }
+    out.range = `[${hex(addr)} - ${hex(addr + len)})`;
+    out.access = step.access;
+    const { mmu } = this.u;
+    for (let va = addr; va < addr + len; va = (Math.floor(va / PAGE_SIZE) + 1) * PAGE_SIZE) {
+      if (step.access === 'write') mmu.store8(va, 0);
+      else mmu.load8(va);
+    }
   }
 
   private probe(step: Extract<Step, { op: 'probe' }>, out: Record<string, OutValue>): void {
