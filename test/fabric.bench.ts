@@ -28,7 +28,7 @@ const opts = { time: 0, iterations: 25, warmupTime: 0, warmupIterations: 3 };
 const ROUNDS = 12; // interleaved rounds after the bench cases (afterAll)
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const entry = path.join(here, 'helpers', 'fabric-bench-worker.cjs');
+const entry = path.join(here, 'helpers', 'bench-worker.cjs');
 
 const KINDS: FabricBenchKind[] = ['fabric', 'fabric-page', 'atomics-wait', 'atomics-spin'];
 const LABEL: Record<FabricBenchKind, string> = {
@@ -77,7 +77,7 @@ beforeAll(async () => {
   const bufs = allocateShared(geometryFor(config));
   const ctrlSab = new SharedArrayBuffer(kCtrlWords * 4);
   ctrl = new Int32Array(ctrlSab);
-  const common = { bufs, config, bootEpochMs: performance.timeOrigin + performance.now(), ctrl: ctrlSab, pp: new SharedArrayBuffer(8) };
+  const common = { module: 'test/helpers/fabric-bench-worker.ts', bufs, config, bootEpochMs: performance.timeOrigin + performance.now(), ctrl: ctrlSab, pp: new SharedArrayBuffer(8) };
   server = await start({ role: 'server', ...common });
   client = await start({ role: 'client', ...common });
 });

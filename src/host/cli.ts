@@ -65,8 +65,8 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
     let describe: string;
     if (args[0] !== undefined) {
       if (cfg.topology === '1P-1M') throw new UsageError('word_count reads its input from S: use --topology 1P-1M-1S');
-      input = readHostFile(args[0], 'word_count: input');
       sPath = path.resolve(cfg.filesDir ?? process.cwd(), args[0]);
+      input = readHostFile(sPath, 'word_count: input');
       describe = `word_count on ${args[0]} (${fmtBytes(input.length)})`;
     } else {
       if (cfg.topology === '1P-1M') throw new UsageError('word_count reads its input from S: use --topology 1P-1M-1S');
@@ -107,8 +107,8 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
     let sPath: string;
     let describe: string;
     if (args[0] !== undefined) {
-      input = readHostFile(args[0], 'dpkg-status: input');
       sPath = path.resolve(cfg.filesDir ?? process.cwd(), args[0]);
+      input = readHostFile(sPath, 'dpkg-status: input');
       describe = `dpkg-status on ${args[0]} (${fmtBytes(input.length)})`;
     } else {
       const n = o.packages === undefined ? 2000 : Number(o.packages);
@@ -174,6 +174,9 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
     throw new UsageError(`unknown workload "${workload}" (known: ${WORKLOADS.join(', ')})`);
   }
   const cfg = buildConfig(o);
+  if (cfg.filesDir !== undefined && !fs.statSync(cfg.filesDir, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new UsageError(`--files ${cfg.filesDir} is not a directory`);
+  }
   const job = prepare(workload as Workload, args, o, cfg);
   const stdoutChunks: Buffer[] = [];
   const out = (s: string) => { if (!cfg.json) process.stdout.write(s); };

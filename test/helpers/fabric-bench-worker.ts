@@ -1,4 +1,5 @@
-// The two workers of test/fabric.bench.ts (loaded through fabric-bench-worker.cjs and tsx-boot.cjs).
+// The two workers of test/fabric.bench.ts (started through bench-worker.cjs, which loads this module
+// with workers/tsx-boot.cjs like the machine's own workers).
 //
 //   server: the "memory node". Idle on a control word until the client picks a mode, then either runs
 //           serveForever(env, kNodeMemory, reply-at-once) until the client sets kCtlShutdown, or answers
@@ -19,6 +20,8 @@ import { PAGE_SIZE } from '../../src/uapi.ts';
 export type FabricBenchKind = 'fabric' | 'fabric-page' | 'atomics-wait' | 'atomics-spin';
 
 export interface FabricBenchInit {
+  /** this module, for bench-worker.cjs */
+  module: string;
   role: 'server' | 'client';
   bufs: SharedBuffers;
   config: MachineConfig;
