@@ -24,7 +24,9 @@ import {
 } from './helpers/fabric-bench-worker.ts';
 
 const N = 2000; // round trips per batch (per bench iteration)
-const opts = { time: 0, iterations: 25, warmupTime: 0, warmupIterations: 3 };
+let phase: 'warmup' | 'run' = 'run';
+/** tinybench's setup hook says whether the calls that follow are warm-up: those are not recorded */
+const opts = { time: 0, iterations: 25, warmupTime: 0, warmupIterations: 3, setup: (_t: unknown, mode: 'warmup' | 'run') => { phase = mode; } };
 const ROUNDS = 12; // interleaved rounds after the bench cases (afterAll)
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -63,7 +65,7 @@ async function batch(kind: FabricBenchKind): Promise<void> {
     const req: FabricBenchRequest = { kind, n: N };
     client!.postMessage(req);
   });
-  samples[kind].push(us);
+  if (phase === 'run') samples[kind].push(us);
 }
 
 const median = (xs: number[]): number => {
