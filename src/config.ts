@@ -32,6 +32,14 @@ export interface MachineConfig {
   json: boolean;
   /** bug flags (race lab); empty on the fixed kernel. */
   bugs: string[];
+  /** the preset the flags came from (--kernel), for the report */
+  kernel: string;
+  /** probability that a named schedule point delays (--jitter) */
+  jitter: number;
+  /** one global lock around every fabric RPC (--ib-serialize) */
+  ibSerialize: boolean;
+  /** which LegoOS format `report_bad_rmap` prints: the 2018-02 "mismatched PTE and rmap" block or HEAD's */
+  rmapReportFormat: '2018-02' | 'head';
 }
 
 export const DEFAULT_CONFIG: MachineConfig = {
@@ -50,6 +58,10 @@ export const DEFAULT_CONFIG: MachineConfig = {
   watchdogSec: 20,
   json: false,
   bugs: [],
+  kernel: 'fixed',
+  jitter: 0,
+  ibSerialize: false,
+  rmapReportFormat: '2018-02',
 };
 
 /** Hard limits, named so an error can say which one was hit and how to change the input. */

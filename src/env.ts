@@ -42,6 +42,7 @@ export class Env {
     this.printkHdr = new Int32Array(sh.printk, 0, kPrintkHeaderWords);
     this.printkBytes = new Uint8Array(sh.printk, kPrintkHeaderWords * 4);
     this.bugs = new Set(init.config.bugs);
+    if (init.config.jitter > 0) this.sched = jitter(init.config.jitter, init.config.seed, init.ctx);
   }
 
   /** milliseconds since boot, shared clock across workers */
@@ -90,4 +91,25 @@ export function warnOnce(env: Env, key: string, msg: string): void {
   env.printk('warn', `WARNING: CPU: ${Math.max(env.cpu, 0)} PID: ${env.name} at ${key}`);
   env.printk('warn', msg);
   env.printk('warn', `---[ end trace ]---`);
+}
+
+/**
+ * --jitter P: at each named schedule point, with probability P, spin for a random 1-50 µs drawn from
+ * the run's seed (per context), to widen race windows the way serialising the fabric widened them for
+ * LegoOS's author. Every schedule point goes through Env.sched, so a controlled scheduler can replace
+ * this one later (record, replay, PCT).
+ */
+function jitter(p: number, seed: number, ctx: number): (point: string) => void {
+  let st = (seed * 2654435761 + ctx * 97 + 13) >>> 0;
+  const rnd = (): number => {
+    let t = (st = (st + 0x6d2b79f5) >>> 0);
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return () => {
+    if (rnd() >= p) return;
+    const until = performance.now() + (1 + rnd() * 49) / 1000;
+    while (performance.now() < until) { /* delay inside the window */ }
+  };
 }

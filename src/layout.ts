@@ -59,7 +59,8 @@ export const kCtlBarrierBase = 16; // 16 user barriers x 2 words {count, generat
 export const kNrBarriers = 16;
 export const kCtlLiveThreads = kCtlBarrierBase + 2 * kNrBarriers; // user threads created and not yet exited (Atomics)
 export const kCtlCpusBusy = kCtlLiveThreads + 1; // bitmask of CPUs running a task (owner sets/clears)
-export const kCtlGlobalWords = kCtlCpusBusy + 1;
+export const kCtlIbLock = kCtlCpusBusy + 1; // --ib-serialize: one lock around every ibapi_send_reply (CONFIG_FIT_SEQUENTIAL_IBAPI)
+export const kCtlGlobalWords = kCtlIbLock + 1;
 export const kSpawnRing = 64; // spawn ring entries: {tid} (args in the thread table)
 
 // Per-CPU words, one 64-byte line (16 words) each, after the global words and the spawn ring.

@@ -12,7 +12,8 @@
 //   fabric              sendReply(kNodeMemory, P2M_PCACHE_MISS), reply without a page
 //   fabric + 4 KiB page the server copies a 4 KiB page into the mailbox, the client copies it out
 //   Atomics wait        the floor: store + notify, then Atomics.wait for the answer (both sides)
-//   Atomics spin+wait   the same with up to 200 polls before waiting (the fabric's own wait policy)
+//   Atomics spin+wait   the same with up to 200 polls before each wait, roughly the fabric's own policy
+//                       (sendReply polls its reply 64 times, serveForever loops 200 times idle)
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -20,7 +21,7 @@ import { afterAll, beforeAll, bench, describe } from 'vitest';
 import { DEFAULT_CONFIG, type MachineConfig } from '../src/config.ts';
 import { allocateShared, geometryFor } from '../src/layout.ts';
 import {
-  kCmdExit, kCtrlWords, type FabricBenchInit, type FabricBenchKind, type FabricBenchReply, type FabricBenchRequest,
+  kCmdExit, kCtrlCmd, kCtrlWords, type FabricBenchInit, type FabricBenchKind, type FabricBenchReply, type FabricBenchRequest,
 } from './helpers/fabric-bench-worker.ts';
 
 const N = 2000; // round trips per batch (per bench iteration)
@@ -104,7 +105,7 @@ afterAll(async () => {
     lines.push(`fabric RTT / Atomics floor = ${(fab / median(inter['atomics-wait'])).toFixed(2)} (interleaved medians; target <= 1.5)`);
     console.log(lines.join('\n'));
   } finally {
-    if (ctrl) { Atomics.store(ctrl, 0, kCmdExit); Atomics.notify(ctrl, 0); }
+    if (ctrl) { Atomics.store(ctrl, kCtrlCmd, kCmdExit); Atomics.notify(ctrl, kCtrlCmd); }
     await Promise.all([server?.terminate(), client?.terminate()]);
   }
 });

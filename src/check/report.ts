@@ -21,6 +21,8 @@ export interface Violation {
   addr?: string;
   details: Record<string, unknown>;
   text: string;
+  /** when it was detected, ms since boot */
+  ms?: number;
 }
 
 interface HasEnv { env: Env; pid?: number }
@@ -39,7 +41,8 @@ export function reportViolation(k: HasEnv, kind: string, d: ViolationDetails): v
     addr: d.addr === undefined ? undefined : `0x${d.addr.toString(16)}`,
     details,
     // the first report line, the full text is in the log
-    text: text.split('\n').find((l) => l.trim() !== '') ?? kind,
+    text: text.split('\n').find((l) => l.trim() !== '' && l.trim() !== '****    ERROR:') ?? kind,
+    ms: Math.round(env.nowMs() * 1000) / 1000,
   };
   env.printk('error', kViolationTag + JSON.stringify(rec));
 }

@@ -6,6 +6,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { compareBytes, compareWordCounts, countWords, sortCounts } from '../check/oracle.ts';
 import type { MachineConfig } from '../config.ts';
 import { checkQuiescent } from '../check/invariants.ts';
+import { BUG_NAMES, BUGS, closest, KERNELS } from '../check/bugzoo.ts';
 import { stopMachine } from '../processor/stop.ts';
 import { genDpkgStatus, genZipfText } from '../user/gen.ts';
 import { parseScenario, ScenarioError, type ScriptReport } from '../user/programs/script.ts';
@@ -21,6 +22,11 @@ interface RunOptions extends RawOptions {
   top?: string;
   threads?: string;
   packages?: string;
+  regions?: string;
+  pages?: string;
+  iterations?: string;
+  seconds?: string;
+  pattern?: string;
 }
 
 /** A prepared workload: what to run, and how to verify it afterwards. */
@@ -190,9 +196,13 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   let outcome: RunOutcome | undefined;
   let failure: EmulatorFailure | undefined;
   let checkViolations = 0;
+  let runStartMs = 0;
+  const t0 = performance.now();
   try {
     await machine.boot();
     machine.env.printk('info', `run: ${job.describe}`);
+    if (cfg.bugs.length) machine.env.printk('warn', `kernel: ${cfg.kernel}: bug flags on: ${cfg.bugs.join(', ')}`);
+    runStartMs = machine.env.nowMs();
     outcome = await machine.run(job.program, job.argv);
     if (cfg.check !== 'none') {
       const r = stopMachine(machine.env, cfg.sweep, () => checkQuiescent(machine.k, 'end of run'));
@@ -209,7 +219,7 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   if (failure || !outcome) {
     const msg = failure?.message ?? 'the run did not complete';
     process.stderr.write(`splitkern: emulator failure: ${msg.split('\n')[0]}\n`);
-    if (cfg.json) process.stdout.write(`${JSON.stringify({ ok: false, exitCode: 3, error: msg, seed: cfg.seed, config: cfg, stats }, null, 2)}\n`);
+    if (cfg.json) process.stdout.write(`${JSON.stringify({ ok: false, exitCode: 3, error: msg, seed: cfg.seed, config: cfg, violations: machine.violations, wallMs: Math.round(performance.now() - t0), stats }, null, 2)}\n`);
     return 3;
   }
   const v = job.verify(outcome, machine);
@@ -232,12 +242,13 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
       violations,
       output: Buffer.concat(stdoutChunks).toString('utf8'),
       wallMs: Math.round(outcome.wallMs),
+      runStartMs: Math.round(runStartMs * 1000) / 1000,
       bootMs: Math.round(machine.bootMs),
       logDropped: machine.logDropped,
       stats,
     }, null, 2)}\n`);
   } else {
-    out(`\n== splitkern ${cfg.topology}, ${cfg.cpus} CPUs, pcache ${fmtBytes(cfg.pcacheBytes)} ${cfg.ways}-way, seed ${cfg.seed}\n`);
+    out(`\n== splitkern ${cfg.topology}, ${cfg.cpus} CPUs, pcache ${fmtBytes(cfg.pcacheBytes)} ${cfg.ways}-way, seed ${cfg.seed}, kernel ${cfg.kernel}${cfg.bugs.length ? ` (bugs: ${cfg.bugs.join(', ')})` : ''}\n`);
     out(`${job.describe}: process ${proc}, ${(outcome.wallMs / 1000).toFixed(2)} s\n`);
     out(`verification: ${v.ok ? 'OK' : 'FAILED'}: ${v.summary}\n`);
     if (cfg.check !== 'none' || violations.length) out(`invariant checker (--check ${cfg.check}): ${violations.length} violation${violations.length === 1 ? '' : 's'}\n`);
@@ -249,19 +260,8 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   return ok ? 0 : 1;
 }
 
-export async function main(argv: string[]): Promise<number> {
-  const program = new Command();
-  program
-    .name('splitkern')
-    .description('A LegoOS-style split kernel (processor, memory, storage components) emulated on Node worker threads')
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  let code = 0;
-  program
-    .command('run')
-    .description('boot a machine and run a workload on it')
-    .argument('<workload>', `one of ${WORKLOADS.join(', ')}`)
-    .argument('[args...]', 'word_count [FILE] | dpkg-status [FILE] | script FILE')
+function addRunOptions(cmd: Command): Command {
+  return cmd
     .option('--topology <name>', 'LegoOS configuration: 1P-1M-1S or 1P-1M', '1P-1M-1S')
     .option('--cpus <n>', 'CPUs of the processor component (one worker each)', '2')
     .option('--memory <size>', "M's DRAM for user pages", '1G')
@@ -279,10 +279,49 @@ export async function main(argv: string[]): Promise<number> {
     .option('--size <size>', 'word_count: size of the generated input', '10M')
     .option('--packages <n>', 'dpkg-status: packages in the generated status file', '2000')
     .option('--top <n>', 'word_count: words to print', '10')
-    .option('--threads <n>', 'word_count: threads (default: --cpus)')
+    .option('--threads <n>', 'word_count, mremap-stress: threads (default: --cpus)')
+    .option('--regions <n>', 'mremap-stress: regions per thread')
+    .option('--pages <n>', 'mremap-stress: pages per region')
+    .option('--iterations <n>', 'mremap-stress: actions per thread')
+    .option('--seconds <s>', 'mremap-stress: time budget (0 = none)')
+    .option('--pattern <p>', 'mremap-stress: chain, pingpong or random')
     .option('--watchdog <sec>', 'soft-lockup watchdog threshold', '20')
+    .option('--bug <names>', 'switch historical bugs back on (comma-separated; see `splitkern bugs`)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
+    .option('--kernel <preset>', 'a historical kernel as a set of bug flags: fixed, legoos-head, legoos-2018-02-03, legoos-2018-02-01')
+    .option('--jitter <p>', 'delay each schedule point with probability p (widens race windows)')
+    .option('--ib-serialize', 'one global lock around every fabric RPC of P (CONFIG_FIT_SEQUENTIAL_IBAPI)');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = new Command();
+  program
+    .name('splitkern')
+    .description('A LegoOS-style split kernel (processor, memory, storage components) emulated on Node worker threads')
+    .exitOverride()
+    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  let code = 0;
+  addRunOptions(program
+    .command('run')
+    .description('boot a machine and run a workload on it')
+    .argument('<workload>', `one of ${WORKLOADS.join(', ')}`)
+    .argument('[args...]', 'word_count [FILE] | dpkg-status [FILE] | script FILE | mremap-stress'))
     .action(async (workload: string, args: string[], opts: RunOptions) => {
       code = await run(workload, args, opts);
+    });
+  program
+    .command('bugs')
+    .description('list the bug zoo: every historical bug flag and kernel preset')
+    .option('--json', 'as JSON')
+    .action((opts: { json?: boolean }) => { listBugs(opts.json ?? false); });
+  program
+    .command('repro')
+    .description("run a bug's reproducer (varying the seed) until it is detected; exits 1 when reproduced, 0 when not")
+    .argument('<bug>', 'a bug flag (see `splitkern bugs`)')
+    .option('--attempts <n>', 'runs to try, each with the next seed', '10')
+    .option('--seed <n>', 'first seed', '1')
+    .option('--json', 'one JSON object per attempt, then a summary object')
+    .action(async (bug: string, opts: { attempts: string; seed: string; json?: boolean }) => {
+      code = await repro(bug, opts);
     });
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -298,4 +337,76 @@ export async function main(argv: string[]): Promise<number> {
     throw e;
   }
   return code;
+}
+
+function listBugs(json: boolean): void {
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ bugs: BUGS, kernels: KERNELS }, null, 2)}\n`);
+    return;
+  }
+  const out: string[] = [];
+  for (const b of BUGS) {
+    out.push(`${b.name}`);
+    out.push(`  story:    ${b.story}`);
+    out.push(`  path:     ${b.path}`);
+    out.push(`  symptom:  ${b.symptom}`);
+    out.push(`  detector: ${b.detector}`);
+    out.push(`  repro:    splitkern run ${b.repro.join(' ')} --bug ${b.name}   (or: splitkern repro ${b.name})`);
+    out.push('');
+  }
+  out.push('kernel presets (--kernel NAME):');
+  for (const k of KERNELS) out.push(`  ${k.name.padEnd(18)} ${k.bugs.length ? k.bugs.join(',') : '(no bugs)'}\n  ${''.padEnd(18)} ${k.why}`);
+  process.stdout.write(`${out.join('\n')}\n`);
+}
+
+interface Attempt { seed: number; exitCode: number | null; reproduced: boolean; detectMs?: number; how: string }
+
+async function repro(bug: string, opts: { attempts: string; seed: string; json?: boolean }): Promise<number> {
+  const entry = BUGS.find((b) => b.name === bug);
+  if (!entry) {
+    const hint = closest(bug, BUG_NAMES);
+    throw new UsageError(`${bug} is not a known bug${hint ? `; did you mean ${hint}?` : ''} (see \`splitkern bugs\`)`);
+  }
+  const attempts = Number(opts.attempts);
+  const seed0 = Number(opts.seed);
+  if (!Number.isInteger(attempts) || attempts < 1) throw new UsageError(`--attempts ${opts.attempts} must be a positive integer`);
+  if (!Number.isInteger(seed0) || seed0 < 0) throw new UsageError(`--seed ${opts.seed} must be a non-negative integer`);
+  const { spawnSync } = await import('node:child_process');
+  const bin = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'bin', 'splitkern.mjs');
+  const results: Attempt[] = [];
+  for (let i = 0; i < attempts; i++) {
+    const seed = seed0 + i;
+    const args = ['run', ...entry.repro, '--bug', entry.name, '--seed', String(seed), '--json', '--log-level', 'error'];
+    const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: 300_000 });
+    const a: Attempt = { seed, exitCode: r.status, reproduced: false, how: '' };
+    try {
+      const j = JSON.parse(r.stdout) as { exitCode: number; violations?: Array<{ kind: string; ms?: number; text: string }>; verification?: { ok: boolean; summary: string }; process?: { signal: number }; wallMs?: number; runStartMs?: number; error?: string };
+      if (j.violations && j.violations.length > 0) {
+        a.reproduced = true;
+        a.how = `${j.violations[0]!.kind}: ${j.violations[0]!.text}`;
+        if (j.violations[0]!.ms !== undefined && j.runStartMs !== undefined) a.detectMs = Math.max(0, j.violations[0]!.ms - j.runStartMs);
+      } else if (j.exitCode === 3) {
+        a.reproduced = true;
+        a.how = `emulator stopped: ${(j.error ?? '').split('\n')[0]}`;
+        a.detectMs = j.wallMs;
+      } else if (j.exitCode === 1) {
+        a.reproduced = true;
+        a.how = j.process?.signal ? `process killed by signal ${j.process.signal}` : `verification failed: ${j.verification?.summary ?? ''}`;
+        a.detectMs = j.wallMs;
+      } else a.how = 'not reproduced';
+    } catch {
+      a.how = `no summary (exit ${r.status}): ${(r.stderr ?? '').trim().split('\n').pop() ?? ''}`;
+      a.reproduced = r.status === 1 || r.status === 3;
+    }
+    results.push(a);
+    if (opts.json) process.stdout.write(`${JSON.stringify(a)}\n`);
+    else process.stdout.write(`attempt ${i + 1}/${attempts} seed ${seed}: ${a.reproduced ? 'REPRODUCED' : 'not reproduced'}${a.detectMs !== undefined ? ` after ${(a.detectMs / 1000).toFixed(2)} s` : ''} — ${a.how.slice(0, 200)}\n`);
+  }
+  const hits = results.filter((a) => a.reproduced);
+  const times = hits.map((a) => a.detectMs).filter((t): t is number => t !== undefined).sort((x, y) => x - y);
+  const median = times.length ? times[Math.floor((times.length - 1) / 2)]! : undefined;
+  const summary = { bug, command: `splitkern run ${entry.repro.join(' ')} --bug ${entry.name} --seed N`, attempts, reproduced: hits.length, medianDetectMs: median };
+  if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+  else process.stdout.write(`${bug}: reproduced in ${hits.length} of ${attempts} runs${median !== undefined ? `, median time to detection ${(median / 1000).toFixed(2)} s` : ''}\n`);
+  return hits.length > 0 ? 1 : 0;
 }

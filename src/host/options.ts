@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { DEFAULT_CONFIG, kMaxCpus, kMaxPcacheBytes, kMaxVictim, kMaxWays, kMinPcacheLines, type MachineConfig } from '../config.ts';
 import { PAGE_SIZE } from '../uapi.ts';
+import { BUG_NAMES, closest, KERNELS } from '../check/bugzoo.ts';
 
 export class UsageError extends Error {}
 
@@ -37,6 +38,9 @@ export interface RawOptions {
   out?: string;
   watchdog?: string;
   bug?: string[];
+  kernel?: string;
+  jitter?: string;
+  ibSerialize?: boolean;
 }
 
 const isPow2 = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
@@ -78,8 +82,32 @@ export function buildConfig(o: RawOptions): MachineConfig {
     logLevel: (o.logLevel ?? DEFAULT_CONFIG.logLevel) as MachineConfig['logLevel'],
     watchdogSec: o.watchdog === undefined ? DEFAULT_CONFIG.watchdogSec : Number(o.watchdog),
     json: o.json ?? false,
-    bugs: o.bug ?? [],
+    bugs: [],
   };
+  // --kernel PRESET, then --bug NAME[,NAME...] on top of it
+  const presetName = o.kernel ?? 'fixed';
+  const preset = KERNELS.find((k) => k.name === presetName);
+  if (!preset) {
+    const hint = closest(presetName, KERNELS.map((k) => k.name));
+    throw new UsageError(`--kernel ${presetName} is not a known kernel${hint ? `; did you mean ${hint}?` : ''} (known: ${KERNELS.map((k) => k.name).join(', ')})`);
+  }
+  const bugs = new Set(preset.bugs);
+  for (const name of (o.bug ?? []).flatMap((b) => b.split(',')).map((b) => b.trim()).filter((b) => b !== '')) {
+    if (!BUG_NAMES.includes(name)) {
+      const hint = closest(name, BUG_NAMES);
+      throw new UsageError(`--bug ${name} is not a known bug${hint ? `; did you mean ${hint}?` : ''} (see \`splitkern bugs\`)`);
+    }
+    bugs.add(name);
+  }
+  cfg.bugs = [...bugs];
+  cfg.kernel = o.bug?.length ? `${presetName}+${(o.bug ?? []).join(',')}` : presetName;
+  if (o.kernel !== undefined) cfg.rmapReportFormat = preset.rmapReportFormat;
+  cfg.ibSerialize = o.ibSerialize ?? false;
+  if (o.jitter !== undefined) {
+    const p = Number(o.jitter);
+    if (!(p >= 0 && p <= 1)) throw new UsageError(`--jitter ${o.jitter} must be a probability between 0 and 1`);
+    cfg.jitter = p;
+  }
   if (o.files !== undefined) cfg.filesDir = o.files;
   if (o.out !== undefined) cfg.outPath = o.out;
   const r = configSchema.safeParse(cfg);

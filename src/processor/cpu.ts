@@ -8,12 +8,12 @@ import type { ExitReply } from '../fabric/proto.ts';
 import type { WorkerInit } from '../host/workerdata.ts';
 import {
   kCpuCsdInit, kCpuKernelEnterMs, kCpuPid, kCpuState, kCpuStateIdle, kCpuStateKernel, kCpuStateUser, kCpuTid,
-  kCtlCpuBootCounter, kCtlCpusBusy, kCtlCpusOnline, kCtlLiveThreads, kMaxProcs, kMmCpumask, kMmFaultAddr, kMmFloatStride,
+  kCtlCpuBootCounter, kCtlCpusBusy, kCtlIbLock, kCtlCpusOnline, kCtlLiveThreads, kMaxProcs, kMmCpumask, kMmFaultAddr, kMmFloatStride,
   kMmKilled, kMmSiCode, kMmMovingEnd, kMmMovingStart, kMmPgd, kMmPid, kMmSem, kMmShootdowns, kMmUsers, kNodeMemory, kNodeStorage,
   kStatsPerContext, kThreadCpu, kThreadEntry, kThreadExit, kThreadPid, kThreadSignal, kThreadState, Shared,
   THREAD_EXITED, THREAD_RUNNING,
 } from '../layout.ts';
-import { downWrite, LOCK_KIND, upWrite, waitUntil } from '../sync.ts';
+import { downWrite, LOCK_KIND, spinLock, spinUnlock, upWrite, waitUntil } from '../sync.ts';
 import type { Program, UserContext } from '../user/api.ts';
 import { ThreadExit, UserSignal } from '../user/api.ts';
 import { programs } from '../user/programs/index.ts';
@@ -57,7 +57,8 @@ const CPUHP_STEPS: CpuhpStep[] = [
   {
     // kernel/smp.c smpcfd_prepare_cpu: the csd data IPIs are delivered through
     name: 'smpcfd:prepare',
-    startup: (c) => { if (!c.env.bugs.has('cpuhp-missing')) Atomics.store(c.sh.ctl, c.sh.cpuIdx(c.env.ctx, kCpuCsdInit), 1); },
+    // cpuhp-missing (LegoOS 2018-02-05): secondary CPUs skip it; the boot CPU still runs it.
+    startup: (c) => { if (!c.env.bugs.has('cpuhp-missing') || c.env.cpu === 0) Atomics.store(c.sh.ctl, c.sh.cpuIdx(c.env.ctx, kCpuCsdInit), 1); },
   },
   { name: 'x86/tlb:online', startup: (c) => tlbFlushAllLocal(c.k) },
   { name: 'pcache/percpu:online', startup: (c) => { c.k.mmu.invalidateFast(); } },
@@ -77,6 +78,11 @@ export class Cpu {
     if (id >= this.sh.geo.ctx.cpus) throw new Error(`cpu bring-up: more CPU workers than --cpus ${this.sh.geo.ctx.cpus}`);
     this.env = new Env(this.sh, { ctx: id, cpu: id, name: `cpu${id}`, bootEpochMs: init.bootEpochMs, config: init.config });
     this.k = new Kern(this.env, new Fabric(this.env));
+    if (init.config.ibSerialize) {
+      // --ib-serialize: one lock around every ibapi_send_reply of P (CONFIG_FIT_SEQUENTIAL_IBAPI).
+      const ctl = this.sh.ctl;
+      this.k.fab.serializeLock = (take) => { if (take) spinLock(this.env, ctl, kCtlIbLock); else spinUnlock(ctl, kCtlIbLock); };
+    }
     this.mmu = new CpuMmu(this.k);
     this.console = new BroadcastChannel(consoleChannel(init.bootEpochMs));
     this.console.unref();

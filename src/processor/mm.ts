@@ -142,6 +142,12 @@ function moveExtent(k: Kern, oldStart: number, newStart: number, len: number): v
   const pgd = pgdOf(k);
   const detached: Detached[] = [];
   let moved = 0;
+  // Bug flags (src/check/bugzoo.ts): each switches one step below back to its historical form.
+  const noPcacheMove = k.env.bugs.has('mremap-no-pcache-move');
+  const pteBeforeRmap = k.env.bugs.has('mremap-pte-before-rmap');
+  const destOverwrite = k.env.bugs.has('mremap-dest-overwrite');
+  const freeBeforeFlush = k.env.bugs.has('free-before-flush');
+  const bounce = new Uint8Array(PAGE_SIZE);
   for (let off = 0; off < len; off += PAGE_SIZE) {
     const oldVa = oldStart + off;
     const newVa = newStart + off;
@@ -153,15 +159,38 @@ function moveExtent(k: Kern, oldStart: number, newStart: number, len: number): v
       const pte = Atomics.load(sh.pgtable, oldPtep);
       if (pte === 0) { ptlUnlockPair(k.env, oldPtep, newPtep); break; }
       const dst = Atomics.load(sh.pgtable, newPtep);
-      if (dst !== 0) {
+      if (dst !== 0 && !destOverwrite) {
         // The destination was zapped before the move (and faults are excluded by mmap_sem), so a
         // present PTE here is a kernel bug: never overwrite it (that leaks its line and breaks rmap).
         warnOnce(k.env, 'move_ptes', `move_ptes: destination PTE at 0x${newVa.toString(16)} is not none (0x${(dst >>> 0).toString(16)})`);
         ptlUnlockPair(k.env, oldPtep, newPtep);
         break;
       }
-      if (!pteMapped(pte)) { Atomics.store(sh.pgtable, oldPtep, 0); Atomics.store(sh.pgtable, newPtep, pte); ptlUnlockPair(k.env, oldPtep, newPtep); break; }
+      if (!pteMapped(pte) || noPcacheMove) {
+        // (mremap-no-pcache-move: LegoOS before 2018-02-02 moved every PTE like this, mapped or not:
+        // the line stays in the old set and its rmap keeps the old slot and address.)
+        Atomics.store(sh.pgtable, oldPtep, 0);
+        Atomics.store(sh.pgtable, newPtep, pte);
+        ptlUnlockPair(k.env, oldPtep, newPtep);
+        if (pteMapped(pte)) moved++;
+        break;
+      }
       const line = pteLine(pte);
+      if (pteBeforeRmap && sh.setOfAddr(oldVa) === sh.setOfAddr(newVa)) {
+        // mremap-pte-before-rmap (LegoOS 2018-02-02..06): move_ptes moves the PTE, and only then,
+        // outside the locks, pcache_move_pte re-points the rmap. An rmap walker in between finds the
+        // rmap's slot empty.
+        Atomics.store(sh.pgtable, newPtep, Atomics.exchange(sh.pgtable, oldPtep, 0));
+        ptlUnlockPair(k.env, oldPtep, newPtep);
+        k.env.sched('mremap:pte_moved_before_rmap');
+        lockPcache(k, line);
+        const r0 = findRmap(sh, line, oldPtep, pid, oldVa);
+        if (r0 >= 0) rmapRepoint(sh, r0, newPtep, newVa);
+        unlockPcache(sh, line);
+        k.env.stat(S.nr_mremap_pset_same);
+        moved++;
+        break;
+      }
       if (!lockLineUnderPtl(k, line, oldPtep, pte, () => ptlLockPair(k.env, oldPtep, newPtep), () => ptlUnlockPair(k.env, oldPtep, newPtep))) continue;
       const r = findRmap(sh, line, oldPtep, pid, oldVa);
       if (r < 0) {
@@ -187,6 +216,9 @@ function moveExtent(k: Kern, oldStart: number, newStart: number, len: number): v
       }
       ptlUnlockPair(k.env, oldPtep, newPtep);
       moved++;
+      // free-before-flush (LegoOS HEAD slowpath): copy and put_pcache(old) now, before the extent's
+      // flush_tlb_mm_range below.
+      if (freeBeforeFlush && detached.length > 0) attachSlowpath(k, detached.pop()!, bounce);
       break;
     }
   }
@@ -194,7 +226,6 @@ function moveExtent(k: Kern, oldStart: number, newStart: number, len: number): v
   // No CPU may still write the old lines through a stale TLB entry after this.
   flushTlbMmRange(k, pid, k.mmSlot, oldStart, oldStart + len);
   k.env.sched('mremap:flushed');
-  const bounce = new Uint8Array(PAGE_SIZE);
   for (const d of detached) attachSlowpath(k, d, bounce);
   k.env.stat(S.mremap_move_pages, moved);
 }

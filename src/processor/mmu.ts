@@ -91,8 +91,11 @@ export class CpuMmu implements Mmu {
       const ptep = walkNoAlloc(sh, pgd, va);
       const pte = ptep < 0 ? 0 : Atomics.load(sh.pgtable, ptep);
       if ((pte & _PAGE_PRESENT) !== 0 && (!write || (pte & _PAGE_RW) !== 0)) {
+        // Invalidate, write the value, then the tag: a checker reading this CPU's TLB never sees a
+        // valid tag with another entry's value.
+        this.tlbVpn[ti] = -1;
+        Atomics.store(this.tlbVal, ti, pte);
         this.tlbVpn[ti] = vpn;
-        this.tlbVal[ti] = pte;
         k.env.stat(S.tlb_fill);
         continue;
       }

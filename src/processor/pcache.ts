@@ -24,7 +24,7 @@ import { reportViolation } from '../check/report.ts';
 import type { Kern } from './kern.ts';
 import { fmtPtep, pteFlagsString, pteLine, pteMapped, ptePfn, ptlLock, ptlUnlock, walkNoAlloc } from './pgtable.ts';
 import { flushTlbMmRange } from './tlb.ts';
-import { kMmPgd } from '../layout.ts';
+import { kMmPgd, kTlbEntries } from '../layout.ts';
 
 // ------------------------------------------------------------------------------------------------
 // Boot-time initialisation (pcache_early_init), run once by the host before any worker starts.
@@ -171,6 +171,7 @@ export function pcacheAlloc(k: Kern, va: number, maxEvictTries = Infinity): numb
       lruAddHead(sh, set, line);
       sh.set[sh.setIdx(set, kSetStatAlloc)]! += 1;
       unlockSet(k, set);
+      if (k.env.config.check !== 'none') checkLineNotInTlbs(k, line, va);
       return line;
     }
     unlockSet(k, set);
@@ -305,22 +306,42 @@ export function rmapGetPteLocked(k: Kern, line: number, r: number, caller: strin
   return -1;
 }
 
+/** Full reports per context before the rest are only counted (LegoOS HEAD prints one per boot). */
+const kBadRmapReports = 16;
+let badRmapReports = 0;
+
 export function reportBadRmap(k: Kern, line: number, r: number, ptep: number, pte: number, caller: string): void {
   const sh = k.sh;
   const v = rmapView(sh, r);
   const pcachePfn = sh.linePfn(line);
   const ptePfnV = ptePfn(pte);
   const hex = (n: number) => `0x${n.toString(16)}`;
-  const lines = [
-    '',
-    '****    ERROR: mismatched PTE and rmap',
-    `****    rmap->owner_process: ${commOf(k, v.owner)} uva: ${hex(v.address)} ptep: ${fmtPtep(ptep)}, rmap->page_table: ${fmtPtep(v.pageTable)}`,
-    `****    pcache_pfn: ${hex(pcachePfn)}, pte_pfn: ${hex(ptePfnV)}`,
-    `****    current: ${k.pid}:${k.comm || k.env.name} caller: ${caller}`,
-    `****    [pte ${ptep === v.pageTable ? '==' : '!='} rmap->page_table] && [pcache_pfn ${pcachePfn === ptePfnV ? '==' : '!='} pte_pfn]`,
-    dumpRmap(sh, r, 'Corrupted RMAP'),
-    dumpPcacheMeta(sh, line, 'Corrupted RMAP'),
-  ];
+  if (++badRmapReports > kBadRmapReports) {
+    if (badRmapReports === kBadRmapReports + 1) k.env.printk('error', `report_bad_rmap: ${k.env.name}: further reports suppressed`);
+    return;
+  }
+  const sameSlot = ptep === v.pageTable ? '==' : '!=';
+  const samePfn = pcachePfn === ptePfnV ? '==' : '!=';
+  // LegoOS's two formats (legoos-facts §5.4): the 2018-02 block (a873eba6) and HEAD's.
+  const lines = k.env.config.rmapReportFormat === 'head'
+    ? [
+        '',
+        '****    ERROR:',
+        `****    current: ${k.pid}:${k.comm || k.env.name} caller: ${caller}`,
+        `****    [pte ${sameSlot} rmap->page_table] && [pcache_pfn ${samePfn} pte_pfn]`,
+        `****    rmap->owner_process: ${commOf(k, v.owner)} rmap->address: ${hex(v.address)} rmap->page_table: ${fmtPtep(v.pageTable)}`,
+        `****    address: ${hex(v.address)} ptep: ${fmtPtep(ptep)}`,
+        `****    pcache_pfn: ${hex(pcachePfn)}, pte_pfn: ${hex(ptePfnV)}`,
+        '',
+      ]
+    : [
+        '',
+        '****    ERROR: mismatched PTE and rmap',
+        `****    rmap->owner_process: ${commOf(k, v.owner)} uva: ${hex(v.address)} ptep: ${fmtPtep(ptep)}, rmap->page_table: ${fmtPtep(v.pageTable)}`,
+        `****    pcache_pfn: ${hex(pcachePfn)}, pte_pfn: ${hex(ptePfnV)}`,
+        '',
+      ];
+  lines.push(dumpRmap(sh, r, 'Corrupted RMAP'), dumpPcacheMeta(sh, line, 'Corrupted RMAP'));
   if (pteMapped(pte) && pteLine(pte) !== line) lines.push(dumpPcacheMeta(sh, pteLine(pte), 'The weirdo'));
   reportViolation(k, 'rmap-pte-mismatch', {
     line, pid: v.owner, addr: v.address, ptep, rmapPageTable: v.pageTable, pcachePfn, ptePfn: ptePfnV, text: lines.join('\n'),
@@ -403,7 +424,17 @@ export function pcacheReferencedTrylock(k: Kern, line: number): boolean {
     if (v.pageTable < 0) continue;
     const tp = Math.floor(v.pageTable / 512);
     if (!bitTrylockPtl(sh, tp)) continue;
+    // rmap_get_pte_trylock's two comparisons, under the line lock (held by the caller) and the PTE
+    // lock: where every fixed path changes a PTE and its rmap together, so a mismatch is never transient.
+    const slot = k.mmSlotOf(v.owner);
+    const ptep = slot < 0 ? -1 : walkNoAlloc(sh, sh.mm[sh.mmIdx(slot, kMmPgd)]!, v.address);
     const pte = Atomics.load(sh.pgtable, v.pageTable);
+    if (slot >= 0 && (ptep !== v.pageTable || !pteMapped(pte) || pteLine(pte) !== line)) {
+      const shown = ptep >= 0 ? Atomics.load(sh.pgtable, ptep) : 0;
+      spinUnlock(sh.ptl, tp);
+      reportBadRmap(k, line, r, ptep, shown, 'pcache_referenced_trylock_one');
+      continue;
+    }
     if (pteMapped(pte) && pteLine(pte) === line && (pte & _PAGE_ACCESSED)) {
       Atomics.and(sh.pgtable, v.pageTable, ~_PAGE_ACCESSED);
       young = true;
@@ -411,6 +442,30 @@ export function pcacheReferencedTrylock(k: Kern, line: number): boolean {
     spinUnlock(sh.ptl, tp);
   }
   return young;
+}
+
+/**
+ * Stale-TLB detector (--check end|syscall), at allocation: the line being handed out must not be
+ * mapped by any CPU's TLB. On the fixed kernel a line is freed only after the TLB flush of every
+ * mapping of it completed (each target acked), and CPUs that left the mm flushed everything, so a hit
+ * here means a shootdown was skipped or the line was freed before its flush.
+ */
+function checkLineNotInTlbs(k: Kern, line: number, va: number): void {
+  const sh = k.sh;
+  for (let c = 0; c < sh.geo.ctx.cpus; c++) {
+    for (let e = 0; e < kTlbEntries; e++) {
+      const i = sh.tlbIdx(c, e);
+      const vpn = sh.tlbVpn[i]!;
+      if (vpn < 0 || Atomics.load(sh.tlbVal, i) >>> 12 !== line || sh.tlbVpn[i] !== vpn) continue;
+      reportViolation(k, 'stale-tlb', {
+        line,
+        addr: vpn * PAGE_SIZE,
+        cpu: c,
+        text: `stale TLB: CPU#${c} still translates 0x${(vpn * PAGE_SIZE).toString(16)} to pcache line ${line} (pfn 0x${sh.linePfn(line).toString(16)}), which is free and being reallocated for 0x${(va - (va % PAGE_SIZE)).toString(16)} by ${k.env.name} (pid ${k.pid})`,
+      });
+      return;
+    }
+  }
 }
 const bitTrylockPtl = (sh: Shared, tp: number): boolean => Atomics.compareExchange(sh.ptl, tp, 0, 1) === 0;
 

@@ -84,8 +84,10 @@ export class ProcSyscalls implements Syscalls {
       const k = this.k;
       const sh = k.sh;
       const sem = sh.mmIdx(k.mmSlot, kMmSem);
-      downWrite(k.env, sh.mm, sem, k.mmSlot);
-      k.mmapWriteHeld = true;
+      // mremap-unserialized (LegoOS HEAD): P takes no mm lock around the M request and the PTE move.
+      const locked = !(name === 'mremap' && k.env.bugs.has('mremap-unserialized'));
+      if (locked) downWrite(k.env, sh.mm, sem, k.mmSlot);
+      k.mmapWriteHeld = locked;
       let ret: number;
       try {
         const rep = k.fab.sendReply<AsReply>(kNodeMemory, opcode, { pid: k.pid, payload });
@@ -96,7 +98,7 @@ export class ProcSyscalls implements Syscalls {
         this.replay(body.ops);
       } finally {
         k.mmapWriteHeld = false;
-        upWrite(sh.mm, sem);
+        if (locked) upWrite(sh.mm, sem);
       }
       this.afterAddressSpaceCall?.(name);
       return ret;

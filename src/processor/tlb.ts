@@ -12,6 +12,7 @@ import { S } from '../stats.ts';
 import { LOCK_KIND, waitUntil } from '../sync.ts';
 import { PAGE_SIZE } from '../uapi.ts';
 import { warnOnce } from '../env.ts';
+import { reportViolation } from '../check/report.ts';
 import type { Kern } from './kern.ts';
 
 /** tlb_single_page_flush_ceiling (arch/x86/mm/tlb.c) */
@@ -118,7 +119,11 @@ export function handleIpis(k: Kern): void {
     const fi = sh.csdIdx(k.cpu, src, kCsdFlags);
     if (Atomics.load(sh.ctl, sh.cpuIdx(k.cpu, kCpuCsdInit)) === 0) {
       // csd data never initialised by this CPU's bring-up (cpuhp): LegoOS 2018-02-05.
-      warnOnce(k.env, 'kernel/smp.c:219 generic_smp_call_function_single_interrupt', `csd for CPU${k.cpu} was never initialised (smpcfd_prepare_cpu missed); IPI from CPU${src} dropped`);
+      if (!csdWarned) {
+        csdWarned = true;
+        warnOnce(k.env, 'kernel/smp.c:219 generic_smp_call_function_single_interrupt', `csd for CPU${k.cpu} was never initialised (smpcfd_prepare_cpu missed); IPI from CPU${src} dropped`);
+        reportViolation(k, 'csd-not-initialised', { text: `WARNING: CPU: ${k.cpu} PID: ${k.pid} at kernel/smp.c:219 generic_smp_call_function_single_interrupt: IPI from CPU${src} for csd data that was never initialised` });
+      }
       continue;
     }
     const func = sh.csd[sh.csdIdx(k.cpu, src, kCsdFunc)]!;
@@ -138,6 +143,8 @@ export function handleIpis(k: Kern): void {
     Atomics.notify(sh.ctl, db, 1);
   }
 }
+
+let csdWarned = false;
 
 /** switch_mm: join the mm's cpumask (the TLB is empty: flushed when the last task left). */
 export function switchMmIn(k: Kern, mmSlot: number): void {

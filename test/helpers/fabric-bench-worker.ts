@@ -41,7 +41,7 @@ export type FabricBenchReply =
   | { type: 'error'; message: string };
 
 // Control words
-const kCtrlCmd = 0; // what the server does next (client writes, server resets to kCmdIdle)
+export const kCtrlCmd = 0; // what the server does next (client writes, server resets to kCmdIdle)
 const kCtrlN = 1; // round trips the server answers in a ping-pong batch
 const kCtrlDone = 2; // bumped by the server when a batch is over
 export const kCtrlWords = 4;
@@ -53,7 +53,7 @@ export const kCmdExit = 9;
 
 /** Untimed round trips at the start of every batch (wake the server, settle the loop). */
 const kWarm = 200;
-/** Polls before falling back to Atomics.wait in the spin variant (serveForever polls 200 times idle). */
+/** Polls before falling back to Atomics.wait in the spin variant (sendReply polls 64 times, serveForever 200). */
 const kSpin = 200;
 
 const PING = 0;

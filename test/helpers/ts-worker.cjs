@@ -1,0 +1,9 @@
+// Worker entry of the worker-thread tests (test/sync.test.ts, test/fabric.test.ts): register tsx in this
+// thread exactly as the machine's own workers do (workers/tsx-boot.cjs), then run `main()` of the
+// TypeScript module named by workerData.module (a path from the repository root).
+'use strict';
+const { parentPort, workerData } = require('node:worker_threads');
+require('../../workers/tsx-boot.cjs').importTs(workerData.module).then((m) => m.main()).catch((e) => {
+  parentPort.postMessage({ type: 'error', message: String((e && e.stack) || e) });
+  process.exit(1);
+});
