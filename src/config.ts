@@ -1,7 +1,7 @@
 // The machine configuration: what `splitkern run` boots. Defaults follow DESIGN.md and the issue.
 
 export type EvictPolicy = 'lru' | 'fifo' | 'random';
-export type CheckMode = 'none' | 'end' | 'syscall';
+export type CheckMode = 'none' | 'end' | 'syscall' | 'periodic';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 export interface MachineConfig {

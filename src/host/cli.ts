@@ -10,11 +10,12 @@ import { BUG_NAMES, BUGS, closest, KERNELS } from '../check/bugzoo.ts';
 import { stopMachine } from '../processor/stop.ts';
 import { genDpkgStatus, genZipfText } from '../user/gen.ts';
 import { parseScenario, ScenarioError, type ScriptReport } from '../user/programs/script.ts';
+import { parseStressArgs, type StressReport } from '../user/programs/mremap_stress.ts';
 import { EmulatorFailure, errText, fmtBytes, Machine, type RunOutcome } from './machine.ts';
 import { buildConfig, parseSize, UsageError, type RawOptions } from './options.ts';
 import { collectStats, formatStats } from './summary.ts';
 
-const WORKLOADS = ['word_count', 'dpkg-status', 'script'] as const;
+const WORKLOADS = ['word_count', 'dpkg-status', 'script', 'mremap-stress'] as const;
 type Workload = (typeof WORKLOADS)[number];
 
 interface RunOptions extends RawOptions {
@@ -146,6 +147,33 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
       },
     };
   }
+  if (workload === 'mremap-stress') {
+    if (args.length > 0) throw new UsageError(`mremap-stress takes options, not arguments: ${args.join(' ')}`);
+    const threads = threadsOption(o, cfg, cfg.cpus);
+    const argv = ['--threads', String(threads)];
+    for (const [flag, v] of [['--regions', o.regions], ['--pages', o.pages], ['--iterations', o.iterations], ['--seconds', o.seconds], ['--pattern', o.pattern]] as const) {
+      if (v !== undefined) argv.push(flag, v);
+    }
+    const opts = parseStressArgs(argv);
+    if (typeof opts === 'string') throw new UsageError(`mremap-stress: ${opts}`);
+    return {
+      program: 'mremap-stress',
+      argv,
+      memFiles: {},
+      describe: `mremap-stress: ${threads} thread${threads > 1 ? 's' : ''}, ${opts.regions} regions of ${opts.pages} pages each, ${opts.iterations} iterations, pattern ${opts.pattern}`,
+      verify(out) {
+        const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'mremap-stress') as StressReport | undefined;
+        if (!rep) return { ok: false, summary: 'no result: the program did not finish', details: {} };
+        return {
+          ok: rep.failures === 0,
+          summary: rep.failures === 0
+            ? `every page verified (${rep.pagesVerified} page checks, ${rep.moves} moves: ${rep.fastMoves} same-set, ${rep.slowMoves} cross-set)`
+            : `CORRUPTION: ${rep.firstFailure?.message ?? '?'}`,
+          details: { ...rep },
+        };
+      },
+    };
+  }
   // script
   if (args.length !== 1) throw new UsageError('script needs exactly one scenario FILE (JSON Lines; see traces/README.md)');
   const file = args[0]!;
@@ -271,7 +299,7 @@ function addRunOptions(cmd: Command): Command {
     .option('--victim <n>', 'victim cache entries (0 disables)', '8')
     .option('--sweep', 'run the kevict_sweepd kernel thread')
     .option('--seed <n>', 'seed for generated inputs and random choices', '1')
-    .addOption(new Option('--check <when>', 'run the invariant checker').choices(['none', 'end', 'syscall']).default('none'))
+    .addOption(new Option('--check <when>', 'run the invariant checker: at process exit and at the end (end), also after every address-space syscall (syscall), or also every 100 ms (periodic)').choices(['none', 'end', 'syscall', 'periodic']).default('none'))
     .addOption(new Option('--log-level <level>', 'kernel log level on stderr').choices(['error', 'warn', 'info', 'debug']).default('info'))
     .option('--json', 'machine-readable summary on stdout')
     .option('--files <dir>', 'host directory relative input paths on S resolve against')

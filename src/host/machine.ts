@@ -16,6 +16,8 @@ import {
   Shared, spawnRingBase, type SharedBuffers,
 } from '../layout.ts';
 import { pcacheEarlyInit } from '../processor/pcache.ts';
+import { stopMachine } from '../processor/stop.ts';
+import { checkQuiescent } from '../check/invariants.ts';
 import { Kern } from '../processor/kern.ts';
 import type { CpuTask, CpuTaskResult } from '../processor/cpu.ts';
 import { kViolationTag, type Violation } from '../check/report.ts';
@@ -235,11 +237,19 @@ export class Machine {
     }
   }
 
-  /** Periodic host work: kernel log, watchdog. */
+  /** Periodic host work: kernel log, watchdog, --check periodic. */
   private tick(): void {
     this.drainLog();
     this.watchdog();
+    if (this.cfg.check === 'periodic' && this.running.size > 0 && !this.failure && performance.now() - this.lastCheck >= 100) {
+      this.lastCheck = performance.now();
+      // stop_machine from the host: every CPU parks at a safe point, the checker runs, they resume.
+      stopMachine(this.env, this.cfg.sweep, () => checkQuiescent(this.k, 'periodic'));
+      this.periodicChecks++;
+    }
   }
+  private lastCheck = 0;
+  periodicChecks = 0;
 
   drainLog(): void {
     const { sh } = this;

@@ -56,7 +56,7 @@ const configSchema = z.object({
   victim: z.number().int().min(0, 'must be 0 (off) or more').max(kMaxVictim, `must be at most ${kMaxVictim}`),
   sweep: z.boolean(),
   seed: z.number().int().min(0, 'must be a non-negative integer').max(2 ** 32 - 1, 'must fit in 32 bits'),
-  check: z.enum(['none', 'end', 'syscall'], { error: () => 'must be none, end or syscall' }),
+  check: z.enum(['none', 'end', 'syscall', 'periodic'], { error: () => 'must be none, end, syscall or periodic' }),
   logLevel: z.enum(['error', 'warn', 'info', 'debug'], { error: () => 'must be error, warn, info or debug' }),
   watchdogSec: z.number().min(1, 'must be at least 1 second'),
 });

@@ -308,6 +308,7 @@ export function rmapGetPteLocked(k: Kern, line: number, r: number, caller: strin
 
 /** Full reports per context before the rest are only counted (LegoOS HEAD prints one per boot). */
 const kBadRmapReports = 16;
+const kBadRmapRecords = 256;
 let badRmapReports = 0;
 
 export function reportBadRmap(k: Kern, line: number, r: number, ptep: number, pte: number, caller: string): void {
@@ -316,12 +317,17 @@ export function reportBadRmap(k: Kern, line: number, r: number, ptep: number, pt
   const pcachePfn = sh.linePfn(line);
   const ptePfnV = ptePfn(pte);
   const hex = (n: number) => `0x${n.toString(16)}`;
-  if (++badRmapReports > kBadRmapReports) {
-    if (badRmapReports === kBadRmapReports + 1) k.env.printk('error', `report_bad_rmap: ${k.env.name}: further reports suppressed`);
-    return;
-  }
   const sameSlot = ptep === v.pageTable ? '==' : '!=';
   const samePfn = pcachePfn === ptePfnV ? '==' : '!=';
+  const details = { line, pid: v.owner, addr: v.address, ptep, rmapPageTable: v.pageTable, pcachePfn, ptePfn: ptePfnV, caller };
+  if (++badRmapReports > kBadRmapReports) {
+    // Past the first reports only a one-line record each (still collected), then nothing.
+    if (badRmapReports === kBadRmapReports + 1) k.env.printk('error', `report_bad_rmap: ${k.env.name}: further reports shortened`);
+    if (badRmapReports <= kBadRmapRecords) {
+      reportViolation(k, 'rmap-pte-mismatch', { ...details, text: `mismatched PTE and rmap: pcache:${line} uva:${hex(v.address)} [pte ${sameSlot} rmap->page_table] && [pcache_pfn ${samePfn} pte_pfn] caller: ${caller}` });
+    }
+    return;
+  }
   // LegoOS's two formats (legoos-facts §5.4): the 2018-02 block (a873eba6) and HEAD's.
   const lines = k.env.config.rmapReportFormat === 'head'
     ? [
@@ -339,6 +345,8 @@ export function reportBadRmap(k: Kern, line: number, r: number, ptep: number, pt
         '****    ERROR: mismatched PTE and rmap',
         `****    rmap->owner_process: ${commOf(k, v.owner)} uva: ${hex(v.address)} ptep: ${fmtPtep(ptep)}, rmap->page_table: ${fmtPtep(v.pageTable)}`,
         `****    pcache_pfn: ${hex(pcachePfn)}, pte_pfn: ${hex(ptePfnV)}`,
+        `****    current: ${k.pid}:${k.comm || k.env.name} caller: ${caller}`,
+        `****    [pte ${sameSlot} rmap->page_table] && [pcache_pfn ${samePfn} pte_pfn]`,
         '',
       ];
   lines.push(dumpRmap(sh, r, 'Corrupted RMAP'), dumpPcacheMeta(sh, line, 'Corrupted RMAP'));

@@ -77,7 +77,7 @@ export function main(): void {
 function increment(w: Int32Array): void {
   const v = w[W_COUNT]!;
   let x = 0;
-  for (let s = 0; s < 4; s++) x += Atomics.load(w, W_SCRATCH);
+  for (let s = 0; s < 16; s++) x += Atomics.load(w, W_SCRATCH);
   w[W_COUNT] = v + 1 + x;
 }
 

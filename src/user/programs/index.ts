@@ -1,6 +1,7 @@
 // The programs a CPU can run, by the name the CLI and the host use.
 import type { Program } from '../api.ts';
 import { dpkgStatus } from './dpkg_status.ts';
+import { mremapStress } from './mremap_stress.ts';
 import { scriptProgram } from './script.ts';
 import { wordCount } from './word_count.ts';
 
@@ -8,4 +9,5 @@ export const programs: Record<string, Program> = {
   word_count: wordCount,
   'dpkg-status': dpkgStatus,
   script: scriptProgram,
+  'mremap-stress': mremapStress,
 };
