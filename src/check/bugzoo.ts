@@ -32,7 +32,7 @@ export const BUGS: BugEntry[] = [
     path: 'src/processor/mm.ts moveExtent: the PTE is moved and the line unlocked before the rmap is re-pointed',
     symptom: '"ERROR: mismatched PTE and rmap" from a concurrent rmap walker (kevict_sweepd, eviction on another CPU)',
     detector: 'rmap/PTE check in every rmap walker',
-    repro: ['mremap-stress', '--cpus', '2', '--pcache', '128K', '--ways', '2', '--sweep', '--jitter', '0.05'],
+    repro: ['mremap-stress', '--cpus', '2', '--pcache', '256K', '--ways', '4', '--sweep', '--sweep-interval', '0', '--pattern', 'pingpong'],
   },
   {
     name: 'mremap-unserialized',
@@ -40,7 +40,7 @@ export const BUGS: BugEntry[] = [
     path: 'src/processor/syscalls.ts mremap: no mmap_sem around the M call and the replay of its page-table operations',
     symptom: 'dirty lines left mapped at b (write-back fails with -EFAULT: lost data), c filled with M\'s stale copy, PTEs left behind, or an ABBA deadlock on PTE-page locks',
     detector: 'data oracle, rmap/PTE check, soft-lockup watchdog',
-    repro: ['mremap-stress', '--cpus', '2', '--pcache', '256K', '--ways', '4', '--check', 'syscall'],
+    repro: ['mremap-stress', '--cpus', '2', '--pcache', '128K', '--ways', '2'],
   },
   {
     name: 'mremap-dest-overwrite',
@@ -48,7 +48,7 @@ export const BUGS: BugEntry[] = [
     path: 'src/processor/mm.ts moveExtent: a present destination PTE is overwritten instead of refused',
     symptom: 'the overwritten line\'s rmap points at a slot mapping another line: mismatch report, leaked line. It needs a fault to reach the destination between M\'s unmap and P\'s move, which only an unserialised mremap allows: reproduce it together with mremap-unserialized',
     detector: 'rmap/PTE check, --check (line-mapped-twice, pte-without-rmap)',
-    repro: ['mremap-stress', '--cpus', '2', '--pcache', '256K', '--ways', '4', '--check', 'syscall', '--bug', 'mremap-unserialized'],
+    repro: ['mremap-stress', '--cpus', '2', '--pcache', '128K', '--ways', '2', '--check', 'end', '--bug', 'mremap-unserialized'],
   },
   {
     name: 'free-before-flush',

@@ -298,6 +298,7 @@ function addRunOptions(cmd: Command): Command {
     .addOption(new Option('--evict <policy>', 'eviction policy').choices(['lru', 'fifo', 'random']).default('lru'))
     .option('--victim <n>', 'victim cache entries (0 disables)', '8')
     .option('--sweep', 'run the kevict_sweepd kernel thread')
+    .option('--sweep-interval <ms>', 'pause between two sweeps of the whole pcache', '10')
     .option('--seed <n>', 'seed for generated inputs and random choices', '1')
     .addOption(new Option('--check <when>', 'run the invariant checker: at process exit and at the end (end), also after every address-space syscall (syscall), or also every 100 ms (periodic)').choices(['none', 'end', 'syscall', 'periodic']).default('none'))
     .addOption(new Option('--log-level <level>', 'kernel log level on stderr').choices(['error', 'warn', 'info', 'debug']).default('info'))
@@ -348,7 +349,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--attempts <n>', 'runs to try, each with the next seed', '10')
     .option('--seed <n>', 'first seed', '1')
     .option('--json', 'one JSON object per attempt, then a summary object')
-    .action(async (bug: string, opts: { attempts: string; seed: string; json?: boolean }) => {
+    .option('--first', 'stop at the first attempt that reproduces it')
+    .action(async (bug: string, opts: { attempts: string; seed: string; json?: boolean; first?: boolean }) => {
       code = await repro(bug, opts);
     });
   try {
@@ -389,7 +391,7 @@ function listBugs(json: boolean): void {
 
 interface Attempt { seed: number; exitCode: number | null; reproduced: boolean; detectMs?: number; how: string }
 
-async function repro(bug: string, opts: { attempts: string; seed: string; json?: boolean }): Promise<number> {
+async function repro(bug: string, opts: { attempts: string; seed: string; json?: boolean; first?: boolean }): Promise<number> {
   const entry = BUGS.find((b) => b.name === bug);
   if (!entry) {
     const hint = closest(bug, BUG_NAMES);
@@ -429,12 +431,13 @@ async function repro(bug: string, opts: { attempts: string; seed: string; json?:
     results.push(a);
     if (opts.json) process.stdout.write(`${JSON.stringify(a)}\n`);
     else process.stdout.write(`attempt ${i + 1}/${attempts} seed ${seed}: ${a.reproduced ? 'REPRODUCED' : 'not reproduced'}${a.detectMs !== undefined ? ` after ${(a.detectMs / 1000).toFixed(2)} s` : ''} — ${a.how.slice(0, 200)}\n`);
+    if (opts.first && a.reproduced) break;
   }
   const hits = results.filter((a) => a.reproduced);
   const times = hits.map((a) => a.detectMs).filter((t): t is number => t !== undefined).sort((x, y) => x - y);
   const median = times.length ? times[Math.floor((times.length - 1) / 2)]! : undefined;
-  const summary = { bug, command: `splitkern run ${entry.repro.join(' ')} --bug ${entry.name} --seed N`, attempts, reproduced: hits.length, medianDetectMs: median };
+  const summary = { bug, command: `splitkern run ${entry.repro.join(' ')} --bug ${entry.name} --seed N`, attempts: results.length, reproduced: hits.length, medianDetectMs: median };
   if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
-  else process.stdout.write(`${bug}: reproduced in ${hits.length} of ${attempts} runs${median !== undefined ? `, median time to detection ${(median / 1000).toFixed(2)} s` : ''}\n`);
+  else process.stdout.write(`${bug}: reproduced in ${hits.length} of ${results.length} runs${median !== undefined ? `, median time to detection ${(median / 1000).toFixed(2)} s` : ''}\n`);
   return hits.length > 0 ? 1 : 0;
 }

@@ -30,6 +30,7 @@ export interface RawOptions {
   evict?: string;
   victim?: string;
   sweep?: boolean;
+  sweepInterval?: string;
   seed?: string;
   check?: string;
   logLevel?: string;
@@ -59,11 +60,12 @@ const configSchema = z.object({
   check: z.enum(['none', 'end', 'syscall', 'periodic'], { error: () => 'must be none, end, syscall or periodic' }),
   logLevel: z.enum(['error', 'warn', 'info', 'debug'], { error: () => 'must be error, warn, info or debug' }),
   watchdogSec: z.number().min(1, 'must be at least 1 second'),
+  sweepIntervalMs: z.number().min(0, 'must be 0 or more milliseconds').max(10_000, 'must be at most 10000 ms'),
 });
 
 const FLAG_OF: Record<string, string> = {
   topology: '--topology', cpus: '--cpus', memoryBytes: '--memory', pcacheBytes: '--pcache', ways: '--ways', evict: '--evict',
-  victim: '--victim', sweep: '--sweep', seed: '--seed', check: '--check', logLevel: '--log-level', watchdogSec: '--watchdog',
+  victim: '--victim', sweep: '--sweep', sweepIntervalMs: '--sweep-interval', seed: '--seed', check: '--check', logLevel: '--log-level', watchdogSec: '--watchdog',
 };
 
 export function buildConfig(o: RawOptions): MachineConfig {
@@ -77,6 +79,7 @@ export function buildConfig(o: RawOptions): MachineConfig {
     evict: (o.evict ?? DEFAULT_CONFIG.evict) as MachineConfig['evict'],
     victim: o.victim === undefined ? DEFAULT_CONFIG.victim : parseInt10(o.victim, '--victim'),
     sweep: o.sweep ?? false,
+    sweepIntervalMs: o.sweepInterval === undefined ? DEFAULT_CONFIG.sweepIntervalMs : Number(o.sweepInterval),
     seed: o.seed === undefined ? DEFAULT_CONFIG.seed : parseInt10(o.seed, '--seed'),
     check: (o.check ?? DEFAULT_CONFIG.check) as MachineConfig['check'],
     logLevel: (o.logLevel ?? DEFAULT_CONFIG.logLevel) as MachineConfig['logLevel'],
@@ -114,7 +117,7 @@ export function buildConfig(o: RawOptions): MachineConfig {
   if (!r.success) {
     const issue = r.error.issues[0]!;
     const key = String(issue.path[0] ?? '');
-    const given = (o as Record<string, unknown>)[key === 'memoryBytes' ? 'memory' : key === 'pcacheBytes' ? 'pcache' : key === 'watchdogSec' ? 'watchdog' : key];
+    const given = (o as Record<string, unknown>)[key === 'memoryBytes' ? 'memory' : key === 'pcacheBytes' ? 'pcache' : key === 'watchdogSec' ? 'watchdog' : key === 'sweepIntervalMs' ? 'sweepInterval' : key];
     throw new UsageError(`${FLAG_OF[key] ?? key} ${given === undefined ? '' : `${String(given)} `}${issue.message}`.replace(/\s+/g, ' '));
   }
   const lines = cfg.pcacheBytes / PAGE_SIZE;

@@ -44,7 +44,7 @@
 //   visits << 16 | (hash(tag checksum, visits) & 0xffff).
 
 import {
-  EAGAIN, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE_SIZE, PROT_READ, PROT_WRITE,
+  EAGAIN, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE_SIZE, PROT_READ, PROT_WRITE,
   STDERR_FILENO, STDOUT_FILENO, errnoName,
 } from '../../uapi.ts';
 import type { Mmu, Program, UserContext } from '../api.ts';
@@ -132,11 +132,15 @@ export const kStressSharedBase = 0x180000000000;
 export const kStressArenaBase = 0x200000000000;
 export const kSharedPages = 8;
 const kSharedName = 'shared';
+export const kStressScratchBase = 0x300000000000;
+export const kScratchPages = 4;
+const kScratchThreadGap = 4 * GiB;
 
 const kHdrStop = 0;
 const kHdrFailOrder = 4;
 const kHdrDeadline = 8;
 const kHdrLastFreed = 64;
+const kHdrReady = kHdrLastFreed + 4 * kStressMaxThreads;
 const kOutPage = 1;
 const kOutPages = 2;
 const kSlotTablePage = kOutPage + kOutPages;
@@ -156,12 +160,15 @@ const kStatChurns = 48;
 const kStatRewrites = 56;
 const kStatVisits = 64;
 const kStatPagesVerified = 72;
+const kStatScratchMoves = 120;
+const kStatScratchRemaps = 128;
+const kStatScratchWrites = 136;
 const kStatFailures = 80;
 const kStatFailOrder = 88;
 const kStatFailIteration = 96;
 const kStatFailAddr = 104;
 const kStatMsgLen = 112;
-const kStatMsg = 128;
+const kStatMsg = 256;
 
 /** Where everything is, computed identically by every thread from the options. */
 export class StressLayout {
@@ -193,6 +200,15 @@ export class StressLayout {
   pagesVa(s: number): number { return this.stateVa(s) + 4; }
   lastFreedVa(t: number): number { return kStressCtlBase + kHdrLastFreed + 4 * t; }
   statsVa(t: number): number { return kStressCtlBase + PAGE_SIZE * (kSlotTablePage + this.slotTablePages + t); }
+  readyVa(t: number): number { return kStressCtlBase + kHdrReady + 4 * t; }
+  /**
+   * Scratch range j (0..2) of thread t: 0 -> 1 is a move by 1 GiB (same pcache set), 1 -> 2 and 2 -> 0 are
+   * not. All three stay mapped all the time (MREMAP_DONTUNMAP and MAP_FIXED replace, never unmap).
+   */
+  scratchAddr(t: number, j: number): number {
+    const x = kStressScratchBase + t * kScratchThreadGap;
+    return j === 0 ? x : j === 1 ? x + GiB : x + GiB + (kScratchPages + 1) * PAGE_SIZE;
+  }
   /** The two slots of a region in the pingpong pattern. */
   pingpongSlots(t: number, r: number): [number, number] {
     const k = t * this.o.regions + r;
@@ -319,12 +335,14 @@ interface Region {
 interface Counters {
   iterations: number; moves: number; fastMoves: number; slowMoves: number; grows: number; shrinks: number;
   churns: number; rewrites: number; visits: number; pagesVerified: number;
+  scratchMoves: number; scratchRemaps: number; scratchWrites: number;
 }
 
 const kCounterOffsets: Array<[keyof Counters, number]> = [
   ['iterations', kStatIterations], ['moves', kStatMoves], ['fastMoves', kStatFastMoves], ['slowMoves', kStatSlowMoves],
   ['grows', kStatGrows], ['shrinks', kStatShrinks], ['churns', kStatChurns], ['rewrites', kStatRewrites],
   ['visits', kStatVisits], ['pagesVerified', kStatPagesVerified],
+  ['scratchMoves', kStatScratchMoves], ['scratchRemaps', kStatScratchRemaps], ['scratchWrites', kStatScratchWrites],
 ];
 
 type Action = 'move' | 'grow' | 'shrink' | 'churn' | 'rewrite';
@@ -339,6 +357,7 @@ class StressThread {
   readonly regions: Region[] = [];
   readonly c: Counters = {
     iterations: 0, moves: 0, fastMoves: 0, slowMoves: 0, grows: 0, shrinks: 0, churns: 0, rewrites: 0, visits: 0, pagesVerified: 0,
+    scratchMoves: 0, scratchRemaps: 0, scratchWrites: 0,
   };
   failed = false;
   private readonly mmu: Mmu;
@@ -471,6 +490,9 @@ class StressThread {
         return scan(reg.slot >= 0 ? reg.slot + 1 : this.rng.int(n));
       }
       case 'random': {
+        // half the time first the slot across the lanes (1 GiB away, or 1 GiB + 4 KiB at odd indexes)
+        const across = reg.slot >= 0 ? reg.slot ^ 1 : -1;
+        if (across >= 0 && this.rng.chance(0.5) && this.claim(across, reg)) return across;
         for (let i = 0; i < 8; i++) {
           const s = this.rng.int(n);
           if (this.claim(s, reg)) return s;
@@ -560,6 +582,15 @@ class StressThread {
       this.refresh(reg, 0);
       if (!this.unBusy(reg)) return false;
     }
+    // The scratch ranges, then tell the other threads they may scribble on them.
+    const len = kScratchPages * PAGE_SIZE;
+    for (let j = 0; j < 3; j++) {
+      const at = this.lay.scratchAddr(this.t, j);
+      const ret = this.u.sys.mmap(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+      if (ret !== at) return this.sysFail(`mmap(${hex(at)}, ${hex(len)}, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED)`, ret, hex(at), at);
+    }
+    for (let i = 0; i < kScratchPages; i++) this.scribble(this.t, 0, i);
+    this.mmu.store32(this.lay.readyVa(this.t), 1);
     this.phase = 'run';
     return true;
   }
@@ -670,6 +701,56 @@ class StressThread {
 
   // ---- visits ----
 
+  // ---- scratch ranges: racy by design, never verified ----
+
+  /** Write a tagged page into page i of scratch range j of thread o (the content is never checked). */
+  private scribble(o: number, j: number, i: number): void {
+    const va = this.lay.scratchAddr(o, j) + i * PAGE_SIZE;
+    const gen = (this.c.iterations + 1) >>> 0;
+    this.mmu.write(va, stressPage({ region: regionId(`scratch${o}`), page: i, generation: gen, thread: this.t }, va));
+    this.c.scratchWrites++;
+  }
+
+  /**
+   * Racy writers: scribble on another thread's scratch ranges while their owner moves them with
+   * MREMAP_DONTUNMAP or replaces them with MAP_FIXED. Both keep every range mapped, so on a correct
+   * kernel a write lands in the old or the new page and never faults; a line freed or reused before the
+   * TLB flush turns such a write into corruption of some other (verified) page.
+   */
+  private scratchWork(): boolean {
+    const T = this.o.threads;
+    if (T > 1) {
+      for (let k = 0; k < 2; k++) {
+        const o = (this.t + 1 + this.rng.int(T - 1)) % T;
+        if (this.mmu.load32(this.lay.readyVa(o)) !== 1) continue;
+        this.scribble(o, this.rng.int(3), this.rng.int(kScratchPages));
+      }
+    }
+    if (!this.rng.chance(0.35)) return true;
+    const len = kScratchPages * PAGE_SIZE;
+    if (this.rng.chance(0.75)) {
+      const from = this.rng.int(3);
+      const to = (from + 1) % 3;
+      const a = this.lay.scratchAddr(this.t, from);
+      const b = this.lay.scratchAddr(this.t, to);
+      const ret = this.u.sys.mremap(a, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, b);
+      if (ret !== b) {
+        return this.sysFail(`mremap(${hex(a)}, ${hex(len)}, ${hex(len)}, MREMAP_MAYMOVE|MREMAP_FIXED|MREMAP_DONTUNMAP, ${hex(b)})`, ret, hex(b), a);
+      }
+      this.c.scratchMoves++;
+      this.countMove(a, b);
+      // the owner touches its new copy too, so the next move has lines to move
+      this.scribble(this.t, to, this.rng.int(kScratchPages));
+    } else {
+      const j = this.rng.int(3);
+      const at = this.lay.scratchAddr(this.t, j);
+      const ret = this.u.sys.mmap(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+      if (ret !== at) return this.sysFail(`mmap(${hex(at)}, ${hex(len)}, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED)`, ret, hex(at), at);
+      this.c.scratchRemaps++;
+    }
+    return true;
+  }
+
   /** Check a page of the shared region and one or two pages of another thread's region. */
   private visit(): boolean {
     const m = this.mmu;
@@ -741,7 +822,7 @@ class StressThread {
     let spins = 0;
     while (!this.failed && this.c.iterations < this.o.iterations && !this.stopRequested()) {
       this.iteration = this.c.iterations + 1;
-      if (!this.visit()) return;
+      if (!this.visit() || !this.scratchWork()) return;
       // a region no visitor is in, starting at a random one
       const start = this.rng.int(this.regions.length);
       let reg: Region | undefined;
@@ -805,6 +886,9 @@ export interface StressReport {
   rewrites: number;
   visits: number;
   pagesVerified: number;
+  scratchMoves: number;
+  scratchRemaps: number;
+  scratchWrites: number;
   failures: number;
   firstFailure?: { thread: number; iteration: number; addr: number; message: string };
 }
@@ -812,7 +896,8 @@ export interface StressReport {
 function emptyReport(o: StressOptions): StressReport {
   return {
     kind: 'mremap-stress', threads: o.threads, regions: o.regions, pages: o.pages, pattern: o.pattern, iterations: 0,
-    moves: 0, fastMoves: 0, slowMoves: 0, grows: 0, shrinks: 0, churns: 0, rewrites: 0, visits: 0, pagesVerified: 0, failures: 0,
+    moves: 0, fastMoves: 0, slowMoves: 0, grows: 0, shrinks: 0, churns: 0, rewrites: 0, visits: 0, pagesVerified: 0,
+    scratchMoves: 0, scratchRemaps: 0, scratchWrites: 0, failures: 0,
   };
 }
 
