@@ -1,0 +1,100 @@
+// Race-lab detectors on hand-built states: each fires on a state built to violate its invariant and
+// stays silent on a correct one. (The quiescent checker's own cases are in invariants.test.ts.)
+import { describe, expect, it } from 'vitest';
+import { kViolationTag, type Violation } from '../src/check/report.ts';
+import { DEFAULT_CONFIG, type MachineConfig } from '../src/config.ts';
+import { Env, type Level } from '../src/env.ts';
+import { Fabric } from '../src/fabric/ibapi.ts';
+import { allocateShared, geometryFor, kCtlPgtableNext, kMmPgd, kMmPid, kRmapPageTable, Shared } from '../src/layout.ts';
+import { Kern } from '../src/processor/kern.ts';
+import { pcacheAddRmap, pcacheAlloc, pcacheEarlyInit, pcacheSweepSet, rmapList } from '../src/processor/pcache.ts';
+import { allocTablePage, mkPte, walk } from '../src/processor/pgtable.ts';
+import { PAGE_SIZE } from '../src/uapi.ts';
+
+function machine(over: Partial<MachineConfig> = {}) {
+  const cfg: MachineConfig = { ...DEFAULT_CONFIG, cpus: 2, pcacheBytes: 16 * 4096, ways: 1, victim: 0, ...over };
+  const geo = geometryFor(cfg);
+  const sh = new Shared(allocateShared(geo));
+  pcacheEarlyInit(sh);
+  sh.ctl[kCtlPgtableNext] = 1;
+  sh.tlbVpn.fill(-1);
+  const env = new Env(sh, { ctx: 0, cpu: 0, name: 'cpu0', bootEpochMs: performance.timeOrigin, config: cfg });
+  const log: string[] = [];
+  env.printk = (_l: Level, msg: string) => { log.push(...msg.split('\n')); };
+  const k = new Kern(env, new Fabric(env));
+  const pid = 5;
+  sh.mm[sh.mmIdx(0, kMmPid)] = pid;
+  sh.mm[sh.mmIdx(0, kMmPgd)] = allocTablePage(sh);
+  k.setCurrent(pid, 0, 1, 'test');
+  const map = (va: number) => {
+    const ptep = walk(env, 0, va, true);
+    const line = pcacheAlloc(k, va);
+    Atomics.store(sh.pgtable, ptep, mkPte(line, true));
+    pcacheAddRmap(k, line, ptep, va, pid, 0);
+    return { ptep, line };
+  };
+  const violations = () => log.filter((l) => l.startsWith(kViolationTag)).map((l) => JSON.parse(l.slice(kViolationTag.length)) as Violation);
+  return { sh, env, k, map, violations, log };
+}
+
+const VA = 0x7fffe5788000;
+
+describe('stale-TLB detector (at allocation)', () => {
+  it('is silent when no TLB maps the line being handed out', () => {
+    const m = machine({ check: 'end' });
+    m.map(VA);
+    // 1-way sets: mapping another page of the same set evicts the first line (clean, no fabric)
+    m.map(VA + 16 * PAGE_SIZE);
+    expect(m.violations()).toEqual([]);
+  });
+
+  it('fires when another CPU still holds a translation of a line that is reallocated', () => {
+    const m = machine({ check: 'end' });
+    const { line } = m.map(VA);
+    // CPU1 filled its TLB from the PTE and never got a shootdown (its bit is not in mm_cpumask)
+    const e = m.sh.tlbIdx(1, (VA / PAGE_SIZE) % 64);
+    m.sh.tlbVal[e] = mkPte(line, true);
+    m.sh.tlbVpn[e] = VA / PAGE_SIZE;
+    m.map(VA + 16 * PAGE_SIZE); // evicts `line` and reallocates it
+    const v = m.violations();
+    expect(v.map((x) => x.kind)).toEqual(['stale-tlb']);
+    expect(v[0]!.text).toBe(`stale TLB: CPU#1 still translates 0x7fffe5788000 to pcache line ${line} (pfn 0x${(0x100000 + line).toString(16)}), which is free and being reallocated for 0x7fffe5798000 by cpu0 (pid 5)`);
+  });
+
+  it('is off without --check', () => {
+    const m = machine({ check: 'none' });
+    const { line } = m.map(VA);
+    const e = m.sh.tlbIdx(1, (VA / PAGE_SIZE) % 64);
+    m.sh.tlbVal[e] = mkPte(line, true);
+    m.sh.tlbVpn[e] = VA / PAGE_SIZE;
+    m.map(VA + 16 * PAGE_SIZE);
+    expect(m.violations()).toEqual([]);
+  });
+});
+
+describe('rmap walkers check rmap against PTE (the sweep)', () => {
+  it('kevict_sweepd reports a line whose rmap names an empty slot', () => {
+    const m = machine({ pcacheBytes: 16 * 4096, ways: 4 });
+    const { line, ptep } = m.map(VA);
+    m.map(VA + PAGE_SIZE);
+    expect(pcacheSweepSet(m.k, m.sh.setOfAddr(VA))).toBeGreaterThanOrEqual(0);
+    expect(m.violations()).toEqual([]);
+    // the PTE moved away without its rmap (mremap-pte-before-rmap's window)
+    Atomics.store(m.sh.pgtable, ptep, 0);
+    pcacheSweepSet(m.k, m.sh.setOfAddr(VA));
+    const v = m.violations();
+    expect(v.map((x) => x.kind)).toEqual(['rmap-pte-mismatch']);
+    expect(m.log).toContain('****    ERROR: mismatched PTE and rmap');
+    expect(m.log.join('\n')).toContain('caller: pcache_referenced_trylock_one');
+    void line;
+  });
+
+  it('reports an rmap whose page_table is another slot', () => {
+    const m = machine({ pcacheBytes: 16 * 4096, ways: 4 });
+    const { line } = m.map(VA);
+    const r = rmapList(m.sh, line)[0]!;
+    m.sh.rmap[m.sh.rmapIdx(r, kRmapPageTable)]! += 1;
+    pcacheSweepSet(m.k, m.sh.setOfAddr(VA));
+    expect(m.violations().map((x) => x.kind)).toEqual(['rmap-pte-mismatch']);
+  });
+});
