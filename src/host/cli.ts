@@ -3,6 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
+import cliProgress from 'cli-progress';
 import { compareBytes, compareWordCounts, countWords, sortCounts } from '../check/oracle.ts';
 import type { MachineConfig } from '../config.ts';
 import { checkQuiescent } from '../check/invariants.ts';
@@ -40,6 +41,31 @@ interface Job {
 }
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/** cli-progress bar summed over the threads that report progress. */
+class ProgressView {
+  private bar: cliProgress.SingleBar | undefined;
+  private readonly threads = new Map<number, { done: number; total: number }>();
+  update(tid: number, done: number, total: number): void {
+    this.threads.set(tid, { done, total });
+    let d = 0;
+    let t = 0;
+    for (const v of this.threads.values()) { d += v.done; t += v.total; }
+    if (!this.bar) {
+      this.bar = new cliProgress.SingleBar({ format: ' {bar} {percentage}% | {value}/{total} iterations | {duration_formatted}', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
+      this.bar.start(t, d);
+    }
+    this.bar.setTotal(t);
+    this.bar.update(d);
+  }
+  log(text: string): void {
+    if (!this.bar) { process.stderr.write(text); return; }
+    // clear the bar's line, print, and let the bar redraw below
+    process.stderr.write(`\r\x1b[K${text}`);
+    this.bar.render();
+  }
+  stop(): void { this.bar?.stop(); }
+}
 
 function readHostFile(file: string, what: string): Buffer {
   try {
@@ -214,12 +240,19 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   const job = prepare(workload as Workload, args, o, cfg);
   const stdoutChunks: Buffer[] = [];
   const out = (s: string) => { if (!cfg.json) process.stdout.write(s); };
+  // A progress bar on a TTY for programs that report progress (mremap-stress); log lines go above it.
+  const progress = !cfg.json && process.stderr.isTTY ? new ProgressView() : undefined;
   const machine = new Machine(cfg, {
     console(fd, _pid, data) {
       if (cfg.json) { if (fd === 1) stdoutChunks.push(Buffer.from(data)); else process.stderr.write(data); }
+      else if (progress) progress.log(Buffer.from(data).toString('utf8'));
       else (fd === 1 ? process.stdout : process.stderr).write(data);
     },
-    log(line) { process.stderr.write(`${line}\n`); },
+    log(line) {
+      if (progress) progress.log(`${line}\n`);
+      else process.stderr.write(`${line}\n`);
+    },
+    progress(tid, done, total) { progress?.update(tid, done, total); },
   }, job.memFiles);
   let outcome: RunOutcome | undefined;
   let failure: EmulatorFailure | undefined;
@@ -242,6 +275,7 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
     else failure = machine.fail(`internal error: ${errText(e)}`);
   } finally {
     await machine.shutdown();
+    progress?.stop();
   }
   const stats = collectStats(machine.sh);
   if (failure || !outcome) {

@@ -43,7 +43,12 @@ export interface ConsoleSink {
   console(fd: number, pid: number, data: Uint8Array): void;
   /** one kernel log line (already dmesg-stamped) */
   log(line: string, level: number): void;
+  /** a thread's progress (programs that report it) */
+  progress?(tid: number, done: number, total: number): void;
 }
+
+/** What CPUs post on the console channel. */
+type ConsoleMsg = { type: 'console'; fd: number; pid: number; data: Uint8Array } | { type: 'progress'; tid: number; done: number; total: number };
 
 export class Machine {
   readonly sh: Shared;
@@ -97,8 +102,9 @@ export class Machine {
     this.timer.unref();
     this.console = new BroadcastChannel(consoleChannel(this.bootEpochMs));
     this.console.onmessage = (ev: unknown) => {
-      const m = (ev as { data: { fd: number; pid: number; data: Uint8Array } }).data;
-      this.sink.console(m.fd, m.pid, m.data);
+      const m = (ev as { data: ConsoleMsg }).data;
+      if (m.type === 'progress') this.sink.progress?.(m.tid, m.done, m.total);
+      else this.sink.console(m.fd, m.pid, m.data);
     };
     if (cfg.topology === '1P-1M-1S') await this.startWorker('storage', 'storage.cjs', { ...this.init(), memFiles: this.memFiles });
     else env.printk('info', 'storage: none in this topology (1P-1M): file system calls fail with ENODEV');

@@ -130,12 +130,19 @@ export class Cpu {
       Atomics.store(sh.threads, sh.threadIdx(task.tid, kThreadState), THREAD_RUNNING);
       switchMmIn(k, slot);
       const sys = new ProcSyscalls(k, this.mmu, entries, this.console);
+      let lastProgress = 0;
       if (env.config.check === 'syscall') {
         sys.afterAddressSpaceCall = (name) => stopMachine(env, env.config.sweep, () => checkQuiescent(k, `after ${name}`));
       }
       const u: UserContext = {
         mmu: this.mmu, sys, pid: task.pid, tid: task.tid, cpu: env.cpu, argv: task.argv, seed: env.config.seed,
         report: (v) => { res.reports.push(v); },
+        progress: (done, total) => {
+          const now = performance.now();
+          if (now - lastProgress < 100 && done < total) return;
+          lastProgress = now;
+          this.console.postMessage({ type: 'progress', tid: task.tid, done, total });
+        },
       };
       Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateUser);
       res.exit = this.runUser(prog, u, task, entries, res);

@@ -246,7 +246,7 @@ export class ProcSyscalls implements Syscalls {
         // P's console (LegoOS writes stdout/stderr to the processor's tty, not to S).
         const buf = new Uint8Array(count);
         if (!this.copyFromUser(bufVa, buf, count)) return -EFAULT;
-        this.console.postMessage({ fd, pid: this.k.pid, data: buf });
+        this.console.postMessage({ type: 'console', fd, pid: this.k.pid, data: buf });
         return count;
       }
       if (!this.hasStorage) return -ENODEV;

@@ -78,6 +78,8 @@ export interface UserContext {
   seed: number;
   /** Shared-nothing channel to the host for a program's final report (a plain JS value). */
   report(value: unknown): void;
+  /** Optional progress of this thread (done of total units), shown by the host on a TTY; throttled. */
+  progress?(done: number, total: number): void;
 }
 
 /**

@@ -168,6 +168,10 @@ const kStatFailOrder = 88;
 const kStatFailIteration = 96;
 const kStatFailAddr = 104;
 const kStatMsgLen = 112;
+/** u32 FNV-1a of bytes [0, kStatSum) and of the message, and u32 kStatsMagic: the page is intact */
+const kStatSum = 248;
+const kStatMagic = 252;
+const kStatsMagic = 0x5354534b; // "KSTS"
 const kStatMsg = 256;
 
 /** Where everything is, computed identically by every thread from the options. */
@@ -227,6 +231,18 @@ function regionNames(o: StressOptions): Map<number, string> {
 
 // ---------------------------------------------------------------------------------------------------
 // Helpers
+
+function fnv1a(bytes: Uint8Array, h = 0x811c9dc5): number {
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193) >>> 0;
+  return h;
+}
+
+/** Checksum of a stats page: its counters and failure fields, then its message. */
+function statsChecksum(page: Uint8Array): number {
+  const dv = new DataView(page.buffer, page.byteOffset, page.byteLength);
+  const len = Math.min(dv.getUint32(kStatMsgLen, true), PAGE_SIZE - kStatMsg);
+  return fnv1a(page.subarray(kStatMsg, kStatMsg + len), fnv1a(page.subarray(0, kStatSum)));
+}
 
 const hex = (v: number): string => (v < 0 ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`);
 const describeRet = (v: number): string => {
@@ -402,9 +418,14 @@ class StressThread {
     return false;
   }
 
+  /** Publish the counters, sealed with a checksum so that main can tell a page overwritten since. */
   writeStats(): void {
     const a = this.lay.statsVa(this.t);
     for (const [k, off] of kCounterOffsets) this.mmu.store64(a + off, this.c[k]);
+    const page = new Uint8Array(PAGE_SIZE);
+    this.mmu.read(a, page);
+    this.mmu.store32(a + kStatSum, statsChecksum(page));
+    this.mmu.store32(a + kStatMagic, kStatsMagic);
   }
 
   private sysFail(call: string, ret: number, want: string, addr: number): false {
@@ -844,6 +865,7 @@ class StressThread {
       this.refresh(reg, this.rng.range(1, 3));
       if (!this.unBusy(reg)) return;
       this.c.iterations++;
+      this.u.progress?.(this.c.iterations, this.o.iterations);
     }
   }
 
@@ -901,25 +923,45 @@ function emptyReport(o: StressOptions): StressReport {
   };
 }
 
-/** Sum the threads' counters from the control region (main, after joining the threads). */
+/**
+ * Sum the threads' counters from the control region (main, after joining the threads). A stats page
+ * whose checksum does not match was overwritten after its thread sealed it: that is a failure too (and
+ * its numbers are not added).
+ */
 function collectReport(u: UserContext, o: StressOptions, lay: StressLayout): StressReport {
-  const m = u.mmu;
   const rep = emptyReport(o);
+  const page = new Uint8Array(PAGE_SIZE);
+  const dv = new DataView(page.buffer);
+  const u64 = (off: number): number => dv.getUint32(off, true) + dv.getUint32(off + 4, true) * 2 ** 32;
   let firstOrder = Infinity;
+  const late: Array<{ thread: number; addr: number; message: string }> = [];
   for (let t = 0; t < o.threads; t++) {
     const a = lay.statsVa(t);
-    for (const [k, off] of kCounterOffsets) rep[k] += m.load64(a + off);
-    if (m.load64(a + kStatFailures) === 0) continue;
+    u.mmu.read(a, page);
+    if (page.every((x) => x === 0)) continue; // never started (a failed clone is reported by main)
+    const magic = dv.getUint32(kStatMagic, true);
+    const sum = dv.getUint32(kStatSum, true);
+    if (magic !== kStatsMagic || sum !== statsChecksum(page)) {
+      rep.failures++;
+      late.push({
+        thread: t, addr: a, message: `the statistics page of thread ${t} at ${hex(a)} was overwritten after the thread`
+          + ` sealed it (magic ${hex(magic)}, checksum ${hex(sum)}, content checksum ${hex(statsChecksum(page))})`,
+      });
+      continue;
+    }
+    for (const [k, off] of kCounterOffsets) rep[k] += u64(off);
+    if (u64(kStatFailures) === 0) continue;
     rep.failures++;
-    const order = m.load64(a + kStatFailOrder);
+    const order = u64(kStatFailOrder);
     if (order >= firstOrder) continue;
     firstOrder = order;
-    const msg = new Uint8Array(Math.min(m.load64(a + kStatMsgLen), PAGE_SIZE - kStatMsg));
-    m.read(a + kStatMsg, msg);
+    const len = Math.min(u64(kStatMsgLen), PAGE_SIZE - kStatMsg);
     rep.firstFailure = {
-      thread: t, iteration: m.load64(a + kStatFailIteration), addr: m.load64(a + kStatFailAddr), message: new TextDecoder().decode(msg),
+      thread: t, iteration: u64(kStatFailIteration), addr: u64(kStatFailAddr),
+      message: new TextDecoder().decode(page.subarray(kStatMsg, kStatMsg + len)),
     };
   }
+  if (rep.firstFailure === undefined && late.length > 0) rep.firstFailure = { ...late[0]!, iteration: 0 };
   return rep;
 }
 
