@@ -14,16 +14,20 @@
 //                lanes at an even index keeps every page in its pcache set (the fastpath on any geometry),
 //                at an odd index it is 1 GiB + 4 KiB (slowpath), and moves along a lane are slowpath. A
 //                guard page at least separates slots, so regions never touch (no VMA merging).
-// A region lives in a slot it owns, or "floats" where the kernel put it (mmap(0) or MREMAP_MAYMOVE).
+//                A region lives in a slot it owns, or "floats" where the kernel put it (mmap(0), MAYMOVE).
+//   kScratchBase three scratch ranges of kScratchPages per thread (4 GiB apart per thread): range 0, range
+//                1 = range 0 + 1 GiB, range 2 = range 1 + kScratchPages + 1 pages. Always mapped.
 //
 // Control region:
 //   page 0        header: +0 u32 stop flag (set by the first failure), +4 u32 failure order counter,
 //                 +8 u64 deadline (Date.now() ms, 0 = none), +64 u32 lastFreed[t] = slot + 1 that thread t
-//                 released last (the chain pattern moves into it)
+//                 released last (the chain pattern moves into it), +320 u32 ready[t] = 1 once thread t
+//                 mapped its scratch ranges
 //   pages 1-2     main's output buffer
 //   slot table    8 bytes per slot: u32 state, u32 pages of the region in it
 //                 state 0 = free, else owner (t + 1) | region << 8 | BUSY (bit 16) | visitors << 20
-//   stats         one page per thread: u64 counters (see kStat*), then the first failure's message
+//   stats         one page per thread: u64 counters (see kStat*), then the first failure's message, sealed
+//                 by a checksum when the thread ends (main reports a page overwritten after that)
 //
 // Concurrency protocol, lock-free and wait-free except for the final check:
 //   - a thread claims a free slot with cas32(state, 0, owner | BUSY) and maps or moves its region there;
@@ -36,6 +40,12 @@
 //     word (its last 4 bytes) with cas32; then unpins with xadd32. So other CPUs hold TLB entries and
 //     dirty lines of every region, and a missed TLB shootdown or a line freed too early shows up as a
 //     visitor reading the wrong page, or as a visit word that does not match its page.
+//   - racy writers: every thread scribbles on the other threads' scratch ranges without any protocol,
+//     while their owner moves them along 0 -> 1 -> 2 -> 0 with MREMAP_MAYMOVE|MREMAP_FIXED|MREMAP_DONTUNMAP
+//     or replaces one with mmap(MAP_FIXED). Neither ever leaves a range unmapped, so on a correct kernel
+//     such a write lands in the old or in the new page and never faults; with a line freed before the TLB
+//     flush, or a shootdown skipped, it lands in a line that now holds some other (verified) page.
+//     Scratch content is never verified.
 //   - no thread ever waits for another, except main's final joins and the bounded wait for visitors to
 //     leave before the final check.
 //
@@ -276,8 +286,9 @@ function stressPage(tag: PageTag, va: number): Uint8Array {
 
 /**
  * What is wrong with a page read into `buf` that should hold `want` (or zeros when `want` is undefined),
- * or undefined if nothing. `visitWord` is the visit word to check (read atomically by visitors), and
- * `anyGeneration` lets visitors, who do not know the generation, accept any.
+ * or undefined if nothing. `visit` is the visit word to check instead of the one in `buf` (visitors read
+ * it atomically), `anyGeneration` lets visitors, who do not know the generation, accept any, and
+ * `visits0` requires a page nobody visits (the shared region) to have 0 visits.
  */
 function checkPage(
   buf: Uint8Array, want: PageTag | undefined, names: ReadonlyMap<number, string>,
@@ -720,8 +731,6 @@ class StressThread {
     }
   }
 
-  // ---- visits ----
-
   // ---- scratch ranges: racy by design, never verified ----
 
   /** Write a tagged page into page i of scratch range j of thread o (the content is never checked). */
@@ -771,6 +780,8 @@ class StressThread {
     }
     return true;
   }
+
+  // ---- visits ----
 
   /** Check a page of the shared region and one or two pages of another thread's region. */
   private visit(): boolean {
