@@ -38,7 +38,7 @@ describe('each flag is reproduced by its reproducer', () => {
       const summary = lines[lines.length - 1]!;
       expect(summary.reproduced, r.stdout).toBeGreaterThan(0);
       expect(r.code).toBe(1);
-    });
+    }, 900_000);
   }
 });
 

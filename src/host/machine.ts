@@ -10,7 +10,7 @@ import { Env } from '../env.ts';
 import { Fabric } from '../fabric/ibapi.ts';
 import {
   allocateShared, geometryFor, kCpuKernelEnterMs, kCpuLockKind, kCpuLockWait, kCpuPid, kCpuState, kCpuStateKernel,
-  kCpuIpiPending, kCtlCpusOnline, kMmCpumask, kMmPid, kMmSem, kMmShootdowns, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid, kCtlPgtableNext, kCtlShutdown,
+  kCpuIpiPending, kCtlCpusOnline, kMmCpumask, kMmPid, kMmSem, kMmSemOwner, kMmShootdowns, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid, kCtlPgtableNext, kCtlShutdown,
   kCtlSpawnHead, kCtlSpawnTail, kMaxProcs, kMmFloatStride, kMmMovingEnd, kMmMovingStart, kPrintkDropped, kPrintkHead,
   kPrintkHeaderWords, kPrintkSlotBytes, kPrintkSlots, kPrintkTail, kRecvDoorbell, kSpawnRing, kThreadPid, kNrNodes,
   Shared, spawnRingBase, type SharedBuffers,
@@ -308,7 +308,8 @@ export class Machine {
       for (let o = 0; o < cfg.cpus; o++) this.env.printk('error', `watchdog: ${this.describeCpu(o)}`);
       for (let s = 0; s < kMaxProcs; s++) {
         const pidS = Atomics.load(sh.mm, sh.mmIdx(s, kMmPid));
-        if (pidS) this.env.printk('error', `watchdog: mm of pid ${pidS}: mmap_sem 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmSem)).toString(16)} cpumask 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmCpumask)).toString(16)} shootdowns in flight ${Atomics.load(sh.mm, sh.mmIdx(s, kMmShootdowns))}`);
+        const owner = Atomics.load(sh.mm, sh.mmIdx(s, kMmSemOwner));
+        if (pidS) this.env.printk('error', `watchdog: mm of pid ${pidS}: mmap_sem 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmSem)).toString(16)}${owner ? ` (held for write by CPU#${owner - 1})` : ''} cpumask 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmCpumask)).toString(16)} shootdowns in flight ${Atomics.load(sh.mm, sh.mmIdx(s, kMmShootdowns))}`);
       }
       this.drainLog();
       this.fail(`soft lockup: CPU#${c} stuck in the kernel for ${Math.floor(stuck)} s (--watchdog ${cfg.watchdogSec})`);

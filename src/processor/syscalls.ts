@@ -7,7 +7,7 @@ import { P2M_BRK, P2M_MMAP, P2M_MPROTECT, P2M_MREMAP, P2M_MUNMAP, P2S_CLOSE, P2S
 import type { AsReply, LseekReply, PtOp, StatReply } from '../fabric/proto.ts';
 import {
   kCpuKernelEnterMs, kCpuState, kCpuStateKernel, kCtlBarrierBase, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid,
-  kCtlSpawnHead, kMaxThreads, kMmKilled, kMmSem, kMmUsers, kNodeMemory, kNodeStorage, kThreadArg, kThreadEntry,
+  kCtlSpawnHead, kMaxThreads, kMmKilled, kMmSem, kMmSemOwner, kMmUsers, kNodeMemory, kNodeStorage, kThreadArg, kThreadEntry,
   kThreadExit, kThreadPid, kThreadState, spawnRingBase, kSpawnRing, THREAD_CREATED, THREAD_EXITED,
 } from '../layout.ts';
 import { kSyscallBase, S, SYSCALL_NAMES } from '../stats.ts';
@@ -86,7 +86,10 @@ export class ProcSyscalls implements Syscalls {
       const sem = sh.mmIdx(k.mmSlot, kMmSem);
       // mremap-unserialized (LegoOS HEAD): P takes no mm lock around the M request and the PTE move.
       const locked = !(name === 'mremap' && k.env.bugs.has('mremap-unserialized'));
-      if (locked) downWrite(k.env, sh.mm, sem, k.mmSlot);
+      if (locked) {
+        downWrite(k.env, sh.mm, sem, k.mmSlot);
+        Atomics.store(sh.mm, sh.mmIdx(k.mmSlot, kMmSemOwner), k.cpu + 1);
+      }
       k.mmapWriteHeld = locked;
       let ret: number;
       try {
@@ -98,7 +101,10 @@ export class ProcSyscalls implements Syscalls {
         this.replay(body.ops);
       } finally {
         k.mmapWriteHeld = false;
-        if (locked) upWrite(sh.mm, sem);
+        if (locked) {
+          Atomics.store(sh.mm, sh.mmIdx(k.mmSlot, kMmSemOwner), 0);
+          upWrite(sh.mm, sem);
+        }
       }
       this.afterAddressSpaceCall?.(name);
       return ret;
