@@ -17,7 +17,9 @@ const TRACES = join(import.meta.dirname, '..', 'traces');
 const traceFiles = readdirSync(TRACES).filter((f) => f.endsWith('.jsonl')).sort();
 /** Shipped scenarios that are meant to end in a fatal signal rather than succeed. */
 const FATAL_TRACES = ['segfault.jsonl'];
-const passingTraces = traceFiles.filter((f) => !FATAL_TRACES.includes(f));
+/** Scenarios that test the real kernel's address-space layout and mmap flags, which the fake does not model. */
+const REAL_KERNEL_ONLY = ['mmap-flags.jsonl'];
+const passingTraces = traceFiles.filter((f) => !FATAL_TRACES.includes(f) && !REAL_KERNEL_ONLY.includes(f));
 const readTrace = (f: string): string => readFileSync(join(TRACES, f), 'utf8');
 
 /** The ScenarioError message for `text` (parsed as file "t.jsonl"). */

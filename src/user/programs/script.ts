@@ -18,6 +18,7 @@ import {
   PROT_NAMES, PROT_READ, PROT_WRITE, STDERR_FILENO, STDOUT_FILENO, TASK_SIZE, errnoByName, errnoName,
 } from '../../uapi.ts';
 import type { Mmu, Program, UserContext } from '../api.ts';
+import { closest } from '../../text.ts';
 
 // ---------------------------------------------------------------------------------------------------
 // Limits and layout (named so that hitting one fails with a message that names it)
@@ -233,29 +234,10 @@ export class ScenarioError extends Error {
 const OPS = ['mmap', 'munmap', 'mprotect', 'mremap', 'brk', 'fill', 'check', 'probe', 'touch', 'barrier'] as const;
 type Op = (typeof OPS)[number];
 
-function editDistance(a: string, b: string): number {
-  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
-    d[0] = i;
-    for (let j = 1; j <= b.length; j++) {
-      const cur = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
-      prev = cur;
-    }
-  }
-  return d[b.length]!;
-}
-
 /** `; did you mean "X"?` for the closest candidate, or '' when nothing is close. */
 function didYouMean(word: string, candidates: Iterable<string>): string {
-  let best: string | undefined;
-  let bestD = Infinity;
-  for (const c of candidates) {
-    const dist = editDistance(word.toUpperCase(), c.toUpperCase());
-    if (dist < bestD) { bestD = dist; best = c; }
-  }
-  return best !== undefined && bestD <= Math.max(2, Math.floor(word.length / 2)) ? `; did you mean "${best}"?` : '';
+  const best = closest(word, candidates, 2);
+  return best !== undefined ? `; did you mean "${best}"?` : '';
 }
 
 const kNumHelp = 'an integer like 4096 or "0x1000", a variable "$a", or an expression like "$a+0x1000" or "63*4096"';

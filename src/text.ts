@@ -1,0 +1,27 @@
+// Small text helpers shared by the CLI and the scenario parser.
+
+/** Levenshtein distance. */
+export function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = d[0]!;
+    d[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const cur = d[j]!;
+      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = cur;
+    }
+  }
+  return d[b.length]!;
+}
+
+/** The closest of `names` to `name` (case-insensitive), if it is close enough to be a likely typo. */
+export function closest(name: string, names: Iterable<string>, slack = 3): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const n of names) {
+    const dist = editDistance(name.toUpperCase(), n.toUpperCase());
+    if (dist < bestD) { bestD = dist; best = n; }
+  }
+  return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / slack)) ? best : undefined;
+}
