@@ -281,7 +281,7 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   if (failure || !outcome) {
     const msg = failure?.message ?? 'the run did not complete';
     process.stderr.write(`splitkern: emulator failure: ${msg.split('\n')[0]}\n`);
-    if (cfg.json) process.stdout.write(`${JSON.stringify({ ok: false, exitCode: 3, error: msg, seed: cfg.seed, config: cfg, violations: machine.violations, wallMs: Math.round(performance.now() - t0), stats }, null, 2)}\n`);
+    if (cfg.json) process.stdout.write(`${JSON.stringify({ ok: false, exitCode: 3, error: msg, seed: cfg.seed, config: cfg, violations: machine.violations, wallMs: Math.round(performance.now() - t0), runStartMs: Math.round(runStartMs * 1000) / 1000, stats }, null, 2)}\n`);
     return 3;
   }
   const v = job.verify(outcome, machine);

@@ -231,10 +231,14 @@ export class StressLayout {
 }
 
 export const stressRegionName = (t: number, r: number): string => `t${t}r${r}`;
+const scratchName = (t: number): string => `scratch${t}`;
 
 function regionNames(o: StressOptions): Map<number, string> {
   const m = new Map<number, string>();
-  for (let t = 0; t < o.threads; t++) for (let r = 0; r < o.regions; r++) m.set(regionId(stressRegionName(t, r)), stressRegionName(t, r));
+  for (let t = 0; t < o.threads; t++) {
+    for (let r = 0; r < o.regions; r++) m.set(regionId(stressRegionName(t, r)), stressRegionName(t, r));
+    m.set(regionId(scratchName(t)), scratchName(t));
+  }
   m.set(regionId(kSharedName), kSharedName);
   return m;
 }
@@ -737,7 +741,7 @@ class StressThread {
   private scribble(o: number, j: number, i: number): void {
     const va = this.lay.scratchAddr(o, j) + i * PAGE_SIZE;
     const gen = (this.c.iterations + 1) >>> 0;
-    this.mmu.write(va, stressPage({ region: regionId(`scratch${o}`), page: i, generation: gen, thread: this.t }, va));
+    this.mmu.write(va, stressPage({ region: regionId(scratchName(o)), page: i, generation: gen, thread: this.t }, va));
     this.c.scratchWrites++;
   }
 
