@@ -56,7 +56,7 @@ describe('a long multi-threaded run of the fixed kernel', () => {
 
 describe('bad input exits 2 with one line and no stack trace', () => {
   const cases: Array<[string, string[], RegExp]> = [
-    ['unknown workload', ['run', 'wordcount'], /unknown workload "wordcount" \(known: word_count, dpkg-status, script\)/],
+    ['unknown workload', ['run', 'wordcount'], /unknown workload "wordcount" \(known: word_count, dpkg-status, script, mremap-stress\)/],
     ['zero CPUs', ['run', 'word_count', '--cpus', '0'], /--cpus 0 must be at least 1/],
     ['a pcache that is not whole lines', ['run', 'word_count', '--pcache', '3K'], /--pcache 3K must be at least/],
     ['a size that is not a size', ['run', 'word_count', '--memory', 'lots'], /--memory: "lots" is not a size/],
