@@ -70,3 +70,24 @@ describe('kernel presets', () => {
     expect(j.verification.ok).toBe(false);
   });
 });
+
+describe('user-visible corruption in real programs', () => {
+  /** Runs until the program shows the damage (bounded in seeds): a wrong result or a crash. */
+  async function corrupted(args: string[]): Promise<{ summary: string; signal: number }> {
+    for (let seed = 1; seed <= 4; seed++) {
+      const { j } = await runJson([...args, '--seed', String(seed)]);
+      if (!j.verification.ok || j.process.signal !== 0) return { summary: j.verification.summary, signal: j.process.signal };
+    }
+    throw new Error(`no corruption in 4 seeds: ${args.join(' ')}`);
+  }
+
+  it('word_count with 4 threads on a kernel that skips TLB shootdowns: a wrong count or a crash', async () => {
+    const r = await corrupted(['run', 'word_count', '--size', '1M', '--cpus', '4', '--threads', '4', '--pcache', '128K', '--ways', '2', '--bug', 'tlb-shootdown-skip']);
+    expect(r.signal !== 0 || /MISMATCH/.test(r.summary)).toBe(true);
+  }, 900_000);
+
+  it('dpkg-status on a kernel whose mremap leaves the line in its old set: the output differs, naming the record', async () => {
+    const r = await corrupted(['run', 'dpkg-status', '--packages', '1000', '--pcache', '128K', '--ways', '2', '--bug', 'mremap-no-pcache-move']);
+    if (r.signal === 0) expect(r.summary).toMatch(/MISMATCH at offset \d+: first difference at offset \d+, in record \d+ \(Package: /);
+  }, 900_000);
+});
