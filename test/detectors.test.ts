@@ -9,6 +9,8 @@ import { allocateShared, geometryFor, kCtlPgtableNext, kMmPgd, kMmPid, kRmapPage
 import { Kern } from '../src/processor/kern.ts';
 import { pcacheAddRmap, pcacheAlloc, pcacheEarlyInit, pcacheSweepSet, rmapList } from '../src/processor/pcache.ts';
 import { allocTablePage, mkPte, walk } from '../src/processor/pgtable.ts';
+import { CpuMmu } from '../src/processor/mmu.ts';
+import { tlbGatherEnd, tlbGatherStart } from '../src/processor/tlb.ts';
 import { PAGE_SIZE } from '../src/uapi.ts';
 
 function machine(over: Partial<MachineConfig> = {}) {
@@ -96,5 +98,37 @@ describe('rmap walkers check rmap against PTE (the sweep)', () => {
     m.sh.rmap[m.sh.rmapIdx(r, kRmapPageTable)]! += 1;
     pcacheSweepSet(m.k, m.sh.setOfAddr(VA));
     expect(m.violations().map((x) => x.kind)).toEqual(['rmap-pte-mismatch']);
+  });
+});
+
+describe('stale-TLB detector (at use)', () => {
+  function rig() {
+    const m = machine({ check: 'end', pcacheBytes: 16 * 4096, ways: 4 });
+    const mmu = new CpuMmu(m.k);
+    const a = m.map(VA);
+    m.map(VA + PAGE_SIZE);
+    // fill the TLB for both pages through the MMU, leaving the one-page shortcut on the second
+    m.sh.pcdata[m.sh.lineOffset(a.line)] = 42;
+    expect(mmu.load8(VA)).toBe(42);
+    mmu.load8(VA + PAGE_SIZE);
+    return { ...m, mmu, a };
+  }
+
+  it('fires when a CPU uses a translation whose PTE changed and no flush is pending', () => {
+    const m = rig();
+    Atomics.store(m.sh.pgtable, m.a.ptep, 0); // the PTE is cleared, nobody flushed, nothing pending
+    expect(m.mmu.load8(VA)).toBe(42); // the stale entry still translates, like hardware
+    const v = m.violations();
+    expect(v.map((x) => x.kind)).toEqual(['stale-tlb']);
+    expect(v[0]!.text).toMatch(/^stale TLB use: CPU#0 test\[5\] accessed 0x7fffe5788000 through a TLB entry for pcache line \d+ \(pte 0x[0-9a-f]+\), but the PTE is now 0x0 and no flush is pending$/);
+  });
+
+  it('is silent inside the window between a PTE change and its flush (hardware behaviour)', () => {
+    const m = rig();
+    tlbGatherStart(m.k, 0);
+    Atomics.store(m.sh.pgtable, m.a.ptep, 0);
+    expect(m.mmu.load8(VA)).toBe(42);
+    tlbGatherEnd(m.k, 0);
+    expect(m.violations()).toEqual([]);
   });
 });

@@ -16,7 +16,7 @@ import {
   trylockPcache, unlockPcache, victimInvalidateRange,
 } from './pcache.ts';
 import { pteLine, pteMapped, ptlLock, ptlLockPair, ptlUnlock, ptlUnlockPair, walk, walkNoAlloc } from './pgtable.ts';
-import { flushTlbMmRange } from './tlb.ts';
+import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from './tlb.ts';
 import { kMmPgd } from '../layout.ts';
 
 const PMD_SIZE = 2 ** 21;
@@ -59,6 +59,8 @@ export function releasePgtable(k: Kern, start: number, end: number): void {
   const freeAfterFlush: number[] = [];
   const earlyFree = k.env.bugs.has('free-before-flush');
   let zapped = 0;
+  tlbGatherStart(k, k.mmSlot);
+  try {
   for (let va = start; va < end; ) {
     const ptep = walkNoAlloc(sh, pgd, va);
     if (ptep < 0) { va = Math.min(end, (Math.floor(va / PMD_SIZE) + 1) * PMD_SIZE); continue; }
@@ -89,6 +91,9 @@ export function releasePgtable(k: Kern, start: number, end: number): void {
     va += PAGE_SIZE;
   }
   if (zapped > 0 || freeAfterFlush.length) flushTlbMmRange(k, pid, k.mmSlot, start, end);
+  } finally {
+    tlbGatherEnd(k, k.mmSlot);
+  }
   for (const line of freeAfterFlush) putPcache(k, line);
   victimInvalidateRange(k, pid, start, end);
   k.env.stat(S.zap_pages, zapped);
@@ -126,7 +131,12 @@ export function movePageTables(k: Kern, oldAddr: number, newAddr: number, len: n
         (Math.floor(o / PMD_SIZE) + 1) * PMD_SIZE - o,
         (Math.floor(n / PMD_SIZE) + 1) * PMD_SIZE - n,
       );
-      moveExtent(k, o, n, extent);
+      tlbGatherStart(k, k.mmSlot);
+      try {
+        moveExtent(k, o, n, extent);
+      } finally {
+        tlbGatherEnd(k, k.mmSlot);
+      }
       done += extent;
     }
     return done;
@@ -269,6 +279,8 @@ export function changeProtection(k: Kern, start: number, end: number, prot: numb
   const pgd = pgdOf(k);
   const accessible = (prot & (PROT_READ | PROT_WRITE | PROT_EXEC)) !== 0;
   let changed = 0;
+  tlbGatherStart(k, k.mmSlot);
+  try {
   for (let va = start; va < end; ) {
     const ptep = walkNoAlloc(sh, pgd, va);
     if (ptep < 0) { va = Math.min(end, (Math.floor(va / PMD_SIZE) + 1) * PMD_SIZE); continue; }
@@ -286,5 +298,8 @@ export function changeProtection(k: Kern, start: number, end: number, prot: numb
     va += PAGE_SIZE;
   }
   if (changed) flushTlbMmRange(k, k.pid, k.mmSlot, start, end);
+  } finally {
+    tlbGatherEnd(k, k.mmSlot);
+  }
   victimInvalidateRange(k, k.pid, start, end);
 }

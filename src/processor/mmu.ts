@@ -11,7 +11,7 @@
 //
 // Interrupts: user code services IPIs every kTick accesses (and at every TLB miss), and unwinds when
 // another thread of the process took a fatal signal.
-import { _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, kCpuState, kCpuStateKernel, kCpuStateUser, kCpuKernelEnterMs, kMmKilled, kMmPgd, kTlbEntries } from '../layout.ts';
+import { _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, kMmPendingFlush, kCpuState, kCpuStateKernel, kCpuStateUser, kCpuKernelEnterMs, kMmKilled, kMmPgd, kTlbEntries } from '../layout.ts';
 import { S } from '../stats.ts';
 import { PAGE_SIZE, X86_PF_PROT, X86_PF_USER, X86_PF_WRITE } from '../uapi.ts';
 import type { Mmu } from '../user/api.ts';
@@ -20,6 +20,7 @@ import { FAULT_KILLED, FAULT_OK, FAULT_OOM, FAULT_SIGSEGV_ACCERR, pcacheHandleFa
 import type { Kern } from './kern.ts';
 import { pteLine, walkNoAlloc } from './pgtable.ts';
 import { safePoint } from './stop.ts';
+import { reportViolation } from '../check/report.ts';
 
 const kTick = 4096;
 export const SIGKILL = 9;
@@ -41,6 +42,7 @@ export class CpuMmu implements Mmu {
   private tick = kTick;
   loads = 0;
   stores = 0;
+  private readonly checkTlb: boolean;
 
   constructor(private readonly k: Kern) {
     const sh = k.sh;
@@ -51,7 +53,29 @@ export class CpuMmu implements Mmu {
     this.tlbVal = sh.tlbVal;
     this.tlbBase = sh.tlbIdx(k.cpu, 0);
     k.mmu = { invalidateFast: () => { this.rBase = -1; this.wBase = -1; } };
+    this.checkTlb = k.env.config.check !== 'none';
   }
+
+  /**
+   * Stale-TLB detector (--check): a hit on an entry whose PTE no longer maps that line, while no PTE
+   * change of this mm awaits its flush (tlbGatherStart/End), is a translation the kernel believes it
+   * flushed. The PTE is read before the pending count: a change we see was announced before it was made.
+   */
+  private checkStaleUse(va: number, val: number): void {
+    const k = this.k;
+    const sh = k.sh;
+    const ptep = walkNoAlloc(sh, sh.mm[sh.mmIdx(k.mmSlot, kMmPgd)]!, va);
+    const cur = ptep < 0 ? 0 : Atomics.load(sh.pgtable, ptep);
+    if ((cur & _PAGE_PRESENT) !== 0 && cur >>> 12 === val >>> 12) return;
+    if (Atomics.load(sh.mm, sh.mmIdx(k.mmSlot, kMmPendingFlush)) !== 0) return;
+    if (++this.staleReports > 16) return;
+    const hx = (n: number) => `0x${(n >>> 0).toString(16)}`;
+    reportViolation(k, 'stale-tlb', {
+      addr: va - (va % PAGE_SIZE),
+      text: `stale TLB use: CPU#${k.cpu} ${k.comm}[${k.pid}] accessed 0x${va.toString(16)} through a TLB entry for pcache line ${val >>> 12} (pte ${hx(val)}), but the PTE is now ${hx(cur)} and no flush is pending`,
+    });
+  }
+  private staleReports = 0;
 
   /** Interrupt point: service IPIs, and unwind if the process is being killed. */
   interrupt(): void {
@@ -76,11 +100,13 @@ export class CpuMmu implements Mmu {
       if (this.tlbVpn[ti] === vpn) {
         const val = this.tlbVal[ti]!;
         if (!write || (val & _PAGE_RW) !== 0) {
+          if (this.checkTlb) this.checkStaleUse(va, val);
           const off = (val >>> 12) * PAGE_SIZE;
           if (write && (val & _PAGE_DIRTY) === 0) {
             if (!this.setDirty(va, val >>> 12)) { this.tlbVpn[ti] = -1; continue; }
             this.tlbVal[ti] = val | _PAGE_DIRTY;
           }
+          // (The detector checks TLB hits here; accesses within the one-page shortcut are not checked.)
           if (write) { this.wBase = page; this.wOff = off; }
           this.rBase = page; this.rOff = off;
           return off + (va - page);

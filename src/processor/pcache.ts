@@ -23,7 +23,7 @@ import { PAGE_SIZE } from '../uapi.ts';
 import { reportViolation } from '../check/report.ts';
 import type { Kern } from './kern.ts';
 import { fmtPtep, pteFlagsString, pteLine, pteMapped, ptePfn, ptlLock, ptlUnlock, walkNoAlloc } from './pgtable.ts';
-import { flushTlbMmRange } from './tlb.ts';
+import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from './tlb.ts';
 import { kMmPgd, kTlbEntries } from '../layout.ts';
 
 // ------------------------------------------------------------------------------------------------
@@ -581,14 +581,17 @@ export function pcacheEvictLine(k: Kern, set: number): number {
   let writable = false;
   for (const r of rmaps) {
     const v = rmapView(sh, r);
+    const ownerSlot = k.mmSlotOf(v.owner);
+    tlbGatherStart(k, ownerSlot);
     const ptep = rmapGetPteLocked(k, line, r, 'pcache_try_to_unmap_reserve_one');
-    if (ptep < 0) continue;
+    if (ptep < 0) { tlbGatherEnd(k, ownerSlot); continue; }
     const old = Atomics.exchange(sh.pgtable, ptep, 0);
     if (old & _PAGE_DIRTY) dirty = true;
     if (old & _PAGE_RW) writable = true;
     ptlUnlock(k.env, ptep);
     k.env.sched('evict:pte_cleared');
-    flushTlbMmRange(k, v.owner, k.mmSlotOf(v.owner), v.address, v.address + PAGE_SIZE);
+    flushTlbMmRange(k, v.owner, ownerSlot, v.address, v.address + PAGE_SIZE);
+    tlbGatherEnd(k, ownerSlot);
     sh.rmap[sh.rmapIdx(r, kRmapFlags)]! |= PCACHE_RMAP_reserved;
   }
   // Write back (pcache_flush_one): one P2M_PCACHE_FLUSH per mapping.

@@ -6,7 +6,7 @@
 // ack (csd_lock_wait), servicing its own incoming IPIs while it waits.
 import {
   CSD_FLAG_LOCK, CSD_FLAG_SYNCHRONOUS, kCpuCsdInit, kCpuDoorbell, kCpuIpiPending, kCsdFlags, kCsdFunc, kCsdPid,
-  kIpiFlushTlb, kIpiFlushTlbAll, kMmCpumask, kMmShootdowns, kTlbEntries,
+  kIpiFlushTlb, kIpiFlushTlbAll, kMmCpumask, kMmPendingFlush, kMmShootdowns, kTlbEntries,
 } from '../layout.ts';
 import { S } from '../stats.ts';
 import { LOCK_KIND, waitUntil } from '../sync.ts';
@@ -161,4 +161,16 @@ export function switchMmOut(k: Kern, mmSlot: number): void {
   const inflight = sh.mmIdx(mmSlot, kMmShootdowns);
   waitUntil(k.env, sh.mm, inflight, () => Atomics.load(sh.mm, inflight) === 0, mmSlot, LOCK_KIND.csd);
   handleIpis(k);
+}
+
+/**
+ * tlb_gather_mmu / tlb_finish_mmu, for the stale-TLB detector: announce PTE changes of an mm before the
+ * first one and retire them after their flush completed. A CPU that hits a TLB entry whose PTE has
+ * changed while nothing is pending for its mm is using a translation the kernel believes is gone.
+ */
+export function tlbGatherStart(k: Kern, mmSlot: number): void {
+  if (mmSlot >= 0) Atomics.add(k.sh.mm, k.sh.mmIdx(mmSlot, kMmPendingFlush), 1);
+}
+export function tlbGatherEnd(k: Kern, mmSlot: number): void {
+  if (mmSlot >= 0) Atomics.sub(k.sh.mm, k.sh.mmIdx(mmSlot, kMmPendingFlush), 1);
 }
