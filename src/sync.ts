@@ -5,7 +5,7 @@
 // that ack. On 2 host cores we must never spin long: after a short poll the waiter sleeps on the lock
 // word with a short timeout (to keep answering IPIs), futex style.
 import type { Env } from './env.ts';
-import { kCpuLockKind, kCpuLockWait } from './layout.ts';
+import { kCpuLockHeld, kCpuLockHeldKind, kCpuLockKind, kCpuLockWait } from './layout.ts';
 
 const kSpinPolls = 64;
 const kSleepMs = 0.2;
@@ -22,6 +22,12 @@ function clearWait(env: Env): void {
   Atomics.store(env.sh.ctl, env.sh.cpuIdx(env.ctx, kCpuLockWait), 0);
 }
 
+function noteHeld(env: Env, id: number, kind: number): void {
+  if (env.cpu < 0) return;
+  Atomics.store(env.sh.ctl, env.sh.cpuIdx(env.ctx, kCpuLockHeld), id + 1);
+  Atomics.store(env.sh.ctl, env.sh.cpuIdx(env.ctx, kCpuLockHeldKind), kind);
+}
+
 /** spin_trylock: 0 = unlocked, 1 = locked, 2 = locked with sleepers. */
 export function spinTrylock(a: Int32Array, i: number): boolean {
   return Atomics.compareExchange(a, i, 0, 1) === 0;
@@ -30,11 +36,11 @@ export function spinTrylock(a: Int32Array, i: number): boolean {
 /** spin_lock (futex-style mutex, Drepper's "mutex2"), servicing IPIs while waiting. */
 export function spinLock(env: Env, a: Int32Array, i: number, id = i): void {
   let c = Atomics.compareExchange(a, i, 0, 1);
-  if (c === 0) return;
+  if (c === 0) { noteHeld(env, id, LOCK_KIND.spinlock); return; }
   noteWait(env, id, LOCK_KIND.spinlock);
   for (let n = 0; n < kSpinPolls; n++) {
     if ((n & 15) === 0) env.irq();
-    if (Atomics.load(a, i) === 0 && Atomics.compareExchange(a, i, 0, 1) === 0) { clearWait(env); return; }
+    if (Atomics.load(a, i) === 0 && Atomics.compareExchange(a, i, 0, 1) === 0) { clearWait(env); noteHeld(env, id, LOCK_KIND.spinlock); return; }
   }
   if (c !== 2) c = Atomics.exchange(a, i, 2);
   while (c !== 0) {
@@ -43,6 +49,7 @@ export function spinLock(env: Env, a: Int32Array, i: number, id = i): void {
     c = Atomics.exchange(a, i, 2);
   }
   clearWait(env);
+  noteHeld(env, id, LOCK_KIND.spinlock);
 }
 
 export function spinUnlock(a: Int32Array, i: number): void {
@@ -56,14 +63,14 @@ export function bitTrylock(a: Int32Array, i: number, bit: number): boolean {
 }
 
 export function bitLock(env: Env, a: Int32Array, i: number, bit: number, id: number): void {
-  if (bitTrylock(a, i, bit)) return;
+  if (bitTrylock(a, i, bit)) { noteHeld(env, id, LOCK_KIND.pcache); return; }
   noteWait(env, id, LOCK_KIND.pcache);
   let n = 0;
   for (;;) {
     if ((n++ & 15) === 0) env.irq();
     const v = Atomics.load(a, i);
     if ((v & bit) === 0) {
-      if (bitTrylock(a, i, bit)) { clearWait(env); return; }
+      if (bitTrylock(a, i, bit)) { clearWait(env); noteHeld(env, id, LOCK_KIND.pcache); return; }
       continue;
     }
     if (n > kSpinPolls) Atomics.wait(a, i, v, kSleepMs);

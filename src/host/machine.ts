@@ -10,7 +10,7 @@ import { Env } from '../env.ts';
 import { Fabric } from '../fabric/ibapi.ts';
 import {
   allocateShared, geometryFor, kCpuKernelEnterMs, kCpuLockKind, kCpuLockWait, kCpuPid, kCpuState, kCpuStateKernel,
-  kCpuIpiPending, kCtlCpusOnline, kMmCpumask, kMmPid, kMmSem, kMmSemOwner, kMmShootdowns, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid, kCtlPgtableNext, kCtlShutdown,
+  kCpuIpiPending, kCpuLockHeld, kCpuLockHeldKind, kCtlCpusOnline, kMmCpumask, kMmPid, kMmSem, kMmSemOwner, kMmShootdowns, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid, kCtlPgtableNext, kCtlShutdown,
   kCtlSpawnHead, kCtlSpawnTail, kMaxProcs, kMmFloatStride, kMmMovingEnd, kMmMovingStart, kPrintkDropped, kPrintkHead,
   kPrintkHeaderWords, kPrintkSlotBytes, kPrintkSlots, kPrintkTail, kRecvDoorbell, kSpawnRing, kThreadPid, kNrNodes,
   Shared, spawnRingBase, type SharedBuffers,
@@ -325,7 +325,11 @@ export class Machine {
     const kindName = Object.entries(LOCK_KIND).find(([, v]) => v === kind)?.[0] ?? 'lock';
     const pid = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuPid));
     const pending = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuIpiPending));
-    return `CPU#${c} ${state}${pid ? ` pid ${pid}` : ''}${wait ? `, waiting for ${kindName} ${wait - 1}` : ''}${pending ? `, IPIs pending from 0x${pending.toString(16)}` : ''}`;
+    // the last lock this CPU took (it may have released it since: unlocks are not tracked)
+    const held = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockHeld));
+    const heldKind = Object.entries(LOCK_KIND).find(([, v]) => v === Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockHeldKind)))?.[0] ?? 'lock';
+    const holders = wait ? [...Array(this.cfg.cpus).keys()].filter((o) => o !== c && Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockHeld)) === wait && Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockHeldKind)) === kind) : [];
+    return `CPU#${c} ${state}${pid ? ` pid ${pid}` : ''}${wait ? `, waiting for ${kindName} ${wait - 1}${holders.length ? ` (last taken by CPU#${holders.join(', CPU#')})` : ''}` : ''}${held ? `, last lock taken: ${heldKind} ${held - 1}` : ''}${pending ? `, IPIs pending from 0x${pending.toString(16)}` : ''}`;
   }
 
   /** Stop every worker. Never leaves one behind, whatever state the machine is in. */
