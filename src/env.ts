@@ -5,7 +5,8 @@
 import { Shared, kPrintkDropped, kPrintkHead, kPrintkHeaderWords, kPrintkSlotBytes, kPrintkSlots } from './layout.ts';
 import type { MachineConfig } from './config.ts';
 
-export const LOGLEVEL = { error: 0, warn: 1, info: 2, debug: 3 } as const;
+/** `notice` is shown at every --log-level (boot messages), like errors. */
+export const LOGLEVEL = { notice: 0, error: 0, warn: 1, info: 2, debug: 3 } as const;
 export type Level = keyof typeof LOGLEVEL;
 
 export interface EnvInit {

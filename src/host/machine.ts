@@ -96,8 +96,8 @@ export class Machine {
       sh.mmF[s * kMmFloatStride + kMmMovingEnd] = -1;
     }
     const geo = sh.geo;
-    env.printk('info', `splitkern: booting ${cfg.topology} with ${cfg.cpus} CPU${cfg.cpus > 1 ? 's' : ''}, seed ${cfg.seed}`);
-    env.printk('info', `pcache: ${fmtBytes(cfg.pcacheBytes)}, ${geo.nrLines} lines of 4 KiB, ${geo.ways}-way, ${geo.nrSets} sets, set_mask 0x${geo.setMask.toString(16)}, evict ${cfg.evict}, victim ${cfg.victim ? `${cfg.victim} entries` : 'off'}`);
+    env.printk('notice', `splitkern: booting ${cfg.topology} with ${cfg.cpus} CPU${cfg.cpus > 1 ? 's' : ''}, seed ${cfg.seed}`);
+    env.printk('notice', `pcache: ${fmtBytes(cfg.pcacheBytes)}, ${geo.nrLines} lines of 4 KiB, ${geo.ways}-way, ${geo.nrSets} sets, set_mask 0x${geo.setMask.toString(16)}, evict ${cfg.evict}, victim ${cfg.victim ? `${cfg.victim} entries` : 'off'}`);
     this.timer = setInterval(() => this.tick(), 20);
     this.timer.unref();
     this.console = new BroadcastChannel(consoleChannel(this.bootEpochMs));
@@ -107,7 +107,7 @@ export class Machine {
       else this.sink.console(m.fd, m.pid, m.data);
     };
     if (cfg.topology === '1P-1M-1S') await this.startWorker('storage', 'storage.cjs', { ...this.init(), memFiles: this.memFiles });
-    else env.printk('info', 'storage: none in this topology (1P-1M): file system calls fail with ENODEV');
+    else env.printk('notice', 'storage: none in this topology (1P-1M): file system calls fail with ENODEV');
     await this.startWorker('memory', 'memory.cjs', this.init());
     this.pool = new Piscina({
       filename: path.join(workersDir, 'cpu.cjs'),
@@ -125,7 +125,7 @@ export class Machine {
     await this.waitFor(() => (Atomics.load(sh.ctl, kCtlCpusOnline) & all) === all, 60_000, 'CPU bring-up');
     if (cfg.sweep) await this.startWorker('sweep', 'sweep.cjs', this.init());
     this.bootMs = performance.now() - t0;
-    env.printk('info', `splitkern: ${cfg.topology} up in ${this.bootMs.toFixed(0)} ms: ${cfg.cpus} CPUs online`);
+    env.printk('notice', `splitkern: ${cfg.topology} up in ${this.bootMs.toFixed(0)} ms: ${cfg.cpus} CPUs online`);
     this.drainLog();
   }
 

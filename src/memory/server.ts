@@ -220,7 +220,7 @@ export class Memory {
 export function memoryMain(env: Env, memoryBytes: number, online: () => void): Memory {
   const fab = new Fabric(env);
   const m = new Memory(env, fab, memoryBytes);
-  env.printk('info', `memory: online: ${Math.round(memoryBytes / 1048576)} MiB of DRAM for user pages, mmap_base 0x${kMmapBase.toString(16)}`);
+  env.printk('notice', `memory: online: ${Math.round(memoryBytes / 1048576)} MiB of DRAM for user pages, mmap_base 0x${kMmapBase.toString(16)}`);
   online();
   serveForever(env, kNodeMemory, (req, out) => m.handle(req, out));
   return m;

@@ -99,7 +99,8 @@ export class Cpu {
     env.irq = () => handleIpis(this.k);
     Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateIdle);
     Atomics.or(sh.ctl, kCtlCpusOnline, 1 << env.cpu);
-    env.printk('info', `CPU${env.cpu}: online (${CPUHP_STEPS.map((s) => s.name).join(', ')})`);
+    const csdDone = Atomics.load(sh.ctl, sh.cpuIdx(env.ctx, kCpuCsdInit)) === 1;
+    env.printk('notice', `CPU${env.cpu}: online (${CPUHP_STEPS.map((s) => (s.name === 'smpcfd:prepare' && !csdDone ? `${s.name} SKIPPED` : s.name)).join(', ')})`);
   }
 
   /** Run one user thread to completion. */

@@ -31,7 +31,7 @@ export function main(): void {
   const env = new Env(sh, { ctx: sh.geo.ctx.sweep, cpu: -1, name: 'kevict_sweepd', bootEpochMs: init.bootEpochMs, config: init.config });
   const k = new Kern(env, new Fabric(env));
   env.irq = () => {}; // a kernel thread is not a CPU: no IPIs to answer
-  env.printk('info', `kevict_sweepd: started, interval ${init.config.sweepIntervalMs} ms over ${sh.geo.nrSets} sets`);
+  env.printk('notice', `kevict_sweepd: started, interval ${init.config.sweepIntervalMs} ms over ${sh.geo.nrSets} sets`);
   parentPort!.postMessage({ type: 'online', who: 'sweep' } satisfies WorkerMsg);
   kevictSweepd(k, init.config.sweepIntervalMs);
 }

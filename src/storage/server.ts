@@ -527,7 +527,7 @@ export function storageMain(env: Env, init: WorkerInit, post: (m: WorkerMsg) => 
   const dir = path.resolve(env.config.filesDir ?? process.cwd());
   const s = new Storage({ memFiles: init.memFiles ?? {}, filesDir: dir, post, log: (level, msg) => env.printk(level, msg) });
   const u = s.memUsage();
-  env.printk('info', `storage: online, ${u.files} in-memory file${u.files === 1 ? '' : 's'} (${fmtBytes(u.bytes)}) under ${MEM_PREFIX}, host files from ${dir} (read-only)`);
+  env.printk('notice', `storage: online, ${u.files} in-memory file${u.files === 1 ? '' : 's'} (${fmtBytes(u.bytes)}) under ${MEM_PREFIX}, host files from ${dir} (read-only)`);
   env.printk('info', `storage: ${kMaxFds} fds per process, console on fds 0-2`);
   post({ type: 'online', who: 'storage' });
   const memoryCtx = env.sh.geo.ctx.memory;
