@@ -13,6 +13,7 @@ import {
   OP_COUNTER, OP_ECHO, OP_NOREPLY, OP_PAGE, OP_STATUS, typesOf, type FabricCmd, type FabricWorkerInit, type FabricWorkerMsg,
 } from './helpers/fabric-worker.ts';
 import { TestWorker } from './helpers/test-worker.ts';
+import { pattern } from './helpers/pattern.ts';
 
 const MODULE = 'test/helpers/fabric-worker.ts';
 const config: MachineConfig = { ...DEFAULT_CONFIG, cpus: 1, pcacheBytes: 64 * 4096, ways: 4, victim: 0, logLevel: 'error' };
@@ -25,15 +26,6 @@ let client: TestWorker<FabricWorkerMsg>;
 /** RPCs sent per opcode, for the counter check */
 const sent = new Map<number, number>();
 
-function pattern(seed: number): Uint8Array {
-  const p = new Uint8Array(PAGE_SIZE);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < PAGE_SIZE; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    p[i] = x & 0xff;
-  }
-  return p;
-}
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
 async function rpc<T extends FabricWorkerMsg['type']>(type: T, cmd: FabricCmd, op: number, n = 1): Promise<Extract<FabricWorkerMsg, { type: T }>> {

@@ -6,6 +6,7 @@ import {
   Libc, M_MMAP_THRESHOLD, binIndex, formatPrintf, request2size,
 } from '../src/user/libc.ts';
 import { makeFakeMachine, makeFakeUser, type FakeMachine } from './helpers/fake-user.ts';
+import { pattern } from './helpers/pattern.ts';
 
 const setup = (files: Record<string, string | Uint8Array> = {}, program?: Program): { m: FakeMachine; libc: Libc } => {
   const m = makeFakeMachine(files);
@@ -13,16 +14,6 @@ const setup = (files: Record<string, string | Uint8Array> = {}, program?: Progra
   return { m, libc: Libc.init(u, { spinLimitMs: 2000 }) };
 };
 
-/** Fills [p, p+n) with a pattern derived from tag; verify reads it back. */
-const pattern = (tag: number, n: number): Uint8Array => {
-  const b = new Uint8Array(n);
-  let x = (tag * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    b[i] = x & 0xff;
-  }
-  return b;
-};
 /** expect(a).toEqual(b) is slow on big typed arrays: compare with Buffer.compare and report the first difference. */
 const expectSame = (a: Uint8Array, b: Uint8Array): void => {
   if (Buffer.compare(a, b) === 0) return;

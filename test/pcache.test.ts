@@ -24,6 +24,7 @@ import {
 import { allocTablePage, fmtPtep, mkPte, pteLine, pteMapped, ptlLock, ptlUnlock, tableOfSlot, walk, walkNoAlloc } from '../src/processor/pgtable.ts';
 import { S, type StatName } from '../src/stats.ts';
 import { PAGE_SIZE } from '../src/uapi.ts';
+import { pattern } from './helpers/pattern.ts';
 
 // Geometry: 64 lines, 4 ways -> 16 sets. BASE indexes set 0.
 const NR_LINES = 64;
@@ -59,16 +60,6 @@ interface Rig {
   lineBytes(line: number): Uint8Array;
 }
 
-/** A 4 KiB pattern that differs per seed and per byte. */
-function pattern(seed: number): Uint8Array {
-  const p = new Uint8Array(PAGE_SIZE);
-  let x = (seed * 2654435761) >>> 0 || 1;
-  for (let i = 0; i < PAGE_SIZE; i++) {
-    x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0;
-    p[i] = x & 0xff;
-  }
-  return p;
-}
 
 function makeRig(o: RigOpts = {}): Rig {
   const cfg: MachineConfig = {
