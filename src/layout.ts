@@ -75,7 +75,6 @@ export const kCpuLockKind = 6;
 export const kCpuKernelEnterMs = 7; // (ms since boot) when the CPU entered the kernel, -1 if not (owner)
 export const kCpuParked = 8; // stop_machine: 1 while parked at a safe point
 export const kCpuCsdInit = 9; // 1 when this CPU's csd data was initialised (cpuhp callback)
-export const kCpuWhere = 10; // last schedule point id (owner), for the watchdog
 export const kCpuLockHeld = 11; // id + 1 of the last lock this CPU took and still holds, 0 if none (owner; watchdog)
 export const kCpuLockHeldKind = 12;
 export const kCpuStateIdle = 0;

@@ -14,8 +14,7 @@ export const PCACHE_EVENTS = [
 
 export const OTHER_EVENTS = [
   'tlb_fill', 'tlb_flush_local', 'tlb_flush_all_local', 'tlb_shootdown', 'ipi_sent', 'ipi_received',
-  'syscall', 'syscall_error', 'segfault', 'user_load', 'user_store', 'pte_lock_contended',
-  'mmap_sem_contended', 'mremap_move_pages', 'zap_pages', 'spurious_fault',
+  'syscall', 'syscall_error', 'segfault', 'mremap_move_pages', 'zap_pages', 'spurious_fault',
 ] as const;
 
 export type StatName = (typeof PCACHE_EVENTS)[number] | (typeof OTHER_EVENTS)[number];

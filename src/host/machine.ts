@@ -298,12 +298,8 @@ export class Machine {
       if (Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuState)) !== kCpuStateKernel || since < 0) continue;
       const stuck = (now - since) / 1000;
       if (stuck < cfg.watchdogSec) continue;
-      const wait = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockWait));
-      const kind = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockKind));
-      const kindName = Object.entries(LOCK_KIND).find(([, v]) => v === kind)?.[0] ?? 'lock';
       const pid = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuPid));
       this.env.printk('error', `watchdog: BUG: soft lockup - CPU#${c} stuck for ${Math.floor(stuck)}s! [pid:${pid}]`);
-      void wait; void kind; void kindName;
       // Like an NMI backtrace of every CPU: what each one is doing.
       for (let o = 0; o < cfg.cpus; o++) this.env.printk('error', `watchdog: ${this.describeCpu(o)}`);
       for (let s = 0; s < kMaxProcs; s++) {

@@ -3,7 +3,7 @@ import { ALL_OPS } from '../fabric/opcodes.ts';
 import type { Shared } from '../layout.ts';
 import {
   FAB_BYTES_IN, FAB_BYTES_OUT, FAB_COUNT, FAB_HIST, FAB_LAT_SUM, kFabricBase, kFabricHistBuckets, kFabricSlot, kSyscallBase,
-  OTHER_EVENTS, PCACHE_EVENTS, S, SYSCALL_NAMES,
+  PCACHE_EVENTS, S, SYSCALL_NAMES,
 } from '../stats.ts';
 
 export interface FabricOpStats { count: number; bytesOut: number; bytesIn: number; meanUs: number; p50Us: number; p99Us: number }
@@ -44,7 +44,6 @@ export function collectStats(sh: Shared): MachineStats {
   SYSCALL_NAMES.forEach((n, i) => { const v = sum(kSyscallBase + i); if (v) syscalls[n] = v; });
   const perCpu = [];
   for (let c = 0; c < sh.geo.ctx.cpus; c++) perCpu.push({ cpu: c, faults: sh.stats[sh.statIdx(c, S.nr_pgfault)]!, syscalls: sh.stats[sh.statIdx(c, S.syscall)]! });
-  void OTHER_EVENTS;
   return {
     pcache,
     fabric,

@@ -40,8 +40,6 @@ export class CpuMmu implements Mmu {
   private wBase = -1;
   private wOff = 0;
   private tick = kTick;
-  loads = 0;
-  stores = 0;
   private readonly checkTlb: boolean;
 
   constructor(private readonly k: Kern) {
@@ -128,14 +126,14 @@ export class CpuMmu implements Mmu {
       if (attempt > 64) throw new Error(`mmu: no progress translating 0x${va.toString(16)} (pte 0x${(pte >>> 0).toString(16)})`);
       // Page fault.
       this.tlbVpn[ti] = -1;
-      const r = this.fault(va, write, (pte & _PAGE_PRESENT) !== 0);
+      const r = this.fault(va, write);
       if (r === FAULT_OK) continue;
       if (probe) return -1;
       this.signal(va, write, r, (pte & _PAGE_PRESENT) !== 0);
     }
   }
 
-  private fault(va: number, write: boolean, _present: boolean): number {
+  private fault(va: number, write: boolean): number {
     const k = this.k;
     const sh = k.sh;
     const st = sh.cpuIdx(k.env.ctx, kCpuState);
@@ -222,35 +220,31 @@ export class CpuMmu implements Mmu {
     this.store32(va + 4, (v - lo) / 4294967296);
   }
 
-  read(va: number, dst: Uint8Array, off = 0, len = dst.length - off): void {
-    let done = 0;
-    while (done < len) {
+  /**
+   * Translate [va, va+len) one page at a time and call fn(pcdata offset, bytes done so far, bytes in
+   * this page). With `probe`, a fault stops the walk and returns false (copy_to/from_user's -EFAULT)
+   * instead of signalling.
+   */
+  eachPage(va: number, len: number, write: boolean, probe: boolean, fn: (p: number, done: number, n: number) => void): boolean {
+    for (let done = 0; done < len; ) {
       const a = va + done;
       const n = Math.min(len - done, PAGE_SIZE - (a % PAGE_SIZE));
-      const p = this.translate(a, false);
-      dst.set(this.data.subarray(p, p + n), off + done);
+      const p = this.translate(a, write, probe);
+      if (p < 0) return false;
+      fn(p, done, n);
       done += n;
     }
+    return true;
+  }
+
+  read(va: number, dst: Uint8Array, off = 0, len = dst.length - off): void {
+    this.eachPage(va, len, false, false, (p, done, n) => dst.set(this.data.subarray(p, p + n), off + done));
   }
   write(va: number, src: Uint8Array, off = 0, len = src.length - off): void {
-    let done = 0;
-    while (done < len) {
-      const a = va + done;
-      const n = Math.min(len - done, PAGE_SIZE - (a % PAGE_SIZE));
-      const p = this.translate(a, true);
-      this.data.set(src.subarray(off + done, off + done + n), p);
-      done += n;
-    }
+    this.eachPage(va, len, true, false, (p, done, n) => this.data.set(src.subarray(off + done, off + done + n), p));
   }
   fill(va: number, byte: number, len: number): void {
-    let done = 0;
-    while (done < len) {
-      const a = va + done;
-      const n = Math.min(len - done, PAGE_SIZE - (a % PAGE_SIZE));
-      const p = this.translate(a, true);
-      this.data.fill(byte, p, p + n);
-      done += n;
-    }
+    this.eachPage(va, len, true, false, (p, _done, n) => this.data.fill(byte, p, p + n));
   }
   cas32(va: number, expected: number, replacement: number): number {
     if (va % 4 !== 0) throw new UserSignal(SIGBUS, va, 'misaligned atomic');

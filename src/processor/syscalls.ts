@@ -78,34 +78,39 @@ export class ProcSyscalls implements Syscalls {
     return ret;
   }
 
-  /** An address-space change: P's mmap_sem for write around the M call and the replay of its ops. */
-  private addressSpaceCall(name: SyscallName, opcode: number, payload: unknown, log?: (r: AsReply) => void): number {
-    return this.sys(name, () => {
-      const k = this.k;
-      const sh = k.sh;
-      const sem = sh.mmIdx(k.mmSlot, kMmSem);
-      // mremap-unserialized (LegoOS HEAD): P takes no mm lock around the M request and the PTE move.
-      const locked = !(name === 'mremap' && k.env.bugs.has('mremap-unserialized'));
+  /**
+   * An address-space change: P's mmap_sem for write around the M call and what P does with M's reply
+   * (by default, replay the page-table operations M reports). Returns M's result.
+   */
+  private changeAddressSpace(opcode: number, payload: unknown, opts: { locked?: boolean; apply?: (r: AsReply) => void } = {}): number {
+    const k = this.k;
+    const sh = k.sh;
+    const sem = sh.mmIdx(k.mmSlot, kMmSem);
+    const locked = opts.locked ?? true;
+    if (locked) {
+      downWrite(k.env, sh.mm, sem, k.mmSlot);
+      Atomics.store(sh.mm, sh.mmIdx(k.mmSlot, kMmSemOwner), k.cpu + 1);
+    }
+    k.mmapWriteHeld = locked;
+    try {
+      const rep = k.fab.sendReply<AsReply>(kNodeMemory, opcode, { pid: k.pid, payload });
+      const body = rep.body;
+      if (!body) return rep.status < 0 ? rep.status : -EFAULT;
+      (opts.apply ?? ((b) => this.replay(b.ops)))(body);
+      return body.ret;
+    } finally {
+      k.mmapWriteHeld = false;
       if (locked) {
-        downWrite(k.env, sh.mm, sem, k.mmSlot);
-        Atomics.store(sh.mm, sh.mmIdx(k.mmSlot, kMmSemOwner), k.cpu + 1);
+        Atomics.store(sh.mm, sh.mmIdx(k.mmSlot, kMmSemOwner), 0);
+        upWrite(sh.mm, sem);
       }
-      k.mmapWriteHeld = locked;
-      let ret: number;
-      try {
-        const rep = k.fab.sendReply<AsReply>(kNodeMemory, opcode, { pid: k.pid, payload });
-        const body = rep.body;
-        if (!body) return rep.status < 0 ? rep.status : -EFAULT;
-        ret = body.ret;
-        if (log && ret >= 0) log(body);
-        this.replay(body.ops);
-      } finally {
-        k.mmapWriteHeld = false;
-        if (locked) {
-          Atomics.store(sh.mm, sh.mmIdx(k.mmSlot, kMmSemOwner), 0);
-          upWrite(sh.mm, sem);
-        }
-      }
+    }
+  }
+
+  /** A syscall that is one address-space change, followed by the --check syscall hook. */
+  private addressSpaceCall(name: SyscallName, opcode: number, payload: unknown, opts: { locked?: boolean; apply?: (r: AsReply) => void } = {}): number {
+    return this.sys(name, () => {
+      const ret = this.changeAddressSpace(opcode, payload, opts);
       this.afterAddressSpaceCall?.(name);
       return ret;
     });
@@ -134,19 +139,7 @@ export class ProcSyscalls implements Syscalls {
         file = st.body;
       }
       const payload = { addr, len, prot, flags, offset, file: file ? { path: file.path, size: file.size, readOnly: file.readOnly } : undefined };
-      const sh = k.sh;
-      const sem = sh.mmIdx(k.mmSlot, kMmSem);
-      downWrite(k.env, sh.mm, sem, k.mmSlot);
-      k.mmapWriteHeld = true;
-      let r: number;
-      try {
-        const rep = k.fab.sendReply<AsReply>(kNodeMemory, P2M_MMAP, { pid: k.pid, payload });
-        r = rep.body ? rep.body.ret : rep.status;
-        if (rep.body) this.replay(rep.body.ops);
-      } finally {
-        k.mmapWriteHeld = false;
-        upWrite(sh.mm, sem);
-      }
+      const r = this.changeAddressSpace(P2M_MMAP, payload);
       if (r >= 0) {
         k.env.printk('debug', `SYSC_mmap(cpu${k.cpu}): [${hex(r)} - ${hex(r + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE)}] prot ${hex(prot)} flags ${hex(flags)}${file ? ` file ${file.path}` : ''}`);
         populate = (flags & MAP_POPULATE) !== 0;
@@ -170,37 +163,32 @@ export class ProcSyscalls implements Syscalls {
   }
 
   mprotect(addr: number, len: number, prot: number): number {
-    return this.sys('mprotect', () => {
-      const k = this.k;
-      const sh = k.sh;
-      const sem = sh.mmIdx(k.mmSlot, kMmSem);
-      downWrite(k.env, sh.mm, sem, k.mmSlot);
-      let ret: number;
-      try {
-        const rep = k.fab.sendReply<AsReply>(kNodeMemory, P2M_MPROTECT, { pid: k.pid, payload: { addr, len, prot } });
-        ret = rep.body ? rep.body.ret : rep.status;
-        // M has applied the new protection to every VMA in the range; P rewrites the PTEs.
-        if (ret === 0 && len > 0) changeProtection(k, addr, addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE, prot);
-      } finally {
-        upWrite(sh.mm, sem);
-      }
-      this.afterAddressSpaceCall?.('mprotect');
-      return ret;
+    return this.addressSpaceCall('mprotect', P2M_MPROTECT, { addr, len, prot }, {
+      // M has applied the new protection to every VMA in the range; P rewrites the PTEs.
+      apply: (r) => { if (r.ret === 0 && len > 0) changeProtection(this.k, addr, addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE, prot); },
     });
   }
 
   mremap(oldAddr: number, oldLen: number, newLen: number, flags: number, newAddr = 0): number {
     const k = this.k;
-    return this.addressSpaceCall('mremap', P2M_MREMAP, { addr: oldAddr, oldLen, newLen, flags, newAddr }, (r) => {
-      for (const op of r.ops) {
-        if (op.op === 'move') {
-          k.env.printk('debug', `SYSC_mremap(cpu${k.cpu}): move: [${hex(op.old)} - ${hex(op.old + op.len)}] -> [${hex(op.new)} - ${hex(op.new + op.len)}]${flags & MREMAP_DONTUNMAP ? ' dontunmap' : ''}`);
-        }
-      }
-      if (!r.ops.some((o) => o.op === 'move')) {
-        k.env.printk('debug', `SYSC_mremap(cpu${k.cpu}): ${newLen < oldLen ? 'shrink' : 'resize'}: [${hex(oldAddr)} - ${hex(oldAddr + oldLen)}] -> [${hex(r.ret)} - ${hex(r.ret + newLen)}]`);
-      }
-    });
+    // mremap-unserialized (LegoOS HEAD): P takes no mm lock around the M request and the PTE move.
+    const locked = !k.env.bugs.has('mremap-unserialized');
+    return this.addressSpaceCall('mremap', P2M_MREMAP, { addr: oldAddr, oldLen, newLen, flags, newAddr }, { locked, apply: (r) => {
+      if (r.ret >= 0) this.logMremap(r, oldAddr, oldLen, newLen, flags);
+      this.replay(r.ops);
+    } });
+  }
+
+  /** The SYSC_mremap debug lines of LegoOS (CONFIG_DEBUG_MREMAP). */
+  private logMremap(r: AsReply, oldAddr: number, oldLen: number, newLen: number, flags: number): void {
+    const k = this.k;
+    const moves = r.ops.filter((o) => o.op === 'move');
+    for (const op of moves) {
+      k.env.printk('debug', `SYSC_mremap(cpu${k.cpu}): move: [${hex(op.old)} - ${hex(op.old + op.len)}] -> [${hex(op.new)} - ${hex(op.new + op.len)}]${flags & MREMAP_DONTUNMAP ? ' dontunmap' : ''}`);
+    }
+    if (moves.length === 0) {
+      k.env.printk('debug', `SYSC_mremap(cpu${k.cpu}): ${newLen < oldLen ? 'shrink' : 'resize'}: [${hex(oldAddr)} - ${hex(oldAddr + oldLen)}] -> [${hex(r.ret)} - ${hex(r.ret + newLen)}]`);
+    }
   }
 
   brk(addr: number): number {
@@ -289,27 +277,11 @@ export class ProcSyscalls implements Syscalls {
   /** copy_to_user: -EFAULT instead of a signal when the user buffer is bad. */
   private copyToUser(va: number, src: Uint8Array, n: number): boolean {
     const data = this.k.sh.pcdata;
-    for (let done = 0; done < n; ) {
-      const a = va + done;
-      const chunk = Math.min(n - done, PAGE_SIZE - (a % PAGE_SIZE));
-      const p = this.mmu.translate(a, true, true);
-      if (p < 0) return false;
-      data.set(src.subarray(done, done + chunk), p);
-      done += chunk;
-    }
-    return true;
+    return this.mmu.eachPage(va, n, true, true, (p, done, chunk) => data.set(src.subarray(done, done + chunk), p));
   }
   private copyFromUser(va: number, dst: Uint8Array, n: number): boolean {
     const data = this.k.sh.pcdata;
-    for (let done = 0; done < n; ) {
-      const a = va + done;
-      const chunk = Math.min(n - done, PAGE_SIZE - (a % PAGE_SIZE));
-      const p = this.mmu.translate(a, false, true);
-      if (p < 0) return false;
-      dst.set(data.subarray(p, p + chunk), done);
-      done += chunk;
-    }
-    return true;
+    return this.mmu.eachPage(va, n, false, true, (p, done, chunk) => dst.set(data.subarray(p, p + chunk), done));
   }
 
   // ---- threads ----
