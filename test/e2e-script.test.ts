@@ -72,7 +72,6 @@ describe('a touch of unmapped memory is a real SIGSEGV that kills the process', 
         '',
       ].join('\n'));
       const { r, j } = await runJson(['run', 'script', file, '--cpus', '2', '--check', 'end']);
-      expect(r.ms).toBeLessThan(30_000);
       expect(r.stderr).toMatch(segfaultLine(6));
       expect(r.stderr).not.toMatch(/emulator failure/);
       expect(r.code).toBe(1);
@@ -159,8 +158,8 @@ describe('failures are reported with the right exit code', () => {
       expect(r.code).toBe(3);
       expect(r.stderr).toMatch(what);
       expect(r.stderr).toMatch(/^splitkern: emulator failure: /m);
-      // The process exited by itself (runCli kills only on its own timeout), so no worker kept it alive.
-      expect(r.ms).toBeLessThan(60_000);
+      // The process exited by itself: runCli rejects (and kills it) only if it outlives its timeout,
+      // so a worker left alive would fail this test without a wall-clock assertion here.
     });
   }
 });
