@@ -4,6 +4,16 @@ export type EvictPolicy = 'lru' | 'fifo' | 'random';
 export type CheckMode = 'none' | 'end' | 'syscall' | 'periodic';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
+/**
+ * The bug zoo's flags (stories, signatures and reproducers: src/check/bugzoo.ts). Each switches one
+ * real code path of the fixed kernel back to its historical form; a typo is a compile error.
+ */
+export const BUG_FLAGS = [
+  'mremap-no-pcache-move', 'mremap-pte-before-rmap', 'mremap-unserialized', 'mremap-dest-overwrite',
+  'free-before-flush', 'tlb-shootdown-skip', 'brk-shrink-no-zap', 'cpuhp-missing',
+] as const;
+export type BugFlag = (typeof BUG_FLAGS)[number];
+
 export interface MachineConfig {
   /** LegoOS config name: "1P-1M-1S" or "1P-1M". */
   topology: '1P-1M-1S' | '1P-1M';
@@ -31,7 +41,7 @@ export interface MachineConfig {
   /** machine-readable summary on stdout. */
   json: boolean;
   /** bug flags (race lab); empty on the fixed kernel. */
-  bugs: string[];
+  bugs: BugFlag[];
   /** the preset the flags came from (--kernel), for the report */
   kernel: string;
   /** probability that a named schedule point delays (--jitter) */

@@ -3,7 +3,11 @@
 // waiting for anything must keep answering TLB shootdowns, or two CPUs deadlock) and `sched` (named
 // schedule points in the race paths; no-ops unless jitter or a controlled scheduler is installed).
 import { Shared, kPrintkDropped, kPrintkHead, kPrintkHeaderWords, kPrintkSlotBytes, kPrintkSlots } from './layout.ts';
-import type { MachineConfig } from './config.ts';
+import type { BugFlag, MachineConfig } from './config.ts';
+import { BUG_FLAGS } from './config.ts';
+import { bugStatName, S } from './stats.ts';
+
+const S_BUG = Object.fromEntries(BUG_FLAGS.map((f) => [f, S[bugStatName(f)]])) as Record<BugFlag, number>;
 
 /** `notice` is shown at every --log-level (boot messages), like errors. */
 export const LOGLEVEL = { notice: 0, error: 0, warn: 1, info: 2, debug: 3 } as const;
@@ -31,7 +35,7 @@ export class Env {
   irq: () => void = () => {};
   /** named schedule point; replaced when --jitter or a scheduler is active */
   sched: (point: string) => void = () => {};
-  readonly bugs: ReadonlySet<string>;
+  readonly bugs: ReadonlySet<BugFlag>;
 
   constructor(readonly sh: Shared, init: EnvInit) {
     this.ctx = init.ctx;
@@ -72,6 +76,14 @@ export class Env {
     Atomics.store(hdr, 1, n);
     Atomics.store(hdr, 2, LOGLEVEL[level]);
     Atomics.store(hdr, 0, seq + 1); // commit
+  }
+
+  /**
+   * A bug flag's broken branch just did what the fixed kernel refuses to do: count it
+   * (`nr_bug_<flag>`), so a reproduction can prove that the broken path really ran.
+   */
+  bugRan(flag: BugFlag, n = 1): void {
+    this.stat(S_BUG[flag], n);
   }
 
   stat(i: number, n = 1): void {

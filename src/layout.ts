@@ -181,6 +181,7 @@ export const kMmKilled = 6; // fatal signal pending: signo
 export const kMmSemOwner = 7; // cpu+1 holding the write lock (diagnostics)
 export const kMmSiCode = 9; // si_code of the first fatal signal: 1 SEGV_MAPERR, 2 SEGV_ACCERR, 0 other
 export const kMmPendingFlush = 10; // PTE changes whose TLB flush has not completed yet (stale-TLB detector; Atomics)
+export const kMmAsChanges = 11; // address-space changes of this mm in progress on P, with or without mmap_sem (Atomics; > 1 only when one ran unserialised)
 export const kMmShootdowns = 8; // TLB shootdowns in flight on this mm (Atomics; see switchMmOut)
 export const kMmFloatStride = 4;
 export const kMmMovingStart = 0; // mremap in progress on P: old range (Float64), -1 when none

@@ -1,5 +1,6 @@
 // Counter names. pcache counters use LegoOS's names (managers/processor/pcache/stat.c, print order);
 // the rest are splitkern's. Each context owns a row (layout.ts kStatsPerContext); only it writes.
+import type { BugFlag } from './config.ts';
 
 export const PCACHE_EVENTS = [
   'nr_pgfault', 'nr_pgfault_code', 'nr_clflush', 'nr_clflush_clean_skipped', 'nr_clflush_fail',
@@ -17,9 +18,20 @@ export const OTHER_EVENTS = [
   'syscall', 'syscall_error', 'segfault', 'mremap_move_pages', 'zap_pages', 'spurious_fault',
 ] as const;
 
-export type StatName = (typeof PCACHE_EVENTS)[number] | (typeof OTHER_EVENTS)[number];
+/**
+ * Executions of each bug flag's broken branch (`nr_bug_<flag>`, dashes as underscores): counted where
+ * the broken form actually does its damage, so a reproduction also proves that the broken path ran.
+ */
+export const BUG_EVENTS = [
+  'nr_bug_mremap_no_pcache_move', 'nr_bug_mremap_pte_before_rmap', 'nr_bug_mremap_unserialized',
+  'nr_bug_mremap_dest_overwrite', 'nr_bug_free_before_flush', 'nr_bug_tlb_shootdown_skip',
+  'nr_bug_brk_shrink_no_zap', 'nr_bug_cpuhp_missing',
+] as const;
+export const bugStatName = (flag: BugFlag): (typeof BUG_EVENTS)[number] => `nr_bug_${flag.replace(/-/g, '_')}` as (typeof BUG_EVENTS)[number];
 
-const ALL: readonly string[] = [...PCACHE_EVENTS, ...OTHER_EVENTS];
+export type StatName = (typeof PCACHE_EVENTS)[number] | (typeof OTHER_EVENTS)[number] | (typeof BUG_EVENTS)[number];
+
+const ALL: readonly string[] = [...PCACHE_EVENTS, ...OTHER_EVENTS, ...BUG_EVENTS];
 export const S: Record<StatName, number> = Object.fromEntries(ALL.map((n, i) => [n, i])) as Record<StatName, number>;
 
 // Fabric per-opcode counters: a block per opcode slot: count, bytes out, bytes in, latency sum (µs),

@@ -3,8 +3,10 @@
 // `env.bugs.has(name)`); it never writes a symptom itself. Stories: ../shared/reference/legoos-facts.md
 // (§5.4, §7.3-7.5, §12) and DESIGN.md §7.
 
+import { BUG_FLAGS, type BugFlag } from '../config.ts';
+
 export interface BugEntry {
-  name: string;
+  name: BugFlag;
   /** which system, what broke, how it was found */
   story: string;
   /** the code path the flag switches back */
@@ -84,11 +86,12 @@ export const BUGS: BugEntry[] = [
   },
 ];
 
-export const BUG_NAMES = BUGS.map((b) => b.name);
+export const BUG_NAMES: readonly BugFlag[] = BUGS.map((b) => b.name);
+export const isBugFlag = (s: string): s is BugFlag => (BUG_FLAGS as readonly string[]).includes(s);
 
 export interface KernelPreset {
   name: string;
-  bugs: string[];
+  bugs: BugFlag[];
   rmapReportFormat: '2018-02' | 'head';
   why: string;
 }

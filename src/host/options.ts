@@ -1,9 +1,9 @@
 // Command-line options -> a validated MachineConfig. Every problem becomes one UsageError line that says
 // what is wrong and how to fix it (the CLI prints it and exits 2).
 import { z } from 'zod';
-import { DEFAULT_CONFIG, kMaxCpus, kMaxPcacheBytes, kMaxVictim, kMaxWays, kMinPcacheLines, type MachineConfig } from '../config.ts';
+import { BUG_FLAGS, DEFAULT_CONFIG, kMaxCpus, kMaxPcacheBytes, kMaxVictim, kMaxWays, kMinPcacheLines, type BugFlag, type MachineConfig } from '../config.ts';
 import { PAGE_SIZE } from '../uapi.ts';
-import { BUG_NAMES, closest, KERNELS } from '../check/bugzoo.ts';
+import { closest, isBugFlag, KERNELS } from '../check/bugzoo.ts';
 
 export class UsageError extends Error {}
 
@@ -94,10 +94,10 @@ export function buildConfig(o: RawOptions): MachineConfig {
     const hint = closest(presetName, KERNELS.map((k) => k.name));
     throw new UsageError(`--kernel ${presetName} is not a known kernel${hint ? `; did you mean ${hint}?` : ''} (known: ${KERNELS.map((k) => k.name).join(', ')})`);
   }
-  const bugs = new Set(preset.bugs);
+  const bugs = new Set<BugFlag>(preset.bugs);
   for (const name of (o.bug ?? []).flatMap((b) => b.split(',')).map((b) => b.trim()).filter((b) => b !== '')) {
-    if (!BUG_NAMES.includes(name)) {
-      const hint = closest(name, BUG_NAMES);
+    if (!isBugFlag(name)) {
+      const hint = closest(name, BUG_FLAGS);
       throw new UsageError(`--bug ${name} is not a known bug${hint ? `; did you mean ${hint}?` : ''} (see \`splitkern bugs\`)`);
     }
     bugs.add(name);

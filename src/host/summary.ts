@@ -3,7 +3,7 @@ import { ALL_OPS } from '../fabric/opcodes.ts';
 import type { Shared } from '../layout.ts';
 import {
   FAB_BYTES_IN, FAB_BYTES_OUT, FAB_COUNT, FAB_HIST, FAB_LAT_SUM, kFabricBase, kFabricHistBuckets, kFabricSlot, kSyscallBase,
-  PCACHE_EVENTS, S, SYSCALL_NAMES,
+  BUG_EVENTS, PCACHE_EVENTS, S, SYSCALL_NAMES,
 } from '../stats.ts';
 
 export interface FabricOpStats { count: number; bytesOut: number; bytesIn: number; meanUs: number; p50Us: number; p99Us: number }
@@ -17,6 +17,8 @@ export interface MachineStats {
   faults: { total: number; spurious: number; segfaults: number };
   mremap: { psetSame: number; psetDiff: number; pagesMoved: number };
   perCpu: Array<{ cpu: number; faults: number; syscalls: number }>;
+  /** nr_bug_<flag>: executions of each bug flag's broken branch (0 on the fixed kernel) */
+  bugs: Record<string, number>;
 }
 
 export function collectStats(sh: Shared): MachineStats {
@@ -42,6 +44,8 @@ export function collectStats(sh: Shared): MachineStats {
   }
   const syscalls: Record<string, number> = {};
   SYSCALL_NAMES.forEach((n, i) => { const v = sum(kSyscallBase + i); if (v) syscalls[n] = v; });
+  const bugs: Record<string, number> = {};
+  for (const name of BUG_EVENTS) bugs[name] = sum(S[name]);
   const perCpu = [];
   for (let c = 0; c < sh.geo.ctx.cpus; c++) perCpu.push({ cpu: c, faults: sh.stats[sh.statIdx(c, S.nr_pgfault)]!, syscalls: sh.stats[sh.statIdx(c, S.syscall)]! });
   return {
@@ -56,6 +60,7 @@ export function collectStats(sh: Shared): MachineStats {
     faults: { total: sum(S.nr_pgfault), spurious: sum(S.spurious_fault), segfaults: sum(S.segfault) },
     mremap: { psetSame: sum(S.nr_mremap_pset_same), psetDiff: sum(S.nr_mremap_pset_diff), pagesMoved: sum(S.mremap_move_pages) },
     perCpu,
+    bugs,
   };
 }
 

@@ -7,7 +7,7 @@ import { P2M_BRK, P2M_MMAP, P2M_MPROTECT, P2M_MREMAP, P2M_MUNMAP, P2S_CLOSE, P2S
 import type { AsReply, LseekReply, PtOp, StatReply } from '../fabric/proto.ts';
 import {
   kCpuKernelEnterMs, kCpuState, kCpuStateKernel, kCtlBarrierBase, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid,
-  kCtlSpawnHead, kMaxThreads, kMmKilled, kMmSem, kMmSemOwner, kMmUsers, kNodeMemory, kNodeStorage, kThreadArg, kThreadEntry,
+  kCtlSpawnHead, kMaxThreads, kMmAsChanges, kMmKilled, kMmSem, kMmSemOwner, kMmUsers, kNodeMemory, kNodeStorage, kThreadArg, kThreadEntry,
   kThreadExit, kThreadPid, kThreadState, spawnRingBase, kSpawnRing, THREAD_CREATED, THREAD_EXITED,
 } from '../layout.ts';
 import { kSyscallBase, S, SYSCALL_NAMES } from '../stats.ts';
@@ -92,6 +92,10 @@ export class ProcSyscalls implements Syscalls {
       Atomics.store(sh.mm, sh.mmIdx(k.mmSlot, kMmSemOwner), k.cpu + 1);
     }
     k.mmapWriteHeld = locked;
+    // Two address-space changes of one mm in progress at once: only possible when one of them runs
+    // without mmap_sem (mremap-unserialized). Counted as that flag's broken branch running.
+    const changes = sh.mmIdx(k.mmSlot, kMmAsChanges);
+    if (Atomics.add(sh.mm, changes, 1) > 0 && k.env.bugs.has('mremap-unserialized')) k.env.bugRan('mremap-unserialized');
     try {
       const rep = k.fab.sendReply<AsReply>(kNodeMemory, opcode, { pid: k.pid, payload });
       const body = rep.body;
@@ -99,6 +103,7 @@ export class ProcSyscalls implements Syscalls {
       (opts.apply ?? ((b) => this.replay(b.ops)))(body);
       return body.ret;
     } finally {
+      Atomics.sub(sh.mm, changes, 1);
       k.mmapWriteHeld = false;
       if (locked) {
         Atomics.store(sh.mm, sh.mmIdx(k.mmSlot, kMmSemOwner), 0);
@@ -119,7 +124,11 @@ export class ProcSyscalls implements Syscalls {
   private replay(ops: PtOp[]): void {
     for (const op of ops) {
       if (op.op === 'zap') {
-        if (this.k.env.bugs.has('brk-shrink-no-zap') && op.why === 'brk') continue;
+        if (this.k.env.bugs.has('brk-shrink-no-zap') && op.why === 'brk') {
+          // LegoOS HEAD brk: M shrank the heap, P keeps the PTEs of the shrunk range.
+          this.k.env.bugRan('brk-shrink-no-zap');
+          continue;
+        }
         releasePgtable(this.k, op.start, op.start + op.len);
       } else movePageTables(this.k, op.old, op.new, op.len);
     }

@@ -55,7 +55,7 @@ export function flushTlbMmRange(k: Kern, pid: number, mmSlot: number, start: num
   try {
     const mask = Atomics.load(sh.mm, sh.mmIdx(mmSlot, kMmCpumask)) & ~(k.cpu >= 0 ? 1 << k.cpu : 0);
     if (mask === 0) return;
-    if (k.env.bugs.has('tlb-shootdown-skip')) return;
+    if (k.env.bugs.has('tlb-shootdown-skip')) { k.env.bugRan('tlb-shootdown-skip'); return; }
     const pages = Math.ceil((end - start) / PAGE_SIZE);
     smpCallFunctionMany(k, mask, pages > kTlbSinglePageFlushCeiling ? kIpiFlushTlbAll : kIpiFlushTlb, pid, start, end);
     k.env.stat(S.tlb_shootdown);
