@@ -5,7 +5,7 @@ export type CheckMode = 'none' | 'end' | 'syscall' | 'periodic';
 export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
 
 /**
- * The bug zoo's flags (stories, signatures and reproducers: src/check/bugzoo.ts). Each switches one
+ * The bug zoo's flags (stories, signatures and reproducers: src/racelab/bugzoo.ts). Each switches one
  * real code path of the fixed kernel back to its historical form; a typo is a compile error.
  */
 export const BUG_FLAGS = [

@@ -7,7 +7,10 @@ import cliProgress from 'cli-progress';
 import { compareBytes, compareWordCounts, countWords, sortCounts } from '../check/oracle.ts';
 import type { MachineConfig } from '../config.ts';
 import { checkQuiescent } from '../check/invariants.ts';
-import { BUG_NAMES, BUGS, closest, KERNELS } from '../check/bugzoo.ts';
+import { BUG_NAMES, BUGS, closest, KERNELS } from '../racelab/bugzoo.ts';
+import { commandOf, repro } from '../racelab/repro.ts';
+import { formatSignature } from '../racelab/signature.ts';
+import { soak } from '../racelab/soak.ts';
 import { stopMachine } from '../processor/stop.ts';
 import { genDpkgStatus, genZipfText } from '../user/gen.ts';
 import { parseScenario, ScenarioError, type ScriptReport } from '../user/programs/script.ts';
@@ -375,14 +378,32 @@ export async function main(argv: string[]): Promise<number> {
     .action((opts: { json?: boolean }) => { listBugs(opts.json ?? false); });
   program
     .command('repro')
-    .description("run a bug's reproducer (varying the seed) until it is detected; exits 1 when reproduced, 0 when not")
-    .argument('<bug>', 'a bug flag (see `splitkern bugs`)')
-    .option('--attempts <n>', 'runs to try, each with the next seed', '10')
+    .description("run a bug's reproducer over seeds and judge each run by the bug's signature, then run the control (the flag off), which must not show it; exit 0 when reproduced with a clean control, 1 otherwise")
+    .argument('[bug]', 'a bug flag (see `splitkern bugs`)')
+    .option('--all', 'every bug of the zoo, then the race-lab table as markdown')
+    .option('--attempts <n>', 'runs with the flag, each with the next seed', '10')
+    .option('--controls <n>', 'runs of the control (default: as many as --attempts)')
     .option('--seed <n>', 'first seed', '1')
-    .option('--json', 'one JSON object per attempt, then a summary object')
-    .option('--first', 'stop at the first attempt that reproduces it')
-    .action(async (bug: string, opts: { attempts: string; seed: string; json?: boolean; first?: boolean }) => {
-      code = await repro(bug, opts);
+    .option('--json', 'one JSON object per run, then one per bug')
+    .option('--first', 'stop the attempts at the first reproduction (the controls still run)')
+    .action(async (bug: string | undefined, opts: { all?: boolean; attempts: string; controls?: string; seed: string; json?: boolean; first?: boolean }) => {
+      code = await reproCommand(bug, opts);
+    });
+  program
+    .command('soak')
+    .description('the fixed kernel under mremap-stress over a matrix of configurations and seeds; prints runs, workload time, page checks and violations (must be 0); exit 0 when every run was clean')
+    .option('--runs <n>', 'runs, cycling through the configurations', '16')
+    .option('--seed <n>', 'first seed', '101')
+    .option('--iterations <n>', 'mremap-stress iterations per thread', '400')
+    .option('--json', 'one JSON object per run, then a summary object')
+    .action(async (opts: { runs: string; seed: string; iterations: string; json?: boolean }) => {
+      const runs = Number(opts.runs);
+      const seed = Number(opts.seed);
+      const iterations = Number(opts.iterations);
+      if (!Number.isInteger(runs) || runs < 1 || runs > 100000) throw new UsageError(`--runs ${opts.runs} must be an integer from 1 to 100000`);
+      if (!Number.isInteger(seed) || seed < 0 || seed > 2 ** 31) throw new UsageError(`--seed ${opts.seed} must be an integer from 0 to 2147483648`);
+      if (!Number.isInteger(iterations) || iterations < 1 || iterations > 1_000_000) throw new UsageError(`--iterations ${opts.iterations} must be an integer from 1 to 1000000`);
+      code = await soak({ runs, seed, iterations, json: opts.json ?? false });
     });
   try {
     await program.parseAsync(argv, { from: 'user' });
@@ -412,7 +433,9 @@ function listBugs(json: boolean): void {
     out.push(`  path:     ${b.path}`);
     out.push(`  symptom:  ${b.symptom}`);
     out.push(`  detector: ${b.detector}`);
-    out.push(`  repro:    splitkern run ${b.repro.join(' ')} --bug ${b.name}   (or: splitkern repro ${b.name})`);
+    out.push(`  signature: ${formatSignature(b.signature)}: ${b.signature.describe}`);
+    out.push(`  repro:    ${commandOf(b).replace(' --seed N', '')}   (or: splitkern repro ${b.name})`);
+    out.push(`  control:  ${commandOf(b, false).replace(' --seed N', '')}   (must not show the signature)`);
     out.push('');
   }
   out.push('kernel presets (--kernel NAME):');
@@ -420,55 +443,19 @@ function listBugs(json: boolean): void {
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-interface Attempt { seed: number; exitCode: number | null; reproduced: boolean; detectMs?: number; how: string }
-
-async function repro(bug: string, opts: { attempts: string; seed: string; json?: boolean; first?: boolean }): Promise<number> {
-  const entry = BUGS.find((b) => b.name === bug);
-  if (!entry) {
-    const hint = closest(bug, BUG_NAMES);
+async function reproCommand(bug: string | undefined, opts: { all?: boolean; attempts: string; controls?: string; seed: string; json?: boolean; first?: boolean }): Promise<number> {
+  if (opts.all && bug !== undefined) throw new UsageError(`repro: give a bug or --all, not both`);
+  if (!opts.all && bug === undefined) throw new UsageError(`repro: name a bug (see \`splitkern bugs\`) or give --all`);
+  const entries = opts.all ? BUGS : BUGS.filter((b) => b.name === bug);
+  if (entries.length === 0) {
+    const hint = closest(bug ?? '', BUG_NAMES);
     throw new UsageError(`${bug} is not a known bug${hint ? `; did you mean ${hint}?` : ''} (see \`splitkern bugs\`)`);
   }
   const attempts = Number(opts.attempts);
-  const seed0 = Number(opts.seed);
-  if (!Number.isInteger(attempts) || attempts < 1) throw new UsageError(`--attempts ${opts.attempts} must be a positive integer`);
-  if (!Number.isInteger(seed0) || seed0 < 0) throw new UsageError(`--seed ${opts.seed} must be a non-negative integer`);
-  const { spawnSync } = await import('node:child_process');
-  const bin = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'bin', 'splitkern.mjs');
-  const results: Attempt[] = [];
-  for (let i = 0; i < attempts; i++) {
-    const seed = seed0 + i;
-    const args = ['run', ...entry.repro, '--bug', entry.name, '--seed', String(seed), '--json', '--log-level', 'error'];
-    const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: 300_000 });
-    const a: Attempt = { seed, exitCode: r.status, reproduced: false, how: '' };
-    try {
-      const j = JSON.parse(r.stdout) as { exitCode: number; violations?: Array<{ kind: string; ms?: number; text: string }>; verification?: { ok: boolean; summary: string }; process?: { signal: number }; wallMs?: number; runStartMs?: number; error?: string };
-      if (j.violations && j.violations.length > 0) {
-        a.reproduced = true;
-        a.how = `${j.violations[0]!.kind}: ${j.violations[0]!.text}`;
-        if (j.violations[0]!.ms !== undefined && j.runStartMs !== undefined) a.detectMs = Math.max(0, j.violations[0]!.ms - j.runStartMs);
-      } else if (j.exitCode === 3) {
-        a.reproduced = true;
-        a.how = `emulator stopped: ${(j.error ?? '').split('\n')[0]}`;
-        a.detectMs = j.wallMs;
-      } else if (j.exitCode === 1) {
-        a.reproduced = true;
-        a.how = j.process?.signal ? `process killed by signal ${j.process.signal}` : `verification failed: ${j.verification?.summary ?? ''}`;
-        a.detectMs = j.wallMs;
-      } else a.how = 'not reproduced';
-    } catch {
-      a.how = `no summary (exit ${r.status}): ${(r.stderr ?? '').trim().split('\n').pop() ?? ''}`;
-      a.reproduced = r.status === 1 || r.status === 3;
-    }
-    results.push(a);
-    if (opts.json) process.stdout.write(`${JSON.stringify(a)}\n`);
-    else process.stdout.write(`attempt ${i + 1}/${attempts} seed ${seed}: ${a.reproduced ? 'REPRODUCED' : 'not reproduced'}${a.detectMs !== undefined ? ` after ${(a.detectMs / 1000).toFixed(2)} s` : ''} — ${a.how.slice(0, 200)}\n`);
-    if (opts.first && a.reproduced) break;
-  }
-  const hits = results.filter((a) => a.reproduced);
-  const times = hits.map((a) => a.detectMs).filter((t): t is number => t !== undefined).sort((x, y) => x - y);
-  const median = times.length ? times[Math.floor((times.length - 1) / 2)]! : undefined;
-  const summary = { bug, command: `splitkern run ${entry.repro.join(' ')} --bug ${entry.name} --seed N`, attempts: results.length, reproduced: hits.length, medianDetectMs: median };
-  if (opts.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
-  else process.stdout.write(`${bug}: reproduced in ${hits.length} of ${results.length} runs${median !== undefined ? `, median time to detection ${(median / 1000).toFixed(2)} s` : ''}\n`);
-  return hits.length > 0 ? 1 : 0;
+  const controls = opts.controls === undefined ? attempts : Number(opts.controls);
+  const seed = Number(opts.seed);
+  if (!Number.isInteger(attempts) || attempts < 1 || attempts > 10000) throw new UsageError(`--attempts ${opts.attempts} must be an integer from 1 to 10000`);
+  if (!Number.isInteger(controls) || controls < 0 || controls > 10000) throw new UsageError(`--controls ${opts.controls} must be an integer from 0 to 10000`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 2 ** 31) throw new UsageError(`--seed ${opts.seed} must be an integer from 0 to 2147483648`);
+  return repro(entries, { attempts, controls, seed, json: opts.json ?? false, first: opts.first ?? false }, opts.all ?? false);
 }

@@ -3,7 +3,7 @@
 import { z } from 'zod';
 import { BUG_FLAGS, DEFAULT_CONFIG, kMaxCpus, kMaxPcacheBytes, kMaxVictim, kMaxWays, kMinPcacheLines, type BugFlag, type MachineConfig } from '../config.ts';
 import { PAGE_SIZE } from '../uapi.ts';
-import { closest, isBugFlag, KERNELS } from '../check/bugzoo.ts';
+import { closest, isBugFlag, KERNELS } from '../racelab/bugzoo.ts';
 
 export class UsageError extends Error {}
 

@@ -5,12 +5,12 @@
 //   line -> set PTE -> add rmap. The MMU then refills its TLB from the new PTE.
 // Unlike LegoOS, a fault takes P's mmap_sem for read, so it serialises with mremap/munmap on P.
 import { P2M_PCACHE_MISS } from '../fabric/opcodes.ts';
-import { _PAGE_PROTNONE, _PAGE_RW, kMmKilled, kMmSem, kNodeMemory, kSetNrEviction, kSetStatFillMemory, RMAP_FILL_PAGE_REMOTE, RMAP_VICTIM_FILL } from '../layout.ts';
+import { _PAGE_PROTNONE, _PAGE_RW, kMmAsChanges, kMmKilled, kMmSem, kNodeMemory, kSetNrEviction, kSetStatFillMemory, RMAP_FILL_PAGE_REMOTE, RMAP_VICTIM_FILL } from '../layout.ts';
 import { S } from '../stats.ts';
 import { downRead, upRead } from '../sync.ts';
 import { EACCES, PAGE_SIZE, PROT_WRITE } from '../uapi.ts';
 import type { Kern } from './kern.ts';
-import { pcacheAddRmap, pcacheAlloc, psetFindEviction, putPcache, victimTryFill } from './pcache.ts';
+import { pcacheAddRmap, pcacheAlloc, psetFindEviction, putPcache, rmapReserve, rmapUnreserve, victimTryFill } from './pcache.ts';
 import { pteMapped, ptlLock, ptlUnlock, walk, mkPte } from './pgtable.ts';
 
 export const FAULT_OK = 0;
@@ -26,6 +26,9 @@ export function pcacheHandleFault(k: Kern, va: number, write: boolean): number {
   if (Atomics.load(sh.mm, sh.mmIdx(slot, kMmKilled)) !== 0) return FAULT_KILLED;
   const sem = sh.mmIdx(slot, kMmSem);
   downRead(k.env, sh.mm, sem, slot);
+  // A fault inside an address-space change of its own mm: mmap_sem excludes it, unless the change
+  // runs without it (mremap-unserialized): count it as that flag's broken branch at work.
+  if (Atomics.load(sh.mm, sh.mmIdx(slot, kMmAsChanges)) > 0 && k.env.bugs.has('mremap-unserialized')) k.env.bugRan('mremap-unserialized');
   try {
     return handlePteFault(k, slot, va, write);
   } finally {
@@ -58,13 +61,21 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
     }
     const line = pcacheAlloc(k, va);
     if (line < 0) return FAULT_OOM;
+    // The rmap is taken now, so that the PTE set below is never retracted for want of one.
+    const rmap = rmapReserve(k);
+    if (rmap < 0) {
+      putPcache(k, line);
+      k.env.printk('error', `pcache: rmap pool exhausted (${sh.geo.nrRmaps} entries) filling 0x${page.toString(16)} for pid ${pid}: FAULT_OOM`);
+      return FAULT_OOM;
+    }
+    const giveUp = (): void => { rmapUnreserve(k, rmap); putPcache(k, line); };
     k.env.sched('fault:allocated');
     const victimProt = victimTryFill(k, pid, va, line);
     ptlLock(k.env, ptep);
     if (Atomics.load(sh.pgtable, ptep) !== orig) {
       // A concurrent fault won the race (pte_same failed).
       ptlUnlock(k.env, ptep);
-      putPcache(k, line);
+      giveUp();
       continue;
     }
     // Re-check the eviction list under the PTE lock. While we were allocating (which can take long:
@@ -74,7 +85,7 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
     // below reads the stale copy from M and the write is lost.
     if (victimProt < 0 && psetFindEviction(sh, set, pid, va) >= 0) {
       ptlUnlock(k.env, ptep);
-      putPcache(k, line);
+      giveUp();
       k.env.stat(S.nr_pset_list_hit);
       k.env.irq();
       continue;
@@ -90,7 +101,7 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
       const rep = k.fab.sendReply(kNodeMemory, P2M_PCACHE_MISS, { pid, vaddr: page, flags: write ? 1 : 0 });
       if (rep.status < 0) {
         ptlUnlock(k.env, ptep);
-        putPcache(k, line);
+        giveUp();
         return rep.status === -EACCES ? FAULT_SIGSEGV_ACCERR : FAULT_SIGSEGV_MAPERR;
       }
       sh.pcdata.set(rep.mbox.page, sh.lineOffset(line));
@@ -100,18 +111,13 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
     }
     if (write && !writable) {
       ptlUnlock(k.env, ptep);
-      putPcache(k, line);
+      giveUp();
       return FAULT_SIGSEGV_ACCERR;
     }
     // "Set pte before adding rmap, cause rmap may need to validate pte"
     Atomics.store(sh.pgtable, ptep, mkPte(line, writable));
     k.env.sched('fault:pte_set');
-    if (!pcacheAddRmap(k, line, ptep, page, pid, caller)) {
-      Atomics.store(sh.pgtable, ptep, 0);
-      ptlUnlock(k.env, ptep);
-      putPcache(k, line);
-      return FAULT_OOM;
-    }
+    pcacheAddRmap(k, line, ptep, page, pid, caller, rmap);
     ptlUnlock(k.env, ptep);
     return FAULT_OK;
   }

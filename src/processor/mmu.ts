@@ -70,6 +70,7 @@ export class CpuMmu implements Mmu {
     const hx = (n: number) => `0x${(n >>> 0).toString(16)}`;
     reportViolation(k, 'stale-tlb', {
       addr: va - (va % PAGE_SIZE),
+      facts: ['at=use', 'flush=done'],
       text: `stale TLB use: CPU#${k.cpu} ${k.comm}[${k.pid}] accessed 0x${va.toString(16)} through a TLB entry for pcache line ${val >>> 12} (pte ${hx(val)}), but the PTE is now ${hx(cur)} and no flush is pending`,
     });
   }

@@ -24,7 +24,7 @@ import { reportViolation } from '../check/report.ts';
 import type { Kern } from './kern.ts';
 import { fmtPtep, pteFlagsString, pteLine, pteMapped, ptePfn, ptlLock, ptlUnlock, walkNoAlloc } from './pgtable.ts';
 import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from './tlb.ts';
-import { kMmPgd, kTlbEntries } from '../layout.ts';
+import { kCpuPid, kMmPendingFlush, kMmPgd, kTlbEntries } from '../layout.ts';
 
 // ------------------------------------------------------------------------------------------------
 // Boot-time initialisation (pcache_early_init), run once by the host before any worker starts.
@@ -231,13 +231,27 @@ export function rmapList(sh: Shared, line: number): number[] {
 }
 
 /**
- * pcache_add_rmap: the line must not be locked on entry; the caller holds the PTE lock of `ptep`.
- * Sets PC_valid. Returns false if the rmap pool is exhausted.
+ * Take an rmap from the pool before anything becomes visible: a fill (or the mremap slowpath) that
+ * only learned of an empty pool after setting its PTE would have to retract a PTE another CPU may
+ * already have walked into its TLB, and free the line without a flush. -1 if the pool is empty.
  */
-export function pcacheAddRmap(k: Kern, line: number, ptep: number, address: number, owner: number, caller: number): boolean {
+export function rmapReserve(k: Kern): number {
+  return rmapAlloc(k);
+}
+/** Give back an rmap taken by rmapReserve that was never linked (the fill lost a race). */
+export function rmapUnreserve(k: Kern, r: number): void {
+  rmapFree(k, r);
+}
+
+/**
+ * pcache_add_rmap: the line must not be locked on entry; the caller holds the PTE lock of `ptep`.
+ * Sets PC_valid. With `reserved` (from rmapReserve) it cannot fail; without, it returns false if the
+ * rmap pool is exhausted.
+ */
+export function pcacheAddRmap(k: Kern, line: number, ptep: number, address: number, owner: number, caller: number, reserved = -1): boolean {
   const sh = k.sh;
   lockPcache(k, line);
-  const r = rmapAlloc(k);
+  const r = reserved >= 0 ? reserved : rmapAlloc(k);
   if (r < 0) { unlockPcache(sh, line); return false; }
   sh.rmap[sh.rmapIdx(r, kRmapFlags)] = PCACHE_RMAP_used;
   sh.rmap[sh.rmapIdx(r, kRmapOwner)] = owner;
@@ -319,7 +333,8 @@ export function reportBadRmap(k: Kern, line: number, r: number, ptep: number, pt
   const hex = (n: number) => `0x${n.toString(16)}`;
   const sameSlot = ptep === v.pageTable ? '==' : '!=';
   const samePfn = pcachePfn === ptePfnV ? '==' : '!=';
-  const details = { line, pid: v.owner, addr: v.address, ptep, rmapPageTable: v.pageTable, pcachePfn, ptePfn: ptePfnV, caller };
+  const facts = badRmapFacts(k, line, v, ptep, pte, caller);
+  const details = { line, pid: v.owner, addr: v.address, ptep, rmapPageTable: v.pageTable, pcachePfn, ptePfn: ptePfnV, caller, facts };
   if (++badRmapReports > kBadRmapReports) {
     // Past the first reports only a one-line record each (still collected), then nothing.
     if (badRmapReports === kBadRmapReports + 1) k.env.printk('error', `report_bad_rmap: ${k.env.name}: further reports shortened`);
@@ -352,8 +367,21 @@ export function reportBadRmap(k: Kern, line: number, r: number, ptep: number, pt
   lines.push(dumpRmap(sh, r, 'Corrupted RMAP'), dumpPcacheMeta(sh, line, 'Corrupted RMAP'));
   if (pteMapped(pte) && pteLine(pte) !== line) lines.push(dumpPcacheMeta(sh, pteLine(pte), 'The weirdo'));
   reportViolation(k, 'rmap-pte-mismatch', {
-    line, pid: v.owner, addr: v.address, ptep, rmapPageTable: v.pageTable, pcachePfn, ptePfn: ptePfnV, text: lines.join('\n'),
+    line, pid: v.owner, addr: v.address, ptep, rmapPageTable: v.pageTable, pcachePfn, ptePfn: ptePfnV, facts, text: lines.join('\n'),
   });
+}
+
+/**
+ * The signature facts of a mismatch (src/racelab/bugzoo.ts compares them), read from the state the
+ * walker holds locked: whether the walked slot is the rmap's, what the PTE maps (none, this line,
+ * another line), whether the owner's mm is inside move_page_tables for that address right now, and
+ * which walker found it.
+ */
+function badRmapFacts(k: Kern, line: number, v: RmapView, ptep: number, pte: number, caller: string): string[] {
+  const slot = k.mmSlotOf(v.owner);
+  const during = slot >= 0 && movingRangeCovers(k.sh, slot, v.address) ? 'mremap' : 'none';
+  const what = !pteMapped(pte) ? 'none' : pteLine(pte) === line ? 'this-line' : 'other-line';
+  return [`slot=${ptep === v.pageTable ? 'same' : 'differs'}`, `pte=${what}`, `during=${during}`, `by=${caller.split(' ')[0]}`];
 }
 
 const commOf = (k: Kern, pid: number): string => (pid === k.pid && k.comm ? k.comm : `pid${pid}`);
@@ -465,10 +493,18 @@ function checkLineNotInTlbs(k: Kern, line: number, va: number): void {
       const i = sh.tlbIdx(c, e);
       const vpn = sh.tlbVpn[i]!;
       if (vpn < 0 || Atomics.load(sh.tlbVal, i) >>> 12 !== line || sh.tlbVpn[i] !== vpn) continue;
+      // Was the flush that will remove this entry still on its way (the line was freed before its
+      // flush: free-before-flush), or had it completed and left the entry (a shootdown that never
+      // reached this CPU: tlb-shootdown-skip)? The IPI removes the entry before the gather ends, so
+      // read the pending count, then the entry again: pending, or gone since, means "before its flush".
+      const slot = k.mmSlotOf(Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuPid)));
+      const pending = slot >= 0 && Atomics.load(sh.mm, sh.mmIdx(slot, kMmPendingFlush)) > 0;
+      const still = sh.tlbVpn[i] === vpn && Atomics.load(sh.tlbVal, i) >>> 12 === line;
       reportViolation(k, 'stale-tlb', {
         line,
         addr: vpn * PAGE_SIZE,
         cpu: c,
+        facts: ['at=alloc', `flush=${pending || !still ? 'pending' : 'done'}`],
         text: `stale TLB: CPU#${c} still translates 0x${(vpn * PAGE_SIZE).toString(16)} to pcache line ${line} (pfn 0x${sh.linePfn(line).toString(16)}), which is free and being reallocated for 0x${(va - (va % PAGE_SIZE)).toString(16)} by ${k.env.name} (pid ${k.pid})`,
       });
       return;

@@ -20,7 +20,8 @@ import type { Syscalls } from '../user/api.ts';
 import { ThreadExit } from '../user/api.ts';
 import { pcacheHandleFault, FAULT_OK } from './fault.ts';
 import type { Kern } from './kern.ts';
-import { changeProtection, movePageTables, releasePgtable } from './mm.ts';
+import { changeProtection, releasePgtable } from './mm.ts';
+import { movePageTables } from './mremap.ts';
 import type { CpuMmu } from './mmu.ts';
 import { safePoint } from './stop.ts';
 

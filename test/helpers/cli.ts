@@ -40,6 +40,7 @@ export interface JsonSummary {
     fabric: Record<string, { count: number }>;
     tlb: { shootdowns: number; ipisSent: number; ipisReceived: number };
     mremap: { psetSame: number; psetDiff: number; pagesMoved: number };
+    bugs: Record<string, number>;
     faults: { total: number; segfaults: number };
     syscalls: Record<string, number>;
   };
