@@ -16,7 +16,7 @@ import { genDpkgStatus, genZipfText } from '../user/gen.ts';
 import { parseScenario, ScenarioError, type ScriptReport } from '../user/programs/script.ts';
 import { parseStressArgs, type StressReport } from '../user/programs/mremap_stress.ts';
 import { EmulatorFailure, errText, fmtBytes, Machine, type RunOutcome } from './machine.ts';
-import { buildConfig, parseSize, UsageError, type RawOptions } from './options.ts';
+import { buildConfig, excerpt, oneLine, parseSize, UsageError, type RawOptions } from './options.ts';
 import { collectStats, formatStats } from './summary.ts';
 
 const WORKLOADS = ['word_count', 'dpkg-status', 'script', 'mremap-stress'] as const;
@@ -70,10 +70,16 @@ class ProgressView {
   stop(): void { this.bar?.stop(); }
 }
 
-function readHostFile(file: string, what: string): Buffer {
+/**
+ * Read a host input file, refused before boot unless it is a regular file of at most `limit` bytes
+ * (a device such as /dev/zero, a FIFO or a directory never reaches readFileSync).
+ */
+function readHostFile(file: string, what: string, limit: { bytes: number; why: string }): Buffer {
   try {
     const st = fs.statSync(file);
     if (st.isDirectory()) throw new UsageError(`${what} ${file} is a directory; give a file`);
+    if (!st.isFile()) throw new UsageError(`${what} ${file} is not a regular file (a device, FIFO or socket); give a regular file`);
+    if (st.size > limit.bytes) throw new UsageError(`${what} ${file} is ${fmtBytes(st.size)}, more than ${limit.why} (${fmtBytes(limit.bytes)})`);
     return fs.readFileSync(file);
   } catch (e) {
     if (e instanceof UsageError) throw e;
@@ -82,9 +88,20 @@ function readHostFile(file: string, what: string): Buffer {
   }
 }
 
+/** A scenario file larger than this is not a scenario (the shipped ones are a few KiB). */
+const kMaxScenarioBytes = 16 * 1024 * 1024;
+
+/** An input the program reads into emulated memory must fit in M's DRAM, and under word_count's 1G. */
+function inputLimit(cfg: MachineConfig): { bytes: number; why: string } {
+  const half = Math.floor(cfg.memoryBytes / 2);
+  return half < 1024 ** 3
+    ? { bytes: half, why: `half of M's DRAM (--memory ${fmtBytes(cfg.memoryBytes)}): raise --memory` }
+    : { bytes: 1024 ** 3, why: 'the 1G input limit' };
+}
+
 function threadsOption(o: RunOptions, cfg: MachineConfig, fallback: number): number {
   const t = o.threads === undefined ? fallback : Number(o.threads);
-  if (!Number.isInteger(t) || t < 1) throw new UsageError(`--threads ${o.threads} must be a positive integer`);
+  if (!Number.isInteger(t) || t < 1) throw new UsageError(`--threads ${excerpt(o.threads ?? '')} must be a positive integer`);
   if (t > cfg.cpus) throw new UsageError(`--threads ${t} exceeds --cpus ${cfg.cpus}: splitkern runs one user thread per CPU without preemption; raise --cpus or lower --threads`);
   return t;
 }
@@ -93,7 +110,8 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
   if (workload === 'word_count') {
     if (args.length > 1) throw new UsageError(`word_count takes at most one FILE, got ${args.length}: ${args.join(' ')}`);
     const top = o.top === undefined ? 10 : Number(o.top);
-    if (!Number.isInteger(top) || top < 0) throw new UsageError(`--top ${o.top} must be a non-negative integer`);
+    // The program's own limit (word_count's argument parser, Phoenix's "top N"): 1 or more.
+    if (!Number.isInteger(top) || top < 1 || top > 1_000_000) throw new UsageError(`--top ${excerpt(o.top ?? '')} must be an integer from 1 to 1000000`);
     const threads = threadsOption(o, cfg, cfg.cpus);
     let input: Uint8Array;
     let sPath: string;
@@ -102,7 +120,7 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
     if (args[0] !== undefined) {
       if (cfg.topology === '1P-1M') throw new UsageError('word_count reads its input from S: use --topology 1P-1M-1S');
       sPath = path.resolve(cfg.filesDir ?? process.cwd(), args[0]);
-      input = readHostFile(sPath, 'word_count: input');
+      input = readHostFile(sPath, 'word_count: input', inputLimit(cfg));
       describe = `word_count on ${args[0]} (${fmtBytes(input.length)})`;
     } else {
       if (cfg.topology === '1P-1M') throw new UsageError('word_count reads its input from S: use --topology 1P-1M-1S');
@@ -144,7 +162,7 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
     let describe: string;
     if (args[0] !== undefined) {
       sPath = path.resolve(cfg.filesDir ?? process.cwd(), args[0]);
-      input = readHostFile(sPath, 'dpkg-status: input');
+      input = readHostFile(sPath, 'dpkg-status: input', inputLimit(cfg));
       describe = `dpkg-status on ${args[0]} (${fmtBytes(input.length)})`;
     } else {
       const n = o.packages === undefined ? 2000 : Number(o.packages);
@@ -153,6 +171,13 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
       sPath = `/splitkern/input/status-seed${cfg.seed}`;
       memFiles[sPath] = input;
       describe = `dpkg-status on a generated status file of ${n} packages (${fmtBytes(input.length)}, seed ${cfg.seed})`;
+    }
+    if (cfg.outPath !== undefined) {
+      // Checked now, not after the run: the directory must exist and the path must not be one.
+      const dir = path.dirname(path.resolve(cfg.outPath));
+      if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--out ${cfg.outPath}: directory ${dir} does not exist`);
+      if (fs.statSync(cfg.outPath, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--out ${cfg.outPath} is a directory; give a file path`);
+      try { fs.accessSync(dir, fs.constants.W_OK); } catch { throw new UsageError(`--out ${cfg.outPath}: directory ${dir} is not writable`); }
     }
     const outPath = '/splitkern/out/status';
     return {
@@ -206,7 +231,7 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
   // script
   if (args.length !== 1) throw new UsageError('script needs exactly one scenario FILE (JSON Lines; see traces/README.md)');
   const file = args[0]!;
-  const text = readHostFile(file, 'script: scenario').toString('utf8');
+  const text = readHostFile(file, 'script: scenario', { bytes: kMaxScenarioBytes, why: 'a scenario may hold' }).toString('utf8');
   let sc;
   try {
     sc = parseScenario(text, file);
@@ -255,17 +280,33 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
       if (progress) progress.log(`${line}\n`);
       else process.stderr.write(`${line}\n`);
     },
-    progress(tid, done, total) { progress?.update(tid, done, total); },
+    progress(tid, done, total) { progressDone.set(tid, { done, total }); progress?.update(tid, done, total); },
   }, job.memFiles);
+  const progressDone = new Map<number, { done: number; total: number }>();
   let outcome: RunOutcome | undefined;
   let failure: EmulatorFailure | undefined;
   let runStartMs = 0;
   const t0 = performance.now();
+  // SIGINT/SIGTERM: the first stops the workload (its process takes the signal) and the run ends with
+  // the checks that are safe and a partial summary; a second one forces the machine down.
+  let interrupted: NodeJS.Signals | undefined;
+  let interruptMs = 0;
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (interrupted) { machine.fail(`${sig} again: forced stop`); return; }
+    interrupted = sig;
+    interruptMs = performance.now();
+    process.stderr.write(`\nsplitkern: ${sig}: stopping the workload (${sig === 'SIGINT' ? 'Ctrl-C' : 'SIGTERM'} again to force)\n`);
+    machine.interrupt(sig === 'SIGINT' ? SIGINT_NO : SIGTERM_NO);
+    setTimeout(() => machine.fail(`the workload did not stop within ${kStopGraceMs / 1000} s of ${sig}`), kStopGraceMs).unref();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
   try {
     await machine.boot();
     machine.env.printk('info', `run: ${job.describe}`);
     if (cfg.bugs.length) machine.env.printk('warn', `kernel: ${cfg.kernel}: bug flags on: ${cfg.bugs.join(', ')}`);
     runStartMs = machine.env.nowMs();
+    if (interrupted) throw machine.fail(`${interrupted} during boot`);
     outcome = await machine.run(job.program, job.argv);
     if (cfg.check !== 'none') {
       const r = stopMachine(machine.env, cfg.sweep, () => checkQuiescent(machine.k, 'end of run'));
@@ -277,8 +318,11 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   } finally {
     await machine.shutdown();
     progress?.stop();
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
   }
   const stats = collectStats(machine.sh);
+  if (interrupted) return interruptedSummary(interrupted, { cfg, machine, outcome, failure, stats, progressDone, t0, interruptMs, runStartMs, out });
   if (failure || !outcome) {
     const msg = failure?.message ?? 'the run did not complete';
     process.stderr.write(`splitkern: emulator failure: ${msg.split('\n')[0]}\n`);
@@ -322,6 +366,54 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   return ok ? 0 : 1;
 }
 
+const SIGINT_NO = 2;
+const SIGTERM_NO = 15;
+/** How long the workload may take to unwind after the first SIGINT/SIGTERM before the machine is stopped. */
+const kStopGraceMs = 10_000;
+
+interface InterruptedRun {
+  cfg: MachineConfig;
+  machine: Machine;
+  outcome: RunOutcome | undefined;
+  failure: EmulatorFailure | undefined;
+  stats: ReturnType<typeof collectStats>;
+  progressDone: Map<number, { done: number; total: number }>;
+  t0: number;
+  interruptMs: number;
+  runStartMs: number;
+  out: (s: string) => void;
+}
+
+/**
+ * The partial summary of an interrupted run. Exit 130 (SIGINT) or 143 (SIGTERM), unless a violation
+ * was detected before the signal: a detection is never masked, that is exit 1.
+ */
+function interruptedSummary(sig: NodeJS.Signals, r: InterruptedRun): number {
+  const { cfg, machine, stats } = r;
+  const violations = machine.violations;
+  const code = violations.length > 0 ? 1 : sig === 'SIGINT' ? 130 : 143;
+  let done = 0;
+  let total = 0;
+  for (const p of r.progressDone.values()) { done += p.done; total += p.total; }
+  const progress = total > 0 ? `${done} of ${total} iterations done` : 'the workload reports no progress';
+  const stopMs = Math.round(performance.now() - r.interruptMs);
+  const how = r.failure ? `forced: ${r.failure.message.split('\n')[0]}` : `stopped cleanly in ${stopMs} ms`;
+  if (cfg.json) {
+    process.stdout.write(`${JSON.stringify({
+      ok: false, exitCode: code, interrupted: sig, stopMs, forced: r.failure !== undefined, seed: cfg.seed, config: cfg,
+      progress: { done, total }, verification: { ok: false, summary: `interrupted by ${sig}: not verified` },
+      violations, wallMs: Math.round(performance.now() - r.t0), runStartMs: Math.round(r.runStartMs * 1000) / 1000, stats,
+    }, null, 2)}\n`);
+  } else {
+    r.out(`\n== splitkern ${cfg.topology}, ${cfg.cpus} CPUs, seed ${cfg.seed}, kernel ${cfg.kernel}: INTERRUPTED by ${sig} (${how})\n`);
+    r.out(`partial: ${progress}, ${stats.mremap.pagesMoved} pages moved, ${stats.faults.total} faults; the workload did not finish, so it is not verified\n`);
+    r.out(`violations so far: ${violations.length}\n`);
+    for (const x of violations.slice(0, 5)) r.out(`  ${x.kind}: ${x.text}\n`);
+    r.out(`${formatStats(stats)}\n`);
+  }
+  return code;
+}
+
 function addRunOptions(cmd: Command): Command {
   return cmd
     .option('--topology <name>', 'LegoOS configuration: 1P-1M-1S or 1P-1M', '1P-1M-1S')
@@ -361,7 +453,7 @@ export async function main(argv: string[]): Promise<number> {
     .name('splitkern')
     .description('A LegoOS-style split kernel (processor, memory, storage components) emulated on Node worker threads')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: (s, write) => write(`${oneLine(s.trim())}\n`) });
   let code = 0;
   addRunOptions(program
     .command('run')
@@ -409,11 +501,12 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: 'user' });
   } catch (e) {
     if (e instanceof CommanderError) {
-      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.help' || e.code === 'commander.version') return 0;
+      if (e.code === 'commander.helpDisplayed' || e.code === 'commander.version') return 0;
+      if (e.code === 'commander.help') return 2; // no command given: the usage went to stderr
       return 2; // commander already printed its one-line error
     }
     if (e instanceof UsageError) {
-      process.stderr.write(`splitkern: ${e.message}\n`);
+      process.stderr.write(`splitkern: ${oneLine(e.message)}\n`);
       return 2;
     }
     throw e;

@@ -10,7 +10,7 @@ import { Env } from '../env.ts';
 import { Fabric } from '../fabric/ibapi.ts';
 import {
   allocateShared, geometryFor, kCpuKernelEnterMs, kCpuLockKind, kCpuLockWait, kCpuPid, kCpuState, kCpuStateKernel,
-  kCpuIpiPending, kCpuLockHeld, kCpuLockHeldKind, kCtlCpusOnline, kMmCpumask, kMmPid, kMmSem, kMmSemOwner, kMmShootdowns, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid, kCtlPgtableNext, kCtlShutdown,
+  kCpuIpiPending, kCpuLockHeld, kCpuLockHeldKind, kCtlCpusOnline, kMmCpumask, kMmKilled, kMmPid, kMmSem, kMmSemOwner, kMmShootdowns, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid, kCtlPgtableNext, kCtlShutdown,
   kCtlSpawnHead, kCtlSpawnTail, kMaxProcs, kMmFloatStride, kMmMovingEnd, kMmMovingStart, kPrintkDropped, kPrintkHead,
   kPrintkHeaderWords, kPrintkSlotBytes, kPrintkSlots, kPrintkTail, kRecvDoorbell, kSpawnRing, kThreadPid, kNrNodes,
   Shared, spawnRingBase, type SharedBuffers,
@@ -326,6 +326,21 @@ export class Machine {
     const heldKind = Object.entries(LOCK_KIND).find(([, v]) => v === Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockHeldKind)))?.[0] ?? 'lock';
     const holders = wait ? [...Array(this.cfg.cpus).keys()].filter((o) => o !== c && Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockHeld)) === wait && Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockHeldKind)) === kind) : [];
     return `CPU#${c} ${state}${pid ? ` pid ${pid}` : ''}${wait ? `, waiting for ${kindName} ${wait - 1}${holders.length ? ` (last taken by CPU#${holders.join(', CPU#')})` : ''}` : ''}${held ? `, last lock taken: ${heldKind} ${held - 1}` : ''}${pending ? `, IPIs pending from 0x${pending.toString(16)}` : ''}`;
+  }
+
+  /**
+   * SIGINT/SIGTERM on the host: every live process takes that fatal signal, as if the kernel had sent
+   * it. Its threads unwind at their next interrupt point or kernel wait (kMmKilled is what every wait
+   * loop and the MMU's interrupt check), main's exit_group tears the process down, and run() returns.
+   */
+  interrupt(signo: number): void {
+    const { sh } = this;
+    for (let s = 0; s < kMaxProcs; s++) {
+      if (Atomics.load(sh.mm, sh.mmIdx(s, kMmPid)) === 0) continue;
+      const ki = sh.mmIdx(s, kMmKilled);
+      Atomics.compareExchange(sh.mm, ki, 0, signo);
+      Atomics.notify(sh.mm, ki);
+    }
   }
 
   /** Stop every worker. Never leaves one behind, whatever state the machine is in. */

@@ -11,14 +11,37 @@ const SIZE_RE = /^(\d+)([KMG]?)(i?B)?$/i;
 /** "16M", "1G", "64K", "4096" -> bytes */
 export function parseSize(text: string, what: string): number {
   const m = SIZE_RE.exec(text.trim());
-  if (!m) throw new UsageError(`${what}: "${text}" is not a size (use a number of bytes or a suffix K, M or G, e.g. 16M)`);
+  if (!m) throw new UsageError(`${what}: "${excerpt(text)}" is not a size (use a number of bytes or a suffix K, M or G, e.g. 16M)`);
   const mult = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
-  return Number(m[1]) * mult;
+  return Math.min(Number(m[1]) * mult, Number.MAX_SAFE_INTEGER);
+}
+
+/** An excerpt of user input for an error line: never more than `max` characters of it. */
+export function excerpt(text: string, max = 40): string {
+  const t = text.replace(/\s+/g, ' ');
+  return t.length <= max ? t : `${t.slice(0, max - 12)}…(${t.length} chars)`;
+}
+
+/**
+ * One error line: no newline, and at most kMaxErrorLine characters (long input quoted in the middle
+ * of a message is cut there, the message's end — usually the fix — is kept).
+ */
+export const kMaxErrorLine = 400;
+export function oneLine(msg: string): string {
+  const t = msg.replace(/\s*\n\s*/g, ' ');
+  return t.length <= kMaxErrorLine ? t : `${t.slice(0, kMaxErrorLine - 120)} … ${t.slice(-100)}`;
 }
 
 function parseInt10(text: string, what: string): number {
-  if (!/^-?\d+$/.test(text.trim())) throw new UsageError(`${what}: "${text}" is not an integer`);
-  return Number(text);
+  if (!/^-?\d+$/.test(text.trim())) throw new UsageError(`${what}: "${excerpt(text)}" is not an integer`);
+  // Beyond 2^53 a double is no longer that integer: cap it, so the range check names the real limit.
+  const n = Number(text);
+  return Math.max(Math.min(n, Number.MAX_SAFE_INTEGER), -Number.MAX_SAFE_INTEGER);
+}
+
+function parseNumber(text: string, what: string): number {
+  if (!/^\d+(\.\d+)?$/.test(text.trim())) throw new UsageError(`${what}: "${excerpt(text)}" is not a number`);
+  return Math.min(Number(text), Number.MAX_SAFE_INTEGER);
 }
 
 export interface RawOptions {
@@ -59,7 +82,7 @@ const configSchema = z.object({
   seed: z.number().int().min(0, 'must be a non-negative integer').max(2 ** 32 - 1, 'must fit in 32 bits'),
   check: z.enum(['none', 'end', 'syscall', 'periodic'], { error: () => 'must be none, end, syscall or periodic' }),
   logLevel: z.enum(['error', 'warn', 'info', 'debug'], { error: () => 'must be error, warn, info or debug' }),
-  watchdogSec: z.number().min(1, 'must be at least 1 second'),
+  watchdogSec: z.number().min(1, 'must be at least 1 second').max(86_400, 'must be at most 86400 seconds (a day)'),
   sweepIntervalMs: z.number().min(0, 'must be 0 or more milliseconds').max(10_000, 'must be at most 10000 ms'),
 });
 
@@ -79,11 +102,11 @@ export function buildConfig(o: RawOptions): MachineConfig {
     evict: (o.evict ?? DEFAULT_CONFIG.evict) as MachineConfig['evict'],
     victim: o.victim === undefined ? DEFAULT_CONFIG.victim : parseInt10(o.victim, '--victim'),
     sweep: o.sweep ?? false,
-    sweepIntervalMs: o.sweepInterval === undefined ? DEFAULT_CONFIG.sweepIntervalMs : Number(o.sweepInterval),
+    sweepIntervalMs: o.sweepInterval === undefined ? DEFAULT_CONFIG.sweepIntervalMs : parseNumber(o.sweepInterval, '--sweep-interval'),
     seed: o.seed === undefined ? DEFAULT_CONFIG.seed : parseInt10(o.seed, '--seed'),
     check: (o.check ?? DEFAULT_CONFIG.check) as MachineConfig['check'],
     logLevel: (o.logLevel ?? DEFAULT_CONFIG.logLevel) as MachineConfig['logLevel'],
-    watchdogSec: o.watchdog === undefined ? DEFAULT_CONFIG.watchdogSec : Number(o.watchdog),
+    watchdogSec: o.watchdog === undefined ? DEFAULT_CONFIG.watchdogSec : parseNumber(o.watchdog, '--watchdog'),
     json: o.json ?? false,
     bugs: [],
   };
@@ -107,8 +130,8 @@ export function buildConfig(o: RawOptions): MachineConfig {
   if (o.kernel !== undefined) cfg.rmapReportFormat = preset.rmapReportFormat;
   cfg.ibSerialize = o.ibSerialize ?? false;
   if (o.jitter !== undefined) {
-    const p = Number(o.jitter);
-    if (!(p >= 0 && p <= 1)) throw new UsageError(`--jitter ${o.jitter} must be a probability between 0 and 1`);
+    const p = parseNumber(o.jitter, '--jitter');
+    if (!(p >= 0 && p <= 1)) throw new UsageError(`--jitter ${excerpt(o.jitter)} must be a probability between 0 and 1`);
     cfg.jitter = p;
   }
   if (o.files !== undefined) cfg.filesDir = o.files;
@@ -118,7 +141,7 @@ export function buildConfig(o: RawOptions): MachineConfig {
     const issue = r.error.issues[0]!;
     const key = String(issue.path[0] ?? '');
     const given = (o as Record<string, unknown>)[key === 'memoryBytes' ? 'memory' : key === 'pcacheBytes' ? 'pcache' : key === 'watchdogSec' ? 'watchdog' : key === 'sweepIntervalMs' ? 'sweepInterval' : key];
-    throw new UsageError(`${FLAG_OF[key] ?? key} ${given === undefined ? '' : `${String(given)} `}${issue.message}`.replace(/\s+/g, ' '));
+    throw new UsageError(`${FLAG_OF[key] ?? key} ${given === undefined ? '' : `${excerpt(String(given))} `}${issue.message}`.replace(/\s+/g, ' '));
   }
   const lines = cfg.pcacheBytes / PAGE_SIZE;
   if (lines % cfg.ways !== 0 || !isPow2(lines / cfg.ways)) {
