@@ -105,7 +105,7 @@ export const BUGS: BugEntry[] = [
     path: 'src/processor/cpu.ts CPUHP_STEPS: smpcfd:prepare is skipped on secondary CPUs',
     symptom: 'the smp.c warning, then a CPU waiting forever for the IPI ack (soft lockup)',
     detector: 'the smp.c warning, soft-lockup watchdog (exit 3)',
-    signature: { kind: 'warn', facts: [], describe: 'a WARNING from kernel/smp.c' },
+    signature: { kind: 'csd-not-initialised', facts: [], describe: 'an IPI delivered to csd data that was never initialised (the smp.c warning)' },
     repro: ['script', 'traces/legoos-mremap-2cpu.jsonl', '--cpus', '3', '--watchdog', '3'],
   },
 ];
