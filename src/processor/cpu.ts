@@ -54,15 +54,19 @@ export interface CpuTaskResult {
 interface CpuhpStep { name: string; startup: (c: Cpu) => void }
 
 const CPUHP_STEPS: CpuhpStep[] = [
+  // First: this CPU's statistics row starts from zero, so the steps below may count into it.
+  { name: 'stats:online', startup: (c) => c.sh.stats.fill(0, c.sh.statIdx(c.env.ctx, 0), c.sh.statIdx(c.env.ctx, 0) + kStatsPerContext) },
   {
     // kernel/smp.c smpcfd_prepare_cpu: the csd data IPIs are delivered through
     name: 'smpcfd:prepare',
     // cpuhp-missing (LegoOS 2018-02-05): secondary CPUs skip it; the boot CPU still runs it.
-    startup: (c) => { if (!c.env.bugs.has('cpuhp-missing') || c.env.cpu === 0) Atomics.store(c.sh.ctl, c.sh.cpuIdx(c.env.ctx, kCpuCsdInit), 1); },
+    startup: (c) => {
+      if (!c.env.bugs.has('cpuhp-missing') || c.env.cpu === 0) Atomics.store(c.sh.ctl, c.sh.cpuIdx(c.env.ctx, kCpuCsdInit), 1);
+      else c.env.bugRan('cpuhp-missing');
+    },
   },
   { name: 'x86/tlb:online', startup: (c) => tlbFlushAllLocal(c.k) },
   { name: 'pcache/percpu:online', startup: (c) => { c.k.mmu.invalidateFast(); } },
-  { name: 'stats:online', startup: (c) => c.sh.stats.fill(0, c.sh.statIdx(c.env.ctx, 0), c.sh.statIdx(c.env.ctx, 0) + kStatsPerContext) },
 ];
 
 export class Cpu {
