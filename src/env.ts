@@ -95,17 +95,6 @@ export class Env {
   }
 }
 
-/** WARN_ON_ONCE: log in kernel format once per call site key, keep running. */
-const warned = new Set<string>();
-export function warnOnce(env: Env, key: string, msg: string): void {
-  if (warned.has(key)) return;
-  warned.add(key);
-  env.printk('warn', `------------[ cut here ]------------`);
-  env.printk('warn', `WARNING: CPU: ${Math.max(env.cpu, 0)} PID: ${env.name} at ${key}`);
-  env.printk('warn', msg);
-  env.printk('warn', `---[ end trace ]---`);
-}
-
 /**
  * --jitter P: at each named schedule point, with probability P, spin for a random 1-50 µs drawn from
  * the run's seed (per context), to widen race windows the way serialising the fabric widened them for

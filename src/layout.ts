@@ -11,13 +11,15 @@
 //   pgtable  page-table pages pool + per-table-page PTE locks         (P)
 //   mm       per-process P-side mm state (mmap_sem, cpumask, pgd)     (P)
 //   tlb      per-CPU TLBs                                             (P)
-//   csd      per (target, source) CPU call-single-data                (P)
+//   percpu   per-CPU areas: call_single_queue, cfd_data, alloc_percpu chunk; on-stack csds (P)
+//   csdInfo  per sending context: the flush_tlb_info its csds point at   (P)
 //   victim   victim cache entries + data                              (P)
 //   fabric   per-context mailboxes (request + reply)                  (fabric)
 //   printk   kernel log ring                                           (all)
+//   reports  violation counters + the violation record ring            (all -> host)
 //   threads  user thread table                                        (P/host)
 //   stats    per-context counters, written only by their owner       (all)
-import type { MachineConfig } from './config.ts';
+import { kMaxCpus, type MachineConfig } from './config.ts';
 import { PAGE_SIZE } from './uapi.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -66,7 +68,6 @@ export const kSpawnRing = 64; // spawn ring entries: {tid} (args in the thread t
 // Per-CPU words, one 64-byte line (16 words) each, after the global words and the spawn ring.
 export const kPerCpuStride = 16;
 export const kCpuDoorbell = 0; // bumped + notified on any event for this context (reply, IPI)
-export const kCpuIpiPending = 1; // bitmask of source CPUs with a queued csd (Atomics.or by senders)
 export const kCpuState = 2; // kCpuStateIdle/User/Kernel (owner)
 export const kCpuPid = 3; // pid of the running user thread, 0 when idle (owner)
 export const kCpuTid = 4;
@@ -74,7 +75,6 @@ export const kCpuLockWait = 5; // id of the lock this CPU is blocked on + 1, 0 i
 export const kCpuLockKind = 6;
 export const kCpuKernelEnterMs = 7; // (ms since boot) when the CPU entered the kernel, -1 if not (owner)
 export const kCpuParked = 8; // stop_machine: 1 while parked at a safe point
-export const kCpuCsdInit = 9; // 1 when this CPU's csd data was initialised (cpuhp callback)
 export const kCpuLockHeld = 11; // id + 1 of the last lock this CPU took and still holds, 0 if none (owner; watchdog)
 export const kCpuLockHeldKind = 12;
 export const kCpuStateIdle = 0;
@@ -197,11 +197,40 @@ export const RWSEM_READER_MASK = (1 << 29) - 1;
 export const kTlbEntries = 64;
 
 // ---------------------------------------------------------------------------------------------
-// csd (call_single_data) for IPIs: [target][source] -> Int32 x kCsdStride + Float64 x 2 (start, end).
-export const kCsdStride = 4;
-export const kCsdFlags = 0; // CSD_FLAG_LOCK | CSD_FLAG_SYNCHRONOUS (source sets, target clears LOCK)
-export const kCsdFunc = 1; // kIpiFlushTlb, kIpiStop
-export const kCsdPid = 2; // the mm to flush
+// percpu: the per-CPU areas of P (kernel/smp.c's DEFINE_PER_CPU variables and the alloc_percpu chunk),
+// Int32 words. A kernel pointer into this buffer is a word index; 0 is NULL. A percpu pointer is an
+// offset `off` valid in every area: per_cpu_ptr(off, c) = percpuArea(c) + off. So per_cpu_ptr(NULL, c)
+// is CPU c's area base, which holds its call_single_queue: a csd array that was never allocated
+// aliases the target's queue head and the rest of its cacheline, as it would in Linux.
+//   [0, kPercpuBase)   below every area: NULL and the chunk allocator word
+//   area of CPU c      +kPcpuCallSingleQueue  struct llist_head .first (csd pointer; llist_add CAS by
+//                                             senders, llist_del_all exchange by CPU c)
+//                      +kPcpuCfdCsd           cfd_data.csd: percpu offset of CPU c's csd array, 0 until
+//                                             smpcfd_prepare_cpu(c) allocates it (written once at bring-up)
+//                      +kPcpuChunk            the dynamic chunk: alloc_percpu(call_single_data_t) carves
+//                                             kCsdWords per call (one per CPU's cfd)
+//   after the areas    one on-stack csd per context (smp_call_function_single's csd_stack)
+// A csd (struct __call_single_data) is kCsdWords words; llist and flags are Atomics words: flags is
+// the csd lock (the sender sets CSD_FLAG_LOCK with a CAS, the target's csd_unlock clears it), func
+// and info are written by the lock holder before llist_add publishes the csd.
+export const kPercpuBase = 16;
+export const kPcpuChunkNext = 1; // next free offset of the dynamic chunk (Atomics.add)
+export const kPcpuCallSingleQueue = 0;
+export const kPcpuCfdCsd = 16;
+export const kPcpuChunk = 32;
+export const kCsdWords = 4;
+export const kCsdLlist = 0; // llist_node.next: csd pointer, 0 = end
+export const kCsdFunc = 1; // kIpiFlushTlb, kIpiFlushTlbAll
+export const kCsdInfo = 2; // sending context + 1 (its flush_tlb_info in csdInfo), 0 = NULL
+export const kCsdFlags = 3; // CSD_FLAG_LOCK | CSD_FLAG_SYNCHRONOUS
+export const kPercpuAreaWords = kPcpuChunk + kCsdWords * kMaxCpus; // room for one csd array per CPU
+export const kCsdStackStride = 16; // one cacheline per context's on-stack csd
+// csdInfo: per sending context, Float64 x kCsdInfoStride: struct flush_tlb_info {mm (pid), start, end}.
+// Written by that context before it publishes a csd, read by targets until they csd_unlock.
+export const kCsdInfoStride = 4;
+export const kCsdInfoPid = 0;
+export const kCsdInfoStart = 1;
+export const kCsdInfoEnd = 2;
 export const CSD_FLAG_LOCK = 0x01;
 export const CSD_FLAG_SYNCHRONOUS = 0x02;
 export const kIpiFlushTlb = 1;
@@ -239,6 +268,21 @@ export const kPrintkHead = 0; // next sequence number (Atomics.add by writers)
 export const kPrintkTail = 1; // next sequence the host will read (host only)
 export const kPrintkDropped = 2; // messages overwritten before the host read them
 export const kPrintkHeaderWords = 16;
+
+// ---------------------------------------------------------------------------------------------
+// reports: the violation channel (src/check/report.ts). Int32 header of kReportHeaderWords, then
+// kReportSlots slots of kReportSlotBytes: slot header Int32 {index + 1 when committed, 0 free; len},
+// then one UTF-8 JSON record. A writer counts the violation first (its context's counter), then
+// reserves a slot only while the ring has room (CAS on kRepHead against the host's kRepTail), else
+// counts the record as dropped. So the counters are the truth, and records are never overwritten.
+export const kReportSlots = 1024;
+export const kReportSlotBytes = 2048;
+export const kReportSlotHeaderBytes = 8;
+export const kRepHead = 0; // next record index (CAS by writers)
+export const kRepTail = 1; // next record index the host reads (host writes; writers read)
+export const kRepDropped = 2; // records that found the ring full (Atomics.add by writers)
+export const kRepCountBase = 8; // + context: violations that context reported (Atomics.add)
+export const kReportHeaderWords = kRepCountBase + kMaxCpus + 16;
 
 // ---------------------------------------------------------------------------------------------
 // Stats: per context a row of Float64 counters, written only by that context (no atomics needed),
@@ -319,14 +363,15 @@ export interface SharedBuffers {
   mmF: SharedArrayBuffer;
   tlbVpn: SharedArrayBuffer;
   tlbVal: SharedArrayBuffer;
-  csd: SharedArrayBuffer;
-  csdRange: SharedArrayBuffer;
+  percpu: SharedArrayBuffer;
+  csdInfo: SharedArrayBuffer;
   victim: SharedArrayBuffer;
   victimAddr: SharedArrayBuffer;
   victimData: SharedArrayBuffer;
   fabric: SharedArrayBuffer;
   recv: SharedArrayBuffer;
   printk: SharedArrayBuffer;
+  reports: SharedArrayBuffer;
   threads: SharedArrayBuffer;
   threadArgs: SharedArrayBuffer;
   stats: SharedArrayBuffer;
@@ -337,6 +382,9 @@ export function ctlWords(geo: Geometry): number {
 }
 export const perCpuBase = (ctx: number): number => kCtlGlobalWords + kSpawnRing + ctx * kPerCpuStride;
 export const spawnRingBase = kCtlGlobalWords;
+export function percpuWords(geo: Geometry): number {
+  return kPercpuBase + geo.ctx.cpus * kPercpuAreaWords + geo.ctx.total * kCsdStackStride;
+}
 
 export function allocateShared(geo: Geometry): SharedBuffers {
   const sab = (bytes: number) => new SharedArrayBuffer(Math.max(8, bytes));
@@ -356,14 +404,15 @@ export function allocateShared(geo: Geometry): SharedBuffers {
     mmF: sab(kMaxProcs * kMmFloatStride * 8),
     tlbVpn: sab(geo.ctx.cpus * kTlbEntries * 8),
     tlbVal: sab(geo.ctx.cpus * kTlbEntries * 4),
-    csd: sab(geo.ctx.cpus * geo.ctx.cpus * kCsdStride * 4),
-    csdRange: sab(geo.ctx.cpus * geo.ctx.cpus * 2 * 8),
+    percpu: sab(percpuWords(geo) * 4),
+    csdInfo: sab(nCtx * kCsdInfoStride * 8),
     victim: sab(geo.victims * kVictimStride * 4),
     victimAddr: sab(geo.victims * 8),
     victimData: sab(geo.victims * PAGE_SIZE),
     fabric: sab(nCtx * kMboxBytes),
     recv: sab(kNrNodes * kRecvStride * 4),
     printk: sab(kPrintkHeaderWords * 4 + kPrintkSlots * kPrintkSlotBytes),
+    reports: sab(kReportHeaderWords * 4 + kReportSlots * kReportSlotBytes),
     threads: sab(kMaxThreads * kThreadStride * 4),
     threadArgs: sab(kMaxThreads * 8),
     stats: sab(nCtx * kStatsPerContext * 8),
@@ -388,14 +437,17 @@ export class Shared {
   readonly mmF: Float64Array;
   readonly tlbVpn: Float64Array;
   readonly tlbVal: Int32Array;
-  readonly csd: Int32Array;
-  readonly csdRange: Float64Array;
+  readonly percpu: Int32Array;
+  readonly csdInfo: Float64Array;
   readonly victim: Int32Array;
   readonly victimAddr: Float64Array;
   readonly victimData: Uint8Array;
   readonly fabric: SharedArrayBuffer;
   readonly recv: Int32Array;
   readonly printk: SharedArrayBuffer;
+  /** the reports header (counters, head, tail) and the record bytes */
+  readonly repHdr: Int32Array;
+  readonly repBytes: Uint8Array;
   readonly threads: Int32Array;
   readonly threadArgs: Float64Array;
   readonly stats: Float64Array;
@@ -417,14 +469,16 @@ export class Shared {
     this.mmF = new Float64Array(bufs.mmF);
     this.tlbVpn = new Float64Array(bufs.tlbVpn);
     this.tlbVal = new Int32Array(bufs.tlbVal);
-    this.csd = new Int32Array(bufs.csd);
-    this.csdRange = new Float64Array(bufs.csdRange);
+    this.percpu = new Int32Array(bufs.percpu);
+    this.csdInfo = new Float64Array(bufs.csdInfo);
     this.victim = new Int32Array(bufs.victim);
     this.victimAddr = new Float64Array(bufs.victimAddr);
     this.victimData = new Uint8Array(bufs.victimData);
     this.fabric = bufs.fabric;
     this.recv = new Int32Array(bufs.recv);
     this.printk = bufs.printk;
+    this.repHdr = new Int32Array(bufs.reports, 0, kReportHeaderWords);
+    this.repBytes = new Uint8Array(bufs.reports, kReportHeaderWords * 4);
     this.threads = new Int32Array(bufs.threads);
     this.threadArgs = new Float64Array(bufs.threadArgs);
     this.stats = new Float64Array(bufs.stats);
@@ -440,12 +494,19 @@ export class Shared {
   mmFIdx(slot: number, field: number): number { return slot * kMmFloatStride + field; }
   cpuIdx(ctx: number, field: number): number { return perCpuBase(ctx) + field; }
   tlbIdx(cpu: number, e: number): number { return cpu * kTlbEntries + e; }
-  csdIdx(target: number, source: number, field: number): number { return (target * this.geo.ctx.cpus + source) * kCsdStride + field; }
-  csdRangeIdx(target: number, source: number): number { return (target * this.geo.ctx.cpus + source) * 2; }
+  /** the base word of CPU c's percpu area */
+  percpuArea(cpu: number): number { return kPercpuBase + cpu * kPercpuAreaWords; }
+  /** per_cpu_ptr(off, cpu): a percpu offset made a pointer into CPU cpu's area */
+  perCpuPtr(off: number, cpu: number): number { return this.percpuArea(cpu) + off; }
+  /** the on-stack csd of a context (smp_call_function_single's csd_stack) */
+  csdStackPtr(ctx: number): number { return kPercpuBase + this.geo.ctx.cpus * kPercpuAreaWords + ctx * kCsdStackStride; }
+  csdInfoIdx(ctx: number, field: number): number { return ctx * kCsdInfoStride + field; }
   victimIdx(v: number, field: number): number { return v * kVictimStride + field; }
   threadIdx(tid: number, field: number): number { return tid * kThreadStride + field; }
   statIdx(ctx: number, stat: number): number { return ctx * kStatsPerContext + stat; }
   recvIdx(node: number, field: number): number { return node * kRecvStride + field; }
+  /** the byte offset of a report slot in repBytes */
+  reportSlotByte(index: number): number { return (index % kReportSlots) * kReportSlotBytes; }
   lineOffset(line: number): number { return line * PAGE_SIZE; }
   setOfLine(line: number): number { return line % this.geo.nrSets; }
   /** user_vaddr_to_set_index: (uva & pcache_set_mask) >> 12, without 32-bit operators on the address */

@@ -1,7 +1,7 @@
 // Race-lab detectors on hand-built states: each fires on a state built to violate its invariant and
 // stays silent on a correct one. (The quiescent checker's own cases are in invariants.test.ts.)
 import { describe, expect, it } from 'vitest';
-import { kViolationTag, type Violation } from '../src/check/report.ts';
+import { drainReports, type Violation } from '../src/check/report.ts';
 import { DEFAULT_CONFIG, type MachineConfig } from '../src/config.ts';
 import { Env, type Level } from '../src/env.ts';
 import { Fabric } from '../src/fabric/ibapi.ts';
@@ -35,7 +35,8 @@ function machine(over: Partial<MachineConfig> = {}) {
     pcacheAddRmap(k, line, ptep, va, pid, 0);
     return { ptep, line };
   };
-  const violations = () => log.filter((l) => l.startsWith(kViolationTag)).map((l) => JSON.parse(l.slice(kViolationTag.length)) as Violation);
+  const reports: Violation[] = [];
+  const violations = () => { drainReports(sh, reports); return reports; };
   return { sh, env, k, map, violations, log };
 }
 

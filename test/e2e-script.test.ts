@@ -152,6 +152,20 @@ describe('failures are reported with the right exit code', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('a flood of violation reports: exit 1, the exact count, every record either read or counted as dropped', async () => {
+    // one CPU task (a 1-thread scenario), 3000 reports of 3 KiB texts against a 1024-slot ring that
+    // the host drains while they arrive (test/report.test.ts fills it with no drain at all)
+    const { j, r } = await runJson(['run', 'script', 'traces/mprotect.jsonl', '--cpus', '1'], { SPLITKERN_INJECT: 'report-flood:3000' });
+    expect(r.code).toBe(1);
+    expect(j.ok).toBe(false);
+    expect(j.violationCount).toBe(3000);
+    expect(j.violations.length + j.violationsDropped).toBe(3000);
+    // each record parsed: the long ones were cut to fit a slot, keeping kind and facts
+    expect(j.violations.every((v) => v.kind === 'injected' && v.truncated === true)).toBe(true);
+    expect(new Set(j.violations.map((v) => v.details.facts![0])).size).toBe(j.violations.length);
+    expect(r.stdout).not.toMatch(/violations \(--check none\): 0 /);
+  });
+
   for (const [inject, what] of [['cpu-crash', /CPU task of tid \d+ failed/], ['memory-crash', /memory/], ['cpu-hang', /soft lockup/]] as const) {
     it(`an emulator failure (${inject}) exits 3 promptly, leaving no worker behind`, async () => {
       const r = await runCli(['run', 'script', 'traces/mprotect.jsonl', '--watchdog', '2'], { SPLITKERN_INJECT: inject });

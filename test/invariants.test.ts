@@ -2,7 +2,7 @@
 // and each single corruption is reported under its own kind.
 import { beforeEach, describe, expect, it } from 'vitest';
 import { checkQuiescent } from '../src/check/invariants.ts';
-import { kViolationTag, type Violation } from '../src/check/report.ts';
+import { drainReports, type Violation } from '../src/check/report.ts';
 import { DEFAULT_CONFIG, type MachineConfig } from '../src/config.ts';
 import { Env, type Level } from '../src/env.ts';
 import { Fabric } from '../src/fabric/ibapi.ts';
@@ -42,6 +42,7 @@ function makeRig(): Rig {
   const log: string[] = [];
   env.printk = (_level: Level, msg: string) => { log.push(...msg.split('\n')); };
   const k = new Kern(env, new Fabric(env));
+  const reports: Violation[] = [];
   const rig: Rig = {
     sh, env, k, log, slot: 0, pid: 7,
     newMm(pid, slot) {
@@ -57,7 +58,8 @@ function makeRig(): Rig {
       return { ptep, line };
     },
     violations() {
-      return log.filter((l) => l.startsWith(kViolationTag)).map((l) => JSON.parse(l.slice(kViolationTag.length)) as Violation);
+      drainReports(sh, reports);
+      return reports;
     },
     kinds() { return [...new Set(rig.violations().map((v) => v.kind))].sort(); },
   };

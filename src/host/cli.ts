@@ -326,7 +326,7 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   if (failure || !outcome) {
     const msg = failure?.message ?? 'the run did not complete';
     process.stderr.write(`splitkern: emulator failure: ${msg.split('\n')[0]}\n`);
-    if (cfg.json) process.stdout.write(`${JSON.stringify({ ok: false, exitCode: 3, error: msg, seed: cfg.seed, config: cfg, violations: machine.violations, wallMs: Math.round(performance.now() - t0), runStartMs: Math.round(runStartMs * 1000) / 1000, stats }, null, 2)}\n`);
+    if (cfg.json) process.stdout.write(`${JSON.stringify({ ok: false, exitCode: 3, error: msg, seed: cfg.seed, config: cfg, violations: machine.violations, violationCount: machine.violationCount, violationsDropped: machine.violationsDropped, wallMs: Math.round(performance.now() - t0), runStartMs: Math.round(runStartMs * 1000) / 1000, stats }, null, 2)}\n`);
     return 3;
   }
   const v = job.verify(outcome, machine);
@@ -335,7 +335,8 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
     ? `killed by signal ${m.signal}${m.faultAddr !== undefined && m.faultAddr >= 0 ? ` (fault at ${hex(m.faultAddr)}${m.why ? `, ${m.why}` : ''})` : ''}`
     : `exited with ${m.exit}`;
   const violations = machine.violations;
-  const ok = v.ok && violations.length === 0 && m.signal === 0 && m.exit === 0;
+  const nViolations = machine.violationCount;
+  const ok = v.ok && nViolations === 0 && m.signal === 0 && m.exit === 0;
   if (cfg.json) {
     process.stdout.write(`${JSON.stringify({
       ok,
@@ -347,6 +348,8 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
       process: { pid: outcome.pid, exit: m.exit, signal: m.signal, faultAddr: m.faultAddr === undefined || m.faultAddr < 0 ? undefined : hex(m.faultAddr) },
       verification: { ok: v.ok, summary: v.summary, ...v.details },
       violations,
+      violationCount: nViolations,
+      violationsDropped: machine.violationsDropped,
       output: Buffer.concat(stdoutChunks).toString('utf8'),
       wallMs: Math.round(outcome.wallMs),
       runStartMs: Math.round(runStartMs * 1000) / 1000,
@@ -358,12 +361,19 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
     out(`\n== splitkern ${cfg.topology}, ${cfg.cpus} CPUs, pcache ${fmtBytes(cfg.pcacheBytes)} ${cfg.ways}-way, seed ${cfg.seed}, kernel ${cfg.kernel}${cfg.bugs.length ? ` (bugs: ${cfg.bugs.join(', ')})` : ''}\n`);
     out(`${job.describe}: process ${proc}, ${(outcome.wallMs / 1000).toFixed(2)} s\n`);
     out(`verification: ${v.ok ? 'OK' : 'FAILED'}: ${v.summary}\n`);
-    if (cfg.check !== 'none' || violations.length) out(`invariant checker (--check ${cfg.check}): ${violations.length} violation${violations.length === 1 ? '' : 's'}\n`);
+    if (cfg.check !== 'none' || nViolations) out(`violations (--check ${cfg.check}): ${violationLine(machine)}\n`);
     for (const x of violations.slice(0, 5)) out(`  ${x.kind}: ${x.text}\n`);
     out(`${formatStats(stats)}\n`);
     if (machine.logDropped) out(`(kernel log: ${machine.logDropped} lines dropped: the ring overflowed)\n`);
   }
   return ok ? 0 : 1;
+}
+
+/** "N violations" and, when the report ring overflowed, how many records were dropped. */
+function violationLine(machine: Machine): string {
+  const n = machine.violationCount;
+  const dropped = machine.violationsDropped;
+  return `${n} violation${n === 1 ? '' : 's'}${dropped ? ` (${dropped} record${dropped === 1 ? '' : 's'} dropped: the report ring was full; the count is exact)` : ''}`;
 }
 
 const SIGINT_NO = 2;
@@ -391,7 +401,7 @@ interface InterruptedRun {
 function interruptedSummary(sig: NodeJS.Signals, r: InterruptedRun): number {
   const { cfg, machine, stats } = r;
   const violations = machine.violations;
-  const code = violations.length > 0 ? 1 : sig === 'SIGINT' ? 130 : 143;
+  const code = machine.violationCount > 0 ? 1 : sig === 'SIGINT' ? 130 : 143;
   let done = 0;
   let total = 0;
   for (const p of r.progressDone.values()) { done += p.done; total += p.total; }
@@ -402,12 +412,12 @@ function interruptedSummary(sig: NodeJS.Signals, r: InterruptedRun): number {
     process.stdout.write(`${JSON.stringify({
       ok: false, exitCode: code, interrupted: sig, stopMs, forced: r.failure !== undefined, seed: cfg.seed, config: cfg,
       progress: { done, total }, verification: { ok: false, summary: `interrupted by ${sig}: not verified` },
-      violations, wallMs: Math.round(performance.now() - r.t0), runStartMs: Math.round(r.runStartMs * 1000) / 1000, stats,
+      violations, violationCount: machine.violationCount, violationsDropped: machine.violationsDropped, wallMs: Math.round(performance.now() - r.t0), runStartMs: Math.round(r.runStartMs * 1000) / 1000, stats,
     }, null, 2)}\n`);
   } else {
     r.out(`\n== splitkern ${cfg.topology}, ${cfg.cpus} CPUs, seed ${cfg.seed}, kernel ${cfg.kernel}: INTERRUPTED by ${sig} (${how})\n`);
     r.out(`partial: ${progress}, ${stats.mremap.pagesMoved} pages moved, ${stats.faults.total} faults; the workload did not finish, so it is not verified\n`);
-    r.out(`violations so far: ${violations.length}\n`);
+    r.out(`violations so far: ${violationLine(machine)}\n`);
     for (const x of violations.slice(0, 5)) r.out(`  ${x.kind}: ${x.text}\n`);
     r.out(`${formatStats(stats)}\n`);
   }

@@ -10,17 +10,18 @@ import { Env } from '../env.ts';
 import { Fabric } from '../fabric/ibapi.ts';
 import {
   allocateShared, geometryFor, kCpuKernelEnterMs, kCpuLockKind, kCpuLockWait, kCpuPid, kCpuState, kCpuStateKernel,
-  kCpuIpiPending, kCpuLockHeld, kCpuLockHeldKind, kCtlCpusOnline, kMmCpumask, kMmKilled, kMmPid, kMmSem, kMmSemOwner, kMmShootdowns, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid, kCtlPgtableNext, kCtlShutdown,
+  kCpuLockHeld, kCpuLockHeldKind, kCtlCpusOnline, kMmCpumask, kMmKilled, kMmPid, kMmSem, kMmSemOwner, kMmShootdowns, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid, kCtlPgtableNext, kCtlShutdown,
   kCtlSpawnHead, kCtlSpawnTail, kMaxProcs, kMmFloatStride, kMmMovingEnd, kMmMovingStart, kPrintkDropped, kPrintkHead,
   kPrintkHeaderWords, kPrintkSlotBytes, kPrintkSlots, kPrintkTail, kRecvDoorbell, kSpawnRing, kThreadPid, kNrNodes,
   Shared, spawnRingBase, type SharedBuffers,
 } from '../layout.ts';
 import { pcacheEarlyInit } from '../processor/pcache.ts';
 import { stopMachine } from '../processor/stop.ts';
+import { callSingleQueued } from '../processor/tlb.ts';
 import { checkQuiescent } from '../check/invariants.ts';
 import { Kern } from '../processor/kern.ts';
 import type { CpuTask, CpuTaskResult } from '../processor/cpu.ts';
-import { kViolationTag, type Violation } from '../check/report.ts';
+import { drainReports, reportsDropped, violationCount, type Violation } from '../check/report.ts';
 import { LOCK_KIND } from '../sync.ts';
 import type { WorkerInit, WorkerMsg } from './workerdata.ts';
 import { consoleChannel } from './console.ts';
@@ -56,7 +57,12 @@ export class Machine {
   readonly bootEpochMs: number;
   readonly env: Env;
   readonly k: Kern;
+  /** the violation records read so far; violationCount is how many were reported */
   readonly violations: Violation[] = [];
+  /** violations every context counted: the exit code's truth, whatever records were read */
+  get violationCount(): number { return violationCount(this.sh); }
+  /** records lost to a full report ring (their violations are counted) */
+  get violationsDropped(): number { return reportsDropped(this.sh); }
   /** final contents of files the workload wrote on S */
   readonly files = new Map<string, Uint8Array>();
   private pool: Piscina | undefined;
@@ -257,8 +263,10 @@ export class Machine {
   private lastCheck = 0;
   periodicChecks = 0;
 
-  drainLog(): void {
+  /** Move the kernel log to the sink and the violation records into `violations`. */
+  drainLog(final = false): void {
     const { sh } = this;
+    drainReports(sh, this.violations, final);
     const hdr = new Int32Array(sh.printk, 0, kPrintkHeaderWords);
     const bytes = new Uint8Array(sh.printk, kPrintkHeaderWords * 4);
     let tail = hdr[kPrintkTail]!;
@@ -277,11 +285,6 @@ export class Machine {
       const line = this.dec.decode(bytes.slice(base + 12, base + 12 + len));
       Atomics.store(h, 0, 0);
       tail++;
-      const tag = line.indexOf(kViolationTag);
-      if (tag >= 0) {
-        try { this.violations.push(JSON.parse(line.slice(tag + kViolationTag.length)) as Violation); } catch { /* truncated record */ }
-        continue;
-      }
       this.sink.log(line, level);
     }
     hdr[kPrintkTail] = tail;
@@ -308,7 +311,8 @@ export class Machine {
         if (pidS) this.env.printk('error', `watchdog: mm of pid ${pidS}: mmap_sem 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmSem)).toString(16)}${owner ? ` (held for write by CPU#${owner - 1})` : ''} cpumask 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmCpumask)).toString(16)} shootdowns in flight ${Atomics.load(sh.mm, sh.mmIdx(s, kMmShootdowns))}`);
       }
       this.drainLog();
-      this.fail(`soft lockup: CPU#${c} stuck in the kernel for ${Math.floor(stuck)} s (--watchdog ${cfg.watchdogSec})`);
+      const waitKind = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockWait)) ? lockKindName(Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockKind))) : '';
+      this.fail(`soft lockup: CPU#${c} stuck in the kernel for ${Math.floor(stuck)} s${waitKind ? ` waiting for ${waitKind}` : ''} (--watchdog ${cfg.watchdogSec})`);
       return;
     }
   }
@@ -318,14 +322,14 @@ export class Machine {
     const state = ['idle', 'user', 'kernel'][Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuState))] ?? '?';
     const wait = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockWait));
     const kind = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockKind));
-    const kindName = Object.entries(LOCK_KIND).find(([, v]) => v === kind)?.[0] ?? 'lock';
+    const kindName = lockKindName(kind);
     const pid = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuPid));
-    const pending = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuIpiPending));
+    const pending = callSingleQueued(sh, c);
     // the last lock this CPU took (it may have released it since: unlocks are not tracked)
     const held = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockHeld));
-    const heldKind = Object.entries(LOCK_KIND).find(([, v]) => v === Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockHeldKind)))?.[0] ?? 'lock';
+    const heldKind = lockKindName(Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockHeldKind)));
     const holders = wait ? [...Array(this.cfg.cpus).keys()].filter((o) => o !== c && Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockHeld)) === wait && Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockHeldKind)) === kind) : [];
-    return `CPU#${c} ${state}${pid ? ` pid ${pid}` : ''}${wait ? `, waiting for ${kindName} ${wait - 1}${holders.length ? ` (last taken by CPU#${holders.join(', CPU#')})` : ''}` : ''}${held ? `, last lock taken: ${heldKind} ${held - 1}` : ''}${pending ? `, IPIs pending from 0x${pending.toString(16)}` : ''}`;
+    return `CPU#${c} ${state}${pid ? ` pid ${pid}` : ''}${wait ? `, waiting for ${kindName} ${wait - 1}${holders.length ? ` (last taken by CPU#${holders.join(', CPU#')})` : ''}` : ''}${held ? `, last lock taken: ${heldKind} ${held - 1}` : ''}${pending ? ', call_single_queue not empty' : ''}`;
   }
 
   /**
@@ -376,7 +380,7 @@ export class Machine {
     // Console messages posted by CPUs just before they finished are delivered on the next turns.
     await new Promise((r) => setTimeout(r, 10));
     this.console?.close();
-    this.drainLog();
+    this.drainLog(true);
   }
 }
 
@@ -392,4 +396,9 @@ export function fmtBytes(n: number): string {
   if (n >= 1 << 20) return `${(n / (1 << 20)).toFixed(1)} MiB`;
   if (n >= 1 << 10) return `${(n / (1 << 10)).toFixed(1)} KiB`;
   return `${n} B`;
+}
+
+/** LOCK_KIND's name of a kind number, as the watchdog prints it. */
+function lockKindName(kind: number): string {
+  return Object.entries(LOCK_KIND).find(([, v]) => v === kind)?.[0] ?? 'lock';
 }

@@ -7,7 +7,7 @@ import { P2M_EXECVE, P2M_EXIT, P2S_CLOSE } from '../fabric/opcodes.ts';
 import type { ExitReply } from '../fabric/proto.ts';
 import type { WorkerInit } from '../host/workerdata.ts';
 import {
-  kCpuCsdInit, kCpuKernelEnterMs, kCpuPid, kCpuState, kCpuStateIdle, kCpuStateKernel, kCpuStateUser, kCpuTid,
+  kCpuKernelEnterMs, kCpuPid, kCpuState, kCpuStateIdle, kCpuStateKernel, kCpuStateUser, kCpuTid,
   kCtlCpuBootCounter, kCtlCpusBusy, kCtlIbLock, kCtlCpusOnline, kCtlLiveThreads, kMaxProcs, kMmCpumask, kMmFaultAddr, kMmFloatStride,
   kMmKilled, kMmSiCode, kMmMovingEnd, kMmMovingStart, kMmPgd, kMmPid, kMmSem, kMmShootdowns, kMmUsers, kNodeMemory, kNodeStorage,
   kStatsPerContext, kThreadCpu, kThreadEntry, kThreadExit, kThreadPid, kThreadSignal, kThreadState, Shared,
@@ -19,13 +19,14 @@ import { ThreadExit, UserSignal } from '../user/api.ts';
 import { programs } from '../user/programs/index.ts';
 import { consoleChannel } from '../host/console.ts';
 import { checkQuiescent } from '../check/invariants.ts';
+import { reportViolation } from '../check/report.ts';
 import { safePoint, stopMachine } from './stop.ts';
 import { Kern } from './kern.ts';
 import { releasePgtable } from './mm.ts';
 import { CpuMmu, SIGKILL } from './mmu.ts';
 import { allocTablePage } from './pgtable.ts';
 import { ProcSyscalls } from './syscalls.ts';
-import { handleIpis, switchMmIn, switchMmOut, tlbFlushAllLocal } from './tlb.ts';
+import { handleIpis, smpcfdPrepareCpu, smpcfdPrepared, switchMmIn, switchMmOut, tlbFlushAllLocal } from './tlb.ts';
 
 export interface CpuTask {
   tid: number;
@@ -57,12 +58,14 @@ const CPUHP_STEPS: CpuhpStep[] = [
   // First: this CPU's statistics row starts from zero, so the steps below may count into it.
   { name: 'stats:online', startup: (c) => c.sh.stats.fill(0, c.sh.statIdx(c.env.ctx, 0), c.sh.statIdx(c.env.ctx, 0) + kStatsPerContext) },
   {
-    // kernel/smp.c smpcfd_prepare_cpu: the csd data IPIs are delivered through
+    // kernel/smp.c: the boot CPU's csd array comes from call_function_init, a secondary CPU's from
+    // cpu_online_callback -> smpcfd_prepare_cpu. cpuhp-missing (LegoOS 2018-02-05): secondary CPUs
+    // skip it, so their cfd_data.csd stays NULL and per_cpu_ptr(NULL, target) is the target's
+    // call_single_queue: the first multi-target IPI they send links that queue head into itself.
     name: 'smpcfd:prepare',
-    // cpuhp-missing (LegoOS 2018-02-05): secondary CPUs skip it; the boot CPU still runs it.
     startup: (c) => {
-      if (!c.env.bugs.has('cpuhp-missing') || c.env.cpu === 0) Atomics.store(c.sh.ctl, c.sh.cpuIdx(c.env.ctx, kCpuCsdInit), 1);
-      else c.env.bugRan('cpuhp-missing');
+      if (c.env.cpu !== 0 && c.env.bugs.has('cpuhp-missing')) { c.env.bugRan('cpuhp-missing'); return; }
+      smpcfdPrepareCpu(c.sh, c.env.cpu);
     },
   },
   { name: 'x86/tlb:online', startup: (c) => tlbFlushAllLocal(c.k) },
@@ -103,7 +106,7 @@ export class Cpu {
     env.irq = () => handleIpis(this.k);
     Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateIdle);
     Atomics.or(sh.ctl, kCtlCpusOnline, 1 << env.cpu);
-    const csdDone = Atomics.load(sh.ctl, sh.cpuIdx(env.ctx, kCpuCsdInit)) === 1;
+    const csdDone = smpcfdPrepared(sh, env.cpu);
     env.printk('notice', `CPU${env.cpu}: online (${CPUHP_STEPS.map((s) => (s.name === 'smpcfd:prepare' && !csdDone ? `${s.name} SKIPPED` : s.name)).join(', ')})`);
   }
 
@@ -113,6 +116,11 @@ export class Cpu {
     // Test hooks for the emulator's own failure handling (never a kernel behaviour): see README "Testing".
     const inject = process.env.SPLITKERN_INJECT;
     if (inject === 'cpu-crash') throw new Error('injected CPU worker crash (SPLITKERN_INJECT)');
+    const flood = /^report-flood:(\d+)$/.exec(inject ?? '');
+    if (flood) {
+      // the report channel under a flood: more records than its ring holds, each with a long text
+      for (let i = 0; i < Number(flood[1]); i++) reportViolation(this.k, 'injected', { text: `injected report ${i} on CPU${env.cpu} ${'x'.repeat(3000)}`, facts: [`n=${i}`] });
+    }
     if (inject === 'cpu-hang') {
       Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuKernelEnterMs), Math.floor(env.nowMs()));
       Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateKernel);

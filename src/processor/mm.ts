@@ -4,7 +4,6 @@
 // after M has changed the VMAs ("only call after M updated its mmap"). Locks: a PTE-page lock, then
 // the line lock by trylock or by lockLineUnderPtl's drop-and-retake (never a blocking line lock under
 // a PTE lock).
-import { warnOnce } from '../env.ts';
 import { _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, _PAGE_USER, kMmPgd } from '../layout.ts';
 import { S } from '../stats.ts';
 import { PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE } from '../uapi.ts';
@@ -14,6 +13,7 @@ import {
 } from './pcache.ts';
 import { pteLine, pteMapped, ptlLock, ptlUnlock, walkNoAlloc } from './pgtable.ts';
 import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from './tlb.ts';
+import { kernelWarn } from '../check/report.ts';
 
 const PMD_SIZE = 2 ** 21;
 
@@ -68,7 +68,7 @@ export function releasePgtable(k: Kern, start: number, end: number): void {
       if (!lockLineUnderPtl(k, line, ptep, cur, () => ptlLock(k.env, ptep), () => ptlUnlock(k.env, ptep))) continue;
       const r = findRmap(sh, line, ptep, pid, va);
       if (r < 0) {
-        warnOnce(k.env, 'pcache_zap_pte', `pte: ${ptep} ptent: 0x${(cur >>> 0).toString(16)} address: 0x${va.toString(16)}\ncorrupted: no rmap for a mapped PTE`);
+        kernelWarn(k, { fn: 'pcache_zap_pte', file: 'managers/processor/pcache/rmap.c' }, `pte: ${ptep} ptent: 0x${(cur >>> 0).toString(16)} address: 0x${va.toString(16)}\ncorrupted: no rmap for a mapped PTE`);
       } else {
         // The PTE is cleared only when its rmap is found (7207dd02).
         Atomics.store(sh.pgtable, ptep, 0);

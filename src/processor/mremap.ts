@@ -20,7 +20,6 @@
 //                            put_pcache(old) before the extent's flush_tlb_mm_range (flag
 //                            free-before-flush; preset legoos-head)
 //   pcacheMovePteSlowpath    splitkern's fixed form: detach now, flush, then copy and free (attach)
-import { warnOnce } from '../env.ts';
 import { P2M_PCACHE_FLUSH } from '../fabric/opcodes.ts';
 import { _PAGE_DIRTY, kMmFloatStride, kMmMovingEnd, kMmMovingStart, kMmPgd, kNodeMemory, kPteFlagsMask, RMAP_MREMAP_SLOWPATH } from '../layout.ts';
 import { S } from '../stats.ts';
@@ -33,6 +32,7 @@ import {
 } from './pcache.ts';
 import { pteLine, pteMapped, ptlLock, ptlLockPair, ptlUnlock, ptlUnlockPair, walk, walkNoAlloc } from './pgtable.ts';
 import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from './tlb.ts';
+import { kernelWarn } from '../check/report.ts';
 
 const PMD_SIZE = 2 ** 21;
 /** LATENCY_LIMIT of move_page_tables: extents of at most 64 pages */
@@ -178,7 +178,7 @@ function destinationNone(c: MoveCtx): boolean {
     k.env.bugRan('mremap-dest-overwrite');
     return true;
   }
-  warnOnce(k.env, 'move_ptes', `move_ptes: destination PTE at 0x${c.newVa.toString(16)} is not none (0x${(dst >>> 0).toString(16)})`);
+  kernelWarn(k, { fn: 'move_ptes', file: 'managers/processor/pgtable.c' }, `move_ptes: destination PTE at 0x${c.newVa.toString(16)} is not none (0x${(dst >>> 0).toString(16)})`);
   return false;
 }
 
@@ -245,7 +245,7 @@ function lockLineAndFindRmap(c: MoveCtx, pte: number): { r: number; res: number 
   if (!lockLineUnderPtl(k, line, c.oldPtep, pte, relock, unlock)) return { r: -1, res: MOVE_AGAIN };
   const r = findRmap(k.sh, line, c.oldPtep, k.pid, c.oldVa);
   if (r < 0) {
-    warnOnce(k.env, 'pcache_move_pte', `pcache_move_pte: no rmap for PTE at 0x${c.oldVa.toString(16)}`);
+    kernelWarn(k, { fn: 'pcache_move_pte', file: 'managers/processor/pcache/rmap.c' }, `pcache_move_pte: no rmap for PTE at 0x${c.oldVa.toString(16)}`);
     unlockPcache(k.sh, line);
     unlock();
     return { r: -1, res: MOVE_SKIPPED };

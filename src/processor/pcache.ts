@@ -6,7 +6,6 @@
 // lock, sleeps on the line lock, retakes the PTE lock and re-checks the PTE (pte_same) — see
 // pcacheLockUnderPtl. Refcount: one per rmap (the allocation ref becomes the first rmap's), plus
 // transient refs of evictors and lock-drop paths.
-import { warnOnce } from '../env.ts';
 import { P2M_PCACHE_FLUSH } from '../fabric/opcodes.ts';
 import {
   _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, kCtlRmapFreeHead, kCtlRmapFreeLock, kCtlVictimClock, kCtlVictimGen, kCtlVictimLock,
@@ -20,7 +19,7 @@ import {
 import { S } from '../stats.ts';
 import { bitLock, bitTrylock, bitUnlock, downReadTrylock, spinLock, spinUnlock, upRead } from '../sync.ts';
 import { PAGE_SIZE } from '../uapi.ts';
-import { reportViolation } from '../check/report.ts';
+import { kernelWarn, reportViolation } from '../check/report.ts';
 import type { Kern } from './kern.ts';
 import { fmtPtep, pteFlagsString, pteLine, pteMapped, ptePfn, ptlLock, ptlUnlock, walkNoAlloc } from './pgtable.ts';
 import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from './tlb.ts';
@@ -121,7 +120,7 @@ function getPcacheUnlessZero(sh: Shared, line: number): boolean {
 export function putPcache(k: Kern, line: number, n = 1): void {
   const old = Atomics.sub(k.sh.meta, k.sh.metaIdx(line, kMetaRef), n);
   if (old === n) freePcache(k, line);
-  else if (old < n) warnOnce(k.env, 'pcache/alloc.c put_pcache', `pcache line ${line}: refcount underflow (${old} - ${n})`);
+  else if (old < n) kernelWarn(k, { fn: 'put_pcache', file: 'managers/processor/pcache/alloc.c' }, `pcache line ${line}: refcount underflow (${old} - ${n})`);
 }
 
 /** __put_pcache: detach from LRU and return to the set's free list, checking the free-line state. */

@@ -3,16 +3,18 @@
 // Each CPU has a small direct-mapped TLB in shared memory (so checkers can inspect it); only its own
 // CPU fills it, and other CPUs invalidate it only through IPIs. flush_tlb_mm_range flushes locally and
 // sends a synchronous call-function IPI (csd) to every other CPU in mm_cpumask, then waits for every
-// ack (csd_lock_wait), servicing its own incoming IPIs while it waits.
+// ack (csd_lock_wait), servicing its own incoming IPIs while it waits. The csds, the per-CPU
+// call_single_queue llists and cfd_data live in the percpu buffer (src/layout.ts), laid out so that a
+// NULL csd array aliases what it would alias in Linux.
 import {
-  CSD_FLAG_LOCK, CSD_FLAG_SYNCHRONOUS, kCpuCsdInit, kCpuDoorbell, kCpuIpiPending, kCsdFlags, kCsdFunc, kCsdPid,
-  kIpiFlushTlb, kIpiFlushTlbAll, kMmCpumask, kMmPendingFlush, kMmShootdowns, kTlbEntries,
+  CSD_FLAG_LOCK, CSD_FLAG_SYNCHRONOUS, kCpuDoorbell, kCsdFlags, kCsdFunc, kCsdInfo, kCsdInfoEnd, kCsdInfoPid,
+  kCsdInfoStart, kCsdLlist, kCsdWords, kIpiFlushTlb, kIpiFlushTlbAll, kMmCpumask, kMmPendingFlush, kMmShootdowns,
+  kPcpuCallSingleQueue, kPcpuCfdCsd, kPcpuChunk, kPcpuChunkNext, kTlbEntries, type Shared,
 } from '../layout.ts';
 import { S } from '../stats.ts';
 import { LOCK_KIND, waitUntil } from '../sync.ts';
 import { PAGE_SIZE } from '../uapi.ts';
-import { warnOnce } from '../env.ts';
-import { reportViolation } from '../check/report.ts';
+import { kernelWarn, reportViolation } from '../check/report.ts';
 import type { Kern } from './kern.ts';
 
 /** tlb_single_page_flush_ceiling (arch/x86/mm/tlb.c) */
@@ -64,87 +66,180 @@ export function flushTlbMmRange(k: Kern, pid: number, mmSlot: number, start: num
   }
 }
 
-/**
- * smp_call_function_many(mask, func, info, wait=1): one csd per target (cfd_data), csd_lock, queue,
- * doorbell, then csd_lock_wait on each. A kernel thread (k.cpu < 0) sends through csdSource().
- */
-export function smpCallFunctionMany(k: Kern, mask: number, func: number, pid: number, start: number, end: number): void {
-  const sh = k.sh;
-  const src = csdSource(k);
-  const cpus = sh.geo.ctx.cpus;
-  for (let t = 0; t < cpus; t++) {
-    if ((mask & (1 << t)) === 0) continue;
-    const fi = sh.csdIdx(t, src, kCsdFlags);
-    // csd_lock: wait until the previous call through this csd was acknowledged, and take it.
-    waitUntil(k.env, sh.csd, fi, () => Atomics.compareExchange(sh.csd, fi, 0, CSD_FLAG_LOCK) === 0, t, LOCK_KIND.csd);
-    sh.csd[sh.csdIdx(t, src, kCsdFunc)] = func;
-    sh.csd[sh.csdIdx(t, src, kCsdPid)] = pid;
-    const r = sh.csdRangeIdx(t, src);
-    sh.csdRange[r] = start;
-    sh.csdRange[r + 1] = end;
-    Atomics.store(sh.csd, fi, CSD_FLAG_LOCK | CSD_FLAG_SYNCHRONOUS);
-    Atomics.or(sh.ctl, sh.cpuIdx(t, kCpuIpiPending), 1 << src);
-    const db = sh.cpuIdx(t, kCpuDoorbell);
-    Atomics.add(sh.ctl, db, 1);
-    Atomics.notify(sh.ctl, db, 1);
-    k.env.stat(S.ipi_sent);
+/** How many csds can exist: every CPU's csd array, every on-stack csd, and the aliased queue heads. */
+function nrCsds(k: Kern): number {
+  const g = k.sh.geo.ctx;
+  return g.cpus * g.cpus + g.total + g.cpus;
+}
+
+/** csd_lock: wait until the previous call through this csd was acknowledged, then take it. */
+function csdLock(k: Kern, csd: number, target: number): void {
+  const pc = k.sh.percpu;
+  const f = csd + kCsdFlags;
+  waitUntil(k.env, pc, f, () => Atomics.compareExchange(pc, f, 0, CSD_FLAG_LOCK) === 0, target, LOCK_KIND.csd);
+}
+
+/** csd_lock_wait: until the target's csd_unlock. */
+function csdLockWait(k: Kern, csd: number, target: number): void {
+  const pc = k.sh.percpu;
+  const f = csd + kCsdFlags;
+  waitUntil(k.env, pc, f, () => (Atomics.load(pc, f) & CSD_FLAG_LOCK) === 0, target, LOCK_KIND.csd);
+}
+
+/** csd_unlock: WARN_ON(!(csd->flags & CSD_FLAG_LOCK)), then release the csd to its sender. */
+function csdUnlock(k: Kern, csd: number): void {
+  const pc = k.sh.percpu;
+  const f = csd + kCsdFlags;
+  if ((Atomics.load(pc, f) & CSD_FLAG_LOCK) === 0) {
+    kernelWarn(k, { fn: 'csd_unlock', file: 'kernel/smp.c' }, `csd 0x${csd.toString(16)} unlocked while not locked (flags 0x${Atomics.load(pc, f).toString(16)})`);
   }
-  for (let t = 0; t < cpus; t++) {
-    if ((mask & (1 << t)) === 0) continue;
-    const fi = sh.csdIdx(t, src, kCsdFlags);
-    waitUntil(k.env, sh.csd, fi, () => (Atomics.load(sh.csd, fi) & CSD_FLAG_LOCK) === 0, t, LOCK_KIND.csd);
+  Atomics.store(pc, f, 0);
+  Atomics.notify(pc, f);
+}
+
+/** llist_add(node, head): true if the list was empty (the target needs an IPI). */
+function llistAdd(pc: Int32Array, node: number, head: number): boolean {
+  for (;;) {
+    const first = Atomics.load(pc, head);
+    Atomics.store(pc, node + kCsdLlist, first);
+    if (Atomics.compareExchange(pc, head, first, node) === first) return first === 0;
   }
 }
 
+/** Publish a locked csd to the target's call_single_queue and ring its doorbell. */
+function queueCsd(k: Kern, csd: number, target: number, func: number): void {
+  const sh = k.sh;
+  const pc = sh.percpu;
+  Atomics.store(pc, csd + kCsdFunc, func);
+  Atomics.store(pc, csd + kCsdInfo, k.env.ctx + 1);
+  k.env.sched('smp:llist_add');
+  llistAdd(pc, csd, sh.perCpuPtr(kPcpuCallSingleQueue, target));
+  const db = sh.cpuIdx(target, kCpuDoorbell);
+  Atomics.add(sh.ctl, db, 1);
+  Atomics.notify(sh.ctl, db, 1);
+  k.env.stat(S.ipi_sent);
+}
+
 /**
- * Kernel threads of P (kevict_sweepd) are not CPUs; they send IPIs through a csd column of their own.
- * The csd matrix has one column per CPU, so a kthread borrows the column of the last CPU and
- * serialises on its csd lock like any sender would.
+ * smp_call_function_many(mask, func, info, wait=1) (kernel/smp.c). One target: the fast path,
+ * smp_call_function_single with an on-stack csd. Several: this CPU's cfd_data, one csd per target at
+ * per_cpu_ptr(cfd->csd, cpu): csd_lock, SYNCHRONOUS, llist_add, IPI; then csd_lock_wait on each.
+ * A kernel thread (k.cpu < 0) runs on the last CPU and uses that CPU's cfd_data (cfdOwner), so its
+ * csd_lock is a CAS: two senders may meet on one cfd here, which preemption-off Linux never sees.
  */
-function csdSource(k: Kern): number {
+export function smpCallFunctionMany(k: Kern, mask: number, func: number, pid: number, start: number, end: number): void {
+  const sh = k.sh;
+  const cpus = sh.geo.ctx.cpus;
+  // the flush_tlb_info the csds point at: this context's, alive until every target answered
+  sh.csdInfo[sh.csdInfoIdx(k.env.ctx, kCsdInfoPid)] = pid;
+  sh.csdInfo[sh.csdInfoIdx(k.env.ctx, kCsdInfoStart)] = start;
+  sh.csdInfo[sh.csdInfoIdx(k.env.ctx, kCsdInfoEnd)] = end;
+  const targets: number[] = [];
+  for (let t = 0; t < cpus; t++) if ((mask & (1 << t)) !== 0) targets.push(t);
+  if (targets.length === 1) { smpCallFunctionSingle(k, targets[0]!, func); return; }
+  // cfd->csd: 0 (NULL) if smpcfd_prepare_cpu never ran for the owner CPU
+  const cfdCsd = Atomics.load(sh.percpu, sh.perCpuPtr(kPcpuCfdCsd, cfdOwner(k)));
+  for (const t of targets) {
+    const csd = sh.perCpuPtr(cfdCsd, t);
+    csdLock(k, csd, t);
+    Atomics.or(sh.percpu, csd + kCsdFlags, CSD_FLAG_SYNCHRONOUS);
+    queueCsd(k, csd, t, func);
+  }
+  for (const t of targets) csdLockWait(k, sh.perCpuPtr(cfdCsd, t), t);
+}
+
+/** smp_call_function_single(cpu, func, info, wait=1): a csd on the sender's stack, LOCK|SYNCHRONOUS. */
+function smpCallFunctionSingle(k: Kern, target: number, func: number): void {
+  const sh = k.sh;
+  const csd = sh.csdStackPtr(k.env.ctx);
+  Atomics.store(sh.percpu, csd + kCsdFlags, CSD_FLAG_LOCK | CSD_FLAG_SYNCHRONOUS);
+  queueCsd(k, csd, target, func);
+  csdLockWait(k, csd, target);
+}
+
+/** The CPU whose cfd_data a sender uses: its own, or for a kernel thread the last CPU's. */
+function cfdOwner(k: Kern): number {
   return k.cpu >= 0 ? k.cpu : k.sh.geo.ctx.cpus - 1;
 }
 
 /**
- * generic_smp_call_function_single_interrupt: run every queued csd for this CPU, then csd_unlock.
- * Called from every wait loop of this CPU (env.irq) and at user-mode interrupt points.
+ * smpcfd_prepare_cpu(cpu): allocate the cpu's cfd_data csd array (alloc_percpu(call_single_data_t)).
+ * Run by the boot CPU for itself (call_function_init) and by each secondary CPU's bring-up.
+ */
+export function smpcfdPrepareCpu(sh: Shared, cpu: number): void {
+  const off = kPcpuChunk + Atomics.add(sh.percpu, kPcpuChunkNext, kCsdWords);
+  Atomics.store(sh.percpu, sh.perCpuPtr(kPcpuCfdCsd, cpu), off);
+}
+
+/** Was this CPU's cfd_data prepared (for the bring-up's online notice)? */
+export function smpcfdPrepared(sh: Shared, cpu: number): boolean {
+  return Atomics.load(sh.percpu, sh.perCpuPtr(kPcpuCfdCsd, cpu)) !== 0;
+}
+
+/** Is anything queued for this CPU (watchdog backtraces)? */
+export function callSingleQueued(sh: Shared, cpu: number): boolean {
+  return Atomics.load(sh.percpu, sh.perCpuPtr(kPcpuCallSingleQueue, cpu)) !== 0;
+}
+
+/**
+ * generic_smp_call_function_single_interrupt -> flush_smp_call_function_queue: take the whole
+ * call_single_queue (llist_del_all), reverse it into arrival order, and run each csd: SYNCHRONOUS ->
+ * func then csd_unlock, else csd_unlock first. Called from every wait loop of this CPU (env.irq) and
+ * at user-mode interrupt points. A walk longer than the number of csds that exist is a corrupted
+ * (looping) list: reported, and the walk stops there rather than hanging the CPU in its IRQ.
  */
 export function handleIpis(k: Kern): void {
   const sh = k.sh;
-  const pi = sh.cpuIdx(k.cpu, kCpuIpiPending);
-  if (Atomics.load(sh.ctl, pi) === 0) return;
-  const pending = Atomics.exchange(sh.ctl, pi, 0);
-  for (let src = 0; src < sh.geo.ctx.cpus; src++) {
-    if ((pending & (1 << src)) === 0) continue;
-    const fi = sh.csdIdx(k.cpu, src, kCsdFlags);
-    if (Atomics.load(sh.ctl, sh.cpuIdx(k.cpu, kCpuCsdInit)) === 0) {
-      // csd data never initialised by this CPU's bring-up (cpuhp): LegoOS 2018-02-05.
-      if (!csdWarned) {
-        csdWarned = true;
-        warnOnce(k.env, 'kernel/smp.c:219 generic_smp_call_function_single_interrupt', `csd for CPU${k.cpu} was never initialised (smpcfd_prepare_cpu missed); IPI from CPU${src} dropped`);
-        reportViolation(k, 'csd-not-initialised', { text: `WARNING: CPU: ${k.cpu} PID: ${k.pid} at kernel/smp.c:219 generic_smp_call_function_single_interrupt: IPI from CPU${src} for csd data that was never initialised` });
-      }
-      continue;
-    }
-    const func = sh.csd[sh.csdIdx(k.cpu, src, kCsdFunc)]!;
-    const pid = sh.csd[sh.csdIdx(k.cpu, src, kCsdPid)]!;
-    const r = sh.csdRangeIdx(k.cpu, src);
-    // flush_tlb_func: nothing to do unless this CPU runs that mm.
-    if (pid === k.pid) {
-      if (func === kIpiFlushTlbAll) tlbFlushAllLocal(k);
-      else tlbFlushRangeLocal(k, sh.csdRange[r]!, sh.csdRange[r + 1]!);
+  const pc = sh.percpu;
+  const head = sh.perCpuPtr(kPcpuCallSingleQueue, k.cpu);
+  if (Atomics.load(pc, head) === 0) return;
+  let entry = Atomics.exchange(pc, head, 0);
+  k.env.sched('smp:llist_del_all');
+  const bound = nrCsds(k);
+  // llist_reverse_order
+  let list = 0;
+  let n = 0;
+  while (entry !== 0) {
+    if (++n > bound) { csdQueueLoops(k, bound); break; }
+    const next = Atomics.load(pc, entry + kCsdLlist);
+    Atomics.store(pc, entry + kCsdLlist, list);
+    list = entry;
+    entry = next;
+  }
+  // llist_for_each_entry_safe
+  n = 0;
+  for (let csd = list; csd !== 0;) {
+    if (++n > bound) { csdQueueLoops(k, bound); break; }
+    const next = Atomics.load(pc, csd + kCsdLlist);
+    const func = Atomics.load(pc, csd + kCsdFunc);
+    const info = Atomics.load(pc, csd + kCsdInfo) - 1;
+    if ((Atomics.load(pc, csd + kCsdFlags) & CSD_FLAG_SYNCHRONOUS) !== 0) {
+      flushTlbFunc(k, func, info);
+      csdUnlock(k, csd);
+    } else {
+      csdUnlock(k, csd);
+      flushTlbFunc(k, func, info);
     }
     k.env.stat(S.ipi_received);
-    // csd_unlock: WARN_ON(!(csd->flags & CSD_FLAG_LOCK)), then release.
-    Atomics.store(sh.csd, fi, 0);
-    Atomics.notify(sh.csd, fi);
-    const db = sh.cpuIdx(src, kCpuDoorbell);
-    Atomics.add(sh.ctl, db, 1);
-    Atomics.notify(sh.ctl, db, 1);
+    csd = next;
   }
 }
 
-let csdWarned = false;
+function csdQueueLoops(k: Kern, bound: number): void {
+  reportViolation(k, 'csd-queue', {
+    text: `BUG: CPU: ${k.cpu} PID: ${k.pid} at kernel/smp.c flush_smp_call_function_queue: call_single_queue of CPU${k.cpu} is longer than the ${bound} csds that exist (a csd linked into itself)`,
+    facts: ['queue=loop'],
+  });
+}
+
+/** flush_tlb_func: nothing to do unless this CPU runs that mm. */
+function flushTlbFunc(k: Kern, func: number, info: number): void {
+  const sh = k.sh;
+  if (info < 0 || info >= sh.geo.ctx.total) return;
+  if (sh.csdInfo[sh.csdInfoIdx(info, kCsdInfoPid)] !== k.pid) return;
+  if (func === kIpiFlushTlbAll) tlbFlushAllLocal(k);
+  else tlbFlushRangeLocal(k, sh.csdInfo[sh.csdInfoIdx(info, kCsdInfoStart)]!, sh.csdInfo[sh.csdInfoIdx(info, kCsdInfoEnd)]!);
+}
 
 /** switch_mm: join the mm's cpumask (the TLB is empty: flushed when the last task left). */
 export function switchMmIn(k: Kern, mmSlot: number): void {

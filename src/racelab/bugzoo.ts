@@ -101,12 +101,14 @@ export const BUGS: BugEntry[] = [
   },
   {
     name: 'cpuhp-missing',
-    story: 'LegoOS 2018-02-05: secondary CPUs skipped part of their bring-up callbacks, so their call-function (csd) data was never initialised; the first IPI to such a CPU hit the WARN in kernel/smp.c generic_smp_call_function_single_interrupt and the shootdown never completed.',
-    path: 'src/processor/cpu.ts CPUHP_STEPS: smpcfd:prepare is skipped on secondary CPUs',
-    symptom: 'the smp.c warning, then a CPU waiting forever for the IPI ack (soft lockup)',
-    detector: 'the smp.c warning, soft-lockup watchdog (exit 3)',
-    signature: { kind: 'csd-not-initialised', facts: [], describe: 'an IPI delivered to csd data that was never initialised (the smp.c warning)' },
-    repro: ['script', 'traces/legoos-mremap-2cpu.jsonl', '--cpus', '3', '--watchdog', '3'],
+    story: 'LegoOS 2018-02-05: secondary CPUs skipped part of their bring-up callbacks (before d4230768 "boot: add cpu_online_callback() to init per-cpu things"), so smpcfd_prepare_cpu never allocated their cfd_data csd array. A multi-target IPI they send takes per_cpu_ptr(NULL, target): the target\'s own call_single_queue head. llist_add links that head into itself, dropping the csds other CPUs had queued there, and the reversal relinks csds that were already taken; kernel/smp.c\'s csd_unlock warns, and a CPU waits forever for an ack that will not come.',
+    path: 'src/processor/cpu.ts CPUHP_STEPS: smpcfd:prepare is skipped on secondary CPUs (cfd_data.csd stays NULL); the IPI code of src/processor/tlb.ts is the same on every kernel',
+    symptom: 'csd_unlock warnings (a csd unlocked twice), then a CPU waiting forever for its IPI ack (soft lockup)',
+    detector: 'the soft-lockup watchdog (exit 3, the stuck CPU waiting for csd) and csd_unlock\'s WARN_ON',
+    signature: { kind: 'soft-lockup', facts: ['wait=csd'], describe: 'a CPU stuck waiting for the ack of a call-function IPI (csd_lock_wait)' },
+    // three threads on three CPUs: a shootdown has two targets, so it goes through cfd_data (one
+    // target takes smp_call_function_single's on-stack csd, which cfd_data does not touch)
+    repro: ['mremap-stress', '--cpus', '3', '--iterations', '300', '--watchdog', '3'],
   },
 ];
 

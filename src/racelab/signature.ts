@@ -96,7 +96,9 @@ export function failuresOf(j: RunSummary): Signature[] {
   if (j.process && j.process.signal !== 0) out.push({ kind: 'signal', facts: [`signo=${j.process.signal}`], text: `killed by signal ${j.process.signal}` });
   if (j.exitCode === 3) {
     const err = firstLine(j.error, 'emulator failure');
-    out.push({ kind: /soft lockup/.test(err) ? 'soft-lockup' : 'emulator', facts: [], text: normaliseText(err) });
+    const lockup = /soft lockup/.test(err);
+    const wait = lockup ? /\bwaiting for (\w+)/.exec(err) : null;
+    out.push({ kind: lockup ? 'soft-lockup' : 'emulator', facts: wait ? [`wait=${wait[1]}`] : [], text: normaliseText(err) });
   }
   return out;
 }

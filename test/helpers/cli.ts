@@ -32,7 +32,9 @@ export interface JsonSummary {
   ok: boolean;
   exitCode: number;
   verification: { ok: boolean; summary: string; [k: string]: unknown };
-  violations: Array<{ kind: string; text: string }>;
+  violations: Array<{ kind: string; text: string; truncated?: boolean; details: { facts?: string[]; [k: string]: unknown } }>;
+  violationCount: number;
+  violationsDropped: number;
   process: { exit: number; signal: number; faultAddr?: string };
   output: string;
   stats: {
