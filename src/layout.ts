@@ -45,7 +45,7 @@ export const kCtlCpuBootCounter = 0; // CPU workers claim their id with Atomics.
 export const kCtlCpusOnline = 1; // bitmask of online CPUs (set by each CPU at the end of bring-up)
 export const kCtlShutdown = 2; // host sets 1 to stop M, S and kthreads
 export const kCtlNextTid = 3; // tid allocator (Atomics.add)
-export const kCtlNextPid = 4;
+// word 4 is unused (pids come from the tid allocator: a process's pid is its main thread's tid)
 export const kCtlRmapFreeLock = 5; // guards the rmap free list
 export const kCtlRmapFreeHead = 6; // rmap free list head (under kCtlRmapFreeLock)
 export const kCtlPgtableNext = 7; // bump allocator of page-table pages (Atomics.add)
@@ -75,8 +75,8 @@ export const kCpuLockWait = 5; // id of the lock this CPU is blocked on + 1, 0 i
 export const kCpuLockKind = 6;
 export const kCpuKernelEnterMs = 7; // (ms since boot) when the CPU entered the kernel, -1 if not (owner)
 export const kCpuParked = 8; // stop_machine: 1 while parked at a safe point
-export const kCpuLockHeld = 11; // id + 1 of the last lock this CPU took and still holds, 0 if none (owner; watchdog)
-export const kCpuLockHeldKind = 12;
+export const kCpuLockLastTaken = 11; // id + 1 of the last lock this CPU took (owner; never cleared: unlocks are not tracked; watchdog)
+export const kCpuLockLastTakenKind = 12;
 export const kCpuStateIdle = 0;
 export const kCpuStateUser = 1;
 export const kCpuStateKernel = 2;
@@ -110,7 +110,7 @@ export const PC_FLAG_NAMES: Array<[number, string]> = [
 /** PCACHE_FLAGS_CHECK_AT_FREE */
 export const PCACHE_FLAGS_CHECK_AT_FREE = PC_locked | PC_valid | PC_dirty | PC_reclaim | PC_writeback;
 
-// pcache set (struct pcache_set), Int32 x kSetStride. All words under the set lock (lru_lock).
+// pcache set (struct pcache_set), Int32 x kSetStride. Words under the set lock (lru_lock) unless noted.
 export const kSetStride = 16;
 export const kSetLock = 0;
 export const kSetFreeHead = 1; // line + 1
@@ -120,6 +120,7 @@ export const kSetNrLru = 4;
 export const kSetNrFree = 5;
 export const kSetFlags = 6; // PCACHE_SET_evicting
 export const kSetNrEviction = 7; // nr_eviction_entries (eviction list lock = set lock)
+// per-set event counters (inc_pset_event: atomic, no lock; diagnostics)
 export const kSetStatAlloc = 8;
 export const kSetStatFillMemory = 9;
 export const kSetStatFillVictim = 10;
@@ -136,7 +137,6 @@ export const kRmapOwner = 1; // owner pid (thread-group leader)
 export const kRmapPageTable = 2; // PTE slot index (the "ptep")
 export const kRmapNext = 3; // rmap index + 1
 export const kRmapCaller = 4; // enum rmap_caller
-export const kRmapLine = 5; // line index it belongs to (debug dumps)
 export const PCACHE_RMAP_used = 1;
 export const PCACHE_RMAP_reserved = 2;
 export const RMAP_CALLER_NAMES = ['fill_page_remote', 'zerofill', 'victim_fill', 'cow', 'fork', 'mremap_slowpath', 'mremap_fastpath'];

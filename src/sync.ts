@@ -5,7 +5,7 @@
 // that ack. On 2 host cores we must never spin long: after a short poll the waiter sleeps on the lock
 // word with a short timeout (to keep answering IPIs), futex style.
 import type { Env } from './env.ts';
-import { kCpuLockHeld, kCpuLockHeldKind, kCpuLockKind, kCpuLockWait } from './layout.ts';
+import { kCpuLockLastTaken, kCpuLockLastTakenKind, kCpuLockKind, kCpuLockWait } from './layout.ts';
 
 const kSpinPolls = 64;
 const kSleepMs = 0.2;
@@ -24,8 +24,8 @@ function clearWait(env: Env): void {
 
 function noteHeld(env: Env, id: number, kind: number): void {
   if (env.cpu < 0) return;
-  Atomics.store(env.sh.ctl, env.sh.cpuIdx(env.ctx, kCpuLockHeld), id + 1);
-  Atomics.store(env.sh.ctl, env.sh.cpuIdx(env.ctx, kCpuLockHeldKind), kind);
+  Atomics.store(env.sh.ctl, env.sh.cpuIdx(env.ctx, kCpuLockLastTaken), id + 1);
+  Atomics.store(env.sh.ctl, env.sh.cpuIdx(env.ctx, kCpuLockLastTakenKind), kind);
 }
 
 /** spin_trylock: 0 = unlocked, 1 = locked, 2 = locked with sleepers. */

@@ -10,7 +10,7 @@ import { Env } from '../env.ts';
 import { Fabric } from '../fabric/ibapi.ts';
 import {
   allocateShared, geometryFor, kCpuKernelEnterMs, kCpuLockKind, kCpuLockWait, kCpuPid, kCpuState, kCpuStateKernel,
-  kCpuLockHeld, kCpuLockHeldKind, kCtlCpusOnline, kMmCpumask, kMmKilled, kMmPid, kMmSem, kMmSemOwner, kMmShootdowns, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid, kCtlPgtableNext, kCtlShutdown,
+  kCpuLockLastTaken, kCpuLockLastTakenKind, kCtlCpusOnline, kMmCpumask, kMmKilled, kMmPid, kMmSem, kMmSemOwner, kMmShootdowns, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid, kCtlPgtableNext, kCtlShutdown,
   kCtlSpawnHead, kCtlSpawnTail, kMaxProcs, kMmFloatStride, kMmMovingEnd, kMmMovingStart, kPrintkDropped, kPrintkHead,
   kPrintkHeaderWords, kPrintkSlotBytes, kPrintkSlots, kPrintkTail, kRecvDoorbell, kSpawnRing, kThreadPid, kNrNodes,
   Shared, spawnRingBase, type SharedBuffers,
@@ -326,9 +326,9 @@ export class Machine {
     const pid = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuPid));
     const pending = callSingleQueued(sh, c);
     // the last lock this CPU took (it may have released it since: unlocks are not tracked)
-    const held = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockHeld));
-    const heldKind = lockKindName(Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockHeldKind)));
-    const holders = wait ? [...Array(this.cfg.cpus).keys()].filter((o) => o !== c && Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockHeld)) === wait && Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockHeldKind)) === kind) : [];
+    const held = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockLastTaken));
+    const heldKind = lockKindName(Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockLastTakenKind)));
+    const holders = wait ? [...Array(this.cfg.cpus).keys()].filter((o) => o !== c && Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockLastTaken)) === wait && Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockLastTakenKind)) === kind) : [];
     return `CPU#${c} ${state}${pid ? ` pid ${pid}` : ''}${wait ? `, waiting for ${kindName} ${wait - 1}${holders.length ? ` (last taken by CPU#${holders.join(', CPU#')})` : ''}` : ''}${held ? `, last lock taken: ${heldKind} ${held - 1}` : ''}${pending ? ', call_single_queue not empty' : ''}`;
   }
 

@@ -106,7 +106,7 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
       }
       sh.pcdata.set(rep.mbox.page, sh.lineOffset(line));
       writable = (rep.aux & PROT_WRITE) !== 0;
-      sh.set[sh.setIdx(set, kSetStatFillMemory)]! += 1;
+      Atomics.add(sh.set, sh.setIdx(set, kSetStatFillMemory), 1);
       k.env.stat(S.nr_pcache_fill_from_memory);
     }
     if (write && !writable) {

@@ -1,17 +1,26 @@
 // The pcache: P's DRAM as a virtually indexed, set-associative cache of remote memory
 // (managers/processor/pcache/{alloc,evict,evict_lru,perset,rmap,victim}.c).
 //
-// Lock order (rmap.c FAT NOTE, 933163e8): set lock (lru_lock) -> pcache line lock -> PTE lock.
-// Code holding a PTE lock may only trylock a line; on failure it takes a reference, drops the PTE
-// lock, sleeps on the line lock, retakes the PTE lock and re-checks the PTE (pte_same) — see
-// pcacheLockUnderPtl. Refcount: one per rmap (the allocation ref becomes the first rmap's), plus
-// transient refs of evictors and lock-drop paths.
+// Lock order (rmap.c FAT NOTE, 933163e8): P's mmap_sem -> set lock (lru_lock) -> pcache line lock
+// -> PTE lock -> leaf locks. The leaf locks take nothing beneath them: the victim cache lock
+// (kCtlVictimLock, which also guards kSetNrVictims), the rmap free-list lock and mm->page_table_lock.
+// Where a path must go against the order it never blocks, so no cycle can form:
+//   - under a PTE lock a line is only trylocked; on failure lockLineUnderPtl (mm.ts) takes a
+//     reference, drops the PTE lock, sleeps on the line lock, retakes the PTE lock and re-checks
+//     the PTE (pte_same);
+//   - eviction holds the line lock and pins each mapping's mm with down_read_trylock
+//     (pcacheEvictLine), giving up on the line if one fails;
+//   - the walkers that only test and clear the accessed bit (pcacheReferencedTrylock: the LRU
+//     second-chance scan, kevict_sweepd) take each PTE lock by trylock (rmap_get_pte_trylock) and
+//     skip a PTE whose lock is busy.
+// Refcount: one per rmap (the allocation ref becomes the first rmap's), plus transient refs of
+// evictors and lock-drop paths.
 import { P2M_PCACHE_FLUSH } from '../fabric/opcodes.ts';
 import {
   _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, kCtlRmapFreeHead, kCtlRmapFreeLock, kCtlVictimClock, kCtlVictimGen, kCtlVictimLock,
   kEvictEntries, kListFree, kListLru, kListNone, kMetaAllocSeq, kMetaFlags, kMetaList, kMetaMapcount, kMetaNext,
   kMetaPrev, kMetaRef, kMetaRmapHead, kMmFloatStride, kMmMovingEnd, kMmMovingStart, kMmSem, kNodeMemory,
-  kRmapCaller, kRmapFlags, kRmapLine, kRmapNext, kRmapOwner, kRmapPageTable, kSetAllocSeq, kSetFreeHead, kSetLock,
+  kRmapCaller, kRmapFlags, kRmapNext, kRmapOwner, kRmapPageTable, kSetAllocSeq, kSetFreeHead, kSetLock,
   kSetLruHead, kSetLruTail, kSetNrEviction, kSetNrFree, kSetNrLru, kSetNrVictims, kSetStatAlloc, kSetStatEviction,
   kSetStatFillVictim, kVictimGen, kVictimPid, kVictimRw, kVictimSet, PC_FLAG_NAMES, PC_locked, PC_reclaim, PC_valid,
   PC_writeback, PCACHE_FLAGS_CHECK_AT_FREE, PCACHE_RMAP_reserved, PCACHE_RMAP_used, RMAP_CALLER_NAMES, type Shared,
@@ -21,7 +30,7 @@ import { bitLock, bitTrylock, bitUnlock, downReadTrylock, spinLock, spinUnlock, 
 import { PAGE_SIZE } from '../uapi.ts';
 import { kernelWarn, reportViolation } from '../check/report.ts';
 import type { Kern } from './kern.ts';
-import { fmtPtep, pteFlagsString, pteLine, pteMapped, ptePfn, ptlLock, ptlUnlock, walkNoAlloc } from './pgtable.ts';
+import { fmtPtep, pteFlagsString, pteLine, pteMapped, ptePfn, ptlLock, ptlTrylock, ptlUnlock, walkNoAlloc } from './pgtable.ts';
 import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from './tlb.ts';
 import { kCpuPid, kMmPendingFlush, kMmPgd, kTlbEntries } from '../layout.ts';
 
@@ -168,7 +177,7 @@ export function pcacheAlloc(k: Kern, va: number, maxEvictTries = Infinity): numb
       sh.meta[sh.metaIdx(line, kMetaAllocSeq)] = sh.set[sh.setIdx(set, kSetAllocSeq)]! + 1;
       sh.set[sh.setIdx(set, kSetAllocSeq)]! += 1;
       lruAddHead(sh, set, line);
-      sh.set[sh.setIdx(set, kSetStatAlloc)]! += 1;
+      Atomics.add(sh.set, sh.setIdx(set, kSetStatAlloc), 1);
       unlockSet(k, set);
       if (k.env.config.check !== 'none') checkLineNotInTlbs(k, line, va);
       return line;
@@ -256,7 +265,6 @@ export function pcacheAddRmap(k: Kern, line: number, ptep: number, address: numb
   sh.rmap[sh.rmapIdx(r, kRmapOwner)] = owner;
   sh.rmap[sh.rmapIdx(r, kRmapPageTable)] = ptep;
   sh.rmap[sh.rmapIdx(r, kRmapCaller)] = caller;
-  sh.rmap[sh.rmapIdx(r, kRmapLine)] = line;
   sh.rmapAddr[r] = address - (address % PAGE_SIZE);
   sh.rmap[sh.rmapIdx(r, kRmapNext)] = sh.meta[sh.metaIdx(line, kMetaRmapHead)]!;
   sh.meta[sh.metaIdx(line, kMetaRmapHead)] = r + 1;
@@ -457,8 +465,7 @@ export function pcacheReferencedTrylock(k: Kern, line: number): boolean {
   for (const r of rmapList(sh, line)) {
     const v = rmapView(sh, r);
     if (v.pageTable < 0) continue;
-    const tp = Math.floor(v.pageTable / 512);
-    if (!bitTrylockPtl(sh, tp)) continue;
+    if (!ptlTrylock(k.env, v.pageTable)) continue;
     // rmap_get_pte_trylock's two comparisons, under the line lock (held by the caller) and the PTE
     // lock: where every fixed path changes a PTE and its rmap together, so a mismatch is never transient.
     const slot = k.mmSlotOf(v.owner);
@@ -466,7 +473,7 @@ export function pcacheReferencedTrylock(k: Kern, line: number): boolean {
     const pte = Atomics.load(sh.pgtable, v.pageTable);
     if (slot >= 0 && (ptep !== v.pageTable || !pteMapped(pte) || pteLine(pte) !== line)) {
       const shown = ptep >= 0 ? Atomics.load(sh.pgtable, ptep) : 0;
-      spinUnlock(sh.ptl, tp);
+      ptlUnlock(k.env, v.pageTable);
       reportBadRmap(k, line, r, ptep, shown, 'pcache_referenced_trylock_one');
       continue;
     }
@@ -474,7 +481,7 @@ export function pcacheReferencedTrylock(k: Kern, line: number): boolean {
       Atomics.and(sh.pgtable, v.pageTable, ~_PAGE_ACCESSED);
       young = true;
     }
-    spinUnlock(sh.ptl, tp);
+    ptlUnlock(k.env, v.pageTable);
   }
   return young;
 }
@@ -510,7 +517,6 @@ function checkLineNotInTlbs(k: Kern, line: number, va: number): void {
     }
   }
 }
-const bitTrylockPtl = (sh: Shared, tp: number): boolean => Atomics.compareExchange(sh.ptl, tp, 0, 1) === 0;
 
 /**
  * evict_find_line: pick a victim line in `set`. Returns it Locked, Reclaim, off the LRU, ref+1, or -1.
@@ -651,7 +657,7 @@ export function pcacheEvictLine(k: Kern, set: number): number {
   if (Atomics.compareExchange(sh.meta, refIdx, nrMapped + 1, 0) === nrMapped + 1) {
     unlockPcache(sh, line);
     freePcache(k, line);
-    sh.set[sh.setIdx(set, kSetStatEviction)]! += 1;
+    Atomics.add(sh.set, sh.setIdx(set, kSetStatEviction), 1);
     k.env.stat(S.nr_pcache_eviction_succeed);
     return EVICT_SUCCEED;
   }
@@ -725,7 +731,7 @@ export function victimTryFill(k: Kern, pid: number, va: number, line: number): n
       const rw = sh.victim[sh.victimIdx(v, kVictimRw)]!;
       victimDrop(sh, v);
       spinUnlock(sh.ctl, kCtlVictimLock);
-      sh.set[sh.setIdx(set, kSetStatFillVictim)]! += 1;
+      Atomics.add(sh.set, sh.setIdx(set, kSetStatFillVictim), 1);
       k.env.stat(S.nr_victim_hit);
       return rw;
     }

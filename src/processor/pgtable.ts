@@ -10,7 +10,7 @@ import {
   _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, _PAGE_USER, kCtlPgtableNext, kMmPageTableLock,
   kMmPgd, kPcachePfnBase, kPtrsPerTable, PTE_FLAG_NAMES, type Shared,
 } from '../layout.ts';
-import { spinLock, spinUnlock } from '../sync.ts';
+import { spinLock, spinTrylock, spinUnlock } from '../sync.ts';
 import { PAGE_SIZE } from '../uapi.ts';
 
 const L4 = 2 ** 39;
@@ -104,6 +104,11 @@ export function walkNoAlloc(sh: Shared, pgd: number, va: number): number {
 export function ptlLock(env: Env, slot: number): void {
   const tp = tableOfSlot(slot);
   spinLock(env, env.sh.ptl, tp, tp);
+}
+/** spin_trylock of the PTE page's lock (rmap_get_pte_trylock) */
+export function ptlTrylock(env: Env, slot: number): boolean {
+  const tp = tableOfSlot(slot);
+  return spinTrylock(env.sh.ptl, tp);
 }
 export function ptlUnlock(env: Env, slot: number): void {
   spinUnlock(env.sh.ptl, tableOfSlot(slot));
