@@ -122,6 +122,9 @@ export const S_IFCHR = 0o020000;
 
 // Signals
 export const SIGSEGV = 11;
+/** si_code of SIGSEGV (include/uapi/asm-generic/siginfo.h) */
+export const SEGV_MAPERR = 1;
+export const SEGV_ACCERR = 2;
 export const SIGBUS = 7;
 
 /** x86 page-fault error code bits (arch/x86/include/asm/traps.h) as printed in "segfault at ... error N". */

@@ -101,6 +101,11 @@ describe('parseScenario errors are one line: file:line: what (and how to fix)', 
       't.jsonl:1: unknown field "lenght" in a mmap step; did you mean "len"? '
       + '(fields: thread, op, repeat, comment, as, expect, addr, len, prot, flags, fd, offset)');
     expect(parseError('{"op": "mremap", "addr": 0, "old_len": 4096}')).toBe('t.jsonl:1: a mremap step needs "new_len"');
+    // syscall arguments are 64 bits: up to 2^64 - 1 as a literal, exact or refused
+    expect(parseError('{"op": "munmap", "addr": 0, "len": "0x10000000000000000"}')).toMatch(/bad number "0x10000000000000000" in "len" \(beyond 2\^64 - 1: a syscall argument is 64 bits\)/);
+    expect(parseError('{"op": "munmap", "addr": 0, "len": "0x7fffffffffffffff"}')).toMatch(/\(a 64-bit value a double cannot hold exactly/);
+    expect(parseError('{"op": "munmap", "addr": 0, "len": 18446744073709547521}')).toMatch(/beyond 2\^53: a JSON number loses precision there; write a 64-bit value as a hex string/);
+    expect(parseScenario('{"op": "munmap", "addr": 0, "len": "0xfffffffffffff001"}', 't.jsonl').steps[0]).toMatchObject({ len: { terms: [{ lit: -4095 }] } });
     expect(parseError('{"op": "mmap", "len": 4096, "flags": "MAP_PRIVATE|PROT_READ"}')).toBe(
       't.jsonl:1: "PROT_READ" is a protection, not a mmap flag (in "flags")');
     expect(parseError('{"op": "munmap", "addr": 0, "len": 1, "expect": "EINVALL"}')).toBe(
@@ -110,7 +115,7 @@ describe('parseScenario errors are one line: file:line: what (and how to fix)', 
     expect(parseError('{"op": "brk", "addr": 0}\n{"scenario": "late"}')).toBe(
       't.jsonl:2: the header {"scenario": ...} must be the first JSON line of the file');
     expect(parseError('{"op": "probe", "addr": 0, "len": 4096, "expect_probe": "writeable"}')).toBe(
-      't.jsonl:1: unknown probe state "writeable"; did you mean "writable"? (states: unmapped, readonly, writable)');
+      't.jsonl:1: unknown probe state "writeable"; did you mean "writable"? (states: unmapped, none, readonly, writable)');
     expect(parseError('{"op": "fill", "addr": "0x100000001000", "len": 4096}')).toBe(
       't.jsonl:1: [0x100000001000 - 0x100000002000) overlaps the script\'s control region [0x100000000000 - 0x100000006000); '
       + 'move the step\'s range or set "ctl" in the header');

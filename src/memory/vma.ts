@@ -222,6 +222,17 @@ function pageAlign(x: number): number {
 
 const pageAlignDown = (a: number): number => a - (a % PAGE_SIZE);
 
+/**
+ * PAGE_ALIGN of a syscall argument as it arrived (the signed 64-bit value of the register, exact in
+ * a double), computed on the exact unsigned long: 0xfffffffffffff001 (-4095) wraps to 0 as in Linux,
+ * where ulong() + pageAlign() would round 2^64 - 4095 first.
+ */
+function pageAlignArg(x: number, what: string): number {
+  if (!Number.isInteger(x)) throw new RangeError(`${what} must be an integer, got ${x}`);
+  const u = BigInt.asUintN(64, BigInt(x));
+  return Number(BigInt.asUintN(64, (u + BigInt(PAGE_SIZE - 1)) & ~BigInt(PAGE_SIZE - 1)));
+}
+
 /** Non-negative a mod m for possibly negative a. */
 const mod = (a: number, m: number): number => ((a % m) + m) % m;
 
@@ -756,6 +767,7 @@ export class LegoMm {
   /** mm/mprotect.c do_mprotect_pkey (pkey = -1) */
   mprotect(addr: number, len: number, prot: number): number {
     let start = ulong(addr, 'start');
+    const aligned = pageAlignArg(len, 'len');
     len = ulong(len, 'len');
     prot = ulong(prot, 'prot');
     // prot is an unsigned long: take the PROT_GROWS* bits off arithmetically, keep any high bits
@@ -765,7 +777,7 @@ export class LegoMm {
     if (grows === (PROT_GROWSDOWN | PROT_GROWSUP)) return -EINVAL; // can't be both
     if (offsetInPage(start)) return -EINVAL;
     if (!len) return 0;
-    len = pageAlign(len);
+    len = aligned;
     const end = start + len;
     if (end <= start || end >= TWO64) return -ENOMEM;
     // arch_validate_prot(): only PROT_READ | PROT_WRITE | PROT_EXEC | PROT_SEM
@@ -886,8 +898,8 @@ export class LegoMm {
   mremap(oldAddr: number, oldLen: number, newLen: number, flags: number, newAddr: number): number {
     const vrm: VmaRemap = {
       addr: ulong(oldAddr, 'old_address'),
-      oldLen: pageAlign(ulong(oldLen, 'old_len')),
-      newLen: pageAlign(ulong(newLen, 'new_len')),
+      oldLen: pageAlignArg(oldLen, 'old_len'),
+      newLen: pageAlignArg(newLen, 'new_len'),
       flags: ulong(flags, 'flags'),
       newAddr: ulong(newAddr, 'new_address'),
       vma: undefined,

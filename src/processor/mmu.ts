@@ -13,7 +13,7 @@
 // another thread of the process took a fatal signal.
 import { _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, kMmPendingFlush, kCpuState, kCpuStateKernel, kCpuStateUser, kCpuKernelEnterMs, kMmKilled, kMmPgd, kTlbEntries } from '../layout.ts';
 import { S } from '../stats.ts';
-import { PAGE_SIZE, X86_PF_PROT, X86_PF_USER, X86_PF_WRITE } from '../uapi.ts';
+import { PAGE_SIZE, SEGV_ACCERR, SEGV_MAPERR, X86_PF_PROT, X86_PF_USER, X86_PF_WRITE } from '../uapi.ts';
 import type { Mmu } from '../user/api.ts';
 import { UserSignal } from '../user/api.ts';
 import { FAULT_KILLED, FAULT_OK, FAULT_OOM, FAULT_SIGSEGV_ACCERR, pcacheHandleFault } from './fault.ts';
@@ -129,7 +129,7 @@ export class CpuMmu implements Mmu {
       this.tlbVpn[ti] = -1;
       const r = this.fault(va, write);
       if (r === FAULT_OK) continue;
-      if (probe) return -1;
+      if (probe) return -r; // FAULT_SIGSEGV_MAPERR/ACCERR are SEGV_MAPERR/ACCERR's si_codes
       this.signal(va, write, r, (pte & _PAGE_PRESENT) !== 0);
     }
   }
@@ -258,9 +258,12 @@ export class CpuMmu implements Mmu {
     return Atomics.add(this.data32, p >>> 2, delta | 0) >>> 0;
   }
   probe(va: number, write: boolean): boolean {
+    return this.probeSiCode(va, write) === 0;
+  }
+  probeSiCode(va: number, write: boolean): number {
     const p = this.translate(va, write, true);
-    if (p < 0) return false;
+    if (p < 0) return -p === FAULT_SIGSEGV_ACCERR ? SEGV_ACCERR : SEGV_MAPERR;
     if (write) this.data[p] = this.data[p]!; // a store of the byte's own value
-    return true;
+    return 0;
   }
 }

@@ -35,6 +35,11 @@ export interface Mmu {
    * killing the process. Used by scenario probes; ordinary code must use load/store.
    */
   probe(va: number, write: boolean): boolean;
+  /**
+   * The same probe, returning the si_code the SIGSEGV would carry: 0 (no fault), SEGV_MAPERR (1: no
+   * mapping) or SEGV_ACCERR (2: the mapping forbids the access, for example PROT_NONE).
+   */
+  probeSiCode(va: number, write: boolean): number;
 }
 
 export interface Syscalls {

@@ -80,12 +80,13 @@ export function makeFakeUser(m: FakeMachine, program?: Program, seed = 1, argv: 
     },
     cas32: (va, exp, rep) => { const old = mmu.load32(va); if (old === exp >>> 0) mmu.store32(va, rep); return old; },
     xadd32: (va, d) => { const old = mmu.load32(va); mmu.store32(va, (old + d) >>> 0); return old; },
-    probe: (va, write) => {
+    probe: (va, write) => mmu.probeSiCode(va, write) === 0,
+    probeSiCode: (va, write) => {
       const p = m.pages.get(Math.floor(va / PAGE_SIZE));
-      if (!p) return false;
-      if (m.enforceProt && !(protOf(va) & (write ? PROT_WRITE : PROT_READ))) return false;
+      if (!p) return 1; // SEGV_MAPERR
+      if (m.enforceProt && !(protOf(va) & (write ? PROT_WRITE : PROT_READ))) return 2; // SEGV_ACCERR
       if (write) p[va % PAGE_SIZE] = p[va % PAGE_SIZE]!;
-      return true;
+      return 0;
     },
   };
   let mmapTop = 0x7fffe5800000;

@@ -15,7 +15,7 @@
 import { z } from 'zod';
 import {
   ERRNO_NAMES, MAP_ANONYMOUS, MAP_FIXED, MAP_NAMES, MAP_PRIVATE, MREMAP_FIXED, MREMAP_NAMES, PAGE_SIZE,
-  PROT_NAMES, PROT_READ, PROT_WRITE, STDERR_FILENO, STDOUT_FILENO, TASK_SIZE, errnoByName, errnoName,
+  PROT_NAMES, PROT_READ, PROT_WRITE, SEGV_ACCERR, STDERR_FILENO, STDOUT_FILENO, TASK_SIZE, errnoByName, errnoName,
 } from '../../uapi.ts';
 import type { Mmu, Program, UserContext } from '../api.ts';
 import { closest } from '../../text.ts';
@@ -173,7 +173,8 @@ export type Expect =
   | { kind: 'value'; expr: NumExpr };
 
 export type Pattern = { kind: 'tag' } | { kind: 'zero' } | { kind: 'byte'; byte: number };
-export const PROBE_STATES = ['unmapped', 'readonly', 'writable'] as const;
+/** what a probe finds: no mapping, a PROT_NONE mapping, a read-only or a writable one */
+export const PROBE_STATES = ['unmapped', 'none', 'readonly', 'writable'] as const;
 export type ProbeState = (typeof PROBE_STATES)[number];
 export interface ProbeRun { pages?: NumExpr; len?: NumExpr; state: ProbeState }
 export const TOUCH_ACCESSES = ['read', 'write'] as const;
@@ -284,7 +285,7 @@ const STEP_SCHEMAS = {
     expect_probe: z.union([
       z.string(),
       z.array(z.strictObject({ pages: zNum.optional(), len: zNum.optional(), state: z.string() })),
-    ], { error: 'must be a state ("unmapped", "readonly", "writable") or a list of {"pages": n, "state": s} or {"len": n, "state": s} runs' }).optional(),
+    ], { error: 'must be a state ("unmapped", "none", "readonly", "writable") or a list of {"pages": n, "state": s} or {"len": n, "state": s} runs' }).optional(),
   }),
   touch: z.strictObject({
     ...zCommon, addr: zNum, len: zNum.optional(),
@@ -339,8 +340,19 @@ class Parser {
     const bad = (why: string): never =>
       this.fail(line, `bad number ${JSON.stringify(raw)} in "${field}"${why}: expected ${kNumHelp}`);
     if (typeof raw === 'number') {
-      if (!Number.isSafeInteger(raw)) bad(Number.isInteger(raw) ? ' (beyond 2^53)' : ' (not an integer)');
+      if (!Number.isSafeInteger(raw)) bad(Number.isInteger(raw) ? ' (beyond 2^53: a JSON number loses precision there; write a 64-bit value as a hex string, "0xfffffffffffff001")' : ' (not an integer)');
       return { text: String(raw), terms: [{ sign: 1, lit: raw, vars: [] }] };
+    }
+    // A lone literal is a 64-bit register value: up to 2^64 - 1, passed as its signed 64-bit value
+    // (0xfffffffffffff001 is -4095), which the kernel reads back as an unsigned long.
+    const lone = /^\s*(0[xX][0-9a-fA-F]+|[0-9]+)\s*$/.exec(raw);
+    if (lone && !Number.isSafeInteger(Number(lone[1]))) {
+      const b = BigInt(lone[1]!);
+      if (b >= 2n ** 64n) bad(' (beyond 2^64 - 1: a syscall argument is 64 bits)');
+      const signed = BigInt.asIntN(64, b);
+      const v = Number(signed);
+      if (BigInt(v) !== signed) bad(' (a 64-bit value a double cannot hold exactly: splitkern passes syscall arguments as the signed 64-bit value in a double; use one within 2^53 of 0 or of 2^64)');
+      return { text: raw.trim(), terms: [{ sign: 1, lit: v, vars: [] }] };
     }
     const tok = /\s*(\$[A-Za-z_][A-Za-z0-9_]*|0[xX][0-9a-fA-F]+|[0-9]+|[-+*])\s*/y;
     const toks: string[] = [];
@@ -736,6 +748,8 @@ class ScriptThread {
   }
 
   eval(e: NumExpr, field: string): number {
+    const t0 = e.terms[0]!;
+    if (e.terms.length === 1 && t0.vars.length === 0) return t0.sign * t0.lit; // a literal: may be a 64-bit value
     let v = 0;
     for (const term of e.terms) {
       let x = term.lit;
@@ -756,7 +770,8 @@ class ScriptThread {
   }
 
   classify(va: number): ProbeState {
-    if (!this.u.mmu.probe(va, false)) return 'unmapped';
+    const si = this.u.mmu.probeSiCode(va, false);
+    if (si !== 0) return si === SEGV_ACCERR ? 'none' : 'unmapped';
     return this.u.mmu.probe(va, true) ? 'writable' : 'readonly';
   }
 
@@ -901,8 +916,9 @@ class ScriptThread {
         want = step.pattern.kind === 'zero' ? 'zeros' : `bytes ${hex(step.pattern.byte)} throughout`;
       }
       let got: string | undefined;
-      if (!mmu.probe(va, false)) {
-        got = 'is unmapped (or PROT_NONE)';
+      const si = mmu.probeSiCode(va, false);
+      if (si !== 0) {
+        got = si === SEGV_ACCERR ? 'is none (PROT_NONE)' : 'is unmapped';
       } else {
         mmu.read(va, buf);
         const c = decodePageTag(buf);
