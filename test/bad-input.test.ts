@@ -64,6 +64,8 @@ const CASES: Array<[string, string[], RegExp]> = [
   ['--seed huge', run('--seed', '99999999999999999999'), /--seed 99999999999999999999 must fit in 32 bits/],
   ['--watchdog not a number', run('--watchdog', 'abc'), /--watchdog: "abc" is not a number/],
   ['--watchdog 0', run('--watchdog', '0'), /--watchdog 0 must be at least 1 second/],
+  ['--heartbeat not a number', run('--heartbeat', 'soon'), /--heartbeat: "soon" is not a number/],
+  ['--heartbeat too long', run('--heartbeat', '7200'), /--heartbeat 7200 is too long: at most 3600 seconds \(0 turns it off\)/],
   ['--watchdog huge', run('--watchdog', '1e9'), /--watchdog: "1e9" is not a number/],
   ['--sweep-interval not a number', run('--sweep-interval', 'soon'), /--sweep-interval: "soon" is not a number/],
   ['--sweep-interval huge', run('--sweep-interval', '99999'), /--sweep-interval 99999 must be at most 10000 ms/],

@@ -80,3 +80,16 @@ describe('bad input exits 2 with one line and no stack trace', () => {
     });
   }
 });
+
+describe('long runs show a sign of life', () => {
+  it('a heartbeat line on stderr every --heartbeat seconds, off with 0 (no TTY here, so no progress bar)', async () => {
+    const args = ['run', 'mremap-stress', '--seconds', '3', '--iterations', '1000000'];
+    const r = await runCli([...args, '--heartbeat', '1']);
+    expect(r.code).toBe(0);
+    const beats = r.stderr.split('\n').filter((l) => /^splitkern: \d+ s: \d+\/\d+ iterations, \d+ faults, \d+ pcache misses, \d+ shootdowns, 0 violations$/.test(l));
+    expect(beats.length).toBeGreaterThanOrEqual(2);
+    const quiet = await runCli([...args, '--heartbeat', '0']);
+    expect(quiet.code).toBe(0);
+    expect(quiet.stderr).not.toMatch(/^splitkern: \d+ s: /m);
+  }, 120_000);
+});

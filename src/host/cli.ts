@@ -16,13 +16,14 @@ import { genDpkgStatus, genZipfText } from '../user/gen.ts';
 import { parseScenario, ScenarioError, type ScriptReport } from '../user/programs/script.ts';
 import { parseStressArgs, type StressReport } from '../user/programs/mremap_stress.ts';
 import { EmulatorFailure, errText, fmtBytes, Machine, type RunOutcome } from './machine.ts';
-import { buildConfig, excerpt, oneLine, parseSize, UsageError, type RawOptions } from './options.ts';
+import { buildConfig, excerpt, oneLine, parseNumber, parseSize, UsageError, type RawOptions } from './options.ts';
 import { collectStats, formatStats } from './summary.ts';
 
 const WORKLOADS = ['word_count', 'dpkg-status', 'script', 'mremap-stress'] as const;
 type Workload = (typeof WORKLOADS)[number];
 
 interface RunOptions extends RawOptions {
+  heartbeat?: string;
   size?: string;
   top?: string;
   threads?: string;
@@ -44,6 +45,17 @@ interface Job {
 }
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
+
+/** The heartbeat: how far the run is, from the machine's own counters, on one line. */
+function heartbeatLine(machine: Machine, progressDone: Map<number, { done: number; total: number }>, sec: number): string {
+  const st = collectStats(machine.sh);
+  let done = 0;
+  let total = 0;
+  for (const p of progressDone.values()) { done += p.done; total += p.total; }
+  const iters = total > 0 ? `${done}/${total} iterations, ` : '';
+  const n = machine.violationCount;
+  return `splitkern: ${Math.round(sec)} s: ${iters}${st.faults.total} faults, ${st.pcache.nr_pcache_fill_from_memory ?? 0} pcache misses, ${st.tlb.shootdowns} shootdowns, ${n} violation${n === 1 ? '' : 's'}`;
+}
 
 /** cli-progress bar summed over the threads that report progress. */
 class ProgressView {
@@ -68,6 +80,8 @@ class ProgressView {
     this.bar.render();
   }
   stop(): void { this.bar?.stop(); }
+  /** a bar is on screen (the program reports progress) */
+  get active(): boolean { return this.bar !== undefined; }
 }
 
 /**
@@ -265,6 +279,8 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   if (cfg.filesDir !== undefined && !fs.statSync(cfg.filesDir, { throwIfNoEntry: false })?.isDirectory()) {
     throw new UsageError(`--files ${cfg.filesDir} is not a directory`);
   }
+  const heartbeatSec = parseNumber(o.heartbeat ?? '10', '--heartbeat');
+  if (heartbeatSec > 3600) throw new UsageError(`--heartbeat ${o.heartbeat} is too long: at most 3600 seconds (0 turns it off)`);
   const job = prepare(workload as Workload, args, o, cfg);
   const stdoutChunks: Buffer[] = [];
   const out = (s: string) => { if (!cfg.json) process.stdout.write(s); };
@@ -307,7 +323,18 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
     if (cfg.bugs.length) machine.env.printk('warn', `kernel: ${cfg.kernel}: bug flags on: ${cfg.bugs.join(', ')}`);
     runStartMs = machine.env.nowMs();
     if (interrupted) throw machine.fail(`${interrupted} during boot`);
-    outcome = await machine.run(job.program, job.argv);
+    const beat = heartbeatSec > 0 ? setInterval(() => {
+      // on a TTY the bar of a program that reports progress is the sign of life
+      if (progress?.active) return;
+      const line = heartbeatLine(machine, progressDone, (machine.env.nowMs() - runStartMs) / 1000);
+      if (progress) progress.log(`${line}\n`); else process.stderr.write(`${line}\n`);
+    }, heartbeatSec * 1000) : undefined;
+    beat?.unref();
+    try {
+      outcome = await machine.run(job.program, job.argv);
+    } finally {
+      if (beat) clearInterval(beat);
+    }
     if (cfg.check !== 'none') {
       const r = stopMachine(machine.env, cfg.sweep, () => checkQuiescent(machine.k, 'end of run'));
       machine.env.printk('info', `check: end of run: ${r.checked.lines} lines, ${r.checked.rmaps} rmaps, ${r.checked.ptes} PTEs, ${r.checked.sets} sets checked, ${r.violations} violations`);
@@ -451,6 +478,7 @@ function addRunOptions(cmd: Command): Command {
     .option('--seconds <s>', 'mremap-stress: time budget (0 = none)')
     .option('--pattern <p>', 'mremap-stress: chain, pingpong or random')
     .option('--watchdog <sec>', 'soft-lockup watchdog threshold', '20')
+    .option('--heartbeat <sec>', 'a one-line sign of life on stderr every <sec> seconds of a long run, where no progress bar is shown (0 = off)', '10')
     .option('--bug <names>', 'switch historical bugs back on (comma-separated; see `splitkern bugs`)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--kernel <preset>', 'a historical kernel as a set of bug flags: fixed, legoos-head, legoos-2018-02-03, legoos-2018-02-01')
     .option('--jitter <p>', 'delay each schedule point with probability p (widens race windows)')

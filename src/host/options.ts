@@ -39,7 +39,7 @@ function parseInt10(text: string, what: string): number {
   return Math.max(Math.min(n, Number.MAX_SAFE_INTEGER), -Number.MAX_SAFE_INTEGER);
 }
 
-function parseNumber(text: string, what: string): number {
+export function parseNumber(text: string, what: string): number {
   if (!/^\d+(\.\d+)?$/.test(text.trim())) throw new UsageError(`${what}: "${excerpt(text)}" is not a number`);
   return Math.min(Number(text), Number.MAX_SAFE_INTEGER);
 }
