@@ -152,6 +152,18 @@ describe('failures are reported with the right exit code', () => {
     expect(r.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('a fill past M\'s DRAM: the process is OOM-killed and the message names the limit (not "unmapped")', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'splitkern-oom-'));
+    const file = path.join(dir, 'oom.jsonl');
+    writeFileSync(file, '{"op": "mmap", "len": "0x2000000", "as": "$a"}\n{"op": "fill", "addr": "$a", "len": "0x2000000"}\n');
+    const { j, r } = await runJson(['run', 'script', file, '--memory', '16M', '--cpus', '1']);
+    rmSync(dir, { recursive: true });
+    expect(r.code).toBe(1);
+    expect(j.process.signal).toBe(9);
+    expect(r.stderr).toMatch(/Out of memory: Killed process 1 \(script\): the memory component has no DRAM left for 0x[0-9a-f]+ \(--memory 16 MiB, all in use\)/);
+    expect(r.stderr).not.toMatch(/is unmapped/);
+  });
+
   it('a flood of violation reports: exit 1, the exact count, every record either read or counted as dropped', async () => {
     // one CPU task (a 1-thread scenario), 3000 reports of 3 KiB texts against a 1024-slot ring that
     // the host drains while they arrive (test/report.test.ts fills it with no drain at all)

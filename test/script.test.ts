@@ -101,6 +101,11 @@ describe('parseScenario errors are one line: file:line: what (and how to fix)', 
       't.jsonl:1: unknown field "lenght" in a mmap step; did you mean "len"? '
       + '(fields: thread, op, repeat, comment, as, expect, addr, len, prot, flags, fd, offset)');
     expect(parseError('{"op": "mremap", "addr": 0, "old_len": 4096}')).toBe('t.jsonl:1: a mremap step needs "new_len"');
+    // literal user ranges of memory steps are checked before boot
+    expect(parseError('{"op": "fill", "addr": "0x7fffe5788001", "len": 4096}')).toBe('t.jsonl:1: "addr" 0x7fffe5788001 is not page-aligned (a multiple of 0x1000)');
+    expect(parseError('{"op": "check", "addr": -4096, "len": 4096}')).toBe('t.jsonl:1: "addr" -4096 is not a user address (0 to TASK_SIZE 0x7ffffffff000)');
+    expect(parseError('{"op": "probe", "addr": 4096, "len": 0}')).toBe('t.jsonl:1: "len" 0 must be positive');
+    expect(parseError('{"op": "touch", "addr": "0x800000000000"}')).toBe('t.jsonl:1: "addr" 0x800000000000 is not a user address (0 to TASK_SIZE 0x7ffffffff000)');
     // syscall arguments are 64 bits: up to 2^64 - 1 as a literal, exact or refused
     expect(parseError('{"op": "munmap", "addr": 0, "len": "0x10000000000000000"}')).toMatch(/bad number "0x10000000000000000" in "len" \(beyond 2\^64 - 1: a syscall argument is 64 bits\)/);
     expect(parseError('{"op": "munmap", "addr": 0, "len": "0x7fffffffffffffff"}')).toMatch(/\(a 64-bit value a double cannot hold exactly/);
@@ -332,12 +337,12 @@ describe('touch: raw accesses that fault for real', () => {
 
   it('a touch of mapped pages succeeds and prints one line; a write stores 0 at each page\'s first touched byte', () => {
     const text = [
-      map,
+      map.replace(/}$/, ', "as": "$m"}'),
       '{"op": "fill", "addr": "0x600000000000", "len": "0x3000", "pattern": 90}',
       '{"op": "touch", "addr": "0x600000000000"}',
       '{"op": "touch", "addr": "0x600000000010", "len": "0x2000", "access": "write"}',
       '{"op": "touch", "addr": "0x600000002fff", "access": "read", "repeat": 2}',
-      '{"op": "touch", "addr": "0x600000000000", "len": 0}',
+      '{"op": "touch", "addr": "0x600000000000", "len": "$m-$m"}', // computed: a literal 0 is refused before boot
     ].join('\n');
     const { lines, report, exit, m } = runMain(text);
     expect(lines[2]).toEqual({ line: 3, thread: 0, op: 'touch', range: '[0x600000000000 - 0x600000000001)', access: 'read', ok: true });
@@ -370,10 +375,12 @@ describe('touch: raw accesses that fault for real', () => {
     expect(outputLines(m).map((l) => [l.op, l.ok])).toEqual([['mmap', true], ['touch', true]]);
   });
 
-  it('a range beyond TASK_SIZE is a step failure, not an access', () => {
-    const { lines } = runMain('{"op": "touch", "addr": "0x7ffffffff000", "len": "0x2000"}');
-    expect(lines[0]).toEqual({
-      line: 1, thread: 0, op: 'touch', ok: false,
+  it('a computed range beyond TASK_SIZE is a step failure, not an access (a literal one is refused before boot)', () => {
+    expect(parseError('{"op": "touch", "addr": "0x7fffffffe000", "len": "0x2000"}')).toBe(
+      't.jsonl:1: [0x7fffffffe000 - 0x800000000000) is not a user range: it ends above TASK_SIZE 0x7ffffffff000');
+    const { lines } = runMain('{"op": "mmap", "len": "0x1000", "as": "$m"}\n{"op": "touch", "addr": "$m-$m+0x7ffffffff000", "len": "0x2000"}');
+    expect(lines[1]).toEqual({
+      line: 2, thread: 0, op: 'touch', ok: false,
       error: '[0x7ffffffff000 - 0x800000001000) is not a user range (below TASK_SIZE 0x7ffffffff000)',
     });
   });

@@ -8,7 +8,7 @@ import { P2M_PCACHE_MISS } from '../fabric/opcodes.ts';
 import { _PAGE_PROTNONE, _PAGE_RW, kMmAsChanges, kMmKilled, kMmSem, kNodeMemory, kSetNrEviction, kSetStatFillMemory, RMAP_FILL_PAGE_REMOTE, RMAP_VICTIM_FILL } from '../layout.ts';
 import { S } from '../stats.ts';
 import { downRead, upRead } from '../sync.ts';
-import { EACCES, PAGE_SIZE, PROT_WRITE } from '../uapi.ts';
+import { EACCES, ENOMEM, PAGE_SIZE, PROT_WRITE } from '../uapi.ts';
 import type { Kern } from './kern.ts';
 import { pcacheAddRmap, pcacheAlloc, psetFindEviction, putPcache, rmapReserve, rmapUnreserve, victimTryFill } from './pcache.ts';
 import { pteMapped, ptlLock, ptlUnlock, walk, mkPte } from './pgtable.ts';
@@ -18,6 +18,7 @@ export const FAULT_SIGSEGV_MAPERR = 1; // no mapping (SEGV_MAPERR)
 export const FAULT_SIGSEGV_ACCERR = 2; // mapping forbids the access (SEGV_ACCERR)
 export const FAULT_OOM = 3; // "fail to allocate pcache or victim cache lines"
 export const FAULT_KILLED = 4; // the process is being killed by a fatal signal of another thread
+export const FAULT_OOM_REMOTE = 5; // the memory component has no DRAM left for the page (P2M_PCACHE_MISS -ENOMEM)
 
 export function pcacheHandleFault(k: Kern, va: number, write: boolean): number {
   const sh = k.sh;
@@ -102,6 +103,7 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
       if (rep.status < 0) {
         ptlUnlock(k.env, ptep);
         giveUp();
+        if (rep.status === -ENOMEM) return FAULT_OOM_REMOTE;
         return rep.status === -EACCES ? FAULT_SIGSEGV_ACCERR : FAULT_SIGSEGV_MAPERR;
       }
       sh.pcdata.set(rep.mbox.page, sh.lineOffset(line));

@@ -16,7 +16,7 @@ import { S } from '../stats.ts';
 import { PAGE_SIZE, SEGV_ACCERR, SEGV_MAPERR, X86_PF_PROT, X86_PF_USER, X86_PF_WRITE } from '../uapi.ts';
 import type { Mmu } from '../user/api.ts';
 import { UserSignal } from '../user/api.ts';
-import { FAULT_KILLED, FAULT_OK, FAULT_OOM, FAULT_SIGSEGV_ACCERR, pcacheHandleFault } from './fault.ts';
+import { FAULT_KILLED, FAULT_OK, FAULT_OOM, FAULT_OOM_REMOTE, FAULT_SIGSEGV_ACCERR, FAULT_SIGSEGV_MAPERR, pcacheHandleFault } from './fault.ts';
 import type { Kern } from './kern.ts';
 import { pteLine, walkNoAlloc } from './pgtable.ts';
 import { safePoint } from './stop.ts';
@@ -129,7 +129,8 @@ export class CpuMmu implements Mmu {
       this.tlbVpn[ti] = -1;
       const r = this.fault(va, write);
       if (r === FAULT_OK) continue;
-      if (probe) return -r; // FAULT_SIGSEGV_MAPERR/ACCERR are SEGV_MAPERR/ACCERR's si_codes
+      // a probe reports what a SIGSEGV handler would see; a fatal non-SIGSEGV fault (OOM, a kill) is delivered
+      if (probe && (r === FAULT_SIGSEGV_MAPERR || r === FAULT_SIGSEGV_ACCERR)) return -r;
       this.signal(va, write, r, (pte & _PAGE_PRESENT) !== 0);
     }
   }
@@ -152,6 +153,10 @@ export class CpuMmu implements Mmu {
   private signal(va: number, write: boolean, r: number, present: boolean): never {
     const k = this.k;
     if (r === FAULT_KILLED) throw new UserSignal(SIGKILL, va, 'killed: another thread of the process took a fatal signal');
+    if (r === FAULT_OOM_REMOTE) {
+      k.env.printk('error', `Out of memory: Killed process ${k.pid} (${k.comm}): the memory component has no DRAM left for 0x${va.toString(16)} (--memory ${k.env.config.memoryBytes / 1048576} MiB, all in use)`);
+      throw new UserSignal(SIGKILL, va, `out of memory: the memory component's DRAM (--memory) is all in use`);
+    }
     if (r === FAULT_OOM) {
       k.env.printk('error', `Out of memory: Killed process ${k.pid} (${k.comm}): no pcache line for 0x${va.toString(16)}`);
       throw new UserSignal(SIGKILL, va, 'out of pcache lines');

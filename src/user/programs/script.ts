@@ -395,6 +395,22 @@ class Parser {
     return { text: raw.trim(), terms };
   }
 
+  /**
+   * The user range of a fill, check, probe or touch step, checked before boot wherever it is literal
+   * (the same rules the step applies at run time to computed values): a user address (page-aligned
+   * unless `anyAddr`), a positive length, and an end at or below TASK_SIZE.
+   */
+  literalUserRange(addrE: NumExpr, lenE: NumExpr, aligned: boolean, line: number): void {
+    const a = constValue(addrE);
+    const l = constValue(lenE);
+    if (a !== undefined && (a < 0 || a >= TASK_SIZE)) this.fail(line, `"addr" ${addrE.text} is not a user address (0 to TASK_SIZE ${hex(TASK_SIZE)})`);
+    if (a !== undefined && aligned && a % PAGE_SIZE !== 0) this.fail(line, `"addr" ${addrE.text} is not page-aligned (a multiple of ${hex(PAGE_SIZE)})`);
+    if (l !== undefined && l <= 0) this.fail(line, `"len" ${lenE.text} must be positive`);
+    if (a !== undefined && l !== undefined && a + l > TASK_SIZE) {
+      this.fail(line, `[${hex(a)} - ${hex(a + l)}) is not a user range: it ends above TASK_SIZE ${hex(TASK_SIZE)}`);
+    }
+  }
+
   flags(raw: number | string | undefined, dflt: number, table: Record<string, number>, kind: string, field: string, line: number): number {
     if (raw === undefined) return dflt;
     if (typeof raw === 'number') {
@@ -544,6 +560,7 @@ function compileStep(p: Parser, op: Op, obj: Record<string, unknown>, line: numb
         pattern: p.pattern(d.pattern, line), gen: d.gen ?? 0, region: p.region(d.region, line),
         page: d.page === undefined ? lit(0) : p.num(d.page, 'page', line),
       };
+      p.literalUserRange(base.addr, base.len, true, line);
       if (op === 'fill') return { ...base, op };
       return { ...base, op, writer };
     }
@@ -566,14 +583,15 @@ function compileStep(p: Parser, op: Op, obj: Record<string, unknown>, line: numb
           };
         });
       }
+      p.literalUserRange(addr, len, true, line);
       return { ...common(d), op, addr, len, expectProbe };
     }
     case 'touch': {
       const d = p.validate(STEP_SCHEMAS.touch, obj, what, line);
-      return {
-        ...common(d), op, addr: p.num(d.addr, 'addr', line), len: d.len === undefined ? lit(1) : p.num(d.len, 'len', line),
-        access: p.touchAccess(d.access, line),
-      };
+      const addr = p.num(d.addr, 'addr', line);
+      const len = d.len === undefined ? lit(1) : p.num(d.len, 'len', line);
+      p.literalUserRange(addr, len, false, line);
+      return { ...common(d), op, addr, len, access: p.touchAccess(d.access, line) };
     }
     case 'barrier': {
       const d = p.validate(STEP_SCHEMAS.barrier, obj, what, line);
