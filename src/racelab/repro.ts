@@ -216,7 +216,8 @@ export function markdownTable(results: EntryResult[], o: ReproOptions, elapsedMs
   const rows = results.map((r) => {
     const e = BUGS.find((b) => b.name === r.bug)!;
     const t = r.medianDetectMs !== undefined ? `${(r.medianDetectMs / 1000).toFixed(2)} s` : '—';
-    return `| \`${r.bug}\` | \`${e.repro.join(' ')}\`${e.companions ? ` + \`--bug ${e.companions.join(',')}\`` : ''} | ${r.reproduced}/${r.attempts} | ${r.controlSignature}/${r.controls}${r.controlOther ? ` (${r.controlOther} other)` : ''} | ${t} | ${r.signature} |`;
+    // a `|` inside a cell (alternatives such as got=zeros|older-generation) is escaped for markdown
+    return `| \`${r.bug}\` | \`${e.repro.join(' ')}\`${e.companions ? ` + \`--bug ${e.companions.join(',')}\`` : ''} | ${r.reproduced}/${r.attempts} | ${r.controlSignature}/${r.controls}${r.controlOther ? ` (${r.controlOther} other)` : ''} | ${t} | \`${r.signature.replace(/\|/g, '\\|')}\` |`;
   });
   return [
     `Measured by \`splitkern repro --all --attempts ${o.attempts} --controls ${o.controls} --seed ${o.seed}\` on ${cpus.length} × ${cpus[0]?.model.trim() ?? '?'}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}, in ${(elapsedMs / 60000).toFixed(1)} min.`,
