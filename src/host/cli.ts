@@ -57,9 +57,13 @@ function heartbeatLine(machine: Machine, progressDone: Map<number, { done: numbe
   return `splitkern: ${Math.round(sec)} s: ${iters}${st.faults.total} faults, ${st.pcache.nr_pcache_fill_from_memory ?? 0} pcache misses, ${st.tlb.shootdowns} shootdowns, ${n} violation${n === 1 ? '' : 's'}`;
 }
 
-/** cli-progress bar summed over the threads that report progress. */
+/**
+ * The TTY's progress line (cli-progress): a bar summed over the threads that report progress
+ * (mremap-stress), or, for a program that reports none, a status line of the machine's counters.
+ */
 class ProgressView {
   private bar: cliProgress.SingleBar | undefined;
+  private statusLine: cliProgress.SingleBar | undefined;
   private readonly threads = new Map<number, { done: number; total: number }>();
   update(tid: number, done: number, total: number): void {
     this.threads.set(tid, { done, total });
@@ -67,21 +71,32 @@ class ProgressView {
     let t = 0;
     for (const v of this.threads.values()) { d += v.done; t += v.total; }
     if (!this.bar) {
+      this.statusLine?.stop();
+      this.statusLine = undefined;
       this.bar = new cliProgress.SingleBar({ format: ' {bar} {percentage}% | {value}/{total} iterations | {duration_formatted}', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
       this.bar.start(t, d);
     }
     this.bar.setTotal(t);
     this.bar.update(d);
   }
-  log(text: string): void {
-    if (!this.bar) { process.stderr.write(text); return; }
-    // clear the bar's line, print, and let the bar redraw below
-    process.stderr.write(`\r\x1b[K${text}`);
-    this.bar.render();
+  /** the status line, unless the program reports progress (then its bar is the line) */
+  status(text: string): void {
+    if (this.bar) return;
+    if (!this.statusLine) {
+      this.statusLine = new cliProgress.SingleBar({ format: ' {status}', stream: process.stderr, hideCursor: true, clearOnComplete: true });
+      this.statusLine.start(1, 0, { status: text });
+    } else this.statusLine.update(0, { status: text });
   }
-  stop(): void { this.bar?.stop(); }
-  /** a bar is on screen (the program reports progress) */
-  get active(): boolean { return this.bar !== undefined; }
+  /** print above the line: on stderr, or on stdout (which may be a pipe while stderr is the TTY) */
+  log(text: string, out: NodeJS.WriteStream = process.stderr): void {
+    const line = this.bar ?? this.statusLine;
+    if (!line) { out.write(text); return; }
+    // clear the line, print, and let the bar redraw below
+    process.stderr.write('\r\x1b[K');
+    out.write(text);
+    line.render();
+  }
+  stop(): void { this.bar?.stop(); this.statusLine?.stop(); }
 }
 
 /**
@@ -289,7 +304,7 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   const machine = new Machine(cfg, {
     console(fd, _pid, data) {
       if (cfg.json) { if (fd === 1) stdoutChunks.push(Buffer.from(data)); else process.stderr.write(data); }
-      else if (progress) progress.log(Buffer.from(data).toString('utf8'));
+      else if (progress) progress.log(Buffer.from(data).toString('utf8'), fd === 1 ? process.stdout : process.stderr);
       else (fd === 1 ? process.stdout : process.stderr).write(data);
     },
     log(line) {
@@ -323,12 +338,12 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
     if (cfg.bugs.length) machine.env.printk('warn', `kernel: ${cfg.kernel}: bug flags on: ${cfg.bugs.join(', ')}`);
     runStartMs = machine.env.nowMs();
     if (interrupted) throw machine.fail(`${interrupted} during boot`);
+    // The sign of life of a long run: on a TTY a progress line (the program's bar, or a status line
+    // of the counters redrawn every second); otherwise a heartbeat line every --heartbeat seconds.
     const beat = heartbeatSec > 0 ? setInterval(() => {
-      // on a TTY the bar of a program that reports progress is the sign of life
-      if (progress?.active) return;
       const line = heartbeatLine(machine, progressDone, (machine.env.nowMs() - runStartMs) / 1000);
-      if (progress) progress.log(`${line}\n`); else process.stderr.write(`${line}\n`);
-    }, heartbeatSec * 1000) : undefined;
+      if (progress) progress.status(line); else process.stderr.write(`${line}\n`);
+    }, progress ? 1000 : heartbeatSec * 1000) : undefined;
     beat?.unref();
     try {
       outcome = await machine.run(job.program, job.argv);
@@ -478,7 +493,7 @@ function addRunOptions(cmd: Command): Command {
     .option('--seconds <s>', 'mremap-stress: time budget (0 = none)')
     .option('--pattern <p>', 'mremap-stress: chain, pingpong or random')
     .option('--watchdog <sec>', 'soft-lockup watchdog threshold', '20')
-    .option('--heartbeat <sec>', 'a one-line sign of life on stderr every <sec> seconds of a long run, where no progress bar is shown (0 = off)', '10')
+    .option('--heartbeat <sec>', 'a one-line sign of life on stderr every <sec> seconds of a run (on a TTY: a progress line redrawn every second; 0 = off)', '10')
     .option('--bug <names>', 'switch historical bugs back on (comma-separated; see `splitkern bugs`)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
     .option('--kernel <preset>', 'a historical kernel as a set of bug flags: fixed, legoos-head, legoos-2018-02-03, legoos-2018-02-01')
     .option('--jitter <p>', 'delay each schedule point with probability p (widens race windows)')
