@@ -25,3 +25,9 @@ export function closest(name: string, names: Iterable<string>, slack = 3): strin
   }
   return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / slack)) ? best : undefined;
 }
+
+/** A token as an error quotes it: at most `max` characters, with the full length when cut. */
+export function excerpt(text: string, max = 40): string {
+  const t = text.replace(/\s+/g, ' ');
+  return t.length <= max ? t : `${t.slice(0, max - 12)}…(${t.length} chars)`;
+}

@@ -18,6 +18,56 @@ const scen = (name: string, lines: string[]): string => {
 };
 const longToken = 'x'.repeat(1_000_000);
 
+/**
+ * Every numeric field of every scenario step, each given a wrong type, a fraction, a huge JSON number,
+ * a value beyond 64 bits and a very long token; every required field left out; an unknown field; and
+ * the memory steps' literal ranges negative and unaligned. Each error must name its field.
+ */
+function scenarioFieldCases(): Array<[string, string[], RegExp]> {
+  const A = '"0x600000000000"';
+  const steps: Array<[string, string, string[], string[]]> = [
+    // op, a valid step's other fields, its numeric fields, its required fields
+    ['mmap', '"len": 4096', ['addr', 'len', 'fd', 'offset'], ['len']],
+    ['munmap', `"addr": ${A}, "len": 4096`, ['addr', 'len'], ['addr', 'len']],
+    ['mprotect', `"addr": ${A}, "len": 4096, "prot": "PROT_READ"`, ['addr', 'len'], ['addr', 'len', 'prot']],
+    ['mremap', `"addr": ${A}, "old_len": 4096, "new_len": 8192, "flags": "MREMAP_MAYMOVE"`, ['addr', 'old_len', 'new_len', 'new_addr'], ['addr', 'old_len', 'new_len']],
+    ['brk', '"addr": 0', ['addr'], ['addr']],
+    ['fill', `"addr": ${A}, "len": 4096`, ['addr', 'len', 'page'], ['addr', 'len']],
+    ['check', `"addr": ${A}, "len": 4096`, ['addr', 'len', 'page'], ['addr', 'len']],
+    ['probe', `"addr": ${A}, "len": 4096`, ['addr', 'len'], ['addr', 'len']],
+    ['touch', `"addr": ${A}`, ['addr', 'len'], ['addr']],
+  ];
+  const bad: Array<[string, string]> = [
+    ['a wrong type', 'true'], ['a fraction', '1.5'], ['a huge JSON number', '1e300'],
+    ['a value beyond 64 bits', '"0x10000000000000000"'], ['a very long token', `"${'7'.repeat(100_000)}"`],
+  ];
+  const cases: Array<[string, string[], RegExp]> = [];
+  const step = (op: string, fields: Record<string, string>, rest: string): string => {
+    const own = Object.entries(fields).map(([k, v]) => `"${k}": ${v}`);
+    const kept = rest.split(/, (?=")/).filter((kv) => !Object.keys(fields).some((k) => kv.startsWith(`"${k}":`)));
+    return `{"op": "${op}", ${[...kept, ...own].filter((x) => x !== '').join(', ')}}`;
+  };
+  let n = 0;
+  const add = (what: string, line: string, re: RegExp): void => {
+    cases.push([`a scenario: ${what}`, ['run', 'script', scen(`f${n++}.jsonl`, [line])], re]);
+  };
+  for (const [op, rest, nums, required] of steps) {
+    for (const f of nums) for (const [kind, v] of bad) add(`${op} "${f}" ${kind}`, step(op, { [f]: v }, rest), new RegExp(`\\.jsonl:1: .*"${f}"`));
+    for (const f of required) {
+      const line = `{"op": "${op}", ${rest.split(/, (?=")/).filter((kv) => !kv.startsWith(`"${f}":`)).join(', ')}}`.replace(', }', '}');
+      add(`${op} without "${f}"`, line, new RegExp(`\\.jsonl:1: a ${op} step needs "${f}"`));
+    }
+    add(`${op} with an unknown field`, step(op, { [`${nums[0]}x`]: '1' }, rest), new RegExp(`\\.jsonl:1: unknown field "${nums[0]}x" in a ${op} step`));
+    for (const f of ['repeat', 'thread']) add(`${op} "${f}" negative`, step(op, { [f]: '-1' }, rest), new RegExp(`\\.jsonl:1: "${f}" must be`));
+    if (['fill', 'check', 'probe', 'touch'].includes(op)) {
+      add(`${op} "addr" negative`, step(op, { addr: '-4096' }, rest), /\.jsonl:1: "addr" -4096 is not a user address/);
+      add(`${op} "len" zero`, step(op, { len: '0' }, rest), /\.jsonl:1: "len" 0 must be positive/);
+      if (op !== 'touch') add(`${op} "addr" unaligned`, step(op, { addr: '"0x600000000001"' }, rest), /\.jsonl:1: "addr" 0x600000000001 is not page-aligned/);
+    }
+  }
+  return cases;
+}
+
 beforeAll(() => { execFileSync('mkfifo', [fifo]); });
 afterAll(() => { fs.rmSync(tmp, { recursive: true, force: true }); });
 
@@ -108,6 +158,7 @@ const CASES: Array<[string, string[], RegExp]> = [
   ['a scenario: a missing field', ['run', 'script', scen('missing.jsonl', ['{"op": "munmap", "addr": "0x10000000"}'])], /missing.jsonl:1: .*len/],
   ['a scenario: repeat out of range', ['run', 'script', scen('repeat.jsonl', ['{"op": "brk", "addr": 0, "repeat": 0}'])], /repeat.jsonl:1: .*repeat/],
   ['a scenario: more threads than CPUs', ['run', 'script', 'traces/legoos-mremap-2cpu.jsonl'], /has 3 threads but --cpus is 2; run it with --cpus 3/],
+  ...scenarioFieldCases(),
   // repro / soak
   ['repro with no bug', ['repro'], /repro: name a bug .* or give --all/],
   ['repro an unknown bug', ['repro', 'nope'], /nope is not a known bug/],

@@ -1,6 +1,7 @@
 // Command-line options -> a validated MachineConfig. Every problem becomes one UsageError line that says
 // what is wrong and how to fix it (the CLI prints it and exits 2).
 import { z } from 'zod';
+import { excerpt } from '../text.ts';
 import { BUG_FLAGS, DEFAULT_CONFIG, kMaxCpus, kMaxPcacheBytes, kMaxVictim, kMaxWays, kMinPcacheLines, type BugFlag, type MachineConfig } from '../config.ts';
 import { PAGE_SIZE } from '../uapi.ts';
 import { closest, isBugFlag, KERNELS } from '../racelab/bugzoo.ts';
@@ -16,11 +17,7 @@ export function parseSize(text: string, what: string): number {
   return Math.min(Number(m[1]) * mult, Number.MAX_SAFE_INTEGER);
 }
 
-/** An excerpt of user input for an error line: never more than `max` characters of it. */
-export function excerpt(text: string, max = 40): string {
-  const t = text.replace(/\s+/g, ' ');
-  return t.length <= max ? t : `${t.slice(0, max - 12)}…(${t.length} chars)`;
-}
+export { excerpt };
 
 /**
  * One error line: no newline, and at most kMaxErrorLine characters (long input quoted in the middle

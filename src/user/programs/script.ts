@@ -18,7 +18,7 @@ import {
   PROT_NAMES, PROT_READ, PROT_WRITE, SEGV_ACCERR, STDERR_FILENO, STDOUT_FILENO, TASK_SIZE, errnoByName, errnoName,
 } from '../../uapi.ts';
 import type { Mmu, Program, UserContext } from '../api.ts';
-import { closest } from '../../text.ts';
+import { closest, excerpt } from '../../text.ts';
 
 // ---------------------------------------------------------------------------------------------------
 // Limits and layout (named so that hitting one fails with a message that names it)
@@ -338,7 +338,7 @@ class Parser {
 
   num(raw: number | string, field: string, line: number): NumExpr {
     const bad = (why: string): never =>
-      this.fail(line, `bad number ${JSON.stringify(raw)} in "${field}"${why}: expected ${kNumHelp}`);
+      this.fail(line, `bad number ${typeof raw === 'string' ? JSON.stringify(excerpt(raw)) : raw} in "${field}"${why}: expected ${kNumHelp}`);
     if (typeof raw === 'number') {
       if (!Number.isSafeInteger(raw)) bad(Number.isInteger(raw) ? ' (beyond 2^53: a JSON number loses precision there; write a 64-bit value as a hex string, "0xfffffffffffff001")' : ' (not an integer)');
       return { text: String(raw), terms: [{ sign: 1, lit: raw, vars: [] }] };
