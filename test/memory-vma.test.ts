@@ -23,7 +23,7 @@ import {
 import {
   EOPNOTSUPP, INITIAL_STACK_SIZE, LegoMm, MAP_32BIT, MAP_DROPPABLE, PROT_GROWSDOWN, PROT_GROWSUP,
   PROT_SEM, STACK_GUARD_GAP, VM_ANON, VM_GROWSDOWN, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE,
-  type MmHooks, type Vma, type VmaFile,
+  type MmHooks, type VmaFile,
 } from '../src/memory/vma.ts';
 
 const P = PAGE_SIZE;

@@ -69,6 +69,11 @@ export function reportViolation(k: HasEnv, kind: string, d: ViolationDetails): v
   postRecord(sh, bytes);
 }
 
+/** A slot's header words {index + 1 when committed, 0 free; len}. */
+function slotHeader(sh: Shared, off: number): Int32Array {
+  return new Int32Array(sh.repBytes.buffer, sh.repBytes.byteOffset + off, 2);
+}
+
 function postRecord(sh: Shared, bytes: Uint8Array): void {
   const hdr = sh.repHdr;
   let index: number;
@@ -78,7 +83,7 @@ function postRecord(sh: Shared, bytes: Uint8Array): void {
     if (Atomics.compareExchange(hdr, kRepHead, index, index + 1) === index) break;
   }
   const off = sh.reportSlotByte(index);
-  const slot = new Int32Array(sh.repBytes.buffer, sh.repBytes.byteOffset + off, 2);
+  const slot = slotHeader(sh, off);
   sh.repBytes.set(bytes, off + kReportSlotHeaderBytes);
   Atomics.store(slot, 1, bytes.length);
   Atomics.store(slot, 0, index + 1); // commit
@@ -95,7 +100,7 @@ export function drainReports(sh: Shared, into: Violation[], final = false): void
   const head = Atomics.load(hdr, kRepHead);
   while (tail < head) {
     const off = sh.reportSlotByte(tail);
-    const slot = new Int32Array(sh.repBytes.buffer, sh.repBytes.byteOffset + off, 2);
+    const slot = slotHeader(sh, off);
     if (Atomics.load(slot, 0) === tail + 1) {
       const len = Atomics.load(slot, 1);
       into.push(JSON.parse(dec.decode(sh.repBytes.slice(off + kReportSlotHeaderBytes, off + kReportSlotHeaderBytes + len))) as Violation);

@@ -46,12 +46,20 @@ interface Job {
 
 const hex = (n: number): string => `0x${n.toString(16)}`;
 
-/** The heartbeat: how far the run is, from the machine's own counters, on one line. */
-function heartbeatLine(machine: Machine, progressDone: Map<number, { done: number; total: number }>, sec: number): string {
-  const st = collectStats(machine.sh);
+type ThreadProgress = Map<number, { done: number; total: number }>;
+
+/** Iterations done and to do, summed over the threads that report progress. */
+function sumProgress(threads: ThreadProgress): { done: number; total: number } {
   let done = 0;
   let total = 0;
-  for (const p of progressDone.values()) { done += p.done; total += p.total; }
+  for (const p of threads.values()) { done += p.done; total += p.total; }
+  return { done, total };
+}
+
+/** The heartbeat: how far the run is, from the machine's own counters, on one line. */
+function heartbeatLine(machine: Machine, progressDone: ThreadProgress, sec: number): string {
+  const st = collectStats(machine.sh);
+  const { done, total } = sumProgress(progressDone);
   const iters = total > 0 ? `${done}/${total} iterations, ` : '';
   const n = machine.violationCount;
   return `splitkern: ${Math.round(sec)} s: ${iters}${st.faults.total} faults, ${st.pcache.nr_pcache_fill_from_memory ?? 0} pcache misses, ${st.tlb.shootdowns} shootdowns, ${n} violation${n === 1 ? '' : 's'}`;
@@ -64,12 +72,10 @@ function heartbeatLine(machine: Machine, progressDone: Map<number, { done: numbe
 class ProgressView {
   private bar: cliProgress.SingleBar | undefined;
   private statusLine: cliProgress.SingleBar | undefined;
-  private readonly threads = new Map<number, { done: number; total: number }>();
+  private readonly threads: ThreadProgress = new Map();
   update(tid: number, done: number, total: number): void {
     this.threads.set(tid, { done, total });
-    let d = 0;
-    let t = 0;
-    for (const v of this.threads.values()) { d += v.done; t += v.total; }
+    const { done: d, total: t } = sumProgress(this.threads);
     if (!this.bar) {
       this.statusLine?.stop();
       this.statusLine = undefined;
@@ -429,7 +435,7 @@ interface InterruptedRun {
   outcome: RunOutcome | undefined;
   failure: EmulatorFailure | undefined;
   stats: ReturnType<typeof collectStats>;
-  progressDone: Map<number, { done: number; total: number }>;
+  progressDone: ThreadProgress;
   t0: number;
   interruptMs: number;
   runStartMs: number;
@@ -444,9 +450,7 @@ function interruptedSummary(sig: NodeJS.Signals, r: InterruptedRun): number {
   const { cfg, machine, stats } = r;
   const violations = machine.violations;
   const code = machine.violationCount > 0 ? 1 : sig === 'SIGINT' ? 130 : 143;
-  let done = 0;
-  let total = 0;
-  for (const p of r.progressDone.values()) { done += p.done; total += p.total; }
+  const { done, total } = sumProgress(r.progressDone);
   const progress = total > 0 ? `${done} of ${total} iterations done` : 'the workload reports no progress';
   const stopMs = Math.round(performance.now() - r.interruptMs);
   const how = r.failure ? `forced: ${r.failure.message.split('\n')[0]}` : `stopped cleanly in ${stopMs} ms`;

@@ -7,7 +7,7 @@ import { P2M_BRK, P2M_MMAP, P2M_MPROTECT, P2M_MREMAP, P2M_MUNMAP, P2S_CLOSE, P2S
 import type { AsReply, LseekReply, PtOp, StatReply } from '../fabric/proto.ts';
 import {
   kCpuKernelEnterMs, kCpuState, kCpuStateKernel, kCtlBarrierBase, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid,
-  kCtlSpawnHead, kMaxThreads, kMmAsChanges, kMmKilled, kMmSem, kMmSemOwner, kMmUsers, kNodeMemory, kNodeStorage, kThreadArg, kThreadEntry,
+  kCtlSpawnHead, kMaxThreads, kMmAsChanges, kMmKilled, kMmSem, kMmSemOwner, kMmUsers, kNodeMemory, kNodeStorage, kThreadEntry,
   kThreadExit, kThreadPid, kThreadState, spawnRingBase, kSpawnRing, THREAD_CREATED, THREAD_EXITED,
 } from '../layout.ts';
 import { kSyscallBase, S, SYSCALL_NAMES } from '../stats.ts';
