@@ -1,17 +1,17 @@
 // Race-lab detectors on hand-built states: each fires on a state built to violate its invariant and
 // stays silent on a correct one. (The quiescent checker's own cases are in invariants.test.ts.)
 import { describe, expect, it } from 'vitest';
-import { drainReports, type Violation } from '../src/check/report.ts';
-import { DEFAULT_CONFIG, type MachineConfig } from '../src/config.ts';
-import { Env, type Level } from '../src/env.ts';
+import { drainReports, type Violation } from '../src/kernel/report.ts';
+import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
+import { Env, type Level } from '../src/kernel/env.ts';
 import { Fabric } from '../src/fabric/ibapi.ts';
-import { allocateShared, geometryFor, kCtlPgtableNext, kMmPgd, kMmPid, kRmapPageTable, Shared } from '../src/layout.ts';
+import { allocateShared, geometryFor, kCtlPgtableNext, kMmPgd, kMmPid, kRmapPageTable, Shared } from '../src/kernel/layout.ts';
 import { Kern } from '../src/processor/kern.ts';
 import { pcacheAddRmap, pcacheAlloc, pcacheEarlyInit, pcacheSweepSet, rmapList } from '../src/processor/pcache.ts';
 import { allocTablePage, mkPte, walk } from '../src/processor/pgtable.ts';
 import { CpuMmu } from '../src/processor/mmu.ts';
 import { tlbGatherEnd, tlbGatherStart } from '../src/processor/tlb.ts';
-import { PAGE_SIZE } from '../src/uapi.ts';
+import { PAGE_SIZE } from '../src/uapi/abi.ts';
 
 function machine(over: Partial<MachineConfig> = {}) {
   const cfg: MachineConfig = { ...DEFAULT_CONFIG, cpus: 2, pcacheBytes: 16 * 4096, ways: 1, victim: 0, ...over };

@@ -18,8 +18,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, bench, describe } from 'vitest';
-import { DEFAULT_CONFIG, type MachineConfig } from '../src/config.ts';
-import { allocateShared, geometryFor } from '../src/layout.ts';
+import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
+import { allocateShared, geometryFor } from '../src/kernel/layout.ts';
 import {
   kCmdExit, kCtrlCmd, kCtrlWords, type FabricBenchInit, type FabricBenchKind, type FabricBenchReply, type FabricBenchRequest,
 } from './helpers/fabric-bench-worker.ts';

@@ -4,11 +4,11 @@
 // per-opcode counters, and that the server loop stops on shutdown.
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG, type MachineConfig } from '../src/config.ts';
+import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
 import { opInfo } from '../src/fabric/opcodes.ts';
-import { allocateShared, geometryFor, kCtlShutdown, kNodeMemory, kRecvDoorbell, Shared } from '../src/layout.ts';
-import { FAB_BYTES_IN, FAB_BYTES_OUT, FAB_COUNT, FAB_HIST, kFabricBase, kFabricHistBuckets, kFabricOpcodes, kFabricSlot } from '../src/stats.ts';
-import { PAGE_SIZE } from '../src/uapi.ts';
+import { allocateShared, geometryFor, kCtlShutdown, kNodeMemory, kRecvDoorbell, Shared } from '../src/kernel/layout.ts';
+import { FAB_BYTES_IN, FAB_BYTES_OUT, FAB_COUNT, FAB_HIST, kFabricBase, kFabricHistBuckets, kFabricOpcodes, kFabricSlot } from '../src/kernel/stats.ts';
+import { PAGE_SIZE } from '../src/uapi/abi.ts';
 import {
   OP_COUNTER, OP_ECHO, OP_NOREPLY, OP_PAGE, OP_STATUS, typesOf, type FabricCmd, type FabricWorkerInit, type FabricWorkerMsg,
 } from './helpers/fabric-worker.ts';

@@ -1,20 +1,20 @@
 // The quiescent-point invariant checker on a small in-process machine: a clean state reports nothing,
 // and each single corruption is reported under its own kind.
 import { beforeEach, describe, expect, it } from 'vitest';
-import { checkQuiescent } from '../src/check/invariants.ts';
-import { drainReports, type Violation } from '../src/check/report.ts';
-import { DEFAULT_CONFIG, type MachineConfig } from '../src/config.ts';
-import { Env, type Level } from '../src/env.ts';
+import { checkQuiescent } from '../src/processor/pcache/debug.ts';
+import { drainReports, type Violation } from '../src/kernel/report.ts';
+import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
+import { Env, type Level } from '../src/kernel/env.ts';
 import { Fabric } from '../src/fabric/ibapi.ts';
 import {
   allocateShared, geometryFor, kCtlPgtableNext, kListLru, kMetaFlags, kMetaList, kMetaMapcount, kMetaNext, kMetaPrev,
   kMetaRef, kMetaRmapHead, kMmPgd, kMmPid, kRmapNext, kRmapPageTable, kSetFreeHead, kSetLock, kSetLruHead, kSetLruTail,
   kSetNrEviction, PC_dirty, PC_locked, PC_valid, Shared,
-} from '../src/layout.ts';
+} from '../src/kernel/layout.ts';
 import { Kern } from '../src/processor/kern.ts';
 import { getPcache, pcacheAddRmap, pcacheAlloc, pcacheEarlyInit, rmapList } from '../src/processor/pcache.ts';
 import { allocTablePage, mkPte, walk } from '../src/processor/pgtable.ts';
-import { PAGE_SIZE } from '../src/uapi.ts';
+import { PAGE_SIZE } from '../src/uapi/abi.ts';
 
 interface Rig {
   sh: Shared;

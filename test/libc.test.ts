@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { PAGE_SIZE } from '../src/uapi.ts';
-import { UserSignal, type Program } from '../src/user/api.ts';
+import { PAGE_SIZE } from '../src/uapi/abi.ts';
+import { UserSignal, type Program } from '../src/uapi/program.ts';
 import {
   Libc, M_MMAP_THRESHOLD, binIndex, formatPrintf, request2size,
 } from '../src/user/libc.ts';

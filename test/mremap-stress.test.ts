@@ -3,8 +3,8 @@
 // (On the fake, clone runs a thread to completion at once, so threads take turns instead of racing: this
 // checks the program's own logic; the races are for the emulator.)
 import { describe, expect, it } from 'vitest';
-import { EAGAIN, PAGE_SIZE } from '../src/uapi.ts';
-import type { UserContext } from '../src/user/api.ts';
+import { EAGAIN, PAGE_SIZE } from '../src/uapi/abi.ts';
+import type { UserContext } from '../src/uapi/program.ts';
 import {
   STRESS_DEFAULTS, StressLayout, kScratchPages, kStressArenaBase, mremapStress, parseStressArgs, type StressReport,
 } from '../src/user/programs/mremap_stress.ts';
@@ -173,7 +173,7 @@ describe('corruption is found and named', () => {
   it('a stale write of another page\'s bytes into a page\'s last word: its visit word does not belong to it', () => {
     const { rc, rep } = run(['--threads', '1', '--iterations', '100', '--pattern', 'random'], afterMremap(3, (m, addr) => {
       const p = m.pages.get(vpn(addr))!;
-      p[PAGE_SIZE - 1] ^= 0x5a;
+      p[PAGE_SIZE - 1]! ^= 0x5a;
     }));
     expect(rc).toBe(1);
     expect(rep.firstFailure?.message).toMatch(/page 0 of region t0r[01] .* holds region t0r[01] page 0 generation \d+ written by thread 0 at 0x[0-9a-f]+ but its visit word 0x[0-9a-f]+ does not belong to it/);
@@ -205,7 +205,7 @@ describe('corruption is found and named', () => {
     const { rc, rep } = run(['--threads', '2', '--iterations', '100'], (m, u) => {
       const orig = u.sys.clone.bind(u.sys);
       u.sys.clone = (entry, arg) => {
-        for (const [v, p] of m.pages) if (v * PAGE_SIZE >= kStressArenaBase && v * PAGE_SIZE < kStressArenaBase + 4 * GiB) p[100] ^= 0xff;
+        for (const [v, p] of m.pages) if (v * PAGE_SIZE >= kStressArenaBase && v * PAGE_SIZE < kStressArenaBase + 4 * GiB) p[100]! ^= 0xff;
         return orig(entry, arg);
       };
     });
@@ -220,7 +220,7 @@ describe('corruption is found and named', () => {
       const lay = new StressLayout({ ...STRESS_DEFAULTS, threads: 2, iterations: 30 });
       const orig = u.sys.join.bind(u.sys);
       u.sys.join = (tid) => {
-        m.pages.get(vpn(lay.statsVa(1)))![0] ^= 1;
+        m.pages.get(vpn(lay.statsVa(1)))![0]! ^= 1;
         return orig(tid);
       };
     });

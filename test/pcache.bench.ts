@@ -13,7 +13,7 @@
 // / wall time of the run; the table printed at the end also gives the mean fabric time of a miss as
 // measured inside Fabric.sendReply.
 import { afterAll, beforeAll, bench, describe } from 'vitest';
-import { DEFAULT_CONFIG, type MachineConfig } from '../src/config.ts';
+import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
 import { Machine } from '../src/host/machine.ts';
 import { collectStats, type MachineStats } from '../src/host/summary.ts';
 import type { ScriptReport } from '../src/user/programs/script.ts';

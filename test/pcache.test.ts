@@ -5,25 +5,25 @@
 // fabric; mm_cpumask stays 0, so a TLB shootdown sends no IPI. Pages are mapped like the fault path:
 // walk -> pcache_alloc -> PTE lock -> set PTE -> pcache_add_rmap -> PTE unlock.
 import { describe, expect, it } from 'vitest';
-import { checkQuiescent } from '../src/check/invariants.ts';
-import { drainReports, type Violation } from '../src/check/report.ts';
-import { DEFAULT_CONFIG, type EvictPolicy, type MachineConfig } from '../src/config.ts';
-import { Env, type Level } from '../src/env.ts';
+import { checkQuiescent } from '../src/processor/pcache/debug.ts';
+import { drainReports, type Violation } from '../src/kernel/report.ts';
+import { DEFAULT_CONFIG, type EvictPolicy, type MachineConfig } from '../src/kernel/config.ts';
+import { Env, type Level } from '../src/kernel/env.ts';
 import { Fabric } from '../src/fabric/ibapi.ts';
 import {
   _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, allocateShared, geometryFor, kCtlPgtableNext, kCtlRmapFreeHead, kCtlVictimGen,
   kMetaAllocSeq, kMetaFlags, kMetaMapcount, kMetaRef, kMmPgd, kMmPid, kPrintkHead, kPrintkHeaderWords, kPrintkSlotBytes,
   kPrintkSlots, kRmapFlags, kRmapNext, kRmapOwner, kRmapPageTable, kSetNrVictims, kVictimPid, kVictimRw, PC_locked,
   PC_valid, PCACHE_RMAP_used, RMAP_FILL_PAGE_REMOTE, RMAP_VICTIM_FILL, Shared,
-} from '../src/layout.ts';
+} from '../src/kernel/layout.ts';
 import { Kern } from '../src/processor/kern.ts';
 import {
   getPcache, lockPcache, pcacheAddRmap, pcacheAlloc, pcacheEarlyInit, pcacheFlags, pcacheRemoveRmapLocked, putPcache,
   rmapGetPteLocked, rmapList, rmapView, setCounts, unlockPcache, victimInvalidateRange, victimTryFill,
 } from '../src/processor/pcache.ts';
 import { allocTablePage, fmtPtep, mkPte, pteLine, pteMapped, ptlLock, ptlUnlock, tableOfSlot, walk, walkNoAlloc } from '../src/processor/pgtable.ts';
-import { S, type StatName } from '../src/stats.ts';
-import { PAGE_SIZE } from '../src/uapi.ts';
+import { S, type StatName } from '../src/kernel/stats.ts';
+import { PAGE_SIZE } from '../src/uapi/abi.ts';
 import { pattern } from './helpers/pattern.ts';
 
 // Geometry: 64 lines, 4 ways -> 16 sets. BASE indexes set 0.

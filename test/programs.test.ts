@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   compareBytes, compareWordCounts, countWords, packageNameAt, sortCounts, splitDpkgRecords,
-} from '../src/check/oracle.ts';
+} from '../src/host/oracle.ts';
 import { genDpkgStatus, genZipfText, mulberry32, Rng } from '../src/user/gen.ts';
 import { dpkgStatus } from '../src/user/programs/dpkg_status.ts';
 import { wordCount } from '../src/user/programs/word_count.ts';

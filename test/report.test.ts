@@ -1,10 +1,10 @@
 // The report channel (src/check/report.ts) on its own: counters first, a ring that is never
 // overwritten, records that always parse, and the host's drain in index order.
 import { describe, expect, it } from 'vitest';
-import { drainReports, kernelWarn, reportsDropped, reportViolation, violationCount, type Violation } from '../src/check/report.ts';
-import { DEFAULT_CONFIG, type MachineConfig } from '../src/config.ts';
-import { Env, type Level } from '../src/env.ts';
-import { allocateShared, geometryFor, kReportSlots, Shared } from '../src/layout.ts';
+import { drainReports, kernelWarn, reportsDropped, reportViolation, violationCount, type Violation } from '../src/kernel/report.ts';
+import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
+import { Env, type Level } from '../src/kernel/env.ts';
+import { allocateShared, geometryFor, kReportSlots, Shared } from '../src/kernel/layout.ts';
 
 function rig() {
   const cfg: MachineConfig = { ...DEFAULT_CONFIG, cpus: 2 };

@@ -5,8 +5,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   PAGE_SIZE, PROT_READ, PROT_WRITE, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE,
-} from '../src/uapi.ts';
-import { UserSignal, type UserContext } from '../src/user/api.ts';
+} from '../src/uapi/abi.ts';
+import { UserSignal, type UserContext } from '../src/uapi/program.ts';
 import {
   ScenarioError, collectScriptReport, decodePageTag, describePageContent, encodeTaggedPage, mapScriptControl,
   parseScenario, regionId, runScriptThread, scriptProgram, writeTaggedPage, type ScriptReport,

@@ -4,14 +4,14 @@
 // never prepared (cpuhp-missing) aliases the target's call_single_queue head and loses other
 // senders' csds, with nothing in tlb.ts that knows about the flag.
 import { describe, expect, it } from 'vitest';
-import { drainReports, type Violation } from '../src/check/report.ts';
-import { DEFAULT_CONFIG, type MachineConfig } from '../src/config.ts';
-import { Env, type Level } from '../src/env.ts';
+import { drainReports, type Violation } from '../src/kernel/report.ts';
+import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
+import { Env, type Level } from '../src/kernel/env.ts';
 import { Fabric } from '../src/fabric/ibapi.ts';
-import { allocateShared, geometryFor, kIpiFlushTlb, kPcpuCallSingleQueue, Shared } from '../src/layout.ts';
+import { allocateShared, geometryFor, kIpiFlushTlb, kPcpuCallSingleQueue, Shared } from '../src/kernel/layout.ts';
 import { Kern } from '../src/processor/kern.ts';
 import { callSingleQueued, handleIpis, smpCallFunctionMany, smpcfdPrepareCpu, smpcfdPrepared } from '../src/processor/tlb.ts';
-import { PAGE_SIZE } from '../src/uapi.ts';
+import { PAGE_SIZE } from '../src/uapi/abi.ts';
 
 const VA = 0x7fffe5788000;
 const PID = 5;

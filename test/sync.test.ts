@@ -4,13 +4,13 @@
 // The single-thread tests play "the other CPU" from env.irq: every lock wait services IPIs, so a hook
 // installed there runs while the caller waits, can look at the waiter's state and release the lock.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { DEFAULT_CONFIG, type MachineConfig } from '../src/config.ts';
-import { Env } from '../src/env.ts';
-import { allocateShared, geometryFor, kCpuLockKind, kCpuLockWait, RWSEM_READER_MASK, RWSEM_WRITER, RWSEM_WRITER_WAITING, Shared } from '../src/layout.ts';
+import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
+import { Env } from '../src/kernel/env.ts';
+import { allocateShared, geometryFor, kCpuLockKind, kCpuLockWait, RWSEM_READER_MASK, RWSEM_WRITER, RWSEM_WRITER_WAITING, Shared } from '../src/kernel/layout.ts';
 import {
   bitLock, bitTrylock, bitUnlock, downRead, downReadTrylock, downWrite, LOCK_KIND, spinLock, spinTrylock, spinUnlock, upRead,
   upWrite,
-} from '../src/sync.ts';
+} from '../src/kernel/sync.ts';
 import {
   BIT, kWords, W_A, W_B, W_BITS, W_COUNT, W_INSIDE, W_LOCK, W_SEM, type SyncMode, type SyncRun, type SyncWorkerInit,
   type SyncWorkerMsg,

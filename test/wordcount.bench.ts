@@ -8,8 +8,8 @@
 // file on S, the threads, merge, qsort, report, exit), not the machine's boot. vitest's ops/s are runs/s;
 // the table printed at the end gives MiB/s and the slowdown versus plain TypeScript.
 import { afterAll, beforeAll, bench, describe } from 'vitest';
-import { compareWordCounts, countWords, sortCounts } from '../src/check/oracle.ts';
-import { DEFAULT_CONFIG, type MachineConfig } from '../src/config.ts';
+import { compareWordCounts, countWords, sortCounts } from '../src/host/oracle.ts';
+import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
 import { Machine } from '../src/host/machine.ts';
 import { genZipfText } from '../src/user/gen.ts';
 

@@ -10,15 +10,15 @@
 // RDMA write), never through msgpack. The page-fault hot path (P2M_PCACHE_MISS / P2M_PCACHE_FLUSH)
 // carries its few fields in fixed header words, as LegoOS sends packed C structs.
 import msgpack from 'msgpack-lite';
-import type { Env } from '../env.ts';
+import type { Env } from '../kernel/env.ts';
 import {
   kCpuDoorbell, kCtlShutdown, kMboxAux, kMboxBytes, kMboxDst, kMboxFloatOff, kMboxFloatWords, kMboxHeaderWords,
   kMboxOpcode, kMboxPageIn, kMboxPageOff, kMboxPageOut, kMboxPayloadBytes, kMboxPayloadOff, kMboxPid, kMboxReplyLen,
   kMboxReqLen, kMboxSrc, kMboxState, kMboxStatus, kRecvDoorbell, kRecvPendingBase, kRecvPendingWords, kRecvSleeping,
   kNodeStorage,
-} from '../layout.ts';
-import { FAB_BYTES_IN, FAB_BYTES_OUT, FAB_COUNT, FAB_HIST, FAB_LAT_SUM, kFabricBase, kFabricHistBuckets, kFabricSlot } from '../stats.ts';
-import { PAGE_SIZE } from '../uapi.ts';
+} from '../kernel/layout.ts';
+import { FAB_BYTES_IN, FAB_BYTES_OUT, FAB_COUNT, FAB_HIST, FAB_LAT_SUM, kFabricBase, kFabricHistBuckets, kFabricSlot } from '../kernel/stats.ts';
+import { PAGE_SIZE } from '../uapi/abi.ts';
 import { opInfo } from './opcodes.ts';
 
 export const MBOX_IDLE = 0;

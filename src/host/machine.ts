@@ -5,8 +5,8 @@ import { BroadcastChannel, Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { Piscina } from 'piscina';
-import type { MachineConfig } from '../config.ts';
-import { Env } from '../env.ts';
+import type { MachineConfig } from '../kernel/config.ts';
+import { Env } from '../kernel/env.ts';
 import { Fabric } from '../fabric/ibapi.ts';
 import {
   allocateShared, geometryFor, kCpuKernelEnterMs, kCpuLockKind, kCpuLockWait, kCpuPid, kCpuState, kCpuStateKernel,
@@ -14,17 +14,16 @@ import {
   kCtlSpawnHead, kCtlSpawnTail, kMaxProcs, kMmFloatStride, kMmMovingEnd, kMmMovingStart, kPrintkDropped, kPrintkHead,
   kPrintkHeaderWords, kPrintkSlotBytes, kPrintkSlots, kPrintkTail, kRecvDoorbell, kSpawnRing, kThreadPid, kNrNodes,
   Shared, spawnRingBase, type SharedBuffers,
-} from '../layout.ts';
+} from '../kernel/layout.ts';
 import { pcacheEarlyInit } from '../processor/pcache.ts';
 import { stopMachine } from '../processor/stop.ts';
 import { callSingleQueued } from '../processor/tlb.ts';
-import { checkQuiescent } from '../check/invariants.ts';
+import { checkQuiescent } from '../processor/pcache/debug.ts';
 import { Kern } from '../processor/kern.ts';
 import type { CpuTask, CpuTaskResult } from '../processor/cpu.ts';
-import { drainReports, reportsDropped, violationCount, type Violation } from '../check/report.ts';
-import { LOCK_KIND } from '../sync.ts';
-import type { WorkerInit, WorkerMsg } from './workerdata.ts';
-import { consoleChannel } from './console.ts';
+import { drainReports, reportsDropped, violationCount, type Violation } from '../kernel/report.ts';
+import { LOCK_KIND } from '../kernel/sync.ts';
+import { consoleChannel, type WorkerInit, type WorkerMsg } from '../kernel/workerdata.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const workersDir = path.resolve(here, '..', '..', 'workers');

@@ -1,9 +1,9 @@
 // Command-line options -> a validated MachineConfig. Every problem becomes one UsageError line that says
 // what is wrong and how to fix it (the CLI prints it and exits 2).
 import { z } from 'zod';
-import { excerpt } from '../text.ts';
-import { BUG_FLAGS, DEFAULT_CONFIG, kMaxCpus, kMaxPcacheBytes, kMaxVictim, kMaxWays, kMinPcacheLines, type BugFlag, type MachineConfig } from '../config.ts';
-import { PAGE_SIZE } from '../uapi.ts';
+import { excerpt } from '../lib/text.ts';
+import { BUG_FLAGS, DEFAULT_CONFIG, kMaxCpus, kMaxPcacheBytes, kMaxVictim, kMaxWays, kMinPcacheLines, type BugFlag, type MachineConfig } from '../kernel/config.ts';
+import { PAGE_SIZE } from '../uapi/abi.ts';
 import { closest, isBugFlag, KERNELS } from '../racelab/bugzoo.ts';
 
 export class UsageError extends Error {}

@@ -1,10 +1,10 @@
 // Statistics of a run, read from every context's counter row at the end (each row has one writer).
 import { ALL_OPS } from '../fabric/opcodes.ts';
-import type { Shared } from '../layout.ts';
+import type { Shared } from '../kernel/layout.ts';
 import {
   FAB_BYTES_IN, FAB_BYTES_OUT, FAB_COUNT, FAB_HIST, FAB_LAT_SUM, kFabricBase, kFabricHistBuckets, kFabricSlot, kSyscallBase,
   BUG_EVENTS, PCACHE_EVENTS, S, SYSCALL_NAMES,
-} from '../stats.ts';
+} from '../kernel/stats.ts';
 
 export interface FabricOpStats { count: number; bytesOut: number; bytesIn: number; meanUs: number; p50Us: number; p99Us: number }
 export interface MachineStats {

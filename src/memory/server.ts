@@ -4,7 +4,7 @@
 //
 // M is single-threaded (one handler loop), so its own structures need no locks; what it shares with
 // P goes only through the fabric.
-import type { Env } from '../env.ts';
+import type { Env } from '../kernel/env.ts';
 import { Fabric, serveForever, type IncomingRequest, type ReplyWriter } from '../fabric/ibapi.ts';
 import {
   M2S_READ, P2M_BRK, P2M_EXECVE, P2M_EXIT, P2M_MMAP, P2M_MPROTECT, P2M_MREMAP, P2M_MUNMAP, P2M_PCACHE_FLUSH, P2M_PCACHE_MISS,
@@ -12,8 +12,8 @@ import {
 import type {
   AsReply, BrkReq, ExecveReply, ExecveReq, ExitReply, MmapReq, MprotectReq, MremapReq, MunmapReq, PtOp,
 } from '../fabric/proto.ts';
-import { kNodeMemory, kNodeStorage } from '../layout.ts';
-import { EACCES, EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH, PAGE_SIZE } from '../uapi.ts';
+import { kNodeMemory, kNodeStorage } from '../kernel/layout.ts';
+import { EACCES, EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH, PAGE_SIZE } from '../uapi/abi.ts';
 import { LegoMm, type Vma } from './vma.ts';
 
 /** Where the kernel's top-down mmap area starts: the first 0x7e000-byte mmap lands at 0x7fffe5788000. */

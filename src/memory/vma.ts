@@ -44,7 +44,7 @@ import {
   PROT_READ,
   PROT_WRITE,
   TASK_SIZE,
-} from '../uapi.ts';
+} from '../uapi/abi.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Constants Linux has and uapi.ts does not.

@@ -1,8 +1,8 @@
 // Entry of the M worker: views over the shared buffers, the kernel environment, then M's loop.
 import { parentPort, workerData } from 'node:worker_threads';
-import { Env } from '../env.ts';
-import type { WorkerInit, WorkerMsg } from '../host/workerdata.ts';
-import { Shared } from '../layout.ts';
+import { Env } from '../kernel/env.ts';
+import type { WorkerInit, WorkerMsg } from '../kernel/workerdata.ts';
+import { Shared } from '../kernel/layout.ts';
 import { memoryMain } from './server.ts';
 
 export function main(): void {

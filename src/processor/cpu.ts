@@ -1,25 +1,23 @@
 // One CPU of the processor component: bring-up (cpuhp-style callbacks registered by subsystems) and
 // the task runner (a piscina task = one user thread, pinned to this CPU until it ends).
 import { BroadcastChannel } from 'node:worker_threads';
-import { Env } from '../env.ts';
+import { Env } from '../kernel/env.ts';
 import { Fabric } from '../fabric/ibapi.ts';
 import { P2M_EXECVE, P2M_EXIT, P2S_CLOSE } from '../fabric/opcodes.ts';
 import type { ExitReply } from '../fabric/proto.ts';
-import type { WorkerInit } from '../host/workerdata.ts';
+import { consoleChannel, type WorkerInit } from '../kernel/workerdata.ts';
 import {
   kCpuKernelEnterMs, kCpuPid, kCpuState, kCpuStateIdle, kCpuStateKernel, kCpuStateUser, kCpuTid,
   kCtlCpuBootCounter, kCtlCpusBusy, kCtlIbLock, kCtlCpusOnline, kCtlLiveThreads, kMaxProcs, kMmCpumask, kMmFaultAddr, kMmFloatStride,
   kMmKilled, kMmSiCode, kMmMovingEnd, kMmMovingStart, kMmPgd, kMmPid, kMmSem, kMmShootdowns, kMmUsers, kNodeMemory, kNodeStorage,
   kStatsPerContext, kThreadCpu, kThreadEntry, kThreadExit, kThreadPid, kThreadSignal, kThreadState, Shared,
   THREAD_EXITED, THREAD_RUNNING,
-} from '../layout.ts';
-import { downWrite, LOCK_KIND, spinLock, spinUnlock, upWrite, waitUntil } from '../sync.ts';
-import type { Program, UserContext } from '../user/api.ts';
-import { ThreadExit, UserSignal } from '../user/api.ts';
-import { programs } from '../user/programs/index.ts';
-import { consoleChannel } from '../host/console.ts';
-import { checkQuiescent } from '../check/invariants.ts';
-import { reportViolation } from '../check/report.ts';
+} from '../kernel/layout.ts';
+import { downWrite, LOCK_KIND, spinLock, spinUnlock, upWrite, waitUntil } from '../kernel/sync.ts';
+import type { Program, UserContext } from '../uapi/program.ts';
+import { ThreadExit, UserSignal } from '../uapi/program.ts';
+import { checkQuiescent } from './pcache/debug.ts';
+import { reportViolation } from '../kernel/report.ts';
 import { safePoint, stopMachine } from './stop.ts';
 import { Kern } from './kern.ts';
 import { releasePgtable } from './mm.ts';
@@ -31,7 +29,7 @@ import { handleIpis, smpcfdPrepareCpu, smpcfdPrepared, switchMmIn, switchMmOut, 
 export interface CpuTask {
   tid: number;
   pid: number;
-  /** the program's registered name (see user/programs/index.ts) */
+  /** the program's name in the registry the CPU was started with (the worker entry's, user/programs/index.ts) */
   program: string;
   argv: string[];
   /** the first thread of a new process (execve) rather than a clone */
@@ -79,7 +77,11 @@ export class Cpu {
   readonly mmu: CpuMmu;
   private readonly console: BroadcastChannel;
 
-  constructor(init: WorkerInit) {
+  /**
+   * `programs` is the registry of runnable programs, handed in by the worker entry
+   * (workers/cpu.cjs): the kernel knows programs only by the Program interface of uapi/program.ts.
+   */
+  constructor(init: WorkerInit, private readonly programs: Readonly<Record<string, Program>>) {
     this.sh = new Shared(init.bufs);
     const id = Atomics.add(this.sh.ctl, kCtlCpuBootCounter, 1);
     if (id >= this.sh.geo.ctx.cpus) throw new Error(`cpu bring-up: more CPU workers than --cpus ${this.sh.geo.ctx.cpus}`);
@@ -126,7 +128,7 @@ export class Cpu {
       Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateKernel);
       for (;;) Atomics.wait(sh.ctl, kCtlCpusOnline, -1, 1000); // stuck in the kernel: the watchdog must fire
     }
-    const prog = programs[task.program];
+    const prog = this.programs[task.program];
     if (!prog) throw new Error(`no program "${task.program}"`);
     Atomics.or(sh.ctl, kCtlCpusBusy, 1 << env.cpu);
     safePoint(env); // a checker may be stopping the machine: do not start under it

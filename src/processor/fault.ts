@@ -5,10 +5,10 @@
 //   line -> set PTE -> add rmap. The MMU then refills its TLB from the new PTE.
 // Unlike LegoOS, a fault takes P's mmap_sem for read, so it serialises with mremap/munmap on P.
 import { P2M_PCACHE_MISS } from '../fabric/opcodes.ts';
-import { _PAGE_PROTNONE, _PAGE_RW, kMmAsChanges, kMmKilled, kMmSem, kNodeMemory, kSetNrEviction, kSetStatFillMemory, RMAP_FILL_PAGE_REMOTE, RMAP_VICTIM_FILL } from '../layout.ts';
-import { S } from '../stats.ts';
-import { downRead, upRead } from '../sync.ts';
-import { EACCES, ENOMEM, PAGE_SIZE, PROT_WRITE } from '../uapi.ts';
+import { _PAGE_PROTNONE, _PAGE_RW, kMmAsChanges, kMmKilled, kMmSem, kNodeMemory, kSetNrEviction, kSetStatFillMemory, RMAP_FILL_PAGE_REMOTE, RMAP_VICTIM_FILL } from '../kernel/layout.ts';
+import { S } from '../kernel/stats.ts';
+import { downRead, upRead } from '../kernel/sync.ts';
+import { EACCES, ENOMEM, PAGE_SIZE, PROT_WRITE } from '../uapi/abi.ts';
 import type { Kern } from './kern.ts';
 import { pcacheAddRmap, pcacheAlloc, psetFindEviction, putPcache, rmapReserve, rmapUnreserve, victimTryFill } from './pcache.ts';
 import { pteMapped, ptlLock, ptlUnlock, walk, mkPte } from './pgtable.ts';

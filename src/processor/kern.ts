@@ -1,8 +1,8 @@
 // The processor kernel's per-context handle: one per CPU worker (and one per P kernel thread).
 // Threaded through every P kernel path instead of a pile of positional arguments.
-import type { Env } from '../env.ts';
+import type { Env } from '../kernel/env.ts';
 import type { Fabric } from '../fabric/ibapi.ts';
-import { kCpuPid, kMaxProcs, kMmPid, type Shared } from '../layout.ts';
+import { kCpuPid, kMaxProcs, kMmPid, type Shared } from '../kernel/layout.ts';
 
 export interface MmuHooks {
   /** drop the CPU-private fast translation (after any local TLB flush) */

@@ -4,16 +4,16 @@
 // after M has changed the VMAs ("only call after M updated its mmap"). Locks: a PTE-page lock, then
 // the line lock by trylock or by lockLineUnderPtl's drop-and-retake (never a blocking line lock under
 // a PTE lock).
-import { _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, _PAGE_USER, kMmPgd } from '../layout.ts';
-import { S } from '../stats.ts';
-import { PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE } from '../uapi.ts';
+import { _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, _PAGE_USER, kMmPgd } from '../kernel/layout.ts';
+import { S } from '../kernel/stats.ts';
+import { PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE } from '../uapi/abi.ts';
 import type { Kern } from './kern.ts';
 import {
   findRmap, getPcache, lockPcache, pcacheRemoveRmapLocked, putPcache, trylockPcache, unlockPcache, victimInvalidateRange,
 } from './pcache.ts';
 import { pteLine, pteMapped, ptlLock, ptlUnlock, walkNoAlloc } from './pgtable.ts';
 import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from './tlb.ts';
-import { kernelWarn } from '../check/report.ts';
+import { kernelWarn } from '../kernel/report.ts';
 
 const PMD_SIZE = 2 ** 21;
 

@@ -11,16 +11,16 @@
 //
 // Interrupts: user code services IPIs every kTick accesses (and at every TLB miss), and unwinds when
 // another thread of the process took a fatal signal.
-import { _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, kMmPendingFlush, kCpuState, kCpuStateKernel, kCpuStateUser, kCpuKernelEnterMs, kMmKilled, kMmPgd, kTlbEntries } from '../layout.ts';
-import { S } from '../stats.ts';
-import { PAGE_SIZE, SEGV_ACCERR, SEGV_MAPERR, X86_PF_PROT, X86_PF_USER, X86_PF_WRITE } from '../uapi.ts';
-import type { Mmu } from '../user/api.ts';
-import { UserSignal } from '../user/api.ts';
+import { _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, kMmPendingFlush, kCpuState, kCpuStateKernel, kCpuStateUser, kCpuKernelEnterMs, kMmKilled, kMmPgd, kTlbEntries } from '../kernel/layout.ts';
+import { S } from '../kernel/stats.ts';
+import { PAGE_SIZE, SEGV_ACCERR, SEGV_MAPERR, X86_PF_PROT, X86_PF_USER, X86_PF_WRITE } from '../uapi/abi.ts';
+import type { Mmu } from '../uapi/program.ts';
+import { UserSignal } from '../uapi/program.ts';
 import { FAULT_KILLED, FAULT_OK, FAULT_OOM, FAULT_OOM_REMOTE, FAULT_SIGSEGV_ACCERR, FAULT_SIGSEGV_MAPERR, pcacheHandleFault } from './fault.ts';
 import type { Kern } from './kern.ts';
 import { pteLine, walkNoAlloc } from './pgtable.ts';
 import { safePoint } from './stop.ts';
-import { reportViolation } from '../check/report.ts';
+import { reportViolation } from '../kernel/report.ts';
 
 const kTick = 4096;
 export const SIGKILL = 9;

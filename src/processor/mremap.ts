@@ -21,9 +21,9 @@
 //                            free-before-flush; preset legoos-head)
 //   pcacheMovePteSlowpath    splitkern's fixed form: detach now, flush, then copy and free (attach)
 import { P2M_PCACHE_FLUSH } from '../fabric/opcodes.ts';
-import { _PAGE_DIRTY, kMmFloatStride, kMmMovingEnd, kMmMovingStart, kMmPgd, kNodeMemory, kPteFlagsMask, RMAP_MREMAP_SLOWPATH } from '../layout.ts';
-import { S } from '../stats.ts';
-import { PAGE_SIZE } from '../uapi.ts';
+import { _PAGE_DIRTY, kMmFloatStride, kMmMovingEnd, kMmMovingStart, kMmPgd, kNodeMemory, kPteFlagsMask, RMAP_MREMAP_SLOWPATH } from '../kernel/layout.ts';
+import { S } from '../kernel/stats.ts';
+import { PAGE_SIZE } from '../uapi/abi.ts';
 import type { Kern } from './kern.ts';
 import { lockLineUnderPtl } from './mm.ts';
 import {
@@ -32,7 +32,7 @@ import {
 } from './pcache.ts';
 import { pteLine, pteMapped, ptlLock, ptlLockPair, ptlUnlock, ptlUnlockPair, walk, walkNoAlloc } from './pgtable.ts';
 import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from './tlb.ts';
-import { kernelWarn } from '../check/report.ts';
+import { kernelWarn } from '../kernel/report.ts';
 
 const PMD_SIZE = 2 ** 21;
 /** LATENCY_LIMIT of move_page_tables: extents of at most 64 pages */

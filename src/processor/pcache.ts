@@ -24,15 +24,15 @@ import {
   kSetLruHead, kSetLruTail, kSetNrEviction, kSetNrFree, kSetNrLru, kSetNrVictims, kSetStatAlloc, kSetStatEviction,
   kSetStatFillVictim, kVictimGen, kVictimPid, kVictimRw, kVictimSet, PC_FLAG_NAMES, PC_locked, PC_reclaim, PC_valid,
   PC_writeback, PCACHE_FLAGS_CHECK_AT_FREE, PCACHE_RMAP_reserved, PCACHE_RMAP_used, RMAP_CALLER_NAMES, type Shared,
-} from '../layout.ts';
-import { S } from '../stats.ts';
-import { bitLock, bitTrylock, bitUnlock, downReadTrylock, spinLock, spinUnlock, upRead } from '../sync.ts';
-import { PAGE_SIZE } from '../uapi.ts';
-import { kernelWarn, reportViolation } from '../check/report.ts';
+} from '../kernel/layout.ts';
+import { S } from '../kernel/stats.ts';
+import { bitLock, bitTrylock, bitUnlock, downReadTrylock, spinLock, spinUnlock, upRead } from '../kernel/sync.ts';
+import { PAGE_SIZE } from '../uapi/abi.ts';
+import { kernelWarn, reportViolation } from '../kernel/report.ts';
 import type { Kern } from './kern.ts';
 import { fmtPtep, pteFlagsString, pteLine, pteMapped, ptePfn, ptlLock, ptlTrylock, ptlUnlock, walkNoAlloc } from './pgtable.ts';
 import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from './tlb.ts';
-import { kCpuPid, kMmPendingFlush, kMmPgd, kTlbEntries } from '../layout.ts';
+import { kCpuPid, kMmPendingFlush, kMmPgd, kTlbEntries } from '../kernel/layout.ts';
 
 // ------------------------------------------------------------------------------------------------
 // Boot-time initialisation (pcache_early_init), run once by the host before any worker starts.

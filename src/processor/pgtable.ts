@@ -5,13 +5,13 @@
 // Locks: a PTE is modified only under its PTE-page lock (split PTE locks, ptl[tablePage]); upper-level
 // entries are populated under mm->page_table_lock. Readers (the MMU's page walk, like hardware) read
 // entries with Atomics.load and take no lock.
-import type { Env } from '../env.ts';
+import type { Env } from '../kernel/env.ts';
 import {
   _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, _PAGE_USER, kCtlPgtableNext, kMmPageTableLock,
   kMmPgd, kPcachePfnBase, kPtrsPerTable, PTE_FLAG_NAMES, type Shared,
-} from '../layout.ts';
-import { spinLock, spinTrylock, spinUnlock } from '../sync.ts';
-import { PAGE_SIZE } from '../uapi.ts';
+} from '../kernel/layout.ts';
+import { spinLock, spinTrylock, spinUnlock } from '../kernel/sync.ts';
+import { PAGE_SIZE } from '../uapi/abi.ts';
 
 const L4 = 2 ** 39;
 const L3 = 2 ** 30;

@@ -2,8 +2,8 @@
 // the sweep kthread at a safe point — a point where it holds no kernel lock (user mode, the start of a
 // task, a join/barrier wait) — runs a function, then lets them go. A checker running inside the window
 // sees no transient state, so it never reports one as an error.
-import type { Env } from '../env.ts';
-import { kCpuParked, kCpuState, kCpuStateIdle, kCtlCpusBusy, kCtlShutdown, kCtlStopMachine } from '../layout.ts';
+import type { Env } from '../kernel/env.ts';
+import { kCpuParked, kCpuState, kCpuStateIdle, kCtlCpusBusy, kCtlShutdown, kCtlStopMachine } from '../kernel/layout.ts';
 
 /** Park here if another context is stopping the machine. Call only where no kernel lock is held. */
 export function safePoint(env: Env): void {

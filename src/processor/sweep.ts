@@ -1,11 +1,11 @@
 // kevict_sweepd (managers/processor/pcache/sweep.c): a P kernel thread on its own worker that ages
 // the pcache's LRU lists while the CPUs run, racing with faults and evictions on the same sets.
 import { parentPort, workerData } from 'node:worker_threads';
-import { Env } from '../env.ts';
+import { Env } from '../kernel/env.ts';
 import { Fabric } from '../fabric/ibapi.ts';
-import type { WorkerInit, WorkerMsg } from '../host/workerdata.ts';
-import { kCtlShutdown, Shared } from '../layout.ts';
-import { S } from '../stats.ts';
+import type { WorkerInit, WorkerMsg } from '../kernel/workerdata.ts';
+import { kCtlShutdown, Shared } from '../kernel/layout.ts';
+import { S } from '../kernel/stats.ts';
 import { Kern } from './kern.ts';
 import { pcacheSweepSet } from './pcache.ts';
 import { safePoint } from './stop.ts';

@@ -9,15 +9,15 @@ import {
   kCpuKernelEnterMs, kCpuState, kCpuStateKernel, kCtlBarrierBase, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid,
   kCtlSpawnHead, kMaxThreads, kMmAsChanges, kMmKilled, kMmSem, kMmSemOwner, kMmUsers, kNodeMemory, kNodeStorage, kThreadEntry,
   kThreadExit, kThreadPid, kThreadState, spawnRingBase, kSpawnRing, THREAD_CREATED, THREAD_EXITED,
-} from '../layout.ts';
-import { kSyscallBase, S, SYSCALL_NAMES } from '../stats.ts';
-import { downWrite, LOCK_KIND, upWrite, waitUntil } from '../sync.ts';
+} from '../kernel/layout.ts';
+import { kSyscallBase, S, SYSCALL_NAMES } from '../kernel/stats.ts';
+import { downWrite, LOCK_KIND, upWrite, waitUntil } from '../kernel/sync.ts';
 import {
   EAGAIN, EBADF, EFAULT, EINVAL, ESRCH, MAP_ANONYMOUS, MAP_POPULATE, MREMAP_DONTUNMAP, PAGE_SIZE, PROT_WRITE,
   STAT_SIZE, STAT_ST_BLKSIZE, STAT_ST_MODE, STAT_ST_SIZE,
-} from '../uapi.ts';
-import type { Syscalls } from '../user/api.ts';
-import { ThreadExit } from '../user/api.ts';
+} from '../uapi/abi.ts';
+import type { Syscalls } from '../uapi/program.ts';
+import { ThreadExit } from '../uapi/program.ts';
 import { pcacheHandleFault, FAULT_OK } from './fault.ts';
 import type { Kern } from './kern.ts';
 import { changeProtection, releasePgtable } from './mm.ts';

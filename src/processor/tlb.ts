@@ -10,11 +10,11 @@ import {
   CSD_FLAG_LOCK, CSD_FLAG_SYNCHRONOUS, kCpuDoorbell, kCsdFlags, kCsdFunc, kCsdInfo, kCsdInfoEnd, kCsdInfoPid,
   kCsdInfoStart, kCsdLlist, kCsdWords, kIpiFlushTlb, kIpiFlushTlbAll, kMmCpumask, kMmPendingFlush, kMmShootdowns,
   kPcpuCallSingleQueue, kPcpuCfdCsd, kPcpuChunk, kPcpuChunkNext, kTlbEntries, type Shared,
-} from '../layout.ts';
-import { S } from '../stats.ts';
-import { LOCK_KIND, waitUntil } from '../sync.ts';
-import { PAGE_SIZE } from '../uapi.ts';
-import { kernelWarn, reportViolation } from '../check/report.ts';
+} from '../kernel/layout.ts';
+import { S } from '../kernel/stats.ts';
+import { LOCK_KIND, waitUntil } from '../kernel/sync.ts';
+import { PAGE_SIZE } from '../uapi/abi.ts';
+import { kernelWarn, reportViolation } from '../kernel/report.ts';
 import type { Kern } from './kern.ts';
 
 /** tlb_single_page_flush_ceiling (arch/x86/mm/tlb.c) */

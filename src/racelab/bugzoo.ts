@@ -6,7 +6,7 @@
 // and DESIGN.md §7. Kernel presets name a dated LegoOS as a set of flags; the mremap move path has one
 // function per dated form (src/processor/mremap.ts), which the flags select.
 
-import { BUG_FLAGS, type BugFlag } from '../config.ts';
+import { BUG_FLAGS, type BugFlag } from '../kernel/config.ts';
 import type { ExpectedSignature } from './signature.ts';
 
 export interface BugEntry {
@@ -144,4 +144,4 @@ export const KERNELS: KernelPreset[] = [
   },
 ];
 
-export { closest } from '../text.ts';
+export { closest } from '../lib/text.ts';

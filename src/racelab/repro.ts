@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BUGS, type BugEntry } from './bugzoo.ts';
 import { failuresOf, formatSignature, matches, type RunSummary, type Signature } from './signature.ts';
-import { bugStatName } from '../stats.ts';
+import { bugStatName } from '../kernel/stats.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const bin = path.resolve(here, '..', '..', 'bin', 'splitkern.mjs');

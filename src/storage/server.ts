@@ -21,17 +21,17 @@
 // out of a fabric handler takes the whole S worker down.
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Env } from '../env.ts';
-import { kNodeStorage } from '../layout.ts';
+import type { Env } from '../kernel/env.ts';
+import { kNodeStorage } from '../kernel/layout.ts';
 import { serveForever, type IncomingRequest, type ReplyWriter } from '../fabric/ibapi.ts';
 import { M2S_READ, P2S_CLOSE, P2S_LSEEK, P2S_OPEN, P2S_READ, P2S_STAT, P2S_WRITE } from '../fabric/opcodes.ts';
 import type { LseekReply, StatReply } from '../fabric/proto.ts';
-import type { WorkerInit, WorkerMsg } from '../host/workerdata.ts';
+import type { WorkerInit, WorkerMsg } from '../kernel/workerdata.ts';
 import {
   EACCES, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EIO, EISDIR, EMFILE, ENAMETOOLONG, ENOENT, ENOSPC, ENOSYS,
   ENOTDIR, EROFS, ESPIPE, O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY,
   PAGE_SIZE, S_IFCHR, S_IFREG, SEEK_CUR, SEEK_END, SEEK_SET, errnoByName,
-} from '../uapi.ts';
+} from '../uapi/abi.ts';
 
 export interface StorageOptions {
   /** in-memory files present at boot (e.g. generated inputs under /splitkern/); adopted, never mutated */

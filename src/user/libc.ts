@@ -31,8 +31,8 @@
 import {
   EINVAL, ENOMEM, MAP_ANONYMOUS, MAP_PRIVATE, MREMAP_MAYMOVE, O_RDONLY, PAGE_SIZE, PROT_READ, PROT_WRITE,
   STAT_SIZE, STAT_ST_SIZE, pageAlignUp,
-} from '../uapi.ts';
-import { UserSignal, type Mmu, type Syscalls, type UserContext } from './api.ts';
+} from '../uapi/abi.ts';
+import { UserSignal, type Mmu, type Syscalls, type UserContext } from '../uapi/program.ts';
 
 export const SIGABRT = 6;
 /** glibc DEFAULT_MMAP_THRESHOLD_MIN: chunks this big or bigger get their own mmap. */

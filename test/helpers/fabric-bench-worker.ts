@@ -10,12 +10,12 @@
 // Both sides of every variant are the same two threads, so the fabric and the floor are measured on the
 // same pair of OS threads in the same process.
 import { parentPort, workerData } from 'node:worker_threads';
-import type { MachineConfig } from '../../src/config.ts';
-import { Env } from '../../src/env.ts';
+import type { MachineConfig } from '../../src/kernel/config.ts';
+import { Env } from '../../src/kernel/env.ts';
 import { Fabric, serveForever } from '../../src/fabric/ibapi.ts';
 import { P2M_PCACHE_MISS } from '../../src/fabric/opcodes.ts';
-import { kCtlShutdown, kNodeMemory, kRecvDoorbell, Shared, type SharedBuffers } from '../../src/layout.ts';
-import { PAGE_SIZE } from '../../src/uapi.ts';
+import { kCtlShutdown, kNodeMemory, kRecvDoorbell, Shared, type SharedBuffers } from '../../src/kernel/layout.ts';
+import { PAGE_SIZE } from '../../src/uapi/abi.ts';
 
 export type FabricBenchKind = 'fabric' | 'fabric-page' | 'atomics-wait' | 'atomics-spin';
 

@@ -6,12 +6,12 @@
 //           Fabric.sendReply and posts what came back.
 import { createHash } from 'node:crypto';
 import { parentPort, workerData } from 'node:worker_threads';
-import type { MachineConfig } from '../../src/config.ts';
-import { Env } from '../../src/env.ts';
+import type { MachineConfig } from '../../src/kernel/config.ts';
+import { Env } from '../../src/kernel/env.ts';
 import { Fabric, serveForever, type IncomingRequest, type ReplyWriter } from '../../src/fabric/ibapi.ts';
 import { P2M_BRK, P2M_MMAP, P2M_MUNMAP, P2M_PCACHE_FLUSH, P2M_PCACHE_MISS } from '../../src/fabric/opcodes.ts';
-import { kMboxReplyLen, kMboxReqLen, kNodeMemory, Shared, type SharedBuffers } from '../../src/layout.ts';
-import { PAGE_SIZE } from '../../src/uapi.ts';
+import { kMboxReplyLen, kMboxReqLen, kNodeMemory, Shared, type SharedBuffers } from '../../src/kernel/layout.ts';
+import { PAGE_SIZE } from '../../src/uapi/abi.ts';
 
 export interface FabricWorkerInit {
   module: string;

@@ -5,8 +5,8 @@ import {
   EBADF, EFAULT, EINVAL, ENOENT, ENOMEM, MAP_ANONYMOUS, MAP_FIXED, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE,
   PROT_READ, PROT_WRITE, TASK_SIZE,
   O_CREAT, O_TRUNC, PAGE_SIZE, STAT_SIZE, STAT_ST_SIZE, pageAlignUp,
-} from '../../src/uapi.ts';
-import { ThreadExit, UserSignal, type Mmu, type Program, type Syscalls, type UserContext } from '../../src/user/api.ts';
+} from '../../src/uapi/abi.ts';
+import { ThreadExit, UserSignal, type Mmu, type Program, type Syscalls, type UserContext } from '../../src/uapi/program.ts';
 
 export interface FakeMachine {
   pages: Map<number, Uint8Array>;

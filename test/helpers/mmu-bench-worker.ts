@@ -10,10 +10,10 @@
 // property read on a module namespace object, which costs several ns per access and would be measured
 // as if it were the MMU's cost; the bench also runs the loops in-process to show that difference.)
 import { parentPort } from 'node:worker_threads';
-import { DEFAULT_CONFIG, type MachineConfig } from '../../src/config.ts';
-import { Env } from '../../src/env.ts';
+import { DEFAULT_CONFIG, type MachineConfig } from '../../src/kernel/config.ts';
+import { Env } from '../../src/kernel/env.ts';
 import { Fabric } from '../../src/fabric/ibapi.ts';
-import { allocateShared, geometryFor, kCtlPgtableNext, kMmPgd, kMmPid, Shared } from '../../src/layout.ts';
+import { allocateShared, geometryFor, kCtlPgtableNext, kMmPgd, kMmPid, Shared } from '../../src/kernel/layout.ts';
 import { Kern } from '../../src/processor/kern.ts';
 import { CpuMmu } from '../../src/processor/mmu.ts';
 import { pcacheAddRmap, pcacheAlloc, pcacheEarlyInit } from '../../src/processor/pcache.ts';

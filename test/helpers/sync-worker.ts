@@ -9,10 +9,10 @@
 //   rwsem-mixed   ctx 0 writes (A = A + 1, a window, B = A, inside flag), ctx 1 reads under downRead and
 //                 counts every time it sees A != B or the writer's inside flag (must never happen)
 import { parentPort, workerData } from 'node:worker_threads';
-import type { MachineConfig } from '../../src/config.ts';
-import { Env } from '../../src/env.ts';
-import { Shared, type SharedBuffers } from '../../src/layout.ts';
-import { bitLock, bitUnlock, downRead, downWrite, spinLock, spinUnlock, upRead, upWrite } from '../../src/sync.ts';
+import type { MachineConfig } from '../../src/kernel/config.ts';
+import { Env } from '../../src/kernel/env.ts';
+import { Shared, type SharedBuffers } from '../../src/kernel/layout.ts';
+import { bitLock, bitUnlock, downRead, downWrite, spinLock, spinUnlock, upRead, upWrite } from '../../src/kernel/sync.ts';
 
 export type SyncMode = 'spin' | 'bit' | 'rwsem-write' | 'rwsem-mixed';
 

@@ -13,8 +13,8 @@
 // + write), reproducing the input byte for byte.
 //
 // Report: { kind: 'dpkg-status', records, bytes, recordOffsets, fields, packages }.
-import { O_CREAT, O_TRUNC, O_WRONLY } from '../../uapi.ts';
-import { UserSignal, type Program, type UserContext } from '../api.ts';
+import { O_CREAT, O_TRUNC, O_WRONLY } from '../../uapi/abi.ts';
+import { UserSignal, type Program, type UserContext } from '../../uapi/program.ts';
 import { Libc, SIGABRT } from '../libc.ts';
 
 // struct record (a varbuf plus where the record came from)

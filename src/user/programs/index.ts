@@ -1,5 +1,5 @@
 // The programs a CPU can run, by the name the CLI and the host use.
-import type { Program } from '../api.ts';
+import type { Program } from '../../uapi/program.ts';
 import { dpkgStatus } from './dpkg_status.ts';
 import { mremapStress } from './mremap_stress.ts';
 import { scriptProgram } from './script.ts';

@@ -56,8 +56,8 @@
 import {
   EAGAIN, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE_SIZE, PROT_READ, PROT_WRITE,
   STDERR_FILENO, STDOUT_FILENO, errnoName,
-} from '../../uapi.ts';
-import type { Mmu, Program, UserContext } from '../api.ts';
+} from '../../uapi/abi.ts';
+import type { Mmu, Program, UserContext } from '../../uapi/program.ts';
 import { Rng } from '../gen.ts';
 import { decodePageTag, describePageContent, encodeTaggedPage, regionId, type PageTag } from './script.ts';
 

@@ -16,9 +16,9 @@ import { z } from 'zod';
 import {
   ERRNO_NAMES, MAP_ANONYMOUS, MAP_FIXED, MAP_NAMES, MAP_PRIVATE, MREMAP_FIXED, MREMAP_NAMES, PAGE_SIZE,
   PROT_NAMES, PROT_READ, PROT_WRITE, SEGV_ACCERR, STDERR_FILENO, STDOUT_FILENO, TASK_SIZE, errnoByName, errnoName,
-} from '../../uapi.ts';
-import type { Mmu, Program, UserContext } from '../api.ts';
-import { closest, excerpt } from '../../text.ts';
+} from '../../uapi/abi.ts';
+import type { Mmu, Program, UserContext } from '../../uapi/program.ts';
+import { closest, excerpt } from '../../lib/text.ts';
 
 // ---------------------------------------------------------------------------------------------------
 // Limits and layout (named so that hitting one fails with a message that names it)

@@ -18,8 +18,8 @@
 // mapping is read-only. Main merges the other tables into its own (freeing duplicate strings that other
 // threads allocated), sorts with qsort (count desc, strcmp asc), prints the top N like Phoenix and
 // reports the whole table read back from emulated memory.
-import { MAP_PRIVATE, O_RDONLY, PROT_READ } from '../../uapi.ts';
-import { UserSignal, type Program, type UserContext } from '../api.ts';
+import { MAP_PRIVATE, O_RDONLY, PROT_READ } from '../../uapi/abi.ts';
+import { UserSignal, type Program, type UserContext } from '../../uapi/program.ts';
 import { Libc, SIGABRT } from '../libc.ts';
 
 const START_ARRAY_SIZE = 2000;

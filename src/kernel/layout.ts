@@ -20,7 +20,7 @@
 //   threads  user thread table                                        (P/host)
 //   stats    per-context counters, written only by their owner       (all)
 import { kMaxCpus, type MachineConfig } from './config.ts';
-import { PAGE_SIZE } from './uapi.ts';
+import { PAGE_SIZE } from '../uapi/abi.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Contexts: every thread of execution that sends fabric messages or owns a stats row.

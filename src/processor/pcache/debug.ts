@@ -22,18 +22,18 @@
 //
 // The checker only reads shared memory (Atomics.load where others write with Atomics), takes no lock
 // and follows every link with a bound, so a corrupted structure is reported, never looped on.
-import type { Kern } from '../processor/kern.ts';
+import type { Kern } from '../kern.ts';
 import {
   _PAGE_PRESENT, kCtlPgtableNext, kEvictEntries, kListFree, kListLru, kListNone, kMaxProcs, kMetaFlags, kMetaList,
   kMetaMapcount, kMetaNext, kMetaPrev, kMetaRef, kMetaRmapHead, kMmPgd, kMmPid, kPtrsPerTable, kRmapFlags, kRmapNext,
   kRmapOwner, kRmapPageTable,
   kSetFreeHead, kSetLock, kSetLruHead, kSetLruTail, kSetNrEviction, kSetNrFree, kSetNrLru, PC_locked, PC_reclaim,
   PC_valid, PC_writeback, PCACHE_RMAP_used, type Shared,
-} from '../layout.ts';
-import { dumpPcacheMeta, pcFlagsString, reportBadRmap, rmapView } from '../processor/pcache.ts';
-import { fmtPtep, indexAt, pteLine, pteMapped } from '../processor/pgtable.ts';
-import { PAGE_SIZE } from '../uapi.ts';
-import { reportViolation, type ViolationDetails } from './report.ts';
+} from '../../kernel/layout.ts';
+import { dumpPcacheMeta, pcFlagsString, reportBadRmap, rmapView } from '../pcache.ts';
+import { fmtPtep, indexAt, pteLine, pteMapped } from '../pgtable.ts';
+import { PAGE_SIZE } from '../../uapi/abi.ts';
+import { reportViolation, type ViolationDetails } from '../../kernel/report.ts';
 
 export interface CheckResult { violations: number; checked: { lines: number; rmaps: number; ptes: number; sets: number } }
 

@@ -1,6 +1,6 @@
 // What the host hands every worker at start (structured-cloned; the SharedArrayBuffers are shared).
-import type { MachineConfig } from '../config.ts';
-import type { SharedBuffers } from '../layout.ts';
+import type { MachineConfig } from './config.ts';
+import type { SharedBuffers } from './layout.ts';
 
 export interface WorkerInit {
   bufs: SharedBuffers;
@@ -19,3 +19,6 @@ export type WorkerMsg =
   /** final content of a file the workload created or wrote on S (sent when it is closed and at shutdown) */
   | { type: 'file'; path: string; data: Uint8Array }
   | { type: 'fatal'; who: string; message: string };
+
+/** The BroadcastChannel on which CPUs send what user programs write to fd 1 and 2 (P's console). */
+export const consoleChannel = (bootEpochMs: number): string => `splitkern-console-${bootEpochMs}`;

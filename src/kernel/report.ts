@@ -6,10 +6,10 @@
 //   2. a slot reserved by CAS on kRepHead only while the ring has room, else kRepDropped is counted;
 //   3. the record (JSON, capped to a slot: it always parses) and its commit word.
 // The host drains the ring in index order (drainReports) and frees each slot before it moves kRepTail.
-import type { Env } from '../env.ts';
+import type { Env } from './env.ts';
 import {
   kRepCountBase, kRepDropped, kRepHead, kReportSlotBytes, kReportSlotHeaderBytes, kReportSlots, kRepTail, type Shared,
-} from '../layout.ts';
+} from './layout.ts';
 
 export interface ViolationDetails {
   text: string;
