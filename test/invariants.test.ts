@@ -12,7 +12,10 @@ import {
   kSetNrEviction, PC_dirty, PC_locked, PC_valid, Shared,
 } from '../src/kernel/layout.ts';
 import { Kern } from '../src/processor/kern.ts';
-import { getPcache, pcacheAddRmap, pcacheAlloc, pcacheEarlyInit, rmapList } from '../src/processor/pcache.ts';
+import { pcacheAlloc } from '../src/processor/pcache/alloc.ts';
+import { pcacheEarlyInit } from '../src/processor/pcache/init.ts';
+import { getPcache, rmapList } from '../src/processor/pcache/meta.ts';
+import { pcacheAddRmap } from '../src/processor/pcache/rmap.ts';
 import { allocTablePage, mkPte, walk } from '../src/processor/pgtable.ts';
 import { PAGE_SIZE } from '../src/uapi/abi.ts';
 

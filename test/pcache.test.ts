@@ -12,15 +12,16 @@ import { Env, type Level } from '../src/kernel/env.ts';
 import { Fabric } from '../src/fabric/ibapi.ts';
 import {
   _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, allocateShared, geometryFor, kCtlPgtableNext, kCtlRmapFreeHead, kCtlVictimGen,
-  kMetaAllocSeq, kMetaFlags, kMetaMapcount, kMetaRef, kMmPgd, kMmPid, kPrintkHead, kPrintkHeaderWords, kPrintkSlotBytes,
+  kMetaFlags, kMetaPrev, kSetLruTail, kMetaMapcount, kMetaRef, kMmPgd, kMmPid, kPrintkHead, kPrintkHeaderWords, kPrintkSlotBytes,
   kPrintkSlots, kRmapFlags, kRmapNext, kRmapOwner, kRmapPageTable, kSetNrVictims, kVictimPid, kVictimRw, PC_locked,
   PC_valid, PCACHE_RMAP_used, RMAP_FILL_PAGE_REMOTE, RMAP_VICTIM_FILL, Shared,
 } from '../src/kernel/layout.ts';
 import { Kern } from '../src/processor/kern.ts';
-import {
-  getPcache, lockPcache, pcacheAddRmap, pcacheAlloc, pcacheEarlyInit, pcacheFlags, pcacheRemoveRmapLocked, putPcache,
-  rmapGetPteLocked, rmapList, rmapView, setCounts, unlockPcache, victimInvalidateRange, victimTryFill,
-} from '../src/processor/pcache.ts';
+import { pcacheAlloc } from '../src/processor/pcache/alloc.ts';
+import { pcacheEarlyInit } from '../src/processor/pcache/init.ts';
+import { getPcache, lockPcache, pcacheFlags, putPcache, rmapList, rmapView, setCounts, unlockPcache } from '../src/processor/pcache/meta.ts';
+import { pcacheAddRmap, pcacheRemoveRmapLocked, rmapGetPteLocked } from '../src/processor/pcache/rmap.ts';
+import { victimInvalidateRange, victimTryFill } from '../src/processor/pcache/victim.ts';
 import { allocTablePage, fmtPtep, mkPte, pteLine, pteMapped, ptlLock, ptlUnlock, tableOfSlot, walk, walkNoAlloc } from '../src/processor/pgtable.ts';
 import { S, type StatName } from '../src/kernel/stats.ts';
 import { PAGE_SIZE } from '../src/uapi/abi.ts';
@@ -283,8 +284,10 @@ describe('eviction policies', () => {
     const rig = makeRig({ evict: 'fifo' });
     const set = 5;
     const pages = fillSet(rig, set);
-    const seqs = pages.map((p) => rig.sh.meta[rig.sh.metaIdx(p.line, kMetaAllocSeq)]!);
-    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    // allocation order is the LRU from its tail (nothing but allocation moves a line on fifo)
+    const fromTail: number[] = [];
+    for (let e = rig.sh.set[rig.sh.setIdx(set, kSetLruTail)]!; e !== 0; e = rig.sh.meta[rig.sh.metaIdx(e - 1, kMetaPrev)]!) fromTail.push(e - 1);
+    expect(fromTail).toEqual(pages.map((p) => p.line));
     expect(rig.pte(pages[0]!) & _PAGE_ACCESSED).not.toBe(0); // mkPte marks it young
     rig.map(vaIn(set, WAYS));
     expect(rig.pte(pages[0]!)).toBe(0);

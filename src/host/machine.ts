@@ -15,7 +15,7 @@ import {
   kPrintkHeaderWords, kPrintkSlotBytes, kPrintkSlots, kPrintkTail, kRecvDoorbell, kSpawnRing, kThreadPid, kNrNodes,
   Shared, spawnRingBase, type SharedBuffers,
 } from '../kernel/layout.ts';
-import { pcacheEarlyInit } from '../processor/pcache.ts';
+import { pcacheEarlyInit } from '../processor/pcache/init.ts';
 import { stopMachine } from '../processor/stop.ts';
 import { callSingleQueued } from '../processor/tlb.ts';
 import { checkQuiescent } from '../processor/pcache/debug.ts';

@@ -93,7 +93,6 @@ export const kMetaRmapHead = 3; // rmap index + 1, 0 = empty
 export const kMetaPrev = 4; // LRU / free list links: line index + 1, 0 = none (set lock)
 export const kMetaNext = 5;
 export const kMetaList = 6; // which list the line is on: kListNone/Free/Lru (set lock)
-export const kMetaAllocSeq = 7; // allocation sequence (fifo order, diagnostics)
 export const kListNone = 0;
 export const kListFree = 1;
 export const kListLru = 2;
@@ -120,13 +119,8 @@ export const kSetNrLru = 4;
 export const kSetNrFree = 5;
 export const kSetFlags = 6; // PCACHE_SET_evicting
 export const kSetNrEviction = 7; // nr_eviction_entries (eviction list lock = set lock)
-// per-set event counters (inc_pset_event: atomic, no lock; diagnostics)
-export const kSetStatAlloc = 8;
-export const kSetStatFillMemory = 9;
-export const kSetStatFillVictim = 10;
-export const kSetStatEviction = 11;
+// words 8-11 are unused (LegoOS's per-set event counters are not kept: the machine's counters, src/kernel/stats.ts, count the same events)
 export const kSetNrVictims = 12; // victims tagged with this set (victim lock)
-export const kSetAllocSeq = 13;
 // Per-set eviction list (perset.c): kEvictEntries entries {pid} + Float64 {address}; pid 0 = free.
 export const kEvictEntries = 8;
 

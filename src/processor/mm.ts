@@ -8,9 +8,9 @@ import { _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, _
 import { S } from '../kernel/stats.ts';
 import { PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE } from '../uapi/abi.ts';
 import type { Kern } from './kern.ts';
-import {
-  findRmap, getPcache, lockPcache, pcacheRemoveRmapLocked, putPcache, trylockPcache, unlockPcache, victimInvalidateRange,
-} from './pcache.ts';
+import { getPcache, lockPcache, putPcache, trylockPcache, unlockPcache } from './pcache/meta.ts';
+import { findRmap, pcacheRemoveRmapLocked } from './pcache/rmap.ts';
+import { victimInvalidateRange } from './pcache/victim.ts';
 import { pteLine, pteMapped, ptlLock, ptlUnlock, walkNoAlloc } from './pgtable.ts';
 import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from './tlb.ts';
 import { kernelWarn } from '../kernel/report.ts';

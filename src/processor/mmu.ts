@@ -16,7 +16,7 @@ import { S } from '../kernel/stats.ts';
 import { PAGE_SIZE, SEGV_ACCERR, SEGV_MAPERR, X86_PF_PROT, X86_PF_USER, X86_PF_WRITE } from '../uapi/abi.ts';
 import type { Mmu } from '../uapi/program.ts';
 import { UserSignal } from '../uapi/program.ts';
-import { FAULT_KILLED, FAULT_OK, FAULT_OOM, FAULT_OOM_REMOTE, FAULT_SIGSEGV_ACCERR, FAULT_SIGSEGV_MAPERR, pcacheHandleFault } from './fault.ts';
+import { FAULT_KILLED, FAULT_OK, FAULT_OOM, FAULT_OOM_REMOTE, FAULT_SIGSEGV_ACCERR, FAULT_SIGSEGV_MAPERR, pcacheHandleFault } from './pcache/fault.ts';
 import type { Kern } from './kern.ts';
 import { pteLine, walkNoAlloc } from './pgtable.ts';
 import { safePoint } from './stop.ts';

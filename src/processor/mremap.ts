@@ -26,10 +26,10 @@ import { S } from '../kernel/stats.ts';
 import { PAGE_SIZE } from '../uapi/abi.ts';
 import type { Kern } from './kern.ts';
 import { lockLineUnderPtl } from './mm.ts';
-import {
-  findRmap, lockPcache, pcacheAddRmap, pcacheAlloc, pcacheRemoveRmapLocked, putPcache, rmapRepoint, rmapReserve,
-  unlockPcache, victimInvalidateRange,
-} from './pcache.ts';
+import { pcacheAlloc } from './pcache/alloc.ts';
+import { lockPcache, putPcache, unlockPcache } from './pcache/meta.ts';
+import { findRmap, pcacheAddRmap, pcacheRemoveRmapLocked, rmapRepoint, rmapReserve } from './pcache/rmap.ts';
+import { victimInvalidateRange } from './pcache/victim.ts';
 import { pteLine, pteMapped, ptlLock, ptlLockPair, ptlUnlock, ptlUnlockPair, walk, walkNoAlloc } from './pgtable.ts';
 import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from './tlb.ts';
 import { kernelWarn } from '../kernel/report.ts';

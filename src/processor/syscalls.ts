@@ -18,7 +18,7 @@ import {
 } from '../uapi/abi.ts';
 import type { Syscalls } from '../uapi/program.ts';
 import { ThreadExit } from '../uapi/program.ts';
-import { pcacheHandleFault, FAULT_OK } from './fault.ts';
+import { pcacheHandleFault, FAULT_OK } from './pcache/fault.ts';
 import type { Kern } from './kern.ts';
 import { changeProtection, releasePgtable } from './mm.ts';
 import { movePageTables } from './mremap.ts';

@@ -16,7 +16,9 @@ import { Fabric } from '../../src/fabric/ibapi.ts';
 import { allocateShared, geometryFor, kCtlPgtableNext, kMmPgd, kMmPid, Shared } from '../../src/kernel/layout.ts';
 import { Kern } from '../../src/processor/kern.ts';
 import { CpuMmu } from '../../src/processor/mmu.ts';
-import { pcacheAddRmap, pcacheAlloc, pcacheEarlyInit } from '../../src/processor/pcache.ts';
+import { pcacheAlloc } from '../../src/processor/pcache/alloc.ts';
+import { pcacheEarlyInit } from '../../src/processor/pcache/init.ts';
+import { pcacheAddRmap } from '../../src/processor/pcache/rmap.ts';
 import { allocTablePage, mkPte, walk } from '../../src/processor/pgtable.ts';
 import { tlbFlushAllLocal } from '../../src/processor/tlb.ts';
 

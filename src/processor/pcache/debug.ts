@@ -30,7 +30,9 @@ import {
   kSetFreeHead, kSetLock, kSetLruHead, kSetLruTail, kSetNrEviction, kSetNrFree, kSetNrLru, PC_locked, PC_reclaim,
   PC_valid, PC_writeback, PCACHE_RMAP_used, type Shared,
 } from '../../kernel/layout.ts';
-import { dumpPcacheMeta, pcFlagsString, reportBadRmap, rmapView } from '../pcache.ts';
+import { dumpPcacheMeta } from './dump.ts';
+import { pcFlagsString, rmapView } from './meta.ts';
+import { reportBadRmap } from './rmap.ts';
 import { fmtPtep, indexAt, pteLine, pteMapped } from '../pgtable.ts';
 import { PAGE_SIZE } from '../../uapi/abi.ts';
 import { reportViolation, type ViolationDetails } from '../../kernel/report.ts';

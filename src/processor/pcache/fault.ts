@@ -4,14 +4,18 @@
 //   in the address's set (evicting if full) -> victim cache -> P2M_PCACHE_MISS -> copy 4 KiB into the
 //   line -> set PTE -> add rmap. The MMU then refills its TLB from the new PTE.
 // Unlike LegoOS, a fault takes P's mmap_sem for read, so it serialises with mremap/munmap on P.
-import { P2M_PCACHE_MISS } from '../fabric/opcodes.ts';
-import { _PAGE_PROTNONE, _PAGE_RW, kMmAsChanges, kMmKilled, kMmSem, kNodeMemory, kSetNrEviction, kSetStatFillMemory, RMAP_FILL_PAGE_REMOTE, RMAP_VICTIM_FILL } from '../kernel/layout.ts';
-import { S } from '../kernel/stats.ts';
-import { downRead, upRead } from '../kernel/sync.ts';
-import { EACCES, ENOMEM, PAGE_SIZE, PROT_WRITE } from '../uapi/abi.ts';
-import type { Kern } from './kern.ts';
-import { pcacheAddRmap, pcacheAlloc, psetFindEviction, putPcache, rmapReserve, rmapUnreserve, victimTryFill } from './pcache.ts';
-import { pteMapped, ptlLock, ptlUnlock, walk, mkPte } from './pgtable.ts';
+import { P2M_PCACHE_MISS } from '../../fabric/opcodes.ts';
+import { _PAGE_PROTNONE, _PAGE_RW, kMmAsChanges, kMmKilled, kMmSem, kNodeMemory, kSetNrEviction, RMAP_FILL_PAGE_REMOTE, RMAP_VICTIM_FILL } from '../../kernel/layout.ts';
+import { S } from '../../kernel/stats.ts';
+import { downRead, upRead } from '../../kernel/sync.ts';
+import { EACCES, ENOMEM, PAGE_SIZE, PROT_WRITE } from '../../uapi/abi.ts';
+import type { Kern } from '../kern.ts';
+import { pcacheAlloc } from './alloc.ts';
+import { putPcache } from './meta.ts';
+import { psetFindEviction } from './perset.ts';
+import { pcacheAddRmap, rmapReserve, rmapUnreserve } from './rmap.ts';
+import { victimTryFill } from './victim.ts';
+import { pteMapped, ptlLock, ptlUnlock, walk, mkPte } from '../pgtable.ts';
 
 export const FAULT_OK = 0;
 export const FAULT_SIGSEGV_MAPERR = 1; // no mapping (SEGV_MAPERR)
@@ -108,7 +112,6 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
       }
       sh.pcdata.set(rep.mbox.page, sh.lineOffset(line));
       writable = (rep.aux & PROT_WRITE) !== 0;
-      Atomics.add(sh.set, sh.setIdx(set, kSetStatFillMemory), 1);
       k.env.stat(S.nr_pcache_fill_from_memory);
     }
     if (write && !writable) {

@@ -1,0 +1,169 @@
+// struct pcache_meta, pcache_set and pcache_rmap as every pcache file sees them (LegoOS
+// include/processor/pcache.h and the free half of managers/processor/pcache/alloc.c): a line's
+// flags, its lock (PC_locked, lock_pcache), its references (get_pcache / put_pcache, whose last put
+// frees it: __put_pcache), the set's free and LRU lists, and read-only views of a line's rmaps.
+//
+// Locks and words:
+//   - a line's flags word holds the line lock (PC_locked, bit spin lock); the other flags change by
+//     Atomics bit ops; ref and mapcount by Atomics;
+//   - the set lock (lru_lock, kSetLock) guards the set's free list, LRU list, their counters and the
+//     lines' list links (kMetaPrev/kMetaNext/kMetaList): pushFree, popFree, lruAddHead and lruDel
+//     must be called with it held;
+//   - a line's rmap list is read under the line lock, or in a stopped world (rmapList, rmapView).
+// Lock order (rmap.c FAT NOTE, 933163e8): P's mmap_sem -> set lock (lru_lock) -> pcache line lock
+// -> PTE lock -> leaf locks. The leaf locks take nothing beneath them: the victim cache lock
+// (kCtlVictimLock, which also guards kSetNrVictims), the rmap free-list lock and mm->page_table_lock.
+// Where a path must go against the order it never blocks, so no cycle can form:
+//   - under a PTE lock a line is only trylocked; on failure lockLineUnderPtl (mm.ts) takes a
+//     reference, drops the PTE lock, sleeps on the line lock, retakes the PTE lock and re-checks
+//     the PTE (pte_same);
+//   - eviction holds the line lock and pins each mapping's mm with down_read_trylock
+//     (pcacheEvictLine, evict.ts), giving up on the line if one fails;
+//   - the walkers that only test and clear the accessed bit (pcacheReferencedTrylock, rmap.ts: the
+//     LRU second-chance scan, kevict_sweepd) take each PTE lock by trylock (rmap_get_pte_trylock)
+//     and skip a PTE whose lock is busy.
+// Refcount: one per rmap (the allocation ref becomes the first rmap's), plus transient refs of
+// evictors and lock-drop paths.
+import {
+kListFree,kListLru,kListNone,kMetaFlags,kMetaList,kMetaMapcount,kMetaNext,
+kMetaPrev,kMetaRef,kMetaRmapHead,kRmapCaller,kRmapFlags,kRmapNext,kRmapOwner,kRmapPageTable,kSetFreeHead,kSetLock,
+kSetLruHead,kSetLruTail,kSetNrFree,kSetNrLru,PC_FLAG_NAMES,PC_locked,PCACHE_FLAGS_CHECK_AT_FREE,type Shared
+} from '../../kernel/layout.ts';
+import { bitLock,bitTrylock,bitUnlock,spinLock,spinUnlock } from '../../kernel/sync.ts';
+import { kernelWarn,reportViolation } from '../../kernel/report.ts';
+import type { Kern } from '../kern.ts';
+
+
+export function pushFree(sh: Shared, set: number, line: number): void {
+  sh.meta[sh.metaIdx(line, kMetaNext)] = sh.set[sh.setIdx(set, kSetFreeHead)]!;
+  sh.meta[sh.metaIdx(line, kMetaPrev)] = 0;
+  sh.meta[sh.metaIdx(line, kMetaList)] = kListFree;
+  sh.set[sh.setIdx(set, kSetFreeHead)] = line + 1;
+  sh.set[sh.setIdx(set, kSetNrFree)]! += 1;
+}
+
+export function popFree(sh: Shared, set: number): number {
+  const head = sh.set[sh.setIdx(set, kSetFreeHead)]!;
+  if (head === 0) return -1;
+  const line = head - 1;
+  sh.set[sh.setIdx(set, kSetFreeHead)] = sh.meta[sh.metaIdx(line, kMetaNext)]!;
+  sh.set[sh.setIdx(set, kSetNrFree)]! -= 1;
+  sh.meta[sh.metaIdx(line, kMetaList)] = kListNone;
+  return line;
+}
+
+// LRU list: head = newest, tail = oldest. Under the set lock.
+export function lruAddHead(sh: Shared, set: number, line: number): void {
+  const head = sh.set[sh.setIdx(set, kSetLruHead)]!;
+  sh.meta[sh.metaIdx(line, kMetaPrev)] = 0;
+  sh.meta[sh.metaIdx(line, kMetaNext)] = head;
+  if (head) sh.meta[sh.metaIdx(head - 1, kMetaPrev)] = line + 1;
+  else sh.set[sh.setIdx(set, kSetLruTail)] = line + 1;
+  sh.set[sh.setIdx(set, kSetLruHead)] = line + 1;
+  sh.set[sh.setIdx(set, kSetNrLru)]! += 1;
+  sh.meta[sh.metaIdx(line, kMetaList)] = kListLru;
+}
+
+export function lruDel(sh: Shared, set: number, line: number): void {
+  const prev = sh.meta[sh.metaIdx(line, kMetaPrev)]!;
+  const next = sh.meta[sh.metaIdx(line, kMetaNext)]!;
+  if (prev) sh.meta[sh.metaIdx(prev - 1, kMetaNext)] = next;
+  else sh.set[sh.setIdx(set, kSetLruHead)] = next;
+  if (next) sh.meta[sh.metaIdx(next - 1, kMetaPrev)] = prev;
+  else sh.set[sh.setIdx(set, kSetLruTail)] = prev;
+  sh.set[sh.setIdx(set, kSetNrLru)]! -= 1;
+  sh.meta[sh.metaIdx(line, kMetaList)] = kListNone;
+  sh.meta[sh.metaIdx(line, kMetaPrev)] = 0;
+  sh.meta[sh.metaIdx(line, kMetaNext)] = 0;
+}
+
+export function lockSet(k: Kern, set: number): void {
+  spinLock(k.env, k.sh.set, k.sh.setIdx(set, kSetLock), set);
+}
+
+export function unlockSet(k: Kern, set: number): void {
+  spinUnlock(k.sh.set, k.sh.setIdx(set, kSetLock));
+}
+
+export const pcacheFlags = (sh: Shared, line: number): number => Atomics.load(sh.meta, sh.metaIdx(line, kMetaFlags));
+
+export const trylockPcache = (sh: Shared, line: number): boolean => bitTrylock(sh.meta, sh.metaIdx(line, kMetaFlags), PC_locked);
+
+export function lockPcache(k: Kern, line: number): void {
+  bitLock(k.env, k.sh.meta, k.sh.metaIdx(line, kMetaFlags), PC_locked, line);
+}
+
+export function unlockPcache(sh: Shared, line: number): void {
+  bitUnlock(sh.meta, sh.metaIdx(line, kMetaFlags), PC_locked);
+}
+
+export function getPcache(sh: Shared, line: number): void {
+  Atomics.add(sh.meta, sh.metaIdx(line, kMetaRef), 1);
+}
+
+/** get_pcache_unless_zero */
+export function getPcacheUnlessZero(sh: Shared, line: number): boolean {
+  const i = sh.metaIdx(line, kMetaRef);
+  for (;;) {
+    const r = Atomics.load(sh.meta, i);
+    if (r === 0) return false;
+    if (Atomics.compareExchange(sh.meta, i, r, r + 1) === r) return true;
+  }
+}
+
+/** put_pcache: drop `n` references; the last one frees the line (__put_pcache). */
+export function putPcache(k: Kern, line: number, n = 1): void {
+  const old = Atomics.sub(k.sh.meta, k.sh.metaIdx(line, kMetaRef), n);
+  if (old === n) freePcache(k, line);
+  else if (old < n) kernelWarn(k, { fn: 'put_pcache', file: 'managers/processor/pcache/alloc.c' }, `pcache line ${line}: refcount underflow (${old} - ${n})`);
+}
+
+/** __put_pcache: detach from LRU and return to the set's free list, checking the free-line state. */
+export function freePcache(k: Kern, line: number): void {
+  const sh = k.sh;
+  const set = sh.setOfLine(line);
+  lockSet(k, set);
+  if (sh.meta[sh.metaIdx(line, kMetaList)] === kListLru) lruDel(sh, set, line);
+  const flags = pcacheFlags(sh, line) & ~PC_locked;
+  const mapcount = Atomics.load(sh.meta, sh.metaIdx(line, kMetaMapcount));
+  if (mapcount !== 0 || (flags & PCACHE_FLAGS_CHECK_AT_FREE) !== 0 || sh.meta[sh.metaIdx(line, kMetaRmapHead)] !== 0) {
+    reportViolation(k, 'free-line-state', {
+      line,
+      text: `BUG: Bad pcache state in process [${k.comm}][pid:${k.pid}]\npcache:${line} mapcount:${mapcount} flags:(${pcFlagsString(flags)})`,
+    });
+  }
+  Atomics.store(sh.meta, sh.metaIdx(line, kMetaFlags), 0);
+  pushFree(sh, set, line);
+  unlockSet(k, set);
+}
+
+export function pcFlagsString(f: number): string {
+  return PC_FLAG_NAMES.filter(([b]) => f & b).map(([, n]) => n).join('|');
+}
+
+export interface RmapView { r: number; owner: number; address: number; pageTable: number; flags: number; caller: number }
+
+export function rmapView(sh: Shared, r: number): RmapView {
+  return {
+    r,
+    owner: sh.rmap[sh.rmapIdx(r, kRmapOwner)]!,
+    address: sh.rmapAddr[r]!,
+    pageTable: sh.rmap[sh.rmapIdx(r, kRmapPageTable)]!,
+    flags: sh.rmap[sh.rmapIdx(r, kRmapFlags)]!,
+    caller: sh.rmap[sh.rmapIdx(r, kRmapCaller)]!,
+  };
+}
+
+/** rmap indices of a line (caller holds the line lock, or the world is stopped). */
+export function rmapList(sh: Shared, line: number): number[] {
+  const out: number[] = [];
+  for (let e = sh.meta[sh.metaIdx(line, kMetaRmapHead)]!; e !== 0; e = sh.rmap[sh.rmapIdx(e - 1, kRmapNext)]!) out.push(e - 1);
+  return out;
+}
+
+/** Lines in `set`: free + LRU + off-list (being evicted or freed) must equal the ways (set conservation). */
+export function setCounts(sh: Shared, set: number): { free: number; lru: number } {
+  return { free: sh.set[sh.setIdx(set, kSetNrFree)]!, lru: sh.set[sh.setIdx(set, kSetNrLru)]! };
+}
+
+export { kListFree, kListLru, kListNone };

@@ -1,0 +1,65 @@
+// kevict_sweepd (managers/processor/pcache/sweep.c): a P kernel thread on its own worker that ages
+// the pcache's LRU lists while the CPUs run, racing with faults and evictions on the same sets.
+// pcacheSweepSet holds the set lock and only trylocks lines (a busy line is left for the next
+// pass); the PTE locks are trylocked by pcacheReferencedTrylock.
+import { parentPort,workerData } from 'node:worker_threads';
+import { Env } from '../../kernel/env.ts';
+import { Fabric } from '../../fabric/ibapi.ts';
+import type { WorkerInit,WorkerMsg } from '../../kernel/workerdata.ts';
+import { kCtlShutdown,kMetaPrev,kSetLruTail,PC_valid,Shared } from '../../kernel/layout.ts';
+import { S } from '../../kernel/stats.ts';
+import { Kern } from '../kern.ts';
+import { safePoint } from '../stop.ts';
+
+import { lockSet,lruAddHead,lruDel,pcacheFlags,trylockPcache,unlockPcache,unlockSet } from './meta.ts';
+import { pcacheReferencedTrylock } from './rmap.ts';
+
+/**
+ * kevict_sweepd's pass over one set (sweep.c): from the LRU tail, lines whose PTEs were referenced
+ * since the last pass get their accessed bits cleared and move to the head, so eviction finds cold
+ * lines at the tail. Only trylocks, like the sweep: a busy line is left for the next pass.
+ */
+export function pcacheSweepSet(k: Kern, set: number): number {
+  const sh = k.sh;
+  let moved = 0;
+  lockSet(k, set);
+  const lines: number[] = [];
+  for (let e = sh.set[sh.setIdx(set, kSetLruTail)]!; e !== 0; e = sh.meta[sh.metaIdx(e - 1, kMetaPrev)]!) lines.push(e - 1);
+  for (const line of lines) {
+    if ((pcacheFlags(sh, line) & PC_valid) === 0 || !trylockPcache(sh, line)) continue;
+    if (pcacheReferencedTrylock(k, line)) {
+      lruDel(sh, set, line);
+      lruAddHead(sh, set, line);
+      moved++;
+    }
+    unlockPcache(sh, line);
+  }
+  unlockSet(k, set);
+  return moved;
+}
+
+export function kevictSweepd(k: Kern, intervalMs: number): void {
+  const sh = k.sh;
+  const nap = new Int32Array(new SharedArrayBuffer(4));
+  while (Atomics.load(sh.ctl, kCtlShutdown) === 0) {
+    k.env.stat(S.nr_sweep_run);
+    for (let set = 0; set < sh.geo.nrSets && Atomics.load(sh.ctl, kCtlShutdown) === 0; set++) {
+      safePoint(k.env);
+      k.env.stat(S.nr_sweep_nr_pset);
+      const moved = pcacheSweepSet(k, set);
+      if (moved) k.env.stat(S.nr_sweep_nr_moved_pcm, moved);
+    }
+    Atomics.wait(nap, 0, 0, intervalMs);
+  }
+}
+
+export function main(): void {
+  const init = workerData as WorkerInit;
+  const sh = new Shared(init.bufs);
+  const env = new Env(sh, { ctx: sh.geo.ctx.sweep, cpu: -1, name: 'kevict_sweepd', bootEpochMs: init.bootEpochMs, config: init.config });
+  const k = new Kern(env, new Fabric(env));
+  env.irq = () => {}; // a kernel thread is not a CPU: no IPIs to answer
+  env.printk('notice', `kevict_sweepd: started, interval ${init.config.sweepIntervalMs} ms over ${sh.geo.nrSets} sets`);
+  parentPort!.postMessage({ type: 'online', who: 'sweep' } satisfies WorkerMsg);
+  kevictSweepd(k, init.config.sweepIntervalMs);
+}
