@@ -16,7 +16,7 @@ import { afterAll, beforeAll, bench, describe } from 'vitest';
 import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
 import { Machine } from '../src/host/machine.ts';
 import { collectStats, type MachineStats } from '../src/host/summary.ts';
-import type { ScriptReport } from '../src/user/programs/script.ts';
+import type { ScriptReport } from '../src/user/programs/script/report.ts';
 
 const PAGES = 4096; // 16 MiB mapping: 64x the pcache
 const SWEEPS = 5;

@@ -7,10 +7,12 @@ import {
   PAGE_SIZE, PROT_READ, PROT_WRITE, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE,
 } from '../src/uapi/abi.ts';
 import { UserSignal, type UserContext } from '../src/uapi/program.ts';
-import {
-  ScenarioError, collectScriptReport, decodePageTag, describePageContent, encodeTaggedPage, mapScriptControl,
-  parseScenario, regionId, runScriptThread, scriptProgram, writeTaggedPage, type ScriptReport,
-} from '../src/user/programs/script.ts';
+import { scriptProgram } from '../src/user/programs/script.ts';
+import { ScenarioError } from '../src/user/programs/script/format.ts';
+import { mapScriptControl, runScriptThread } from '../src/user/programs/script/interpreter.ts';
+import { parseScenario } from '../src/user/programs/script/parser.ts';
+import { collectScriptReport, type ScriptReport } from '../src/user/programs/script/report.ts';
+import { decodePageTag, describePageContent, encodeTaggedPage, regionId, writeTaggedPage } from '../src/user/programs/script/tags.ts';
 import { makeFakeMachine, makeFakeUser, type FakeMachine } from './helpers/fake-user.ts';
 
 const TRACES = join(import.meta.dirname, '..', 'traces');

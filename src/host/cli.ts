@@ -13,11 +13,14 @@ import { formatSignature } from '../racelab/signature.ts';
 import { soak } from '../racelab/soak.ts';
 import { stopMachine } from '../processor/stop.ts';
 import { genDpkgStatus, genZipfText } from '../user/gen.ts';
-import { parseScenario, ScenarioError, type ScriptReport } from '../user/programs/script.ts';
+import { ScenarioError } from '../user/programs/script/format.ts';
+import { parseScenario } from '../user/programs/script/parser.ts';
+import { type ScriptReport } from '../user/programs/script/report.ts';
 import { parseStressArgs, type StressReport } from '../user/programs/mremap_stress.ts';
 import { EmulatorFailure, errText, fmtBytes, Machine, type RunOutcome } from './machine.ts';
 import { buildConfig, excerpt, oneLine, parseNumber, parseSize, UsageError, type RawOptions } from './options.ts';
 import { collectStats, formatStats } from './summary.ts';
+import { hex } from '../lib/text.ts';
 
 const WORKLOADS = ['word_count', 'dpkg-status', 'script', 'mremap-stress'] as const;
 type Workload = (typeof WORKLOADS)[number];
@@ -44,7 +47,6 @@ interface Job {
   verify(out: RunOutcome, m: Machine): { ok: boolean; summary: string; details: Record<string, unknown> };
 }
 
-const hex = (n: number): string => `0x${n.toString(16)}`;
 
 type ThreadProgress = Map<number, { done: number; total: number }>;
 

@@ -1,4 +1,5 @@
-// Small text helpers shared by the CLI and the scenario parser.
+// Small text helpers every layer may use (pure: no state, no kernel knowledge): the one hex
+// formatter, edit distance for "did you mean", and excerpts of bad tokens.
 
 /** Levenshtein distance. */
 export function editDistance(a: string, b: string): number {
@@ -31,3 +32,13 @@ export function excerpt(text: string, max = 40): string {
   const t = text.replace(/\s+/g, ' ');
   return t.length <= max ? t : `${t.slice(0, max - 12)}…(${t.length} chars)`;
 }
+
+/**
+ * The one hex formatter: `0x1f`, or `-0x1f` for a negative value (an -errno or a signed 64-bit
+ * literal), as LegoOS's %#lx prints an address. Numbers up to 2^53 keep every digit: no 32-bit
+ * operator touches the value.
+ */
+export const hex = (v: number): string => (v < 0 ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`);
+
+/** `%0*lx`: zero-padded hex without a prefix, as /proc/pid/maps prints addresses. */
+export const hexPad = (v: number, width: number): string => v.toString(16).padStart(width, '0');

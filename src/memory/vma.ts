@@ -45,6 +45,7 @@ import {
   PROT_WRITE,
   TASK_SIZE,
 } from '../uapi/abi.ts';
+import { hexPad } from '../lib/text.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Constants Linux has and uapi.ts does not.
@@ -375,7 +376,6 @@ export class LegoMm {
 
   /** /proc/pid/maps-style dump, handy in logs and test failures. */
   formatMaps(): string {
-    const hex = (n: number): string => n.toString(16).padStart(8, '0');
     return this.list
       .map((v) => {
         const perms =
@@ -391,7 +391,7 @@ export class LegoMm {
                 ? '[heap]'
                 : '';
         const off = ((v.file || v.shmemId !== undefined ? v.pgoff : 0) * PAGE_SIZE).toString(16).padStart(8, '0');
-        return `${hex(v.start)}-${hex(v.end)} ${perms} ${off} ${name}`.trimEnd();
+        return `${hexPad(v.start, 8)}-${hexPad(v.end, 8)} ${perms} ${off} ${name}`.trimEnd();
       })
       .join('\n');
   }

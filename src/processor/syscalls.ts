@@ -24,11 +24,11 @@ import { changeProtection, releasePgtable } from './mm.ts';
 import { movePageTables } from './mremap.ts';
 import type { CpuMmu } from './mmu.ts';
 import { safePoint } from './stop.ts';
+import { hex } from '../lib/text.ts';
 
 const EDEADLK = 35;
 const ENODEV = 19;
 type SyscallName = (typeof SYSCALL_NAMES)[number];
-const hex = (n: number): string => `0x${n.toString(16)}`;
 
 /** Called after every address-space syscall when --check syscall is on (stop-the-world checker). */
 export type SyscallHook = (name: string) => void;

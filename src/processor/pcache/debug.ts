@@ -36,6 +36,7 @@ import { reportBadRmap } from './rmap.ts';
 import { fmtPtep, indexAt, pteLine, pteMapped } from '../pgtable.ts';
 import { PAGE_SIZE } from '../../uapi/abi.ts';
 import { reportViolation, type ViolationDetails } from '../../kernel/report.ts';
+import { hex } from '../../lib/text.ts';
 
 export interface CheckResult { violations: number; checked: { lines: number; rmaps: number; ptes: number; sets: number } }
 
@@ -52,7 +53,6 @@ export const kCheckReportsPerKind = 16;
 const L4 = 2 ** 39;
 const L3 = 2 ** 30;
 const L2 = 2 ** 21;
-const hex = (n: number): string => `0x${n.toString(16)}`;
 const kLeftover = PC_locked | PC_reclaim | PC_writeback;
 
 interface LiveMm { slot: number; pid: number; pgd: number }

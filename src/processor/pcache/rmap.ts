@@ -17,6 +17,7 @@ import { kMmPgd } from '../../kernel/layout.ts';
 
 import { dumpPcacheMeta,dumpRmap } from './dump.ts';
 import { lockPcache,rmapList,rmapView,unlockPcache,type RmapView } from './meta.ts';
+import { hex } from '../../lib/text.ts';
 
 function rmapAlloc(k: Kern): number {
   const sh = k.sh;
@@ -138,7 +139,6 @@ export function reportBadRmap(k: Kern, line: number, r: number, ptep: number, pt
   const v = rmapView(sh, r);
   const pcachePfn = sh.linePfn(line);
   const ptePfnV = ptePfn(pte);
-  const hex = (n: number) => `0x${n.toString(16)}`;
   const sameSlot = ptep === v.pageTable ? '==' : '!=';
   const samePfn = pcachePfn === ptePfnV ? '==' : '!=';
   const facts = badRmapFacts(k, line, v, ptep, pte, caller);

@@ -59,7 +59,8 @@ import {
 } from '../../uapi/abi.ts';
 import type { Mmu, Program, UserContext } from '../../uapi/program.ts';
 import { Rng } from '../gen.ts';
-import { decodePageTag, describePageContent, encodeTaggedPage, regionId, type PageTag } from './script.ts';
+import { decodePageTag, describePageContent, encodeTaggedPage, regionId, type PageTag } from './script/tags.ts';
+import { hex } from '../../lib/text.ts';
 
 // ---------------------------------------------------------------------------------------------------
 // Options
@@ -258,7 +259,6 @@ function statsChecksum(page: Uint8Array): number {
   return fnv1a(page.subarray(kStatMsg, kStatMsg + len), fnv1a(page.subarray(0, kStatSum)));
 }
 
-const hex = (v: number): string => (v < 0 ? `-0x${(-v).toString(16)}` : `0x${v.toString(16)}`);
 const describeRet = (v: number): string => {
   const e = errnoName(v);
   return e !== undefined ? `${e} (${v})` : hex(v);
