@@ -24,7 +24,7 @@ import {
   EOPNOTSUPP, INITIAL_STACK_SIZE, LegoMm, MAP_32BIT, MAP_DROPPABLE, PROT_GROWSDOWN, PROT_GROWSUP,
   PROT_SEM, STACK_GUARD_GAP, VM_ANON, VM_GROWSDOWN, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE,
   type MmHooks, type VmaFile,
-} from '../src/memory/vma.ts';
+} from '../src/memory/vm/mm.ts';
 
 const P = PAGE_SIZE;
 const MiB = 1024 * 1024;

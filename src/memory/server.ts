@@ -14,7 +14,7 @@ import type {
 } from '../fabric/proto.ts';
 import { kNodeMemory, kNodeStorage } from '../kernel/layout.ts';
 import { EACCES, EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH, PAGE_SIZE } from '../uapi/abi.ts';
-import { LegoMm, type Vma } from './vma.ts';
+import { LegoMm, type Vma } from './vm/mm.ts';
 
 /** Where the kernel's top-down mmap area starts: the first 0x7e000-byte mmap lands at 0x7fffe5788000. */
 export const kMmapBase = 0x7fffe5806000;
