@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import msgpack from 'msgpack-lite';
 import { Storage, kMaxFds } from '../src/storage/server.ts';
-import type { IncomingRequest, Mailbox, ReplyWriter } from '../src/fabric/ibapi.ts';
+import { MalformedMessage, type IncomingRequest, type Mailbox, type ReplyWriter } from '../src/fabric/ibapi.ts';
+import type { z } from 'zod';
 import { M2S_READ, P2S_CLOSE, P2S_LSEEK, P2S_OPEN, P2S_READ, P2S_STAT, P2S_WRITE } from '../src/fabric/opcodes.ts';
 import type { LseekReply, StatReply } from '../src/fabric/proto.ts';
 import type { WorkerMsg } from '../src/kernel/workerdata.ts';
@@ -38,9 +39,12 @@ function request(opcode: number, body: unknown, opts: { pid?: number; src?: numb
     vaddr: 0,
     mbox,
     hasPage: opts.data !== undefined,
-    body: <T>(): T => {
-      if (!encoded) throw new Error('no payload');
-      return msgpack.decode(encoded) as T;
+    bodyLen: encoded?.length ?? 0,
+    body: <T>(schema: z.ZodType<T>): T => {
+      if (!encoded) throw new MalformedMessage('test request', 'no payload');
+      const r = schema.safeParse(msgpack.decode(encoded));
+      if (!r.success) throw new MalformedMessage('test request', r.error.message);
+      return r.data;
     },
   };
 }

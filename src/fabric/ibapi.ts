@@ -10,6 +10,7 @@
 // RDMA write), never through msgpack. The page-fault hot path (P2M_PCACHE_MISS / P2M_PCACHE_FLUSH)
 // carries its few fields in fixed header words, as LegoOS sends packed C structs.
 import msgpack from 'msgpack-lite';
+import type { z } from 'zod';
 import type { Env } from '../kernel/env.ts';
 import {
   kCpuDoorbell, kCtlShutdown, kMboxAux, kMboxBytes, kMboxDst, kMboxFloatOff, kMboxFloatWords, kMboxHeaderWords,
@@ -47,16 +48,41 @@ export class Mailbox {
     this.payload.set(buf);
     return buf.length;
   }
-  readPayload<T>(len: number): T {
-    // msgpack-lite needs a Buffer; copy out of shared memory so the decoded object owns its bytes.
-    return msgpack.decode(Buffer.from(this.payload.subarray(0, len))) as T;
+  /**
+   * Decode the msgpack body of `len` bytes and check it against `schema`; `what` names the message in
+   * the error ("P2M_MMAP request from ctx 0"). Throws MalformedMessage if the bytes are not msgpack or
+   * the value does not match.
+   */
+  readPayload<T>(len: number, schema: z.ZodType<T>, what: string): T {
+    let value: unknown;
+    try {
+      // msgpack-lite needs a Buffer; copy out of shared memory so the decoded object owns its bytes.
+      value = msgpack.decode(Buffer.from(this.payload.subarray(0, len)));
+    } catch (e) {
+      throw new MalformedMessage(what, `${len} bytes that are not msgpack (${e instanceof Error ? e.message : String(e)})`);
+    }
+    const r = schema.safeParse(value);
+    if (!r.success) {
+      const issue = r.error.issues[0];
+      const at = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+      throw new MalformedMessage(what, `${at}${issue?.message ?? 'does not match its schema'}`);
+    }
+    return r.data;
+  }
+}
+
+/** A fabric message whose body does not decode to what its opcode carries (proto.ts). */
+export class MalformedMessage extends Error {
+  constructor(readonly what: string, readonly why: string) {
+    super(`fabric: malformed ${what}: ${why}`);
+    this.name = 'MalformedMessage';
   }
 }
 
 export interface Reply<T> {
   status: number;
   aux: number;
-  /** decoded msgpack reply, if the handler sent one */
+  /** the reply body decoded through the schema sendReply was given; undefined without a body or a schema */
   body: T | undefined;
   /** the mailbox (reply page at mbox.page when the reply carries one) */
   mbox: Mailbox;
@@ -91,9 +117,10 @@ export class Fabric {
 
   /**
    * ibapi_send_reply(dst, opcode, payload) -> reply. Blocks until the reply arrives, servicing IPIs
-   * while it waits (a CPU waiting for M must still answer a TLB shootdown).
+   * while it waits (a CPU waiting for M must still answer a TLB shootdown). A reply body is decoded
+   * only through `reply` (its schema, proto.ts); a body that does not match throws MalformedMessage.
    */
-  sendReply<T = unknown>(dst: number, opcode: number, opts: SendOpts = {}): Reply<T> {
+  sendReply<T = never>(dst: number, opcode: number, opts: SendOpts = {}, reply?: z.ZodType<T>): Reply<T> {
     const env = this.env;
     const m = this.mbox;
     const h = m.hdr;
@@ -139,7 +166,7 @@ export class Fabric {
     return {
       status: h[kMboxStatus]!,
       aux: h[kMboxAux]!,
-      body: replyLen > 0 ? m.readPayload<T>(replyLen) : undefined,
+      body: replyLen > 0 && reply ? m.readPayload(replyLen, reply, `${opInfo(dst, opcode, this.fromMemory).name} reply from node ${dst}`) : undefined,
       mbox: m,
     };
   }
@@ -165,7 +192,10 @@ export interface IncomingRequest {
   vaddr: number;
   mbox: Mailbox;
   hasPage: boolean;
-  body<T>(): T;
+  /** bytes of the msgpack body, 0 if the request has none */
+  bodyLen: number;
+  /** the request body decoded through its schema (proto.ts); throws MalformedMessage */
+  body<T>(schema: z.ZodType<T>): T;
 }
 
 export interface ReplyWriter {
@@ -196,7 +226,7 @@ export function serveForever(env: Env, node: number, handle: (req: IncomingReque
         const b = 31 - Math.clz32(bits);
         bits &= ~(1 << b);
         any = true;
-        dispatchOne(env, mboxOf(w * 32 + b), handle);
+        dispatchOne(env, node, mboxOf(w * 32 + b), handle);
       }
     }
     if (any) { idle = 0; continue; }
@@ -211,7 +241,7 @@ export function serveForever(env: Env, node: number, handle: (req: IncomingReque
   }
 }
 
-function dispatchOne(env: Env, m: Mailbox, handle: (req: IncomingRequest, out: ReplyWriter) => void): void {
+function dispatchOne(env: Env, node: number, m: Mailbox, handle: (req: IncomingRequest, out: ReplyWriter) => void): void {
   const h = m.hdr;
   if (Atomics.load(h, kMboxState) !== MBOX_POSTED) return;
   const reqLen = h[kMboxReqLen]!;
@@ -223,7 +253,8 @@ function dispatchOne(env: Env, m: Mailbox, handle: (req: IncomingRequest, out: R
     vaddr: m.vaddr,
     mbox: m,
     hasPage: h[kMboxPageIn] === 1,
-    body: <T>() => m.readPayload<T>(reqLen),
+    bodyLen: reqLen,
+    body: <T>(schema: z.ZodType<T>) => m.readPayload(reqLen, schema, `${opInfo(node, h[kMboxOpcode] ?? 0, h[kMboxSrc] === env.sh.geo.ctx.memory).name} request from ctx ${h[kMboxSrc]}`),
   };
   let replied = false;
   const out: ReplyWriter = {

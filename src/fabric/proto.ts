@@ -1,31 +1,59 @@
-// Message bodies on the fabric: what each opcode carries (msgpack-lite) and what its reply carries.
+// Message bodies on the fabric: what each opcode carries (msgpack-lite) and what its reply carries,
+// as zod schemas. A component decodes every body it reads through its schema at the boundary
+// (IncomingRequest.body on the receiver, sendReply's reply schema on the sender), so a malformed
+// message is a MalformedMessage naming the opcode and the field, never a cast. The types below are
+// inferred from the schemas: the schema is the one declaration.
 // The page-fault hot path (P2M_PCACHE_MISS / P2M_PCACHE_FLUSH) uses only header words and the raw page
 // area (see ibapi.ts); everything here is a control message. 4 KiB of file data always travels in the
 // raw page area, never inside a msgpack body.
 //
 // Conventions: `status` (a header word) is 0 or -errno. A result that may not fit in 32 bits (a user
 // address) travels in the reply body as `ret`.
+import { z } from 'zod';
 
 /** One page-table operation M performed while changing the address space, replayed by P in order. */
-export type PtOp =
-  | { op: 'zap'; start: number; len: number; why?: 'munmap' | 'brk' | 'mmap-fixed' | 'mremap' }
-  | { op: 'move'; old: number; new: number; len: number };
+export const zPtOp = z.discriminatedUnion('op', [
+  z.object({ op: z.literal('zap'), start: z.number(), len: z.number(), why: z.enum(['munmap', 'brk', 'mmap-fixed', 'mremap']).optional() }),
+  z.object({ op: z.literal('move'), old: z.number(), new: z.number(), len: z.number() }),
+]);
+export type PtOp = z.infer<typeof zPtOp>;
 
 /** Reply of every P2M address-space call (mmap, munmap, mremap, brk, mprotect). */
-export interface AsReply { ret: number; ops: PtOp[] }
+export const zAsReply = z.object({ ret: z.number(), ops: z.array(zPtOp) });
+export type AsReply = z.infer<typeof zAsReply>;
 
-export interface ExecveReq { comm: string }
-export interface ExecveReply { mmapBase: number; brk: number; stackTop: number }
+export const zExecveReq = z.object({ comm: z.string() });
+export type ExecveReq = z.infer<typeof zExecveReq>;
+export const zExecveReply = z.object({ mmapBase: z.number(), brk: z.number(), stackTop: z.number() });
+export type ExecveReply = z.infer<typeof zExecveReply>;
 
-export interface MmapReq { addr: number; len: number; prot: number; flags: number; offset: number; file?: { path: string; size: number; readOnly: boolean } }
-export interface MunmapReq { addr: number; len: number }
-export interface MprotectReq { addr: number; len: number; prot: number }
-export interface MremapReq { addr: number; oldLen: number; newLen: number; flags: number; newAddr: number }
-export interface BrkReq { brk: number }
+export const zMmapReq = z.object({
+  addr: z.number(),
+  len: z.number(),
+  prot: z.number(),
+  flags: z.number(),
+  offset: z.number(),
+  file: z.object({ path: z.string(), size: z.number(), readOnly: z.boolean() }).optional(),
+});
+export type MmapReq = z.infer<typeof zMmapReq>;
+export const zMunmapReq = z.object({ addr: z.number(), len: z.number() });
+export type MunmapReq = z.infer<typeof zMunmapReq>;
+export const zMprotectReq = z.object({ addr: z.number(), len: z.number(), prot: z.number() });
+export type MprotectReq = z.infer<typeof zMprotectReq>;
+export const zMremapReq = z.object({ addr: z.number(), oldLen: z.number(), newLen: z.number(), flags: z.number(), newAddr: z.number() });
+export type MremapReq = z.infer<typeof zMremapReq>;
+export const zBrkReq = z.object({ brk: z.number() });
+export type BrkReq = z.infer<typeof zBrkReq>;
 /** P2M_EXIT: M drops the process and returns its last VMA ranges (so P can zap exactly those). */
-export interface ExitReply { vmas: Array<[number, number]> }
+export const zExitReply = z.object({ vmas: z.array(z.tuple([z.number(), z.number()])) });
+export type ExitReply = z.infer<typeof zExitReply>;
 
 // ---- storage (S). The pid in the header word selects the per-process fd table. ----
+// S checks each field itself, with the errno the syscall returns for it (EFAULT for a path that is
+// not a string, EBADF for a bad fd, ...), so its requests decode to a map of unknown values.
+/** Any P2S/M2S request body: a map (S validates the fields it reads). */
+export const zStorageReq = z.record(z.string(), z.unknown());
+export type StorageReq = z.infer<typeof zStorageReq>;
 /** P2S_OPEN: status = fd or -errno */
 export interface OpenReq { path: string; flags: number; mode: number }
 /** P2S_READ: up to 4096 bytes from the fd's position; reply aux = bytes read, data in the page area. */
@@ -36,9 +64,11 @@ export interface WriteReq { fd: number; count: number }
 export interface CloseReq { fd: number }
 /** P2S_STAT by fd (fstat, and mmap of a file): reply body StatReply. */
 export interface StatReq { fd: number }
-export interface StatReply { path: string; size: number; mode: number; ino: number; readOnly: boolean }
+export const zStatReply = z.object({ path: z.string(), size: z.number(), mode: z.number(), ino: z.number(), readOnly: z.boolean() });
+export type StatReply = z.infer<typeof zStatReply>;
 export interface LseekReq { fd: number; offset: number; whence: number }
 /** LseekReply: the new offset (may exceed 32 bits) */
-export interface LseekReply { ret: number }
+export const zLseekReply = z.object({ ret: z.number() });
+export type LseekReply = z.infer<typeof zLseekReply>;
 /** M2S_READ: a page of a file at `offset`; reply aux = valid bytes (the rest of the page is zero). */
 export interface M2sReadReq { path: string; offset: number }

@@ -5,16 +5,17 @@
 // M is single-threaded (one handler loop), so its own structures need no locks; what it shares with
 // P goes only through the fabric.
 import type { Env } from '../kernel/env.ts';
-import { Fabric, serveForever, type IncomingRequest, type ReplyWriter } from '../fabric/ibapi.ts';
+import { Fabric,MalformedMessage,serveForever,type IncomingRequest,type ReplyWriter } from '../fabric/ibapi.ts';
+import type { z } from 'zod';
 import {
-  M2S_READ, P2M_BRK, P2M_EXECVE, P2M_EXIT, P2M_MMAP, P2M_MPROTECT, P2M_MREMAP, P2M_MUNMAP, P2M_PCACHE_FLUSH, P2M_PCACHE_MISS,
+M2S_READ,P2M_BRK,P2M_EXECVE,P2M_EXIT,P2M_MMAP,P2M_MPROTECT,P2M_MREMAP,P2M_MUNMAP,P2M_PCACHE_FLUSH,P2M_PCACHE_MISS,
 } from '../fabric/opcodes.ts';
-import type {
-  AsReply, BrkReq, ExecveReply, ExecveReq, ExitReply, MmapReq, MprotectReq, MremapReq, MunmapReq, PtOp,
+import {
+zBrkReq,zExecveReq,zMmapReq,zMprotectReq,zMremapReq,zMunmapReq,type AsReply,type ExecveReply,type M2sReadReq,type ExitReply,type PtOp,
 } from '../fabric/proto.ts';
-import { kNodeMemory, kNodeStorage } from '../kernel/layout.ts';
-import { EACCES, EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH, PAGE_SIZE } from '../uapi/abi.ts';
-import { LegoMm, type Vma } from './vm/mm.ts';
+import { kNodeMemory,kNodeStorage } from '../kernel/layout.ts';
+import { EACCES,EFAULT,EINVAL,ENOMEM,ENOSYS,ESRCH,PAGE_SIZE } from '../uapi/abi.ts';
+import { LegoMm,type Vma } from './vm/mm.ts';
 
 /** Where the kernel's top-down mmap area starts: the first 0x7e000-byte mmap lands at 0x7fffe5788000. */
 export const kMmapBase = 0x7fffe5806000;
@@ -67,7 +68,21 @@ export class Memory {
     this.dram = new Dram(memoryBytes);
   }
 
+  /**
+   * One request. A body that does not decode to what its opcode carries (proto.ts) is answered
+   * -EINVAL with the decoder's error in the log, as a C ABI could not have carried it.
+   */
   handle(req: IncomingRequest, out: ReplyWriter): void {
+    try {
+      this.dispatch(req, out);
+    } catch (e) {
+      if (!(e instanceof MalformedMessage)) throw e;
+      this.env.printk('error', `memory: ${e.message}`);
+      out.reply(-EINVAL);
+    }
+  }
+
+  private dispatch(req: IncomingRequest, out: ReplyWriter): void {
     // Test hook for the emulator's own failure handling (never a kernel behaviour): see README "Testing".
     if (process.env.SPLITKERN_INJECT === 'memory-crash' && req.opcode === P2M_MMAP) throw new Error('injected memory worker crash (SPLITKERN_INJECT)');
     switch (req.opcode) {
@@ -75,11 +90,11 @@ export class Memory {
       case P2M_PCACHE_FLUSH: return this.pcacheFlush(req, out);
       case P2M_EXECVE: return this.execve(req, out);
       case P2M_EXIT: return this.exit(req, out);
-      case P2M_MMAP: return this.asCall(req, out, 'mmap-fixed', (mm, b: MmapReq) => mm.mmap(b.addr, b.len, b.prot, b.flags, b.file ?? null, b.offset));
-      case P2M_MUNMAP: return this.asCall(req, out, 'munmap', (mm, b: MunmapReq) => mm.munmap(b.addr, b.len));
-      case P2M_MREMAP: return this.asCall(req, out, 'mremap', (mm, b: MremapReq) => mm.mremap(b.addr, b.oldLen, b.newLen, b.flags, b.newAddr));
-      case P2M_BRK: return this.asCall(req, out, 'brk', (mm, b: BrkReq) => mm.brkSet(b.brk));
-      case P2M_MPROTECT: return this.asCall(req, out, 'munmap', (mm, b: MprotectReq) => mm.mprotect(b.addr, b.len, b.prot));
+      case P2M_MMAP: return this.asCall(req, out, 'mmap-fixed', zMmapReq, (mm, b) => mm.mmap(b.addr, b.len, b.prot, b.flags, b.file ?? null, b.offset));
+      case P2M_MUNMAP: return this.asCall(req, out, 'munmap', zMunmapReq, (mm, b) => mm.munmap(b.addr, b.len));
+      case P2M_MREMAP: return this.asCall(req, out, 'mremap', zMremapReq, (mm, b) => mm.mremap(b.addr, b.oldLen, b.newLen, b.flags, b.newAddr));
+      case P2M_BRK: return this.asCall(req, out, 'brk', zBrkReq, (mm, b) => mm.brkSet(b.brk));
+      case P2M_MPROTECT: return this.asCall(req, out, 'munmap', zMprotectReq, (mm, b) => mm.mprotect(b.addr, b.len, b.prot));
       default:
         this.env.printk('warn', `memory: WARNING: Invalid opcode: ${req.opcode} from ctx ${req.src}`);
         out.reply(-ENOSYS);
@@ -87,7 +102,7 @@ export class Memory {
   }
 
   private execve(req: IncomingRequest, out: ReplyWriter): void {
-    const b = req.body<ExecveReq>();
+    const b = req.body(zExecveReq);
     const proc: Proc = { pid: req.pid, comm: b.comm, pages: new Map(), ops: [], why: 'munmap', mm: undefined as unknown as LegoMm };
     proc.mm = new LegoMm({
       mmapBase: kMmapBase,
@@ -114,14 +129,14 @@ export class Memory {
     out.reply(0, 0, reply);
   }
 
-  private asCall<B>(req: IncomingRequest, out: ReplyWriter, why: Proc['why'], call: (mm: LegoMm, b: B) => number): void {
+  private asCall<B>(req: IncomingRequest, out: ReplyWriter, why: Proc['why'], schema: z.ZodType<B>, call: (mm: LegoMm, b: B) => number): void {
     const p = this.procs.get(req.pid);
     if (!p) { out.reply(-ESRCH, 0, { ret: -ESRCH, ops: [] } satisfies AsReply); return; }
     p.ops = [];
     p.why = why;
     let ret: number;
     try {
-      ret = call(p.mm, req.body<B>());
+      ret = call(p.mm, req.body(schema));
     } catch (e) {
       if (!(e instanceof RangeError)) throw e;
       ret = -EINVAL; // a non-integer argument: the C ABI could not have carried it
@@ -188,7 +203,7 @@ export class Memory {
         this.stats.missFile++;
         const off = vma.pgoff * PAGE_SIZE + (vpn * PAGE_SIZE - vma.start);
         if (off < vma.file.size) {
-          const rep = this.fab!.sendReply(kNodeStorage, M2S_READ, { payload: { path: vma.file.path, offset: off } });
+          const rep = this.fab!.sendReply(kNodeStorage, M2S_READ, { payload: { path: vma.file.path, offset: off } satisfies M2sReadReq });
           if (rep.status < 0) { p.pages.delete(vpn); this.dram.release(f); out.reply(-EFAULT); return; }
           this.dram.page(f).set(rep.mbox.page);
         }

@@ -3,28 +3,28 @@
 import { BroadcastChannel } from 'node:worker_threads';
 import { Env } from '../kernel/env.ts';
 import { Fabric } from '../fabric/ibapi.ts';
-import { P2M_EXECVE, P2M_EXIT, P2S_CLOSE } from '../fabric/opcodes.ts';
-import type { ExitReply } from '../fabric/proto.ts';
-import { consoleChannel, type WorkerInit } from '../kernel/workerdata.ts';
+import { P2M_EXECVE,P2M_EXIT,P2S_CLOSE } from '../fabric/opcodes.ts';
+import { zExitReply,type CloseReq,type ExecveReq } from '../fabric/proto.ts';
+import { consoleChannel,type WorkerInit } from '../kernel/workerdata.ts';
 import {
-  kCpuKernelEnterMs, kCpuPid, kCpuState, kCpuStateIdle, kCpuStateKernel, kCpuStateUser, kCpuTid,
-  kCtlCpuBootCounter, kCtlCpusBusy, kCtlIbLock, kCtlCpusOnline, kCtlLiveThreads, kMaxProcs, kMmCpumask, kMmFaultAddr, kMmFloatStride,
-  kMmKilled, kMmSiCode, kMmMovingEnd, kMmMovingStart, kMmPgd, kMmPid, kMmSem, kMmShootdowns, kMmUsers, kNodeMemory, kNodeStorage,
-  kStatsPerContext, kThreadCpu, kThreadEntry, kThreadExit, kThreadPid, kThreadSignal, kThreadState, Shared,
-  THREAD_EXITED, THREAD_RUNNING,
+kCpuKernelEnterMs,kCpuPid,kCpuState,kCpuStateIdle,kCpuStateKernel,kCpuStateUser,kCpuTid,
+kCtlCpuBootCounter,kCtlCpusBusy,kCtlIbLock,kCtlCpusOnline,kCtlLiveThreads,kMaxProcs,kMmCpumask,kMmFaultAddr,kMmFloatStride,
+kMmKilled,kMmSiCode,kMmMovingEnd,kMmMovingStart,kMmPgd,kMmPid,kMmSem,kMmShootdowns,kMmUsers,kNodeMemory,kNodeStorage,
+kStatsPerContext,kThreadCpu,kThreadEntry,kThreadExit,kThreadPid,kThreadSignal,kThreadState,Shared,
+THREAD_EXITED,THREAD_RUNNING,
 } from '../kernel/layout.ts';
-import { downWrite, LOCK_KIND, spinLock, spinUnlock, upWrite, waitUntil } from '../kernel/sync.ts';
-import type { Program, UserContext } from '../uapi/program.ts';
-import { ThreadExit, UserSignal } from '../uapi/program.ts';
+import { downWrite,LOCK_KIND,spinLock,spinUnlock,upWrite,waitUntil } from '../kernel/sync.ts';
+import type { Program,UserContext } from '../uapi/program.ts';
+import { ThreadExit,UserSignal } from '../uapi/program.ts';
 import { checkQuiescent } from './pcache/debug.ts';
 import { reportViolation } from '../kernel/report.ts';
-import { safePoint, stopMachine } from './stop.ts';
+import { safePoint,stopMachine } from './stop.ts';
 import { Kern } from './kern.ts';
 import { releasePgtable } from './mm.ts';
-import { CpuMmu, SIGKILL } from './mmu.ts';
+import { CpuMmu,SIGKILL } from './mmu.ts';
 import { allocTablePage } from './pgtable.ts';
 import { ProcSyscalls } from './syscalls.ts';
-import { handleIpis, smpcfdPrepareCpu, smpcfdPrepared, switchMmIn, switchMmOut, tlbFlushAllLocal } from './tlb.ts';
+import { handleIpis,smpcfdPrepareCpu,smpcfdPrepared,switchMmIn,switchMmOut,tlbFlushAllLocal } from './tlb.ts';
 
 export interface CpuTask {
   tid: number;
@@ -219,7 +219,7 @@ export class Cpu {
     sh.mmF[slot * kMmFloatStride + kMmMovingEnd] = -1;
     sh.mmF[slot * kMmFloatStride + kMmFaultAddr] = -1;
     sh.threads[sh.threadIdx(pid, kThreadPid)] = pid;
-    const rep = k.fab.sendReply(kNodeMemory, P2M_EXECVE, { pid, payload: { comm } });
+    const rep = k.fab.sendReply(kNodeMemory, P2M_EXECVE, { pid, payload: { comm } satisfies ExecveReq });
     if (rep.status < 0) throw new Error(`P2M_EXECVE failed: ${rep.status}`);
     this.env.printk('debug', `execve: pid ${pid} (${comm}) on cpu${this.env.cpu}, mm slot ${slot}`);
     return slot;
@@ -270,10 +270,10 @@ export class Cpu {
     downWrite(this.env, sh.mm, sem, slot);
     k.mmapWriteHeld = true;
     try {
-      const rep = k.fab.sendReply<ExitReply>(kNodeMemory, P2M_EXIT, { pid });
+      const rep = k.fab.sendReply(kNodeMemory, P2M_EXIT, { pid }, zExitReply);
       // exit_mmap: zap every mapping; dirty lines are discarded with the process.
       for (const [s, e] of rep.body?.vmas ?? []) releasePgtable(k, s, e);
-      if (this.env.config.topology === '1P-1M-1S') k.fab.sendReply(kNodeStorage, P2S_CLOSE, { pid, payload: { fd: -1 } });
+      if (this.env.config.topology === '1P-1M-1S') k.fab.sendReply(kNodeStorage, P2S_CLOSE, { pid, payload: { fd: -1 } satisfies CloseReq });
     } finally {
       k.mmapWriteHeld = false;
       upWrite(sh.mm, sem);

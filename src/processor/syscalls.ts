@@ -3,24 +3,26 @@
 // operations M reports (zap / move), in M's order: "only call after M updated its mmap".
 // File calls go to S. Results follow Linux: a non-negative value or -errno, passed through from M/S.
 import { BroadcastChannel } from 'node:worker_threads';
-import { P2M_BRK, P2M_MMAP, P2M_MPROTECT, P2M_MREMAP, P2M_MUNMAP, P2S_CLOSE, P2S_LSEEK, P2S_OPEN, P2S_READ, P2S_STAT, P2S_WRITE } from '../fabric/opcodes.ts';
-import type { AsReply, LseekReply, PtOp, StatReply } from '../fabric/proto.ts';
+import { P2M_BRK,P2M_MMAP,P2M_MPROTECT,P2M_MREMAP,P2M_MUNMAP,P2S_CLOSE,P2S_LSEEK,P2S_OPEN,P2S_READ,P2S_STAT,P2S_WRITE } from '../fabric/opcodes.ts';
 import {
-  kCpuKernelEnterMs, kCpuState, kCpuStateKernel, kCtlBarrierBase, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid,
-  kCtlSpawnHead, kMaxThreads, kMmAsChanges, kMmKilled, kMmSem, kMmSemOwner, kMmUsers, kNodeMemory, kNodeStorage, kThreadEntry,
-  kThreadExit, kThreadPid, kThreadState, spawnRingBase, kSpawnRing, THREAD_CREATED, THREAD_EXITED,
+zAsReply,zLseekReply,zStatReply,type AsReply,type CloseReq,type LseekReq,type OpenReq,type PtOp,type ReadReq,type StatReply,type StatReq,type WriteReq,
+} from '../fabric/proto.ts';
+import {
+kCpuKernelEnterMs,kCpuState,kCpuStateKernel,kCtlBarrierBase,kCtlHostDoorbell,kCtlLiveThreads,kCtlNextTid,
+kCtlSpawnHead,kMaxThreads,kMmAsChanges,kMmKilled,kMmSem,kMmSemOwner,kMmUsers,kNodeMemory,kNodeStorage,kThreadEntry,
+kThreadExit,kThreadPid,kThreadState,spawnRingBase,kSpawnRing,THREAD_CREATED,THREAD_EXITED,
 } from '../kernel/layout.ts';
-import { kSyscallBase, S, SYSCALL_NAMES } from '../kernel/stats.ts';
-import { downWrite, LOCK_KIND, upWrite, waitUntil } from '../kernel/sync.ts';
+import { kSyscallBase,S,SYSCALL_NAMES } from '../kernel/stats.ts';
+import { downWrite,LOCK_KIND,upWrite,waitUntil } from '../kernel/sync.ts';
 import {
-  EAGAIN, EBADF, EFAULT, EINVAL, ESRCH, MAP_ANONYMOUS, MAP_POPULATE, MREMAP_DONTUNMAP, PAGE_SIZE, PROT_WRITE,
-  STAT_SIZE, STAT_ST_BLKSIZE, STAT_ST_MODE, STAT_ST_SIZE,
+EAGAIN,EBADF,EFAULT,EINVAL,ESRCH,MAP_ANONYMOUS,MAP_POPULATE,MREMAP_DONTUNMAP,PAGE_SIZE,PROT_WRITE,
+STAT_SIZE,STAT_ST_BLKSIZE,STAT_ST_MODE,STAT_ST_SIZE,
 } from '../uapi/abi.ts';
 import type { Syscalls } from '../uapi/program.ts';
 import { ThreadExit } from '../uapi/program.ts';
-import { pcacheHandleFault, FAULT_OK } from './pcache/fault.ts';
+import { pcacheHandleFault,FAULT_OK } from './pcache/fault.ts';
 import type { Kern } from './kern.ts';
-import { changeProtection, releasePgtable } from './mm.ts';
+import { changeProtection,releasePgtable } from './mm.ts';
 import { movePageTables } from './mremap.ts';
 import type { CpuMmu } from './mmu.ts';
 import { safePoint } from './stop.ts';
@@ -98,7 +100,7 @@ export class ProcSyscalls implements Syscalls {
     const changes = sh.mmIdx(k.mmSlot, kMmAsChanges);
     if (Atomics.add(sh.mm, changes, 1) > 0 && k.env.bugs.has('mremap-unserialized')) k.env.bugRan('mremap-unserialized');
     try {
-      const rep = k.fab.sendReply<AsReply>(kNodeMemory, opcode, { pid: k.pid, payload });
+      const rep = k.fab.sendReply(kNodeMemory, opcode, { pid: k.pid, payload }, zAsReply);
       const body = rep.body;
       if (!body) return rep.status < 0 ? rep.status : -EFAULT;
       (opts.apply ?? ((b) => this.replay(b.ops)))(body);
@@ -144,7 +146,7 @@ export class ProcSyscalls implements Syscalls {
       let file: StatReply | undefined;
       if ((flags & MAP_ANONYMOUS) === 0) {
         if (!this.hasStorage) return -EBADF;
-        const st = k.fab.sendReply<StatReply>(kNodeStorage, P2S_STAT, { pid: k.pid, payload: { fd } });
+        const st = k.fab.sendReply(kNodeStorage, P2S_STAT, { pid: k.pid, payload: { fd } satisfies StatReq }, zStatReply);
         if (st.status < 0 || !st.body) return -EBADF;
         file = st.body;
       }
@@ -207,17 +209,17 @@ export class ProcSyscalls implements Syscalls {
 
   // ---- files (S) ----
   open(path: string, flags: number, mode = 0o644): number {
-    return this.sys('open', () => !this.hasStorage ? -ENODEV : this.k.fab.sendReply(kNodeStorage, P2S_OPEN, { pid: this.k.pid, payload: { path, flags, mode } }).status);
+    return this.sys('open', () => !this.hasStorage ? -ENODEV : this.k.fab.sendReply(kNodeStorage, P2S_OPEN, { pid: this.k.pid, payload: { path, flags, mode } satisfies OpenReq }).status);
   }
 
   close(fd: number): number {
-    return this.sys('close', () => !this.hasStorage ? -ENODEV : this.k.fab.sendReply(kNodeStorage, P2S_CLOSE, { pid: this.k.pid, payload: { fd } }).status);
+    return this.sys('close', () => !this.hasStorage ? -ENODEV : this.k.fab.sendReply(kNodeStorage, P2S_CLOSE, { pid: this.k.pid, payload: { fd } satisfies CloseReq }).status);
   }
 
   lseek(fd: number, offset: number, whence: number): number {
     return this.sys('lseek', () => {
       if (!this.hasStorage) return -ENODEV;
-      const rep = this.k.fab.sendReply<LseekReply>(kNodeStorage, P2S_LSEEK, { pid: this.k.pid, payload: { fd, offset, whence } });
+      const rep = this.k.fab.sendReply(kNodeStorage, P2S_LSEEK, { pid: this.k.pid, payload: { fd, offset, whence } satisfies LseekReq }, zLseekReply);
       return rep.status < 0 ? rep.status : (rep.body?.ret ?? -EFAULT);
     });
   }
@@ -229,7 +231,7 @@ export class ProcSyscalls implements Syscalls {
       let done = 0;
       while (done < count) {
         const want = Math.min(PAGE_SIZE, count - done);
-        const rep = this.k.fab.sendReply(kNodeStorage, P2S_READ, { pid: this.k.pid, payload: { fd, count: want } });
+        const rep = this.k.fab.sendReply(kNodeStorage, P2S_READ, { pid: this.k.pid, payload: { fd, count: want } satisfies ReadReq });
         if (rep.status < 0) return done > 0 ? done : rep.status;
         const n = rep.status;
         if (n === 0) break;
@@ -258,7 +260,7 @@ export class ProcSyscalls implements Syscalls {
       while (done < count) {
         const n = Math.min(PAGE_SIZE, count - done);
         if (!this.copyFromUser(bufVa + done, this.page, n)) return done > 0 ? done : -EFAULT;
-        const rep = this.k.fab.sendReply(kNodeStorage, P2S_WRITE, { pid: this.k.pid, payload: { fd, count: n }, page: this.page });
+        const rep = this.k.fab.sendReply(kNodeStorage, P2S_WRITE, { pid: this.k.pid, payload: { fd, count: n } satisfies WriteReq, page: this.page });
         if (rep.status < 0) return done > 0 ? done : rep.status;
         done += rep.status;
         if (rep.status < n) break;
@@ -270,7 +272,7 @@ export class ProcSyscalls implements Syscalls {
   fstat(fd: number, statVa: number): number {
     return this.sys('fstat', () => {
       if (!this.hasStorage) return -ENODEV;
-      const rep = this.k.fab.sendReply<StatReply>(kNodeStorage, P2S_STAT, { pid: this.k.pid, payload: { fd } });
+      const rep = this.k.fab.sendReply(kNodeStorage, P2S_STAT, { pid: this.k.pid, payload: { fd } satisfies StatReq }, zStatReply);
       if (rep.status < 0 || !rep.body) return rep.status < 0 ? rep.status : -EBADF;
       const st = new Uint8Array(STAT_SIZE);
       const dv = new DataView(st.buffer);

@@ -23,9 +23,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Env } from '../kernel/env.ts';
 import { kNodeStorage } from '../kernel/layout.ts';
-import { serveForever, type IncomingRequest, type ReplyWriter } from '../fabric/ibapi.ts';
+import { MalformedMessage, serveForever, type IncomingRequest, type ReplyWriter } from '../fabric/ibapi.ts';
 import { M2S_READ, P2S_CLOSE, P2S_LSEEK, P2S_OPEN, P2S_READ, P2S_STAT, P2S_WRITE } from '../fabric/opcodes.ts';
-import type { LseekReply, StatReply } from '../fabric/proto.ts';
+import { zStorageReq, type LseekReply, type StorageReq, type StatReply } from '../fabric/proto.ts';
 import type { WorkerInit, WorkerMsg } from '../kernel/workerdata.ts';
 import {
   EACCES, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EIO, EISDIR, EMFILE, ENAMETOOLONG, ENOENT, ENOSPC, ENOSYS,
@@ -107,7 +107,7 @@ type Where =
   | { kind: 'mem'; path: string; trailingSlash: boolean }
   | { kind: 'host'; path: string; trailingSlash: boolean };
 
-type Body = Record<string, unknown>;
+type Body = StorageReq;
 
 const isInt = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v);
 
@@ -199,9 +199,14 @@ export class Storage {
 
   /** the request body as an object, or undefined when there is none or it is not a map */
   private body(req: IncomingRequest): Body | undefined {
-    let b: unknown;
-    try { b = req.body<unknown>(); } catch { return undefined; }
-    return typeof b === 'object' && b !== null && !Array.isArray(b) ? (b as Body) : undefined;
+    if (req.bodyLen === 0) return undefined;
+    try {
+      return req.body(zStorageReq);
+    } catch (e) {
+      if (!(e instanceof MalformedMessage)) throw e;
+      this.log('warn', `storage: ${e.message}`);
+      return undefined;
+    }
   }
 
   // ---- namespace ----

@@ -12,6 +12,7 @@ import { Fabric, serveForever, type IncomingRequest, type ReplyWriter } from '..
 import { P2M_BRK, P2M_MMAP, P2M_MUNMAP, P2M_PCACHE_FLUSH, P2M_PCACHE_MISS } from '../../src/fabric/opcodes.ts';
 import { kMboxReplyLen, kMboxReqLen, kNodeMemory, Shared, type SharedBuffers } from '../../src/kernel/layout.ts';
 import { PAGE_SIZE } from '../../src/uapi/abi.ts';
+import { z } from 'zod';
 
 export interface FabricWorkerInit {
   module: string;
@@ -38,8 +39,12 @@ export interface SeenRequest {
   hasPage: boolean;
   reqLen: number;
 }
-export interface EchoReply { echo: unknown; seen: SeenRequest }
-export interface PageReply { sha256: string; seen: SeenRequest }
+const zSeen = z.object({ src: z.number(), opcode: z.number(), pid: z.number(), flags: z.number(), vaddr: z.number(), hasPage: z.boolean(), reqLen: z.number() });
+const zEchoReply = z.object({ echo: z.unknown(), seen: zSeen });
+const zPageReply = z.object({ sha256: z.string(), seen: zSeen });
+const zCounter = z.object({ i: z.number(), vaddr: z.number() });
+export type EchoReply = z.infer<typeof zEchoReply>;
+export type PageReply = z.infer<typeof zPageReply>;
 
 export type FabricCmd =
   | { kind: 'echo'; payload: unknown; pid: number; vaddr: number; flags: number }
@@ -86,7 +91,7 @@ function server(sh: Shared, init: FabricWorkerInit): void {
   const handle = (req: IncomingRequest, out: ReplyWriter): void => {
     switch (req.opcode) {
       case OP_ECHO: {
-        const r: EchoReply = { echo: req.body<unknown>(), seen: seenOf(req) };
+        const r: EchoReply = { echo: req.body(z.unknown()), seen: seenOf(req) };
         out.reply(0, 0, r);
         return;
       }
@@ -101,7 +106,7 @@ function server(sh: Shared, init: FabricWorkerInit): void {
         out.reply(-req.flags, -3 * req.pid);
         return;
       case OP_COUNTER: {
-        const { i } = req.body<{ i: number }>();
+        const { i } = req.body(z.object({ i: z.number() }));
         out.reply(0, req.vaddr, { i, vaddr: req.vaddr });
         return;
       }
@@ -126,16 +131,16 @@ function client(sh: Shared, init: FabricWorkerInit): void {
   const run = (cmd: FabricCmd): FabricWorkerMsg => {
     switch (cmd.kind) {
       case 'echo': {
-        const rep = fab.sendReply<EchoReply>(kNodeMemory, OP_ECHO, { payload: cmd.payload, pid: cmd.pid, vaddr: cmd.vaddr, flags: cmd.flags });
+        const rep = fab.sendReply(kNodeMemory, OP_ECHO, { payload: cmd.payload, pid: cmd.pid, vaddr: cmd.vaddr, flags: cmd.flags }, zEchoReply);
         return { type: 'echo', status: rep.status, aux: rep.aux, body: rep.body, types: typesOf(rep.body?.echo), replyLen: rep.mbox.hdr[kMboxReplyLen]! };
       }
       case 'page': {
         if (cmd.page.length !== PAGE_SIZE) throw new Error('page command: not a 4 KiB page');
-        const rep = fab.sendReply<PageReply>(kNodeMemory, OP_PAGE, { page: cmd.page, pid: 1, vaddr: cmd.vaddr });
+        const rep = fab.sendReply(kNodeMemory, OP_PAGE, { page: cmd.page, pid: 1, vaddr: cmd.vaddr }, zPageReply);
         return { type: 'page', status: rep.status, body: rep.body, page: rep.mbox.page.slice(), replyLen: rep.mbox.hdr[kMboxReplyLen]! };
       }
       case 'status': {
-        const rep = fab.sendReply(kNodeMemory, OP_STATUS, { pid: cmd.pid, flags: cmd.errno });
+        const rep = fab.sendReply(kNodeMemory, OP_STATUS, { pid: cmd.pid, flags: cmd.errno }, z.unknown());
         return { type: 'status', status: rep.status, aux: rep.aux, hasBody: rep.body !== undefined };
       }
       case 'sequence': {
@@ -143,7 +148,7 @@ function client(sh: Shared, init: FabricWorkerInit): void {
         const bodies: number[] = [];
         const statuses: number[] = [];
         for (let i = 0; i < cmd.n; i++) {
-          const rep = fab.sendReply<{ i: number; vaddr: number }>(kNodeMemory, OP_COUNTER, { payload: { i }, pid: 1, vaddr: 1000 + i });
+          const rep = fab.sendReply(kNodeMemory, OP_COUNTER, { payload: { i }, pid: 1, vaddr: 1000 + i }, zCounter);
           statuses.push(rep.status);
           auxes.push(rep.aux);
           bodies.push(rep.body?.i ?? -1);
@@ -151,7 +156,7 @@ function client(sh: Shared, init: FabricWorkerInit): void {
         return { type: 'sequence', auxes, bodies, statuses };
       }
       case 'noreply': {
-        const rep = fab.sendReply(kNodeMemory, OP_NOREPLY, { payload: { x: 1 } });
+        const rep = fab.sendReply(kNodeMemory, OP_NOREPLY, { payload: { x: 1 } }, z.unknown());
         return { type: 'noreply', status: rep.status, hasBody: rep.body !== undefined };
       }
     }
