@@ -5,7 +5,15 @@ import { drainReports, type Violation } from '../src/kernel/report.ts';
 import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
 import { Env, type Level } from '../src/kernel/env.ts';
 import { Fabric } from '../src/fabric/ibapi.ts';
-import { allocateShared, geometryFor, kCtlPgtableNext, kMmPgd, kMmPid, kRmapPageTable, Shared } from '../src/kernel/layout.ts';
+import {
+  allocateShared,
+  geometryFor,
+  kCtlPgtableNext,
+  kMmPgd,
+  kMmPid,
+  kRmapPageTable,
+  Shared,
+} from '../src/kernel/layout.ts';
 import { Kern } from '../src/processor/kern.ts';
 import { pcacheAlloc } from '../src/processor/pcache/alloc.ts';
 import { pcacheEarlyInit } from '../src/processor/pcache/init.ts';
@@ -26,7 +34,9 @@ function machine(over: Partial<MachineConfig> = {}) {
   sh.tlbVpn.fill(-1);
   const env = new Env(sh, { ctx: 0, cpu: 0, name: 'cpu0', bootEpochMs: performance.timeOrigin, config: cfg });
   const log: string[] = [];
-  env.printk = (_l: Level, msg: string) => { log.push(...msg.split('\n')); };
+  env.printk = (_l: Level, msg: string) => {
+    log.push(...msg.split('\n'));
+  };
   const k = new Kern(env, new Fabric(env));
   const pid = 5;
   sh.mm[sh.mmIdx(0, kMmPid)] = pid;
@@ -40,7 +50,10 @@ function machine(over: Partial<MachineConfig> = {}) {
     return { ptep, line };
   };
   const reports: Violation[] = [];
-  const violations = () => { drainReports(sh, reports); return reports; };
+  const violations = () => {
+    drainReports(sh, reports);
+    return reports;
+  };
   return { sh, env, k, map, violations, log };
 }
 
@@ -65,7 +78,9 @@ describe('stale-TLB detector (at allocation)', () => {
     m.map(VA + 16 * PAGE_SIZE); // evicts `line` and reallocates it
     const v = m.violations();
     expect(v.map((x) => x.kind)).toEqual(['stale-tlb']);
-    expect(v[0]!.text).toBe(`stale TLB: CPU#1 still translates 0x7fffe5788000 to pcache line ${line} (pfn 0x${(0x100000 + line).toString(16)}), which is free and being reallocated for 0x7fffe5798000 by cpu0 (pid 5)`);
+    expect(v[0]!.text).toBe(
+      `stale TLB: CPU#1 still translates 0x7fffe5788000 to pcache line ${line} (pfn 0x${(0x100000 + line).toString(16)}), which is free and being reallocated for 0x7fffe5798000 by cpu0 (pid 5)`,
+    );
   });
 
   it('is off without --check', () => {
@@ -126,7 +141,9 @@ describe('stale-TLB detector (at use)', () => {
     expect(m.mmu.load8(VA)).toBe(42); // the stale entry still translates, like hardware
     const v = m.violations();
     expect(v.map((x) => x.kind)).toEqual(['stale-tlb']);
-    expect(v[0]!.text).toMatch(/^stale TLB use: CPU#0 test\[5\] accessed 0x7fffe5788000 through a TLB entry for pcache line \d+ \(pte 0x[0-9a-f]+\), but the PTE is now 0x0 and no flush is pending$/);
+    expect(v[0]!.text).toMatch(
+      /^stale TLB use: CPU#0 test\[5\] accessed 0x7fffe5788000 through a TLB entry for pcache line \d+ \(pte 0x[0-9a-f]+\), but the PTE is now 0x0 and no flush is pending$/,
+    );
   });
 
   it('is silent inside the window between a PTE change and its flush (hardware behaviour)', () => {

@@ -21,13 +21,27 @@ import { afterAll, beforeAll, bench, describe } from 'vitest';
 import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
 import { allocateShared, geometryFor } from '../src/kernel/layout.ts';
 import {
-  kCmdExit, kCtrlCmd, kCtrlWords, type FabricBenchInit, type FabricBenchKind, type FabricBenchReply, type FabricBenchRequest,
+  kCmdExit,
+  kCtrlCmd,
+  kCtrlWords,
+  type FabricBenchInit,
+  type FabricBenchKind,
+  type FabricBenchReply,
+  type FabricBenchRequest,
 } from './helpers/fabric-bench-worker.ts';
 
 const N = 2000; // round trips per batch (per bench iteration)
 let phase: 'warmup' | 'run' = 'run';
 /** tinybench's setup hook says whether the calls that follow are warm-up: those are not recorded */
-const opts = { time: 0, iterations: 25, warmupTime: 0, warmupIterations: 3, setup: (_t: unknown, mode: 'warmup' | 'run') => { phase = mode; } };
+const opts = {
+  time: 0,
+  iterations: 25,
+  warmupTime: 0,
+  warmupIterations: 3,
+  setup: (_t: unknown, mode: 'warmup' | 'run') => {
+    phase = mode;
+  },
+};
 const ROUNDS = 12; // interleaved rounds after the bench cases (afterAll)
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -35,12 +49,17 @@ const entry = path.join(here, 'helpers', 'bench-worker.cjs');
 
 const KINDS: FabricBenchKind[] = ['fabric', 'fabric-page', 'atomics-wait', 'atomics-spin'];
 const LABEL: Record<FabricBenchKind, string> = {
-  'fabric': 'fabric sendReply, no page',
+  fabric: 'fabric sendReply, no page',
   'fabric-page': 'fabric sendReply + 4 KiB page',
   'atomics-wait': 'Atomics ping-pong (store/notify/wait)',
   'atomics-spin': 'Atomics ping-pong (spin 200, then wait)',
 };
-const samples: Record<FabricBenchKind, number[]> = { 'fabric': [], 'fabric-page': [], 'atomics-wait': [], 'atomics-spin': [] };
+const samples: Record<FabricBenchKind, number[]> = {
+  fabric: [],
+  'fabric-page': [],
+  'atomics-wait': [],
+  'atomics-spin': [],
+};
 
 let server: Worker | undefined;
 let client: Worker | undefined;
@@ -53,8 +72,16 @@ function start(init: FabricBenchInit): Promise<Worker> {
     w.once('error', reject);
     w.on('message', (m: FabricBenchReply) => {
       if (m.type === 'ready') resolve(w);
-      else if (m.type === 'error') { const e = new Error(`${init.role}: ${m.message}`); if (pending) pending.reject(e); else reject(e); pending = undefined; }
-      else if (pending) { const p = pending; pending = undefined; p.resolve(m.usPerRtt); }
+      else if (m.type === 'error') {
+        const e = new Error(`${init.role}: ${m.message}`);
+        if (pending) pending.reject(e);
+        else reject(e);
+        pending = undefined;
+      } else if (pending) {
+        const p = pending;
+        pending = undefined;
+        p.resolve(m.usPerRtt);
+      }
     });
   });
 }
@@ -76,11 +103,25 @@ const median = (xs: number[]): number => {
 };
 
 beforeAll(async () => {
-  const config: MachineConfig = { ...DEFAULT_CONFIG, cpus: 1, pcacheBytes: 64 * 4096, ways: 4, victim: 0, logLevel: 'error' };
+  const config: MachineConfig = {
+    ...DEFAULT_CONFIG,
+    cpus: 1,
+    pcacheBytes: 64 * 4096,
+    ways: 4,
+    victim: 0,
+    logLevel: 'error',
+  };
   const bufs = allocateShared(geometryFor(config));
   const ctrlSab = new SharedArrayBuffer(kCtrlWords * 4);
   ctrl = new Int32Array(ctrlSab);
-  const common = { module: 'test/helpers/fabric-bench-worker.ts', bufs, config, bootEpochMs: performance.timeOrigin + performance.now(), ctrl: ctrlSab, pp: new SharedArrayBuffer(8) };
+  const common = {
+    module: 'test/helpers/fabric-bench-worker.ts',
+    bufs,
+    config,
+    bootEpochMs: performance.timeOrigin + performance.now(),
+    ctrl: ctrlSab,
+    pp: new SharedArrayBuffer(8),
+  };
   server = await start({ role: 'server', ...common });
   client = await start({ role: 'client', ...common });
 });
@@ -90,22 +131,49 @@ afterAll(async () => {
     if (samples.fabric.length === 0) return;
     // vitest runs each case's iterations back to back; a drift in the machine's noise then lands on one
     // variant. Interleave a few more rounds (one batch of each kind per round) for the ratio.
-    const inter: Record<FabricBenchKind, number[]> = { 'fabric': [], 'fabric-page': [], 'atomics-wait': [], 'atomics-spin': [] };
+    const inter: Record<FabricBenchKind, number[]> = {
+      fabric: [],
+      'fabric-page': [],
+      'atomics-wait': [],
+      'atomics-spin': [],
+    };
     for (let r = 0; r < ROUNDS; r++) {
-      for (const k of KINDS) { await batch(k); inter[k].push(samples[k].pop()!); }
+      for (const k of KINDS) {
+        await batch(k);
+        inter[k].push(samples[k].pop()!);
+      }
     }
-    const lines = ['', `fabric round trip vs Atomics floor, same two workers, ${N} round trips per batch, µs per round trip timed in the client worker`];
-    lines.push(`  ${'variant'.padEnd(42)} ${'bench cases'.padStart(12)} ${'interleaved'.padStart(12)} ${'min'.padStart(8)}`);
+    const lines = [
+      '',
+      `fabric round trip vs Atomics floor, same two workers, ${N} round trips per batch, µs per round trip timed in the client worker`,
+    ];
+    lines.push(
+      `  ${'variant'.padEnd(42)} ${'bench cases'.padStart(12)} ${'interleaved'.padStart(12)} ${'min'.padStart(8)}`,
+    );
     for (const k of KINDS) {
-      lines.push(`  ${LABEL[k].padEnd(42)} ${median(samples[k]).toFixed(2).padStart(12)} ${median(inter[k]).toFixed(2).padStart(12)} ${Math.min(...samples[k], ...inter[k]).toFixed(2).padStart(8)}`);
+      lines.push(
+        `  ${LABEL[k].padEnd(42)} ${median(samples[k]).toFixed(2).padStart(12)} ${median(inter[k]).toFixed(2).padStart(12)} ${Math.min(
+          ...samples[k],
+          ...inter[k],
+        )
+          .toFixed(2)
+          .padStart(8)}`,
+      );
     }
     lines.push(`  (medians of ${samples.fabric.length} batches per case, and of ${ROUNDS} interleaved rounds)`);
     const fab = median(inter.fabric);
-    lines.push(`  fabric + page / fabric = ${(median(inter['fabric-page']) / fab).toFixed(2)}x;  fabric / Atomics spin+wait = ${(fab / median(inter['atomics-spin'])).toFixed(2)}x`);
-    lines.push(`fabric RTT / Atomics floor = ${(fab / median(inter['atomics-wait'])).toFixed(2)} (interleaved medians; target <= 1.5)`);
+    lines.push(
+      `  fabric + page / fabric = ${(median(inter['fabric-page']) / fab).toFixed(2)}x;  fabric / Atomics spin+wait = ${(fab / median(inter['atomics-spin'])).toFixed(2)}x`,
+    );
+    lines.push(
+      `fabric RTT / Atomics floor = ${(fab / median(inter['atomics-wait'])).toFixed(2)} (interleaved medians; target <= 1.5)`,
+    );
     console.log(lines.join('\n'));
   } finally {
-    if (ctrl) { Atomics.store(ctrl, kCtrlCmd, kCmdExit); Atomics.notify(ctrl, kCtrlCmd); }
+    if (ctrl) {
+      Atomics.store(ctrl, kCtrlCmd, kCmdExit);
+      Atomics.notify(ctrl, kCtrlCmd);
+    }
     await Promise.all([server?.terminate(), client?.terminate()]);
   }
 });

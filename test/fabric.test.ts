@@ -7,16 +7,40 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
 import { opInfo } from '../src/fabric/opcodes.ts';
 import { allocateShared, geometryFor, kCtlShutdown, kNodeMemory, kRecvDoorbell, Shared } from '../src/kernel/layout.ts';
-import { FAB_BYTES_IN, FAB_BYTES_OUT, FAB_COUNT, FAB_HIST, kFabricBase, kFabricHistBuckets, kFabricOpcodes, kFabricSlot } from '../src/kernel/stats.ts';
+import {
+  FAB_BYTES_IN,
+  FAB_BYTES_OUT,
+  FAB_COUNT,
+  FAB_HIST,
+  kFabricBase,
+  kFabricHistBuckets,
+  kFabricOpcodes,
+  kFabricSlot,
+} from '../src/kernel/stats.ts';
 import { PAGE_SIZE } from '../src/uapi/abi.ts';
 import {
-  OP_COUNTER, OP_ECHO, OP_NOREPLY, OP_PAGE, OP_STATUS, typesOf, type FabricCmd, type FabricWorkerInit, type FabricWorkerMsg,
+  OP_COUNTER,
+  OP_ECHO,
+  OP_NOREPLY,
+  OP_PAGE,
+  OP_STATUS,
+  typesOf,
+  type FabricCmd,
+  type FabricWorkerInit,
+  type FabricWorkerMsg,
 } from './helpers/fabric-worker.ts';
 import { TestWorker } from './helpers/test-worker.ts';
 import { pattern } from './helpers/pattern.ts';
 
 const MODULE = 'test/helpers/fabric-worker.ts';
-const config: MachineConfig = { ...DEFAULT_CONFIG, cpus: 1, pcacheBytes: 64 * 4096, ways: 4, victim: 0, logLevel: 'error' };
+const config: MachineConfig = {
+  ...DEFAULT_CONFIG,
+  cpus: 1,
+  pcacheBytes: 64 * 4096,
+  ways: 4,
+  victim: 0,
+  logLevel: 'error',
+};
 const bufs = allocateShared(geometryFor(config));
 const sh = new Shared(bufs);
 const CLIENT = 0; // the client's context (CPU 0)
@@ -28,17 +52,29 @@ const sent = new Map<number, number>();
 
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
 
-async function rpc<T extends FabricWorkerMsg['type']>(type: T, cmd: FabricCmd, op: number, n = 1): Promise<Extract<FabricWorkerMsg, { type: T }>> {
+async function rpc<T extends FabricWorkerMsg['type']>(
+  type: T,
+  cmd: FabricCmd,
+  op: number,
+  n = 1,
+): Promise<Extract<FabricWorkerMsg, { type: T }>> {
   client.post(cmd);
   const r = await client.expect(type);
   sent.set(op, (sent.get(op) ?? 0) + n);
   return r;
 }
 
-const statBase = (ctx: number, op: number): number => sh.statIdx(ctx, kFabricBase + opInfo(kNodeMemory, op, false).slot * kFabricSlot);
+const statBase = (ctx: number, op: number): number =>
+  sh.statIdx(ctx, kFabricBase + opInfo(kNodeMemory, op, false).slot * kFabricSlot);
 
 beforeAll(async () => {
-  const init = (role: FabricWorkerInit['role']): FabricWorkerInit => ({ module: MODULE, role, bufs, config, bootEpochMs: performance.timeOrigin });
+  const init = (role: FabricWorkerInit['role']): FabricWorkerInit => ({
+    module: MODULE,
+    role,
+    bufs,
+    config,
+    bootEpochMs: performance.timeOrigin,
+  });
   server = new TestWorker('memory', init('server'));
   client = new TestWorker('cpu0', init('client'));
   await server.expect('ready');
@@ -72,14 +108,23 @@ describe('fabric: sendReply <-> serveForever', () => {
     expect(r.types).toEqual(typesOf(payload)); // byte arrays come back as Uint8Array, not Buffer or number[]
     expect(r.types).toMatchObject({ bin: 'Uint8Array', big: 'number' });
     // the header words of the request reached the server
-    expect(r.body!.seen).toEqual({ src: CLIENT, opcode: OP_ECHO, pid: 42, flags: 0x55, vaddr: 0x7fffe5788000, hasPage: false, reqLen: expect.any(Number) });
+    expect(r.body!.seen).toEqual({
+      src: CLIENT,
+      opcode: OP_ECHO,
+      pid: 42,
+      flags: 0x55,
+      vaddr: 0x7fffe5788000,
+      hasPage: false,
+      reqLen: expect.any(Number),
+    });
     expect(r.body!.seen.reqLen).toBeGreaterThan(256);
     expect(r.replyLen).toBeGreaterThan(r.body!.seen.reqLen);
   });
 
   it('a large binary body (200 KB) round-trips byte-exact', async () => {
     const big = new Uint8Array(200_000);
-    for (let i = 0; i < big.length; i += PAGE_SIZE) big.set(pattern(i + 1).subarray(0, Math.min(PAGE_SIZE, big.length - i)), i);
+    for (let i = 0; i < big.length; i += PAGE_SIZE)
+      big.set(pattern(i + 1).subarray(0, Math.min(PAGE_SIZE, big.length - i)), i);
     const r = await rpc('echo', { kind: 'echo', payload: { big }, pid: 1, vaddr: 0, flags: 0 }, OP_ECHO);
     expect(r.status).toBe(0);
     const echo = r.body!.echo as { big: Uint8Array };
@@ -88,12 +133,22 @@ describe('fabric: sendReply <-> serveForever', () => {
   });
 
   it('a 4 KiB page travels raw and byte-exact in the request and in the reply', async () => {
-    for (const [seed, page] of [[1, pattern(1)], [2, pattern(2)], [0, new Uint8Array(PAGE_SIZE)], [3, new Uint8Array(PAGE_SIZE).fill(0xff)]] as const) {
+    for (const [seed, page] of [
+      [1, pattern(1)],
+      [2, pattern(2)],
+      [0, new Uint8Array(PAGE_SIZE)],
+      [3, new Uint8Array(PAGE_SIZE).fill(0xff)],
+    ] as const) {
       const r = await rpc('page', { kind: 'page', page, vaddr: 0x7fffe5788000 + seed * PAGE_SIZE }, OP_PAGE);
       expect(r.status).toBe(0);
       // request page: what the server received hashes like what we sent
       expect(r.body!.sha256).toBe(sha256(page));
-      expect(r.body!.seen).toMatchObject({ hasPage: true, reqLen: 0, vaddr: 0x7fffe5788000 + seed * PAGE_SIZE, opcode: OP_PAGE });
+      expect(r.body!.seen).toMatchObject({
+        hasPage: true,
+        reqLen: 0,
+        vaddr: 0x7fffe5788000 + seed * PAGE_SIZE,
+        opcode: OP_PAGE,
+      });
       // reply page: the server's inverted copy, byte for byte
       expect(r.page).toHaveLength(PAGE_SIZE);
       const want = page.map((b) => b ^ 0xff);

@@ -7,9 +7,30 @@ import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
 import { Env, type Level } from '../src/kernel/env.ts';
 import { Fabric } from '../src/fabric/ibapi.ts';
 import {
-  allocateShared, geometryFor, kCtlPgtableNext, kListLru, kMetaFlags, kMetaList, kMetaMapcount, kMetaNext, kMetaPrev,
-  kMetaRef, kMetaRmapHead, kMmPgd, kMmPid, kRmapNext, kRmapPageTable, kSetFreeHead, kSetLock, kSetLruHead, kSetLruTail,
-  kSetNrEviction, PC_dirty, PC_locked, PC_valid, Shared,
+  allocateShared,
+  geometryFor,
+  kCtlPgtableNext,
+  kListLru,
+  kMetaFlags,
+  kMetaList,
+  kMetaMapcount,
+  kMetaNext,
+  kMetaPrev,
+  kMetaRef,
+  kMetaRmapHead,
+  kMmPgd,
+  kMmPid,
+  kRmapNext,
+  kRmapPageTable,
+  kSetFreeHead,
+  kSetLock,
+  kSetLruHead,
+  kSetLruTail,
+  kSetNrEviction,
+  PC_dirty,
+  PC_locked,
+  PC_valid,
+  Shared,
 } from '../src/kernel/layout.ts';
 import { Kern } from '../src/processor/kern.ts';
 import { pcacheAlloc } from '../src/processor/pcache/alloc.ts';
@@ -41,13 +62,26 @@ function makeRig(): Rig {
   const sh = new Shared(allocateShared(geo));
   pcacheEarlyInit(sh);
   sh.ctl[kCtlPgtableNext] = 1;
-  const env = new Env(sh, { ctx: geo.ctx.host, cpu: -1, name: 'host', bootEpochMs: performance.timeOrigin, config: cfg });
+  const env = new Env(sh, {
+    ctx: geo.ctx.host,
+    cpu: -1,
+    name: 'host',
+    bootEpochMs: performance.timeOrigin,
+    config: cfg,
+  });
   const log: string[] = [];
-  env.printk = (_level: Level, msg: string) => { log.push(...msg.split('\n')); };
+  env.printk = (_level: Level, msg: string) => {
+    log.push(...msg.split('\n'));
+  };
   const k = new Kern(env, new Fabric(env));
   const reports: Violation[] = [];
   const rig: Rig = {
-    sh, env, k, log, slot: 0, pid: 7,
+    sh,
+    env,
+    k,
+    log,
+    slot: 0,
+    pid: 7,
     newMm(pid, slot) {
       sh.mm[sh.mmIdx(slot, kMmPid)] = pid;
       sh.mm[sh.mmIdx(slot, kMmPgd)] = allocTablePage(sh);
@@ -64,7 +98,9 @@ function makeRig(): Rig {
       drainReports(sh, reports);
       return reports;
     },
-    kinds() { return [...new Set(rig.violations().map((v) => v.kind))].sort(); },
+    kinds() {
+      return [...new Set(rig.violations().map((v) => v.kind))].sort();
+    },
   };
   rig.newMm(rig.pid, rig.slot);
   k.setCurrent(rig.pid, rig.slot, 1, 'test');
@@ -80,7 +116,8 @@ describe('checkQuiescent', () => {
   beforeEach(() => {
     rig = makeRig();
     pages = [];
-    for (const i of [0, 1, 2, 16, 32]) { // three in set 0 (0, 16, 32), one each in sets 1 and 2
+    for (const i of [0, 1, 2, 16, 32]) {
+      // three in set 0 (0, 16, 32), one each in sets 1 and 2
       const va = BASE + i * PAGE_SIZE;
       pages.push({ va, ...rig.map(va) });
     }
@@ -106,7 +143,9 @@ describe('checkQuiescent', () => {
     expect(r.violations).toBe(1);
     expect(rig.kinds()).toEqual(['rmap-pte-mismatch']);
     expect(rig.log).toContain('****    ERROR: mismatched PTE and rmap');
-    expect(rig.log.some((l) => l.includes(`uva: 0x${p.va.toString(16)}`) && l.includes('rmap->owner_process: pid7'))).toBe(true);
+    expect(
+      rig.log.some((l) => l.includes(`uva: 0x${p.va.toString(16)}`) && l.includes('rmap->owner_process: pid7')),
+    ).toBe(true);
     expect(rig.log.some((l) => l.includes('[pte == rmap->page_table] && [pcache_pfn != pte_pfn]'))).toBe(true);
     expect(rig.violations()[0]!.text).toBe('****    ERROR: mismatched PTE and rmap');
   });
@@ -130,7 +169,9 @@ describe('checkQuiescent', () => {
     const r = check();
     expect(rig.kinds()).toEqual(['mapcount-mismatch']);
     expect(r.violations).toBe(1);
-    expect(rig.violations()[0]!.text).toMatch(/^splitkern check \(test\): pcache line \d+ \(set 2\): mapcount 2 but 1 rmap$/);
+    expect(rig.violations()[0]!.text).toMatch(
+      /^splitkern check \(test\): pcache line \d+ \(set 2\): mapcount 2 but 1 rmap$/,
+    );
   });
 
   it('refcount != mapcount on the LRU, and PC_valid without mappings', () => {
@@ -146,7 +187,9 @@ describe('checkQuiescent', () => {
     check();
     const texts = rig.violations().map((v) => v.text);
     expect(texts.some((t) => t.includes(`pcache line ${line} (set 5): PC_valid set with mapcount 0`))).toBe(true);
-    expect(texts.some((t) => t.includes(`pcache line ${line} (set 5): refcount 1 != mapcount 0 on the LRU`))).toBe(true);
+    expect(texts.some((t) => t.includes(`pcache line ${line} (set 5): refcount 1 != mapcount 0 on the LRU`))).toBe(
+      true,
+    );
   });
 
   it('an rmap address in the wrong set: set-index', () => {
@@ -211,7 +254,9 @@ describe('checkQuiescent', () => {
     expect(r.violations).toBe(1);
     expect(rig.kinds()).toEqual(['pset-eviction-leftover']);
     const v = rig.violations()[0]!;
-    expect(v.text).toBe(`splitkern check (test): set 4: eviction list not empty at a quiescent point: nr_eviction_entries 1, entries (pid 7, 0x${(BASE + 4 * PAGE_SIZE).toString(16)})`);
+    expect(v.text).toBe(
+      `splitkern check (test): set 4: eviction list not empty at a quiescent point: nr_eviction_entries 1, entries (pid 7, 0x${(BASE + 4 * PAGE_SIZE).toString(16)})`,
+    );
     expect(v.pid).toBe(7);
   });
 
@@ -239,8 +284,9 @@ describe('checkQuiescent', () => {
     Atomics.store(sh.pgtable, ptep2, mkPte(p.line, true));
     check();
     expect(rig.kinds()).toEqual(['line-mapped-twice', 'pte-without-rmap']);
-    expect(rig.violations().find((v) => v.kind === 'line-mapped-twice')!.text)
-      .toContain(`is mapped twice by pid 7: at 0x${p.va.toString(16)} and 0x${va2.toString(16)}`);
+    expect(rig.violations().find((v) => v.kind === 'line-mapped-twice')!.text).toContain(
+      `is mapped twice by pid 7: at 0x${p.va.toString(16)} and 0x${va2.toString(16)}`,
+    );
   });
 
   it('an rmap whose owner has no mm: rmap-pte-mismatch', () => {
@@ -258,13 +304,16 @@ describe('checkQuiescent', () => {
     const r0 = sh.meta[sh.metaIdx(line, kMetaRmapHead)]! - 1;
     sh.rmap[sh.rmapIdx(r0, kRmapNext)] = r0 + 1;
     check();
-    expect(rig.violations().map((v) => v.text)).toContain(`splitkern check (test): rmap list of pcache line ${line} (set 0) is cyclic (rmap ${r0} appears twice)`);
+    expect(rig.violations().map((v) => v.text)).toContain(
+      `splitkern check (test): rmap list of pcache line ${line} (set 0) is cyclic (rmap ${r0} appears twice)`,
+    );
   });
 
   it('caps detailed reports per kind but counts every violation', () => {
     const sh = rig.sh;
     // flag every free line (64 - 6 mapped = 58 free lines)
-    for (let line = 0; line < 64; line++) if (sh.meta[sh.metaIdx(line, kMetaRef)] === 0) Atomics.or(sh.meta, sh.metaIdx(line, kMetaFlags), PC_dirty);
+    for (let line = 0; line < 64; line++)
+      if (sh.meta[sh.metaIdx(line, kMetaRef)] === 0) Atomics.or(sh.meta, sh.metaIdx(line, kMetaFlags), PC_dirty);
     const r = check();
     expect(r.violations).toBe(58);
     expect(rig.violations()).toHaveLength(16);

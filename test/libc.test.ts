@@ -2,9 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PAGE_SIZE } from '../src/uapi/abi.ts';
 import { UserSignal, type Program } from '../src/uapi/program.ts';
-import {
-  Libc, M_MMAP_THRESHOLD, binIndex, formatPrintf, request2size,
-} from '../src/user/libc.ts';
+import { Libc, M_MMAP_THRESHOLD, binIndex, formatPrintf, request2size } from '../src/user/libc.ts';
 import { makeFakeMachine, makeFakeUser, type FakeMachine } from './helpers/fake-user.ts';
 import { pattern } from './helpers/pattern.ts';
 
@@ -375,7 +373,10 @@ describe('libc: string functions', () => {
       libc.mmu.store64(base + i * 12 + 4, i);
     }
     libc.qsort(base, n, 12, (a, b) => libc.mmu.load32(a) - libc.mmu.load32(b));
-    const got = Array.from({ length: n }, (_, i) => [libc.mmu.load32(base + i * 12), libc.mmu.load64(base + i * 12 + 4)]);
+    const got = Array.from({ length: n }, (_, i) => [
+      libc.mmu.load32(base + i * 12),
+      libc.mmu.load64(base + i * 12 + 4),
+    ]);
     const want = keys.map((k, i) => [k, i]).sort((x, y) => x[0]! - y[0]! || x[1]! - y[1]!);
     expect(got).toEqual(want);
   });
@@ -387,7 +388,9 @@ describe('libc: printf', () => {
     expect(formatPrintf('%15s - %d\n', ['the', 42], rd)).toBe('            the - 42\n');
     expect(formatPrintf('%-15s|', ['ab'], rd)).toBe('ab             |');
     expect(formatPrintf('%x %X %#x %o %%', [255, 255, 255, 8], rd)).toBe('ff FF 0xff 10 %');
-    expect(formatPrintf('%05d %+d %d %u %lu', [42, 3, -7, -1, 2 ** 40], rd)).toBe('00042 +3 -7 4294967295 1099511627776');
+    expect(formatPrintf('%05d %+d %d %u %lu', [42, 3, -7, -1, 2 ** 40], rd)).toBe(
+      '00042 +3 -7 4294967295 1099511627776',
+    );
     expect(formatPrintf('%s %s %.3s %c%c', [0x1000, 0, 'abcdef', 65, 'z'], rd)).toBe('FROMVA (null) abc Az');
     expect(formatPrintf('%*d|%-*d|', [5, 1, 4, 2], rd)).toBe('    1|2   |');
     expect(formatPrintf('%lx %p %p', [0x7fffe5800000, 0x1000, 0], rd)).toBe('7fffe5800000 0x1000 (nil)');
@@ -594,7 +597,15 @@ describe('libc: real threads on shared memory', () => {
     const api = 'file://' + req.resolve('tsx/esm/api').replace(/\.cjs$/, '.mjs');
     const lib = new URL('../src/user/libc.ts', import.meta.url).href;
     const sab = new SharedArrayBuffer(4096 + (32 << 20) + (192 << 20));
-    type Msg = { ok: boolean; err?: string; errs?: string[]; stats?: { nMmaps: number; contended: number }; lock?: number; handed?: number; adopted?: number };
+    type Msg = {
+      ok: boolean;
+      err?: string;
+      errs?: string[];
+      stats?: { nMmaps: number; contended: number };
+      lock?: number;
+      handed?: number;
+      adopted?: number;
+    };
     const run = (role: string, id: number, ops = 0): Promise<Msg> =>
       new Promise((resolve, reject) => {
         const w = new Worker(SHARED_WORKER, { eval: true, workerData: { api, lib, sab, id, ops, role } });

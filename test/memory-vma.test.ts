@@ -1,4 +1,4 @@
-// Tests for src/memory/vma.ts: the memory component's VMA bookkeeping with Linux semantics.
+// Tests for src/memory/vm/: the memory component's VMA bookkeeping with Linux semantics.
 //
 // Errno precedence and placement were measured on the real kernel of the dev machine
 // (Linux 6.18, x86-64, vm.mmap_min_addr effective 65536, THP "madvise", shmem THP "never",
@@ -14,16 +14,54 @@
 import { describe, it, expect } from 'vitest';
 import fc from 'fast-check';
 import {
-  EACCES, EAGAIN, EEXIST, EFAULT, EINVAL, ENOMEM, EOVERFLOW, EPERM,
-  MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_GROWSDOWN, MAP_HUGETLB, MAP_LOCKED,
-  MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_STACK,
-  MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE_SIZE, PROT_EXEC, PROT_NONE, PROT_READ,
-  PROT_WRITE, TASK_SIZE,
+  EACCES,
+  EAGAIN,
+  EEXIST,
+  EFAULT,
+  EINVAL,
+  ENOMEM,
+  EOVERFLOW,
+  EPERM,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_FIXED_NOREPLACE,
+  MAP_GROWSDOWN,
+  MAP_HUGETLB,
+  MAP_LOCKED,
+  MAP_NORESERVE,
+  MAP_POPULATE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MAP_SHARED_VALIDATE,
+  MAP_STACK,
+  MREMAP_DONTUNMAP,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
+  PAGE_SIZE,
+  PROT_EXEC,
+  PROT_NONE,
+  PROT_READ,
+  PROT_WRITE,
+  TASK_SIZE,
 } from '../src/uapi/abi.ts';
 import {
-  EOPNOTSUPP, INITIAL_STACK_SIZE, LegoMm, MAP_32BIT, MAP_DROPPABLE, PROT_GROWSDOWN, PROT_GROWSUP,
-  PROT_SEM, STACK_GUARD_GAP, VM_ANON, VM_GROWSDOWN, VM_LOCKED, VM_READ, VM_SHARED, VM_WRITE,
-  type MmHooks, type VmaFile,
+  EOPNOTSUPP,
+  INITIAL_STACK_SIZE,
+  LegoMm,
+  MAP_32BIT,
+  MAP_DROPPABLE,
+  PROT_GROWSDOWN,
+  PROT_GROWSUP,
+  PROT_SEM,
+  STACK_GUARD_GAP,
+  VM_ANON,
+  VM_GROWSDOWN,
+  VM_LOCKED,
+  VM_READ,
+  VM_SHARED,
+  VM_WRITE,
+  type MmHooks,
+  type VmaFile,
 } from '../src/memory/vm/mm.ts';
 
 const P = PAGE_SIZE;
@@ -185,50 +223,158 @@ describe('mmap argument checks in Linux order', () => {
     ['[M4] PAGE_ALIGN(len) overflow beats a bad MAP_TYPE', (mm) => mm.mmap(0, -1, RW, MAP_ANONYMOUS, null, 0), -ENOMEM],
     ['[M4c] len > TASK_SIZE', (mm) => mm.mmap(0, -4096, RW, PA, null, 0), -ENOMEM],
     ['[M20] non-fixed len = TASK_SIZE', (mm) => mm.mmap(0, TASK_SIZE, RW, PA, null, 0), -ENOMEM],
-    ['[M5] anonymous mappings ignore a huge offset', (mm) => mm.mmap(0, 2 * P, RW, PA, null, 0xfffffffffffff000), MMAP_BASE - 2 * P],
-    ['[M6b] MAP_FIXED below mmap_min_addr: -EPERM beats a bad MAP_TYPE', (mm) => mm.mmap(0, P, RW, MAP_ANONYMOUS | MAP_FIXED, null, 0), -EPERM],
-    ['[M7b] MAP_FIXED at TASK_SIZE: -ENOMEM beats a bad MAP_TYPE', (mm) => mm.mmap(TASK_SIZE, P, RW, MAP_ANONYMOUS | MAP_FIXED, null, 0), -ENOMEM],
-    ['[M7c] MAP_FIXED ending past TASK_SIZE', (mm) => mm.mmap(TASK_SIZE - P, 2 * P, RW, PA | MAP_FIXED, null, 0), -ENOMEM],
+    [
+      '[M5] anonymous mappings ignore a huge offset',
+      (mm) => mm.mmap(0, 2 * P, RW, PA, null, 0xfffffffffffff000),
+      MMAP_BASE - 2 * P,
+    ],
+    [
+      '[M6b] MAP_FIXED below mmap_min_addr: -EPERM beats a bad MAP_TYPE',
+      (mm) => mm.mmap(0, P, RW, MAP_ANONYMOUS | MAP_FIXED, null, 0),
+      -EPERM,
+    ],
+    [
+      '[M7b] MAP_FIXED at TASK_SIZE: -ENOMEM beats a bad MAP_TYPE',
+      (mm) => mm.mmap(TASK_SIZE, P, RW, MAP_ANONYMOUS | MAP_FIXED, null, 0),
+      -ENOMEM,
+    ],
+    [
+      '[M7c] MAP_FIXED ending past TASK_SIZE',
+      (mm) => mm.mmap(TASK_SIZE - P, 2 * P, RW, PA | MAP_FIXED, null, 0),
+      -ENOMEM,
+    ],
     ['[M7e] MAP_FIXED len > TASK_SIZE', (mm) => mm.mmap(0x100000, TASK_SIZE + P, RW, PA | MAP_FIXED, null, 0), -ENOMEM],
     ['[M8] MAP_FIXED unaligned address', (mm) => mm.mmap(0x10000001, P, RW, PA | MAP_FIXED, null, 0), -EINVAL],
     ['[M8b] MAP_FIXED unaligned: -EINVAL beats -EPERM', (mm) => mm.mmap(1, P, RW, PA | MAP_FIXED, null, 0), -EINVAL],
-    ['[M8c] MAP_FIXED unaligned beyond TASK_SIZE: -ENOMEM beats -EINVAL', (mm) => mm.mmap(TASK_SIZE + 1, P, RW, PA | MAP_FIXED, null, 0), -ENOMEM],
-    ['[M8d] MAP_FIXED unaligned beats a bad MAP_TYPE', (mm) => mm.mmap(0x10000001, P, RW, MAP_ANONYMOUS | MAP_FIXED, null, 0), -EINVAL],
+    [
+      '[M8c] MAP_FIXED unaligned beyond TASK_SIZE: -ENOMEM beats -EINVAL',
+      (mm) => mm.mmap(TASK_SIZE + 1, P, RW, PA | MAP_FIXED, null, 0),
+      -ENOMEM,
+    ],
+    [
+      '[M8d] MAP_FIXED unaligned beats a bad MAP_TYPE',
+      (mm) => mm.mmap(0x10000001, P, RW, MAP_ANONYMOUS | MAP_FIXED, null, 0),
+      -EINVAL,
+    ],
     ['[M9e] MAP_FIXED_NOREPLACE at 0', (mm) => mm.mmap(0, P, RW, PA | MAP_FIXED_NOREPLACE, null, 0), -EPERM],
-    ['[M12] MAP_SHARED_VALIDATE is not an anonymous type', (mm) => mm.mmap(0, P, RW, MAP_SHARED_VALIDATE | MAP_ANONYMOUS, null, 0), -EINVAL],
-    ['[M12c] unknown flag bits are ignored for MAP_PRIVATE', (mm) => mm.mmap(0, P, RW, PA | 0x200000, null, 0), MMAP_BASE - P],
-    ['[M13] MAP_DROPPABLE anonymous is accepted', (mm) => mm.mmap(0, P, RW, MAP_DROPPABLE | MAP_ANONYMOUS, null, 0), MMAP_BASE - P],
+    [
+      '[M12] MAP_SHARED_VALIDATE is not an anonymous type',
+      (mm) => mm.mmap(0, P, RW, MAP_SHARED_VALIDATE | MAP_ANONYMOUS, null, 0),
+      -EINVAL,
+    ],
+    [
+      '[M12c] unknown flag bits are ignored for MAP_PRIVATE',
+      (mm) => mm.mmap(0, P, RW, PA | 0x200000, null, 0),
+      MMAP_BASE - P,
+    ],
+    [
+      '[M13] MAP_DROPPABLE anonymous is accepted',
+      (mm) => mm.mmap(0, P, RW, MAP_DROPPABLE | MAP_ANONYMOUS, null, 0),
+      MMAP_BASE - P,
+    ],
     ['[M13b] MAP_TYPE 0x04', (mm) => mm.mmap(0, P, RW, 0x04 | MAP_ANONYMOUS, null, 0), -EINVAL],
     ['[M13c] MAP_TYPE 0x0f', (mm) => mm.mmap(0, P, RW, 0x0f | MAP_ANONYMOUS, null, 0), -EINVAL],
     ['[M13d] MAP_TYPE 0', (mm) => mm.mmap(0, P, RW, MAP_ANONYMOUS, null, 0), -EINVAL],
     ['[M22] MAP_TYPE 0x09', (mm) => mm.mmap(0, P, RW, 0x09 | MAP_ANONYMOUS, null, 0), -EINVAL],
-    ['[D1] MAP_DROPPABLE | MAP_LOCKED', (mm) => mm.mmap(0, P, RW, MAP_DROPPABLE | MAP_ANONYMOUS | MAP_LOCKED, null, 0), -EINVAL],
-    ['[D2] MAP_DROPPABLE | MAP_GROWSDOWN', (mm) => mm.mmap(0, P, RW, MAP_DROPPABLE | MAP_ANONYMOUS | MAP_GROWSDOWN, null, 0), -EINVAL],
-    ['[D3] MAP_PRIVATE | MAP_GROWSDOWN anonymous is fine', (mm) => mm.mmap(0, P, RW, PA | MAP_GROWSDOWN, null, 0), MMAP_BASE - P],
-    ['[M18] MAP_SHARED | MAP_GROWSDOWN anonymous', (mm) => mm.mmap(0, P, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_GROWSDOWN, null, 0), -EINVAL],
-    ['[M18b] ... but -EPERM from the address comes first', (mm) => mm.mmap(0, P, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_FIXED, null, 0), -EPERM],
+    [
+      '[D1] MAP_DROPPABLE | MAP_LOCKED',
+      (mm) => mm.mmap(0, P, RW, MAP_DROPPABLE | MAP_ANONYMOUS | MAP_LOCKED, null, 0),
+      -EINVAL,
+    ],
+    [
+      '[D2] MAP_DROPPABLE | MAP_GROWSDOWN',
+      (mm) => mm.mmap(0, P, RW, MAP_DROPPABLE | MAP_ANONYMOUS | MAP_GROWSDOWN, null, 0),
+      -EINVAL,
+    ],
+    [
+      '[D3] MAP_PRIVATE | MAP_GROWSDOWN anonymous is fine',
+      (mm) => mm.mmap(0, P, RW, PA | MAP_GROWSDOWN, null, 0),
+      MMAP_BASE - P,
+    ],
+    [
+      '[M18] MAP_SHARED | MAP_GROWSDOWN anonymous',
+      (mm) => mm.mmap(0, P, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_GROWSDOWN, null, 0),
+      -EINVAL,
+    ],
+    [
+      '[M18b] ... but -EPERM from the address comes first',
+      (mm) => mm.mmap(0, P, RW, MAP_SHARED | MAP_ANONYMOUS | MAP_GROWSDOWN | MAP_FIXED, null, 0),
+      -EPERM,
+    ],
     ['[H1] MAP_HUGETLB: no huge page pool', (mm) => mm.mmap(0, 2 * MiB, RW, PA | MAP_HUGETLB, null, 0), -ENOMEM],
     ['[H2] MAP_HUGETLB len 0', (mm) => mm.mmap(0, 0, RW, PA | MAP_HUGETLB, null, 0), -EINVAL],
     ['[H3] MAP_HUGETLB MAP_FIXED at 0', (mm) => mm.mmap(0, 2 * MiB, RW, PA | MAP_HUGETLB | MAP_FIXED, null, 0), -EPERM],
     ['[M23] MAP_LOCKED beyond RLIMIT_MEMLOCK', (mm) => mm.mmap(0, 16 * MiB, RW, PA | MAP_LOCKED, null, 0), -EAGAIN],
-    ['[M23b] ... -EAGAIN beats a bad MAP_TYPE', (mm) => mm.mmap(0, 16 * MiB, RW, MAP_ANONYMOUS | MAP_LOCKED, null, 0), -EAGAIN],
+    [
+      '[M23b] ... -EAGAIN beats a bad MAP_TYPE',
+      (mm) => mm.mmap(0, 16 * MiB, RW, MAP_ANONYMOUS | MAP_LOCKED, null, 0),
+      -EAGAIN,
+    ],
     ['[X3] unknown prot bits are ignored by mmap', (mm) => mm.mmap(0, P, PROT_READ | 0x10, PA, null, 0), MMAP_BASE - P],
     ['[F1] file + MAP_DROPPABLE', (mm) => mm.mmap(0, P, RW, MAP_DROPPABLE, FILE, 0), -EINVAL],
     ['[F2] file + MAP_TYPE 0', (mm) => mm.mmap(0, P, RW, 0, FILE, 0), -EINVAL],
     ['[F3] file offset + len > 2^63 - 1', (mm) => mm.mmap(0, P, PROT_READ, MAP_PRIVATE, FILE, 2 ** 63 - P), -EOVERFLOW],
-    ['[F3b] file offset + len = 2^63 - P is fine', (mm) => mm.mmap(0, P, PROT_READ, MAP_PRIVATE, FILE, 2 ** 63 - 2 * P), MMAP_BASE - P],
+    [
+      '[F3b] file offset + len = 2^63 - P is fine',
+      (mm) => mm.mmap(0, P, PROT_READ, MAP_PRIVATE, FILE, 2 ** 63 - 2 * P),
+      MMAP_BASE - P,
+    ],
     ['[F4] file -EOVERFLOW beats a bad MAP_TYPE', (mm) => mm.mmap(0, P, PROT_READ, 0, FILE, 2 ** 63), -EOVERFLOW],
-    ['[F6] file -EPERM beats -EOVERFLOW', (mm) => mm.mmap(0, P, PROT_READ, MAP_PRIVATE | MAP_FIXED, FILE, 2 ** 63), -EPERM],
-    ['[V1] file MAP_SHARED_VALIDATE with an unknown flag', (mm) => mm.mmap(0, P, PROT_READ, MAP_SHARED_VALIDATE | 0x200000, FILE, 0), -EOPNOTSUPP],
-    ['[V2] file MAP_SHARED_VALIDATE rejects MAP_FIXED_NOREPLACE', (mm) => mm.mmap(0x700000000, P, PROT_READ, MAP_SHARED_VALIDATE | MAP_FIXED_NOREPLACE, FILE, 0), -EOPNOTSUPP],
-    ['[V5] file -EOVERFLOW beats -EOPNOTSUPP', (mm) => mm.mmap(0, P, PROT_READ, MAP_SHARED_VALIDATE | 0x200000, FILE, 2 ** 63), -EOVERFLOW],
-    ['[V6] file -EOPNOTSUPP beats MAP_GROWSDOWN -EINVAL', (mm) => mm.mmap(0, P, PROT_READ, MAP_SHARED_VALIDATE | 0x200000 | MAP_GROWSDOWN, FILE, 0), -EOPNOTSUPP],
-    ['[F7] file MAP_SHARED ignores unknown flags', (mm) => mm.mmap(0, P, PROT_READ, MAP_SHARED | 0x200000, FILE, 0), MMAP_BASE - P],
-    ['[V7] file MAP_SHARED | MAP_GROWSDOWN', (mm) => mm.mmap(0, P, PROT_READ, MAP_SHARED | MAP_GROWSDOWN, FILE, 0), -EINVAL],
-    ['[F9] file MAP_PRIVATE | MAP_GROWSDOWN', (mm) => mm.mmap(0, P, PROT_READ, MAP_PRIVATE | MAP_GROWSDOWN, FILE, 0), -EINVAL],
-    ['[V8] file MAP_HUGETLB (not hugetlbfs)', (mm) => mm.mmap(0, P, PROT_READ, MAP_PRIVATE | MAP_HUGETLB, FILE, 0), -EINVAL],
-    ['[V9] writable MAP_SHARED of a read-only file', (mm) => mm.mmap(0, P, RW, MAP_SHARED, { path: '/ro', size: P, readOnly: true }, 0), -EACCES],
-    ['[F8] a file mapping may extend past EOF', (mm) => mm.mmap(0, 128 * P, PROT_READ, MAP_PRIVATE, FILE, 0), MMAP_BASE - 128 * P],
+    [
+      '[F6] file -EPERM beats -EOVERFLOW',
+      (mm) => mm.mmap(0, P, PROT_READ, MAP_PRIVATE | MAP_FIXED, FILE, 2 ** 63),
+      -EPERM,
+    ],
+    [
+      '[V1] file MAP_SHARED_VALIDATE with an unknown flag',
+      (mm) => mm.mmap(0, P, PROT_READ, MAP_SHARED_VALIDATE | 0x200000, FILE, 0),
+      -EOPNOTSUPP,
+    ],
+    [
+      '[V2] file MAP_SHARED_VALIDATE rejects MAP_FIXED_NOREPLACE',
+      (mm) => mm.mmap(0x700000000, P, PROT_READ, MAP_SHARED_VALIDATE | MAP_FIXED_NOREPLACE, FILE, 0),
+      -EOPNOTSUPP,
+    ],
+    [
+      '[V5] file -EOVERFLOW beats -EOPNOTSUPP',
+      (mm) => mm.mmap(0, P, PROT_READ, MAP_SHARED_VALIDATE | 0x200000, FILE, 2 ** 63),
+      -EOVERFLOW,
+    ],
+    [
+      '[V6] file -EOPNOTSUPP beats MAP_GROWSDOWN -EINVAL',
+      (mm) => mm.mmap(0, P, PROT_READ, MAP_SHARED_VALIDATE | 0x200000 | MAP_GROWSDOWN, FILE, 0),
+      -EOPNOTSUPP,
+    ],
+    [
+      '[F7] file MAP_SHARED ignores unknown flags',
+      (mm) => mm.mmap(0, P, PROT_READ, MAP_SHARED | 0x200000, FILE, 0),
+      MMAP_BASE - P,
+    ],
+    [
+      '[V7] file MAP_SHARED | MAP_GROWSDOWN',
+      (mm) => mm.mmap(0, P, PROT_READ, MAP_SHARED | MAP_GROWSDOWN, FILE, 0),
+      -EINVAL,
+    ],
+    [
+      '[F9] file MAP_PRIVATE | MAP_GROWSDOWN',
+      (mm) => mm.mmap(0, P, PROT_READ, MAP_PRIVATE | MAP_GROWSDOWN, FILE, 0),
+      -EINVAL,
+    ],
+    [
+      '[V8] file MAP_HUGETLB (not hugetlbfs)',
+      (mm) => mm.mmap(0, P, PROT_READ, MAP_PRIVATE | MAP_HUGETLB, FILE, 0),
+      -EINVAL,
+    ],
+    [
+      '[V9] writable MAP_SHARED of a read-only file',
+      (mm) => mm.mmap(0, P, RW, MAP_SHARED, { path: '/ro', size: P, readOnly: true }, 0),
+      -EACCES,
+    ],
+    [
+      '[F8] a file mapping may extend past EOF',
+      (mm) => mm.mmap(0, 128 * P, PROT_READ, MAP_PRIVATE, FILE, 0),
+      MMAP_BASE - 128 * P,
+    ],
   ];
   for (const [name, run, want] of cases) {
     it(`${name} -> ${want < 0 ? -want : 'ok'}`, () => {
@@ -246,7 +392,8 @@ describe('mmap argument checks in Linux order', () => {
     expect(mm.mmap(a + 1, P, RW, PA | MAP_FIXED_NOREPLACE, null, 0)).toBe(-EINVAL); // M9d
     expect(mm.mmap(a, P, RW, PA | MAP_FIXED | MAP_FIXED_NOREPLACE, null, 0)).toBe(-EEXIST); // M9g
     expect(mm.mmap(a + 16 * P, P, RW, PA | MAP_FIXED_NOREPLACE, null, 0)).toBe(a + 16 * P); // M9f
-    expect(mm.mmap(a, P, PROT_READ, MAP_PRIVATE | MAP_FIXED_NOREPLACE, FILE, 2 ** 63)).toBe(-EEXIST); // F5: before -EOVERFLOW
+    // F5: before -EOVERFLOW
+    expect(mm.mmap(a, P, PROT_READ, MAP_PRIVATE | MAP_FIXED_NOREPLACE, FILE, 2 ** 63)).toBe(-EEXIST);
     expect(layout(mm, a, a + 4 * P)).toEqual([[a, a + 4 * P, RW]]);
   });
 
@@ -266,7 +413,9 @@ describe('mmap argument checks in Linux order', () => {
     // count_exp: 65508 single-page mappings on top of 23 existing ones -> map_count 65531, then -ENOMEM
     let i = 0;
     for (; mm.mapCount <= 65530; i++) {
-      expect(mm.mmap(0x100000000 + 2 * i * P, P, i % 2 ? PROT_READ : PROT_NONE, PA | MAP_FIXED_NOREPLACE, null, 0)).toBeGreaterThan(0);
+      expect(
+        mm.mmap(0x100000000 + 2 * i * P, P, i % 2 ? PROT_READ : PROT_NONE, PA | MAP_FIXED_NOREPLACE, null, 0),
+      ).toBeGreaterThan(0);
     }
     expect(mm.mapCount).toBe(65531);
     expect(mm.mmap(0x100000000 + 2 * i * P, P, PROT_READ, PA | MAP_FIXED_NOREPLACE, null, 0)).toBe(-ENOMEM);
@@ -292,7 +441,11 @@ describe('MAP_FIXED replacement and VMA merging', () => {
     calls.length = 0;
     expect(mm.mmap(a + 2 * P, 3 * P, PROT_READ, PA | MAP_FIXED, null, 0)).toBe(a + 2 * P);
     expect(calls).toEqual([['zap', a + 2 * P, 3 * P]]);
-    expect(layout(mm, a, a + 8 * P)).toEqual([[a, a + 2 * P, RW], [a + 2 * P, a + 5 * P, PROT_READ], [a + 5 * P, a + 8 * P, RW]]);
+    expect(layout(mm, a, a + 8 * P)).toEqual([
+      [a, a + 2 * P, RW],
+      [a + 2 * P, a + 5 * P, PROT_READ],
+      [a + 5 * P, a + 8 * P, RW],
+    ]);
   });
 
   it('MAP_FIXED over several mappings zaps each replaced piece and leaves holes alone', () => {
@@ -301,8 +454,15 @@ describe('MAP_FIXED replacement and VMA merging', () => {
     fixed(mm, a + 3 * P, 2, PROT_READ);
     calls.length = 0;
     expect(mm.mmap(a + P, 3 * P, PROT_EXEC, PA | MAP_FIXED, null, 0)).toBe(a + P);
-    expect(calls).toEqual([['zap', a + P, P], ['zap', a + 3 * P, P]]);
-    expect(layout(mm, a, a + 8 * P)).toEqual([[a, a + P, RW], [a + P, a + 4 * P, PROT_EXEC], [a + 4 * P, a + 5 * P, PROT_READ]]);
+    expect(calls).toEqual([
+      ['zap', a + P, P],
+      ['zap', a + 3 * P, P],
+    ]);
+    expect(layout(mm, a, a + 8 * P)).toEqual([
+      [a, a + P, RW],
+      [a + P, a + 4 * P, PROT_EXEC],
+      [a + 4 * P, a + 5 * P, PROT_READ],
+    ]);
   });
 
   it('merges adjacent anonymous private mappings with equal flags [G1, G13, G14]', () => {
@@ -335,7 +495,10 @@ describe('MAP_FIXED replacement and VMA merging', () => {
     expect(mm.mmap(FREE, P, PROT_READ, MAP_PRIVATE | MAP_FIXED, FILE, 0)).toBe(FREE);
     expect(mm.mmap(FREE + P, P, PROT_READ, MAP_PRIVATE | MAP_FIXED, FILE, P)).toBe(FREE + P);
     expect(mm.mmap(FREE + 2 * P, P, PROT_READ, MAP_PRIVATE | MAP_FIXED, FILE, 3 * P)).toBe(FREE + 2 * P);
-    expect(layout(mm, FREE, FREE + 3 * P)).toEqual([[FREE, FREE + 2 * P, PROT_READ], [FREE + 2 * P, FREE + 3 * P, PROT_READ]]);
+    expect(layout(mm, FREE, FREE + 3 * P)).toEqual([
+      [FREE, FREE + 2 * P, PROT_READ],
+      [FREE + 2 * P, FREE + 3 * P, PROT_READ],
+    ]);
     expect(mm.findVma(FREE + 2 * P)!.pgoff).toBe(3);
     expect(mm.mmap(FREE + 0x100000, P, PROT_READ, MAP_SHARED | MAP_FIXED, FILE, 0)).toBe(FREE + 0x100000);
     expect(mm.mmap(FREE + 0x101000, P, PROT_READ, MAP_SHARED | MAP_FIXED, FILE, P)).toBe(FREE + 0x101000);
@@ -367,7 +530,10 @@ describe('munmap', () => {
     calls.length = 0;
     expect(mm.munmap(a + 3 * P, 2 * P)).toBe(0);
     expect(calls).toEqual([['zap', a + 3 * P, 2 * P]]);
-    expect(layout(mm, a, a + 8 * P)).toEqual([[a, a + 3 * P, RW], [a + 5 * P, a + 8 * P, RW]]);
+    expect(layout(mm, a, a + 8 * P)).toEqual([
+      [a, a + 3 * P, RW],
+      [a + 5 * P, a + 8 * P, RW],
+    ]);
     expect(mm.findVma(a + 5 * P)!.pgoff).toBe(a / P + 5);
   });
 
@@ -377,8 +543,14 @@ describe('munmap', () => {
     fixed(mm, a + 4 * P, 3, PROT_READ);
     calls.length = 0;
     expect(mm.munmap(a + 2 * P, 4 * P)).toBe(0);
-    expect(calls).toEqual([['zap', a + 2 * P, P], ['zap', a + 4 * P, 2 * P]]);
-    expect(layout(mm, a, a + 8 * P)).toEqual([[a, a + 2 * P, RW], [a + 6 * P, a + 7 * P, PROT_READ]]);
+    expect(calls).toEqual([
+      ['zap', a + 2 * P, P],
+      ['zap', a + 4 * P, 2 * P],
+    ]);
+    expect(layout(mm, a, a + 8 * P)).toEqual([
+      [a, a + 2 * P, RW],
+      [a + 6 * P, a + 7 * P, PROT_READ],
+    ]);
   });
 
   it('refuses to split a VMA in three once map_count reaches max_map_count, but trims ends [count_exp]', () => {
@@ -470,7 +642,11 @@ describe('mremap errno precedence (sys_mremap of Linux 6.18)', () => {
     expect(mm.mremap(a, 4 * P, 5 * P, 0, 0)).toBe(-EFAULT); // R16
     expect(mm.mremap(a + 2 * P, 3 * P, 4 * P, 0, 0)).toBe(-EFAULT); // R16b
     expect(calls).toEqual([]);
-    expect(layout(mm, a, b + P)).toEqual([[a, a + 2 * P, RW], [a + 2 * P, a + 4 * P, PROT_READ], [b, b + P, RW]]);
+    expect(layout(mm, a, b + P)).toEqual([
+      [a, a + 2 * P, RW],
+      [a + 2 * P, a + 4 * P, PROT_READ],
+      [b, b + P, RW],
+    ]);
   });
 
   it('returns -ENOMEM for growth that cannot happen in place without MREMAP_MAYMOVE [R13e, R14, R15, R26]', () => {
@@ -524,7 +700,10 @@ describe('mremap behaviour', () => {
     fixed(mm, a + 4 * P, 1, PROT_READ);
     calls.length = 0;
     expect(mm.mremap(a, 5 * P, P, 0, 0)).toBe(a);
-    expect(calls).toEqual([['zap', a + P, P], ['zap', a + 4 * P, P]]);
+    expect(calls).toEqual([
+      ['zap', a + P, P],
+      ['zap', a + 4 * P, P],
+    ]);
     expect(layout(mm, a, a + 8 * P)).toEqual([[a, a + P, RW]]);
   });
 
@@ -572,7 +751,10 @@ describe('mremap behaviour', () => {
     const r = mm.mremap(a + P, P, 2 * P, M, 0);
     expect(r).toBe(MMAP_BASE - 2 * P);
     expect(calls).toEqual([['move', a + P, r, P]]);
-    expect(layout(mm, a, a + 4 * P)).toEqual([[a, a + P, RW], [a + 2 * P, a + 4 * P, RW]]);
+    expect(layout(mm, a, a + 4 * P)).toEqual([
+      [a, a + P, RW],
+      [a + 2 * P, a + 4 * P, RW],
+    ]);
   });
 
   it('MREMAP_FIXED over an existing mapping unmaps the destination first (zapPages), then moves [R21]', () => {
@@ -581,9 +763,16 @@ describe('mremap behaviour', () => {
     const b = fixed(mm, a + 0x100000, 4, PROT_READ);
     calls.length = 0;
     expect(mm.mremap(a, 2 * P, 2 * P, F, b + P)).toBe(b + P);
-    expect(calls).toEqual([['zap', b + P, 2 * P], ['move', a, b + P, 2 * P]]);
+    expect(calls).toEqual([
+      ['zap', b + P, 2 * P],
+      ['move', a, b + P, 2 * P],
+    ]);
     expect(layout(mm, a, a + 2 * P)).toEqual([]);
-    expect(layout(mm, b, b + 4 * P)).toEqual([[b, b + P, PROT_READ], [b + P, b + 3 * P, RW], [b + 3 * P, b + 4 * P, PROT_READ]]);
+    expect(layout(mm, b, b + 4 * P)).toEqual([
+      [b, b + P, PROT_READ],
+      [b + P, b + 3 * P, RW],
+      [b + 3 * P, b + 4 * P, PROT_READ],
+    ]);
   });
 
   it('MREMAP_FIXED with a smaller new_len unmaps the source tail and moves the head [R27]', () => {
@@ -592,7 +781,10 @@ describe('mremap behaviour', () => {
     const b = a + 0x100000;
     calls.length = 0;
     expect(mm.mremap(a, 4 * P, 2 * P, F, b)).toBe(b);
-    expect(calls).toEqual([['zap', a + 2 * P, 2 * P], ['move', a, b, 2 * P]]);
+    expect(calls).toEqual([
+      ['zap', a + 2 * P, 2 * P],
+      ['move', a, b, 2 * P],
+    ]);
     expect(layout(mm, a, b + 4 * P)).toEqual([[b, b + 2 * P, RW]]);
   });
 
@@ -601,10 +793,16 @@ describe('mremap behaviour', () => {
     const a = fixed(mm, FREE, 8);
     calls.length = 0;
     expect(mm.mremap(a + P, 2 * P, 2 * P, F, a + 5 * P)).toBe(a + 5 * P);
-    expect(calls).toEqual([['zap', a + 5 * P, 2 * P], ['move', a + P, a + 5 * P, 2 * P]]);
+    expect(calls).toEqual([
+      ['zap', a + 5 * P, 2 * P],
+      ['move', a + P, a + 5 * P, 2 * P],
+    ]);
     // Linux shows 4 VMAs here because the moved, touched pages keep their anon_vma/pgoff; this
     // model merges compatible anonymous neighbours (see vma.ts canMerge).
-    expect(layout(mm, a, a + 8 * P)).toEqual([[a, a + P, RW], [a + 3 * P, a + 8 * P, RW]]);
+    expect(layout(mm, a, a + 8 * P)).toEqual([
+      [a, a + P, RW],
+      [a + 3 * P, a + 8 * P, RW],
+    ]);
     const c = fixed(mm, a + 0x100000, 2);
     expect(mm.mremap(c, P, P, F, c + P)).toBe(c + P); // R30
     expect(layout(mm, c, c + 2 * P)).toEqual([[c + P, c + 2 * P, RW]]);
@@ -618,24 +816,41 @@ describe('mremap behaviour', () => {
     const b = fixed(mm, a + 0x100000, 4, PROT_EXEC);
     calls.length = 0;
     expect(mm.mremap(a, 3 * P, 3 * P, F, b)).toBe(b);
-    expect(calls).toEqual([['zap', b, P], ['move', a, b, P], ['zap', b + 2 * P, P], ['move', a + 2 * P, b + 2 * P, P]]);
+    expect(calls).toEqual([
+      ['zap', b, P],
+      ['move', a, b, P],
+      ['zap', b + 2 * P, P],
+      ['move', a + 2 * P, b + 2 * P, P],
+    ]);
     expect(layout(mm, a, a + 4 * P)).toEqual([]);
     expect(layout(mm, b, b + 4 * P)).toEqual([
-      [b, b + P, RW], [b + P, b + 2 * P, PROT_EXEC], [b + 2 * P, b + 3 * P, PROT_READ], [b + 3 * P, b + 4 * P, PROT_EXEC],
+      [b, b + P, RW],
+      [b + P, b + 2 * P, PROT_EXEC],
+      [b + 2 * P, b + 3 * P, PROT_READ],
+      [b + 3 * P, b + 4 * P, PROT_EXEC],
     ]);
     // R9f: start inside the first VMA, end inside the second
     const c = fixed(mm, FREE + 0x1000000, 2);
     fixed(mm, c + 2 * P, 2, PROT_READ);
     const d = c + 0x100000;
     expect(mm.mremap(c + P, 2 * P, 2 * P, F, d)).toBe(d);
-    expect(layout(mm, c, c + 4 * P)).toEqual([[c, c + P, RW], [c + 3 * P, c + 4 * P, PROT_READ]]);
-    expect(layout(mm, d, d + 2 * P)).toEqual([[d, d + P, RW], [d + P, d + 2 * P, PROT_READ]]);
+    expect(layout(mm, c, c + 4 * P)).toEqual([
+      [c, c + P, RW],
+      [c + 3 * P, c + 4 * P, PROT_READ],
+    ]);
+    expect(layout(mm, d, d + 2 * P)).toEqual([
+      [d, d + P, RW],
+      [d + P, d + 2 * P, PROT_READ],
+    ]);
     // R9 / R9h: a trailing gap is not an error, and the destination opposite it is left alone
     const e = fixed(mm, FREE + 0x2000000, 2);
     const f = e + 0x100000;
     fixed(mm, f + 3 * P, 1, PROT_READ);
     expect(mm.mremap(e, 4 * P, 4 * P, F, f)).toBe(f);
-    expect(layout(mm, f, f + 4 * P)).toEqual([[f, f + 2 * P, RW], [f + 3 * P, f + 4 * P, PROT_READ]]);
+    expect(layout(mm, f, f + 4 * P)).toEqual([
+      [f, f + 2 * P, RW],
+      [f + 3 * P, f + 4 * P, PROT_READ],
+    ]);
   });
 
   it('MREMAP_FIXED of equal length starting in a hole is -EFAULT [R9d, R9e]', () => {
@@ -664,7 +879,10 @@ describe('mremap behaviour', () => {
     const d = c + 0x100000;
     expect(mm.mremap(c, 4 * P, 4 * P, D | MREMAP_FIXED, d)).toBe(d);
     expect(layout(mm, c, c + 4 * P)).toHaveLength(2);
-    expect(layout(mm, d, d + 4 * P)).toEqual([[d, d + 2 * P, RW], [d + 2 * P, d + 4 * P, PROT_READ]]);
+    expect(layout(mm, d, d + 4 * P)).toEqual([
+      [d, d + 2 * P, RW],
+      [d + 2 * P, d + 4 * P, PROT_READ],
+    ]);
   });
 
   it('MREMAP_DONTUNMAP without MREMAP_FIXED treats new_address as a hint [R23, R23b, R23c]', () => {
@@ -747,10 +965,16 @@ describe('brk', () => {
     mm.brkSet(BRK_START + 2 * P);
     mm.mprotect(BRK_START, P, PROT_READ);
     expect(mm.brkSet(BRK_START + 3 * P)).toBe(BRK_START + 3 * P);
-    expect(layout(mm, BRK_START, BRK_START + MiB)).toEqual([[BRK_START, BRK_START + P, PROT_READ], [BRK_START + P, BRK_START + 3 * P, RW]]);
+    expect(layout(mm, BRK_START, BRK_START + MiB)).toEqual([
+      [BRK_START, BRK_START + P, PROT_READ],
+      [BRK_START + P, BRK_START + 3 * P, RW],
+    ]);
     mm.mprotect(BRK_START + P, 2 * P, PROT_READ);
     expect(mm.brkSet(BRK_START + 4 * P)).toBe(BRK_START + 4 * P);
-    expect(layout(mm, BRK_START, BRK_START + MiB)).toEqual([[BRK_START, BRK_START + 3 * P, PROT_READ], [BRK_START + 3 * P, BRK_START + 4 * P, RW]]);
+    expect(layout(mm, BRK_START, BRK_START + MiB)).toEqual([
+      [BRK_START, BRK_START + 3 * P, PROT_READ],
+      [BRK_START + 3 * P, BRK_START + 4 * P, RW],
+    ]);
   });
 
   it('fails (returning the old break) beyond TASK_SIZE or at max_map_count [B9, count_exp]', () => {
@@ -792,7 +1016,11 @@ describe('mprotect', () => {
     const a = fixed(mm, FREE, 8);
     mm.munmap(a + 4 * P, P);
     expect(mm.mprotect(a + 2 * P, 4 * P, PROT_READ)).toBe(-ENOMEM);
-    expect(layout(mm, a, a + 8 * P)).toEqual([[a, a + 2 * P, RW], [a + 2 * P, a + 4 * P, PROT_READ], [a + 5 * P, a + 8 * P, RW]]);
+    expect(layout(mm, a, a + 8 * P)).toEqual([
+      [a, a + 2 * P, RW],
+      [a + 2 * P, a + 4 * P, PROT_READ],
+      [a + 5 * P, a + 8 * P, RW],
+    ]);
     expect(mm.mprotect(a + 4 * P, 2 * P, PROT_READ)).toBe(-ENOMEM);
     expect(layout(mm, a + 5 * P, a + 8 * P)).toEqual([[a + 5 * P, a + 8 * P, RW]]);
   });
@@ -801,7 +1029,11 @@ describe('mprotect', () => {
     const { mm, calls } = setup();
     const a = fixed(mm, FREE, 3);
     expect(mm.mprotect(a + P, P, PROT_READ)).toBe(0);
-    expect(layout(mm, a, a + 3 * P)).toEqual([[a, a + P, RW], [a + P, a + 2 * P, PROT_READ], [a + 2 * P, a + 3 * P, RW]]);
+    expect(layout(mm, a, a + 3 * P)).toEqual([
+      [a, a + P, RW],
+      [a + P, a + 2 * P, PROT_READ],
+      [a + 2 * P, a + 3 * P, RW],
+    ]);
     expect(mm.mprotect(a + P, P, RW)).toBe(0);
     expect(layout(mm, a, a + 3 * P)).toEqual([[a, a + 3 * P, RW]]); // G5
     const b = fixed(mm, a + 0x100000, 1, PROT_READ);
@@ -841,7 +1073,13 @@ describe('access(): fault outcome', () => {
     mm.mprotect(x + 3 * P, P, PROT_EXEC);
     mm.mprotect(x + 4 * P, P, RW);
     const got = [0, 1, 2, 3, 4].map((i) => [mm.access(x + i * P, false), mm.access(x + i * P, true)]);
-    expect(got).toEqual([['accerr', 'accerr'], ['ok', 'accerr'], ['ok', 'ok'], ['ok', 'accerr'], ['ok', 'ok']]);
+    expect(got).toEqual([
+      ['accerr', 'accerr'],
+      ['ok', 'accerr'],
+      ['ok', 'ok'],
+      ['ok', 'accerr'],
+      ['ok', 'ok'],
+    ]);
     expect(mm.access(0x10000000, false)).toBe('maperr');
     expect(mm.access(TASK_SIZE, false)).toBe('maperr');
     expect(mm.access(2 ** 64 - 2 ** 47, false)).toBe('maperr');
@@ -873,28 +1111,77 @@ describe('invariants under random operation sequences (fast-check)', () => {
   const WIN = BASE - 40 * P;
   const BRK0 = WIN - 16 * P;
   const pageArb = fc.integer({ min: 0, max: 64 });
-  const lenArb = fc.oneof(fc.integer({ min: 0, max: 10 }).map((n) => n * P), fc.integer({ min: 1, max: 5 * P }));
+  const lenArb = fc.oneof(
+    fc.integer({ min: 0, max: 10 }).map((n) => n * P),
+    fc.integer({ min: 1, max: 5 * P }),
+  );
   const protArb = fc.constantFrom(PROT_NONE, PROT_READ, RW, PROT_EXEC, PROT_READ | PROT_EXEC);
-  const addrArb = fc.oneof({ weight: 6, arbitrary: pageArb.map((k) => WIN + k * P) }, { weight: 1, arbitrary: pageArb.map((k) => WIN + k * P + 123) });
+  const addrArb = fc.oneof(
+    { weight: 6, arbitrary: pageArb.map((k) => WIN + k * P) },
+    { weight: 1, arbitrary: pageArb.map((k) => WIN + k * P + 123) },
+  );
   type Op =
     | { k: 'mmap'; addr: number; len: number; prot: number; mode: number; shared: boolean; file: boolean }
     | { k: 'munmap'; addr: number; len: number }
-    | { k: 'mremap'; addr: number; oldLen: number; newLen: number; flags: number; newAddr: number; anchor: number | null }
+    | {
+        k: 'mremap';
+        addr: number;
+        oldLen: number;
+        newLen: number;
+        flags: number;
+        newAddr: number;
+        anchor: number | null;
+      }
     | { k: 'mprotect'; addr: number; len: number; prot: number }
     | { k: 'brk'; pages: number }
     | { k: 'touch'; addr: number; len: number }
     | { k: 'access'; addr: number; write: boolean };
   const opArb: fc.Arbitrary<Op> = fc.oneof(
-    { weight: 3, arbitrary: fc.record({ k: fc.constant('mmap' as const), addr: fc.oneof(fc.constant(0), addrArb), len: lenArb, prot: protArb,
-      mode: fc.constantFrom(0, MAP_FIXED, MAP_FIXED_NOREPLACE), shared: fc.boolean(), file: fc.boolean() }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        k: fc.constant('mmap' as const),
+        addr: fc.oneof(fc.constant(0), addrArb),
+        len: lenArb,
+        prot: protArb,
+        mode: fc.constantFrom(0, MAP_FIXED, MAP_FIXED_NOREPLACE),
+        shared: fc.boolean(),
+        file: fc.boolean(),
+      }),
+    },
     { weight: 2, arbitrary: fc.record({ k: fc.constant('munmap' as const), addr: addrArb, len: lenArb }) },
-    { weight: 5, arbitrary: fc.record({ k: fc.constant('mremap' as const), addr: addrArb, oldLen: lenArb, newLen: lenArb,
-      flags: fc.constantFrom(0, MREMAP_MAYMOVE, MREMAP_MAYMOVE | MREMAP_FIXED, MREMAP_MAYMOVE | MREMAP_DONTUNMAP,
-        MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, MREMAP_FIXED),
-      newAddr: addrArb, anchor: fc.option(fc.nat(), { nil: null }) }) },
-    { weight: 2, arbitrary: fc.record({ k: fc.constant('mprotect' as const), addr: addrArb, len: lenArb, prot: protArb }) },
+    {
+      weight: 5,
+      arbitrary: fc.record({
+        k: fc.constant('mremap' as const),
+        addr: addrArb,
+        oldLen: lenArb,
+        newLen: lenArb,
+        flags: fc.constantFrom(
+          0,
+          MREMAP_MAYMOVE,
+          MREMAP_MAYMOVE | MREMAP_FIXED,
+          MREMAP_MAYMOVE | MREMAP_DONTUNMAP,
+          MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP,
+          MREMAP_FIXED,
+        ),
+        newAddr: addrArb,
+        anchor: fc.option(fc.nat(), { nil: null }),
+      }),
+    },
+    {
+      weight: 2,
+      arbitrary: fc.record({ k: fc.constant('mprotect' as const), addr: addrArb, len: lenArb, prot: protArb }),
+    },
     { weight: 1, arbitrary: fc.record({ k: fc.constant('brk' as const), pages: fc.integer({ min: -4, max: 30 }) }) },
-    { weight: 3, arbitrary: fc.record({ k: fc.constant('touch' as const), addr: addrArb, len: fc.integer({ min: 1, max: 24 }).map((n) => n * P) }) },
+    {
+      weight: 3,
+      arbitrary: fc.record({
+        k: fc.constant('touch' as const),
+        addr: addrArb,
+        len: fc.integer({ min: 1, max: 24 }).map((n) => n * P),
+      }),
+    },
     { weight: 1, arbitrary: fc.record({ k: fc.constant('access' as const), addr: addrArb, write: fc.boolean() }) },
   );
   /** Start every sequence with a populated, fragmented window so that moves and zaps carry pages. */
@@ -908,11 +1195,11 @@ describe('invariants under random operation sequences (fast-check)', () => {
   ];
 
   function run(ops: Op[]): void {
-    let shadow = new Map<number, number>(); // page address -> page identity
+    const shadow = new Map<number, number>(); // page address -> page identity
     let nextId = 1;
     const hooks: MmHooks = {
       movePages(o, n, len) {
-        expect(o % P + n % P + len % P).toBe(0);
+        expect((o % P) + (n % P) + (len % P)).toBe(0);
         expect(len).toBeGreaterThan(0);
         const moving: Array<[number, number]> = [];
         for (let off = 0; off < len; off += P) {
@@ -924,7 +1211,7 @@ describe('invariants under random operation sequences (fast-check)', () => {
         for (const [addr, id] of moving) shadow.set(addr, id);
       },
       zapPages(s, len) {
-        expect(s % P + len % P).toBe(0);
+        expect((s % P) + (len % P)).toBe(0);
         expect(len).toBeGreaterThan(0);
         for (let off = 0; off < len; off += P) shadow.delete(s + off);
       },
@@ -938,7 +1225,7 @@ describe('invariants under random operation sequences (fast-check)', () => {
       for (const v of mm.vmas) if (v.end !== STACK_TOP) for (let a = v.start; a < v.end; a += P) set.add(a);
       return set;
     };
-    const sorted = <T,>(it: Iterable<T>): T[] => [...it].sort();
+    const sorted = <T>(it: Iterable<T>): T[] => [...it].sort();
 
     for (const genOp of [...prologue, ...ops]) {
       let op = genOp;
@@ -1005,7 +1292,11 @@ describe('invariants under random operation sequences (fast-check)', () => {
               const len = v.end - v.start + alignUp(op.oldLen);
               op = { ...op, addr: v.start, oldLen: len, newLen: len };
             } else {
-              op = { ...op, addr: v.start, oldLen: op.oldLen > 0 && op.oldLen < v.end - v.start ? op.oldLen : v.end - v.start };
+              op = {
+                ...op,
+                addr: v.start,
+                oldLen: op.oldLen > 0 && op.oldLen < v.end - v.start ? op.oldLen : v.end - v.start,
+              };
             }
           }
           const { addr, flags, newAddr } = op;
@@ -1015,7 +1306,8 @@ describe('invariants under random operation sequences (fast-check)', () => {
           if (r < 0) {
             // errors may leave the destination unmapped (MREMAP_FIXED), never anything else changed
             if (flags & MREMAP_FIXED) {
-              const outside = (a: number): boolean => !(a >= addr && a < addr + oldLen) && !(a >= newAddr && a < newAddr + newLen);
+              const outside = (a: number): boolean =>
+                !(a >= addr && a < addr + oldLen) && !(a >= newAddr && a < newAddr + newLen);
               for (const [a, id] of pre) if (outside(a)) expect(shadow.get(a)).toBe(id);
               for (const [a, id] of shadow) expect(pre.get(a) === id || !outside(a)).toBe(true);
               const now = mappedPages();
@@ -1040,17 +1332,17 @@ describe('invariants under random operation sequences (fast-check)', () => {
             if (off < keep && preCover.has(src)) {
               // this page of the source moved; the destination page was unmapped first
               const id = pre.get(src);
-              expected!.delete(src);
-              if (id === undefined) expected!.delete(r + off);
-              else expected!.set(r + off, id);
-              if (!dontunmap) expCover!.delete(src);
-              expCover!.add(r + off);
+              expected.delete(src);
+              if (id === undefined) expected.delete(r + off);
+              else expected.set(r + off, id);
+              if (!dontunmap) expCover.delete(src);
+              expCover.add(r + off);
             } else if (moveOnly && off < keep) {
               // a gap between source VMAs: the destination opposite it is left alone [R9c]
             } else {
               // newly mapped, empty part of the destination
-              expected!.delete(r + off);
-              expCover!.add(r + off);
+              expected.delete(r + off);
+              expCover.add(r + off);
             }
           }
           break;
@@ -1068,10 +1360,19 @@ describe('invariants under random operation sequences (fast-check)', () => {
         expect(v.prot).toBe(v.flags & 7);
         if (i > 0) expect(vmas[i - 1]!.end).toBeLessThanOrEqual(v.start);
         if (!(v.flags & VM_LOCKED) && !(v.flags & VM_GROWSDOWN) && i > 0) {
-          // neighbours Linux would have merged never stay apart, except brk's fresh VMA (do_brk_flags never merges forwards)
+          // neighbours Linux would have merged never stay apart, except brk's fresh VMA (do_brk_flags never
+          // merges forwards)
           const u = vmas[i - 1]!;
           const brkFresh = v.start === alignUp(mm.brkStart) || u.end === alignUp(mm.brkStart);
-          if (!brkFresh && u.end === v.start && u.flags === v.flags && !u.file && !v.file && u.shmemId === undefined && v.shmemId === undefined) {
+          if (
+            !brkFresh &&
+            u.end === v.start &&
+            u.flags === v.flags &&
+            !u.file &&
+            !v.file &&
+            u.shmemId === undefined &&
+            v.shmemId === undefined
+          ) {
             expect.fail(`unmerged compatible neighbours at ${v.start.toString(16)}\n${mm.formatMaps()}`);
           }
         }
@@ -1083,6 +1384,9 @@ describe('invariants under random operation sequences (fast-check)', () => {
   }
 
   it('keeps VMAs sorted, disjoint, aligned, inside [mmap_min_addr, TASK_SIZE], and pages consistent with movePages/zapPages', () => {
-    fc.assert(fc.property(fc.array(opArb, { minLength: 1, maxLength: 60, size: 'max' }), (ops) => run(ops)), { numRuns: 200 });
+    fc.assert(
+      fc.property(fc.array(opArb, { minLength: 1, maxLength: 60, size: 'max' }), (ops) => run(ops)),
+      { numRuns: 200 },
+    );
   });
 });

@@ -17,13 +17,26 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, bench, describe } from 'vitest';
 import {
-  buildMmuRig, kLoadsPerSample, MMU_CASES, type MmuBenchReply, type MmuBenchRequest, type MmuCaseGroup,
+  buildMmuRig,
+  kLoadsPerSample,
+  MMU_CASES,
+  type MmuBenchReply,
+  type MmuBenchRequest,
+  type MmuCaseGroup,
 } from './helpers/mmu-bench-worker.ts';
 
 const SAMPLES = 40; // timed samples of kLoadsPerSample loads per bench iteration
 let phase: 'warmup' | 'run' = 'run';
 /** tinybench's setup hook says whether the calls that follow are warm-up: those are not recorded */
-const opts = { time: 0, iterations: 25, warmupTime: 0, warmupIterations: 3, setup: (_t: unknown, mode: 'warmup' | 'run') => { phase = mode; } };
+const opts = {
+  time: 0,
+  iterations: 25,
+  warmupTime: 0,
+  warmupIterations: 3,
+  setup: (_t: unknown, mode: 'warmup' | 'run') => {
+    phase = mode;
+  },
+};
 const IN_PROCESS_SAMPLES = 150;
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -33,12 +46,22 @@ const ns = new Map<string, number[]>(MMU_CASES.map((c) => [c.name, []]));
 
 beforeAll(async () => {
   worker = await new Promise<Worker>((resolve, reject) => {
-    const w = new Worker(path.join(here, 'helpers', 'bench-worker.cjs'), { workerData: { module: 'test/helpers/mmu-bench-worker.ts' } });
+    const w = new Worker(path.join(here, 'helpers', 'bench-worker.cjs'), {
+      workerData: { module: 'test/helpers/mmu-bench-worker.ts' },
+    });
     w.once('error', reject);
     w.on('message', (m: MmuBenchReply) => {
       if (m.type === 'ready') resolve(w);
-      else if (m.type === 'error') { const e = new Error(m.message); if (pending) pending.reject(e); else reject(e); pending = undefined; }
-      else if (pending) { const p = pending; pending = undefined; p.resolve(m.ns); }
+      else if (m.type === 'error') {
+        const e = new Error(m.message);
+        if (pending) pending.reject(e);
+        else reject(e);
+        pending = undefined;
+      } else if (pending) {
+        const p = pending;
+        pending = undefined;
+        p.resolve(m.ns);
+      }
     });
   });
 });
@@ -67,14 +90,20 @@ afterAll(async () => {
   const groups = [...new Set(MMU_CASES.map((c) => c.group))];
   const pick = (g: MmuCaseGroup, raw: boolean) => MMU_CASES.find((c) => c.group === g && c.raw === raw)!.name;
   const lines = ['', 'emulated loads on TLB hits vs raw typed-array loads, ns per load (median of every timed sample)'];
-  lines.push(`  ${''.padEnd(18)} ${'-- worker (tsx, as the CPUs run) --'.padStart(44)}   ${'-- in-process (vitest transform) --'.padStart(36)}`);
-  lines.push(`  ${'case'.padEnd(18)} ${'raw ns'.padStart(10)} ${'emulated ns'.padStart(12)} ${'emulated/raw'.padStart(14)}   ${'raw ns'.padStart(10)} ${'emulated ns'.padStart(12)} ${'ratio'.padStart(8)}`);
+  lines.push(
+    `  ${''.padEnd(18)} ${'-- worker (tsx, as the CPUs run) --'.padStart(44)}   ${'-- in-process (vitest transform) --'.padStart(36)}`,
+  );
+  lines.push(
+    `  ${'case'.padEnd(18)} ${'raw ns'.padStart(10)} ${'emulated ns'.padStart(12)} ${'emulated/raw'.padStart(14)}   ${'raw ns'.padStart(10)} ${'emulated ns'.padStart(12)} ${'ratio'.padStart(8)}`,
+  );
   for (const g of groups) {
     const r = median(ns.get(pick(g, true))!);
     const e = median(ns.get(pick(g, false))!);
     const ir = inProc.get(pick(g, true))!;
     const ie = inProc.get(pick(g, false))!;
-    lines.push(`  ${g.padEnd(18)} ${r.toFixed(2).padStart(10)} ${e.toFixed(2).padStart(12)} ${`${(e / r).toFixed(1)}x`.padStart(14)}   ${ir.toFixed(2).padStart(10)} ${ie.toFixed(2).padStart(12)} ${`${(ie / ir).toFixed(1)}x`.padStart(8)}`);
+    lines.push(
+      `  ${g.padEnd(18)} ${r.toFixed(2).padStart(10)} ${e.toFixed(2).padStart(12)} ${`${(e / r).toFixed(1)}x`.padStart(14)}   ${ir.toFixed(2).padStart(10)} ${ie.toFixed(2).padStart(12)} ${`${(ie / ir).toFixed(1)}x`.padStart(8)}`,
+    );
   }
   const tlb8 = median(ns.get(pick('load8, two pages', false))!) - median(ns.get(pick('load8, one page', false))!);
   lines.push(`  TLB-hit translation (two-page load8 minus one-page load8): ${tlb8.toFixed(1)} ns per access`);

@@ -6,13 +6,24 @@ import { describe, expect, it } from 'vitest';
 import { EAGAIN, PAGE_SIZE } from '../src/uapi/abi.ts';
 import type { UserContext } from '../src/uapi/program.ts';
 import {
-  STRESS_DEFAULTS, StressLayout, kScratchPages, kStressArenaBase, mremapStress, parseStressArgs, type StressReport,
+  STRESS_DEFAULTS,
+  StressLayout,
+  kScratchPages,
+  kStressArenaBase,
+  mremapStress,
+  parseStressArgs,
+  type StressReport,
 } from '../src/user/programs/mremap_stress.ts';
 import { makeFakeMachine, makeFakeUser, type FakeMachine } from './helpers/fake-user.ts';
 
 const GiB = 2 ** 30;
 
-interface Run { m: FakeMachine; rc: number; rep: StressReport; out: string }
+interface Run {
+  m: FakeMachine;
+  rc: number;
+  rep: StressReport;
+  out: string;
+}
 
 function run(argv: string[], setup?: (m: FakeMachine, u: UserContext) => void, seed = 1): Run {
   const m = makeFakeMachine();
@@ -42,9 +53,28 @@ const vpn = (va: number): number => Math.floor(va / PAGE_SIZE);
 describe('parseStressArgs', () => {
   it('has defaults and takes "--name value" and "--name=value"', () => {
     expect(parseStressArgs([])).toEqual(STRESS_DEFAULTS);
-    expect(STRESS_DEFAULTS).toEqual({ threads: 2, regions: 2, pages: 16, iterations: 200, seconds: 0, pattern: 'chain' });
-    expect(parseStressArgs(['--threads', '3', '--regions=4', '--pages', '8', '--iterations=50', '--seconds', '1.5', '--pattern', 'random']))
-      .toEqual({ threads: 3, regions: 4, pages: 8, iterations: 50, seconds: 1.5, pattern: 'random' });
+    expect(STRESS_DEFAULTS).toEqual({
+      threads: 2,
+      regions: 2,
+      pages: 16,
+      iterations: 200,
+      seconds: 0,
+      pattern: 'chain',
+    });
+    expect(
+      parseStressArgs([
+        '--threads',
+        '3',
+        '--regions=4',
+        '--pages',
+        '8',
+        '--iterations=50',
+        '--seconds',
+        '1.5',
+        '--pattern',
+        'random',
+      ]),
+    ).toEqual({ threads: 3, regions: 4, pages: 8, iterations: 50, seconds: 1.5, pattern: 'random' });
   });
 
   it.each([
@@ -69,7 +99,8 @@ describe('layout', () => {
     for (const pattern of ['chain', 'pingpong', 'random'] as const) {
       const lay = new StressLayout({ ...STRESS_DEFAULTS, threads: 5, regions: 3, pattern });
       const spans = Array.from({ length: lay.slots }, (_, s) => lay.slotAddr(s)).sort((a, b) => a - b);
-      for (let i = 1; i < spans.length; i++) expect(spans[i]! - spans[i - 1]!).toBeGreaterThan(lay.maxPages * PAGE_SIZE);
+      for (let i = 1; i < spans.length; i++)
+        expect(spans[i]! - spans[i - 1]!).toBeGreaterThan(lay.maxPages * PAGE_SIZE);
       expect(spans[0]).toBe(kStressArenaBase);
       for (let s = 0; s + 1 < lay.slots; s += 2) {
         expect(lay.slotAddr(s + 1) - lay.slotAddr(s)).toBe((s / 2) % 2 === 0 ? lay.laneGap : lay.laneGap + PAGE_SIZE);
@@ -94,7 +125,14 @@ describe('clean runs on the fake', () => {
         const { rc, rep, out } = run(['--threads', String(threads), '--iterations', '60', '--pattern', pattern]);
         expect(rep.failures, rep.firstFailure?.message).toBe(0);
         expect(rc).toBe(0);
-        expect(rep).toMatchObject({ kind: 'mremap-stress', threads, regions: 2, pages: 16, pattern, iterations: 60 * threads });
+        expect(rep).toMatchObject({
+          kind: 'mremap-stress',
+          threads,
+          regions: 2,
+          pages: 16,
+          pattern,
+          iterations: 60 * threads,
+        });
         expect(rep.moves).toBeGreaterThan(0);
         expect(rep.fastMoves).toBeGreaterThan(0);
         expect(rep.slowMoves).toBeGreaterThan(0);
@@ -110,8 +148,12 @@ describe('clean runs on the fake', () => {
           expect(rep.scratchWrites).toBeGreaterThan(rep.scratchMoves);
         }
         expect(rep.firstFailure).toBeUndefined();
-        expect(out).toMatch(new RegExp(`^mremap-stress: ${threads} threads? x 2 regions x 16 pages, pattern ${pattern}: `
-          + `${60 * threads} iterations, ${rep.moves} moves \\(${rep.fastMoves} fast, ${rep.slowMoves} slow\\), .* pages verified: OK\\n$`));
+        expect(out).toMatch(
+          new RegExp(
+            `^mremap-stress: ${threads} threads? x 2 regions x 16 pages, pattern ${pattern}: ` +
+              `${60 * threads} iterations, ${rep.moves} moves \\(${rep.fastMoves} fast, ${rep.slowMoves} slow\\), .* pages verified: OK\\n$`,
+          ),
+        );
       });
     }
   }
@@ -125,7 +167,18 @@ describe('clean runs on the fake', () => {
   });
 
   it('handles one-page regions and many small regions', () => {
-    const { rc, rep } = run(['--threads', '2', '--regions', '5', '--pages', '1', '--iterations', '80', '--pattern', 'random']);
+    const { rc, rep } = run([
+      '--threads',
+      '2',
+      '--regions',
+      '5',
+      '--pages',
+      '1',
+      '--iterations',
+      '80',
+      '--pattern',
+      'random',
+    ]);
     expect(rep.failures, rep.firstFailure?.message).toBe(0);
     expect(rc).toBe(0);
     expect(rep.moves).toBeGreaterThan(0);
@@ -142,41 +195,60 @@ describe('clean runs on the fake', () => {
 });
 
 describe('corruption is found and named', () => {
-  it('two pages swapped after a mremap: the page holding its neighbour\'s tag is reported', () => {
-    const { rc, rep, out } = run(['--threads', '1', '--iterations', '100'], afterMremap(5, (m, addr, len) => {
-      expect(len).toBeGreaterThanOrEqual(2 * PAGE_SIZE); // a shrink to one page would need another test
-      const a = m.pages.get(vpn(addr))!;
-      m.pages.set(vpn(addr), m.pages.get(vpn(addr) + 1)!);
-      m.pages.set(vpn(addr) + 1, a);
-    }));
+  it("two pages swapped after a mremap: the page holding its neighbour's tag is reported", () => {
+    const { rc, rep, out } = run(
+      ['--threads', '1', '--iterations', '100'],
+      afterMremap(5, (m, addr, len) => {
+        expect(len).toBeGreaterThanOrEqual(2 * PAGE_SIZE); // a shrink to one page would need another test
+        const a = m.pages.get(vpn(addr))!;
+        m.pages.set(vpn(addr), m.pages.get(vpn(addr) + 1)!);
+        m.pages.set(vpn(addr) + 1, a);
+      }),
+    );
     expect(rc).toBe(1);
     expect(rep.failures).toBe(1);
     const f = rep.firstFailure!;
     expect(f.thread).toBe(0);
     expect(f.iteration).toBeGreaterThan(0);
     expect(vpn(f.addr)).toBeGreaterThan(0);
-    expect(f.message).toMatch(new RegExp(`^iteration ${f.iteration}: page 0 of region t0r[01] \\(\\d+ pages at 0x[0-9a-f]+, [^)]*\\) at 0x${f.addr.toString(16)}`
-      + ' holds region t0r[01] page 1 generation \\d+ written by thread 0 at 0x[0-9a-f]+, expected region t0r[01] page 0 generation \\d+ written by thread 0;'
-      + ' last operation on the region: mremap\\(0x'));
-    expect(out).toMatch(/: FAILED in 1 thread; first: thread 0, iteration \d+: page 0 of region t0r[01] .* holds region t0r[01] page 1 generation \d+/);
+    expect(f.message).toMatch(
+      new RegExp(
+        `^iteration ${f.iteration}: page 0 of region t0r[01] \\(\\d+ pages at 0x[0-9a-f]+, [^)]*\\) at 0x${f.addr.toString(16)}` +
+          ' holds region t0r[01] page 1 generation \\d+ written by thread 0 at 0x[0-9a-f]+, expected region t0r[01] page 0 generation \\d+ written by thread 0;' +
+          ' last operation on the region: mremap\\(0x',
+      ),
+    );
+    expect(out).toMatch(
+      /: FAILED in 1 thread; first: thread 0, iteration \d+: page 0 of region t0r[01] .* holds region t0r[01] page 1 generation \d+/,
+    );
     expect(out.split('\n')).toHaveLength(2); // one line
   });
 
   it('a page zeroed after a mremap: "holds zeros" where data was', () => {
-    const { rc, rep } = run(['--threads', '2', '--iterations', '100', '--pattern', 'pingpong'], afterMremap(9, (m, addr) => {
-      m.pages.get(vpn(addr))!.fill(0);
-    }));
+    const { rc, rep } = run(
+      ['--threads', '2', '--iterations', '100', '--pattern', 'pingpong'],
+      afterMremap(9, (m, addr) => {
+        m.pages.get(vpn(addr))!.fill(0);
+      }),
+    );
     expect(rc).toBe(1);
-    expect(rep.firstFailure?.message).toMatch(/page 0 of region t[01]r[01] .* holds zeros, expected region t[01]r[01] page 0 generation \d+ written by thread [01]/);
+    expect(rep.firstFailure?.message).toMatch(
+      /page 0 of region t[01]r[01] .* holds zeros, expected region t[01]r[01] page 0 generation \d+ written by thread [01]/,
+    );
   });
 
-  it('a stale write of another page\'s bytes into a page\'s last word: its visit word does not belong to it', () => {
-    const { rc, rep } = run(['--threads', '1', '--iterations', '100', '--pattern', 'random'], afterMremap(3, (m, addr) => {
-      const p = m.pages.get(vpn(addr))!;
-      p[PAGE_SIZE - 1]! ^= 0x5a;
-    }));
+  it("a stale write of another page's bytes into a page's last word: its visit word does not belong to it", () => {
+    const { rc, rep } = run(
+      ['--threads', '1', '--iterations', '100', '--pattern', 'random'],
+      afterMremap(3, (m, addr) => {
+        const p = m.pages.get(vpn(addr))!;
+        p[PAGE_SIZE - 1]! ^= 0x5a;
+      }),
+    );
     expect(rc).toBe(1);
-    expect(rep.firstFailure?.message).toMatch(/page 0 of region t0r[01] .* holds region t0r[01] page 0 generation \d+ written by thread 0 at 0x[0-9a-f]+ but its visit word 0x[0-9a-f]+ does not belong to it/);
+    expect(rep.firstFailure?.message).toMatch(
+      /page 0 of region t0r[01] .* holds region t0r[01] page 0 generation \d+ written by thread 0 at 0x[0-9a-f]+ but its visit word 0x[0-9a-f]+ does not belong to it/,
+    );
   });
 
   it('a lost write (an old generation left behind) is told apart from the current one', () => {
@@ -188,31 +260,42 @@ describe('corruption is found and named', () => {
       let rewrites = 0;
       u.mmu.write = (va, src, off, len) => {
         const p = m.pages.get(vpn(va));
-        const rewrite = src.length === PAGE_SIZE && va >= kStressArenaBase && va < kStressArenaBase + 4 * GiB
-          && p !== undefined && p.some((b) => b !== 0);
-        if (rewrite && ++rewrites >= 40) { dropped.add(va); return; }
+        const rewrite =
+          src.length === PAGE_SIZE &&
+          va >= kStressArenaBase &&
+          va < kStressArenaBase + 4 * GiB &&
+          p !== undefined &&
+          p.some((b) => b !== 0);
+        if (rewrite && ++rewrites >= 40) {
+          dropped.add(va);
+          return;
+        }
         orig(va, src, off, len);
       };
     });
     expect(rc).toBe(1);
     expect(dropped.has(rep.firstFailure?.addr ?? -1)).toBe(true);
     expect(rep.firstFailure?.message).toMatch(
-      /page (\d+) of region (t0r[01]) .* holds region \2 page \1 generation (\d+) written by thread 0 at 0x[0-9a-f]+, expected region \2 page \1 generation (?!\3\b)\d+ written by thread 0/);
+      /page (\d+) of region (t0r[01]) .* holds region \2 page \1 generation (\d+) written by thread 0 at 0x[0-9a-f]+, expected region \2 page \1 generation (?!\3\b)\d+ written by thread 0/,
+    );
   });
 
-  it('a visitor finds another thread\'s page torn (the owner never looked again)', () => {
+  it("a visitor finds another thread's page torn (the owner never looked again)", () => {
     // Scribble over every page of main's regions just before thread 1 starts: thread 1's visits find it.
     const { rc, rep } = run(['--threads', '2', '--iterations', '100'], (m, u) => {
       const orig = u.sys.clone.bind(u.sys);
       u.sys.clone = (entry, arg) => {
-        for (const [v, p] of m.pages) if (v * PAGE_SIZE >= kStressArenaBase && v * PAGE_SIZE < kStressArenaBase + 4 * GiB) p[100]! ^= 0xff;
+        for (const [v, p] of m.pages)
+          if (v * PAGE_SIZE >= kStressArenaBase && v * PAGE_SIZE < kStressArenaBase + 4 * GiB) p[100]! ^= 0xff;
         return orig(entry, arg);
       };
     });
     expect(rc).toBe(1);
     expect(rep.failures).toBe(1);
     expect(rep.firstFailure?.thread).toBe(1);
-    expect(rep.firstFailure?.message).toMatch(/^iteration \d+: visiting slot \d+ \(region t0r[01], \d+ pages at 0x[0-9a-f]+, owned by thread 0\): page \d+ at 0x[0-9a-f]+ holds region t0r[01] page \d+ generation \d+ written by thread 0 at 0x[0-9a-f]+, but its bytes from offset 0x64 do not match its tag \(torn or overwritten\), expected region t0r[01] page \d+ any generation written by thread 0$/);
+    expect(rep.firstFailure?.message).toMatch(
+      /^iteration \d+: visiting slot \d+ \(region t0r[01], \d+ pages at 0x[0-9a-f]+, owned by thread 0\): page \d+ at 0x[0-9a-f]+ holds region t0r[01] page \d+ generation \d+ written by thread 0 at 0x[0-9a-f]+, but its bytes from offset 0x64 do not match its tag \(torn or overwritten\), expected region t0r[01] page \d+ any generation written by thread 0$/,
+    );
   });
 
   it('a statistics page overwritten after its thread ended is a failure, and its numbers are not added', () => {
@@ -227,7 +310,9 @@ describe('corruption is found and named', () => {
     expect(rc).toBe(1);
     expect(rep.failures).toBe(1);
     expect(rep.iterations).toBe(30); // thread 0's only
-    expect(rep.firstFailure?.message).toMatch(/^the statistics page of thread 1 at 0x[0-9a-f]+ was overwritten after the thread sealed it/);
+    expect(rep.firstFailure?.message).toMatch(
+      /^the statistics page of thread 1 at 0x[0-9a-f]+ was overwritten after the thread sealed it/,
+    );
   });
 
   it('a failed syscall is a failure naming the call and the errno', () => {
@@ -236,7 +321,9 @@ describe('corruption is found and named', () => {
       u.sys.munmap = (addr, len) => (addr >= kStressArenaBase ? -EAGAIN : orig(addr, len));
     });
     expect(rc).toBe(1);
-    expect(rep.firstFailure?.message).toMatch(/^iteration \d+: munmap\(0x[0-9a-f]+, 0x[0-9a-f]+\) returned EAGAIN \(-11\), expected 0$/);
+    expect(rep.firstFailure?.message).toMatch(
+      /^iteration \d+: munmap\(0x[0-9a-f]+, 0x[0-9a-f]+\) returned EAGAIN \(-11\), expected 0$/,
+    );
   });
 
   it('a clone refused (more threads than CPUs) is reported, and the started threads are joined', () => {
@@ -247,22 +334,23 @@ describe('corruption is found and named', () => {
     });
     expect(rc).toBe(1);
     expect(rep.failures).toBe(1);
-    expect(rep.firstFailure?.message).toBe('clone of thread 2 returned EAGAIN (-11) (one user thread per CPU: run --threads 2 or more CPUs)');
+    expect(rep.firstFailure?.message).toBe(
+      'clone of thread 2 returned EAGAIN (-11) (one user thread per CPU: run --threads 2 or more CPUs)',
+    );
   });
 });
 
 describe('bad argv', () => {
-  it.each([
-    [['--threads', 'two']],
-    [['--bogus']],
-    [['--pattern', 'zigzag']],
-  ])('%j: exit 2, one line on stderr, nothing started', (argv) => {
-    const m = makeFakeMachine();
-    const u = makeFakeUser(m, mremapStress, 1, argv);
-    expect(mremapStress.main(u, argv)).toBe(2);
-    const text = m.stdout.join('');
-    expect(text).toMatch(/^mremap-stress: [^\n]+\n$/);
-    expect(m.reports).toEqual([]);
-    expect(m.mremapCalls).toBe(0);
-  });
+  it.each([[['--threads', 'two']], [['--bogus']], [['--pattern', 'zigzag']]])(
+    '%j: exit 2, one line on stderr, nothing started',
+    (argv) => {
+      const m = makeFakeMachine();
+      const u = makeFakeUser(m, mremapStress, 1, argv);
+      expect(mremapStress.main(u, argv)).toBe(2);
+      const text = m.stdout.join('');
+      expect(text).toMatch(/^mremap-stress: [^\n]+\n$/);
+      expect(m.reports).toEqual([]);
+      expect(m.mremapCalls).toBe(0);
+    },
+  );
 });

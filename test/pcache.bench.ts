@@ -22,7 +22,15 @@ const PAGES = 4096; // 16 MiB mapping: 64x the pcache
 const SWEEPS = 5;
 let phase: 'warmup' | 'run' = 'run';
 /** tinybench's setup hook says whether the calls that follow are warm-up: those are not recorded */
-const opts = { time: 0, iterations: 5, warmupTime: 0, warmupIterations: 1, setup: (_t: unknown, mode: 'warmup' | 'run') => { phase = mode; } };
+const opts = {
+  time: 0,
+  iterations: 5,
+  warmupTime: 0,
+  warmupIterations: 1,
+  setup: (_t: unknown, mode: 'warmup' | 'run') => {
+    phase = mode;
+  },
+};
 
 function scenario(access: 'read' | 'write'): string {
   const len = `0x${(PAGES * 4096).toString(16)}`;
@@ -34,27 +42,49 @@ function scenario(access: 'read' | 'write'): string {
   ].join('\n');
 }
 
-interface RunStats { wallMs: number; misses: number; faults: number; flushes: number; evictions: number; victimHits: number; missFabricUs: number }
+interface RunStats {
+  wallMs: number;
+  misses: number;
+  faults: number;
+  flushes: number;
+  evictions: number;
+  victimHits: number;
+  missFabricUs: number;
+}
 const runs: Record<'read' | 'write', RunStats[]> = { read: [], write: [] };
 
 let m: Machine | undefined;
 
 beforeAll(async () => {
-  const cfg: MachineConfig = { ...DEFAULT_CONFIG, topology: '1P-1M', cpus: 1, pcacheBytes: 256 * 1024, ways: 4, logLevel: 'error' };
+  const cfg: MachineConfig = {
+    ...DEFAULT_CONFIG,
+    topology: '1P-1M',
+    cpus: 1,
+    pcacheBytes: 256 * 1024,
+    ways: 4,
+    logLevel: 'error',
+  };
   m = new Machine(cfg, { console() {}, log() {} });
   await m.boot();
 });
 
 afterAll(async () => {
   await m?.shutdown();
-  const lines = ['', `pcache misses on 1P-1M, 1 CPU, 256 KiB 4-way pcache, victim 8: ${SWEEPS} sweeps over ${PAGES} pages per run (median run)`];
-  lines.push(`  ${'access'.padEnd(7)} ${'misses/run'.padStart(10)} ${'wall ms'.padStart(9)} ${'misses/s'.padStart(10)} ${'µs/miss'.padStart(8)} ${'fabric µs/miss'.padStart(15)} ${'flushes/run'.padStart(12)} ${'evictions/run'.padStart(14)}`);
+  const lines = [
+    '',
+    `pcache misses on 1P-1M, 1 CPU, 256 KiB 4-way pcache, victim 8: ${SWEEPS} sweeps over ${PAGES} pages per run (median run)`,
+  ];
+  lines.push(
+    `  ${'access'.padEnd(7)} ${'misses/run'.padStart(10)} ${'wall ms'.padStart(9)} ${'misses/s'.padStart(10)} ${'µs/miss'.padStart(8)} ${'fabric µs/miss'.padStart(15)} ${'flushes/run'.padStart(12)} ${'evictions/run'.padStart(14)}`,
+  );
   for (const a of ['read', 'write'] as const) {
     if (!runs[a].length) continue;
     const sorted = [...runs[a]].sort((x, y) => x.misses / x.wallMs - y.misses / y.wallMs);
     const r = sorted[Math.floor(sorted.length / 2)]!;
     const rate = r.misses / (r.wallMs / 1000);
-    lines.push(`  ${a.padEnd(7)} ${String(r.misses).padStart(10)} ${r.wallMs.toFixed(0).padStart(9)} ${rate.toFixed(0).padStart(10)} ${(1e6 / rate).toFixed(1).padStart(8)} ${r.missFabricUs.toFixed(1).padStart(15)} ${String(r.flushes).padStart(12)} ${String(r.evictions).padStart(14)}`);
+    lines.push(
+      `  ${a.padEnd(7)} ${String(r.misses).padStart(10)} ${r.wallMs.toFixed(0).padStart(9)} ${rate.toFixed(0).padStart(10)} ${(1e6 / rate).toFixed(1).padStart(8)} ${r.missFabricUs.toFixed(1).padStart(15)} ${String(r.flushes).padStart(12)} ${String(r.evictions).padStart(14)}`,
+    );
   }
   console.log(lines.join('\n'));
 });
@@ -68,19 +98,22 @@ async function runOnce(access: 'read' | 'write'): Promise<void> {
   const after = collectStats(m!.sh);
   const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'script') as ScriptReport | undefined;
   if (out.main.exit !== 0 || !rep || rep.failures !== 0) {
-    throw new Error(`pcache bench: the ${access} scenario failed (exit ${out.main.exit}, signal ${out.main.signal}): ${rep?.firstFailure?.message ?? out.main.why ?? 'no report'}`);
+    throw new Error(
+      `pcache bench: the ${access} scenario failed (exit ${out.main.exit}, signal ${out.main.signal}): ${rep?.firstFailure?.message ?? out.main.why ?? 'no report'}`,
+    );
   }
   const misses = count(after, 'P2M_PCACHE_MISS') - count(before, 'P2M_PCACHE_MISS');
   if (misses < PAGES * SWEEPS) throw new Error(`pcache bench: ${misses} misses, expected at least ${PAGES * SWEEPS}`);
-  if (phase === 'run') runs[access].push({
-    wallMs: out.wallMs,
-    misses,
-    faults: after.faults.total - before.faults.total,
-    flushes: count(after, 'P2M_PCACHE_FLUSH') - count(before, 'P2M_PCACHE_FLUSH'),
-    evictions: (after.pcache.nr_pcache_eviction_succeed ?? 0) - (before.pcache.nr_pcache_eviction_succeed ?? 0),
-    victimHits: (after.pcache.nr_victim_hit ?? 0) - (before.pcache.nr_victim_hit ?? 0),
-    missFabricUs: (latSum(after, 'P2M_PCACHE_MISS') - latSum(before, 'P2M_PCACHE_MISS')) / misses,
-  });
+  if (phase === 'run')
+    runs[access].push({
+      wallMs: out.wallMs,
+      misses,
+      faults: after.faults.total - before.faults.total,
+      flushes: count(after, 'P2M_PCACHE_FLUSH') - count(before, 'P2M_PCACHE_FLUSH'),
+      evictions: (after.pcache.nr_pcache_eviction_succeed ?? 0) - (before.pcache.nr_pcache_eviction_succeed ?? 0),
+      victimHits: (after.pcache.nr_victim_hit ?? 0) - (before.pcache.nr_victim_hit ?? 0),
+      missFabricUs: (latSum(after, 'P2M_PCACHE_MISS') - latSum(before, 'P2M_PCACHE_MISS')) / misses,
+    });
 }
 
 describe(`pcache misses (1 op = one run: ${SWEEPS} x ${PAGES} misses)`, () => {

@@ -11,18 +11,66 @@ import { DEFAULT_CONFIG, type EvictPolicy, type MachineConfig } from '../src/ker
 import { Env, type Level } from '../src/kernel/env.ts';
 import { Fabric } from '../src/fabric/ibapi.ts';
 import {
-  _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_RW, allocateShared, geometryFor, kCtlPgtableNext, kCtlRmapFreeHead, kCtlVictimGen,
-  kMetaFlags, kMetaPrev, kSetLruTail, kMetaMapcount, kMetaRef, kMmPgd, kMmPid, kPrintkHead, kPrintkHeaderWords, kPrintkSlotBytes,
-  kPrintkSlots, kRmapFlags, kRmapNext, kRmapOwner, kRmapPageTable, kSetNrVictims, kVictimPid, kVictimRw, PC_locked,
-  PC_valid, PCACHE_RMAP_used, RMAP_FILL_PAGE_REMOTE, RMAP_VICTIM_FILL, Shared,
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_RW,
+  allocateShared,
+  geometryFor,
+  kCtlPgtableNext,
+  kCtlRmapFreeHead,
+  kCtlVictimGen,
+  kMetaFlags,
+  kMetaPrev,
+  kSetLruTail,
+  kMetaMapcount,
+  kMetaRef,
+  kMmPgd,
+  kMmPid,
+  kPrintkHead,
+  kPrintkHeaderWords,
+  kPrintkSlotBytes,
+  kPrintkSlots,
+  kRmapFlags,
+  kRmapNext,
+  kRmapOwner,
+  kRmapPageTable,
+  kSetNrVictims,
+  kVictimPid,
+  kVictimRw,
+  PC_locked,
+  PC_valid,
+  PCACHE_RMAP_used,
+  RMAP_FILL_PAGE_REMOTE,
+  RMAP_VICTIM_FILL,
+  Shared,
 } from '../src/kernel/layout.ts';
 import { Kern } from '../src/processor/kern.ts';
 import { pcacheAlloc } from '../src/processor/pcache/alloc.ts';
 import { pcacheEarlyInit } from '../src/processor/pcache/init.ts';
-import { getPcache, lockPcache, pcacheFlags, putPcache, rmapList, rmapView, setCounts, unlockPcache } from '../src/processor/pcache/meta.ts';
+import {
+  getPcache,
+  lockPcache,
+  pcacheFlags,
+  putPcache,
+  rmapList,
+  rmapView,
+  setCounts,
+  unlockPcache,
+} from '../src/processor/pcache/meta.ts';
 import { pcacheAddRmap, pcacheRemoveRmapLocked, rmapGetPteLocked } from '../src/processor/pcache/rmap.ts';
 import { victimInvalidateRange, victimTryFill } from '../src/processor/pcache/victim.ts';
-import { allocTablePage, fmtPtep, mkPte, pteLine, pteMapped, ptlLock, ptlUnlock, tableOfSlot, walk, walkNoAlloc } from '../src/processor/pgtable.ts';
+import {
+  allocTablePage,
+  fmtPtep,
+  mkPte,
+  pteLine,
+  pteMapped,
+  ptlLock,
+  ptlUnlock,
+  tableOfSlot,
+  walk,
+  walkNoAlloc,
+} from '../src/processor/pgtable.ts';
 import { S, type StatName } from '../src/kernel/stats.ts';
 import { PAGE_SIZE } from '../src/uapi/abi.ts';
 import { pattern } from './helpers/pattern.ts';
@@ -39,9 +87,19 @@ const VA47 = 0x7fffe5788000;
 /** the n-th page (n = 0, 1, ...) of BASE's address range that indexes `set` */
 const vaIn = (set: number, n: number): number => BASE + (set + n * NR_SETS) * PAGE_SIZE;
 
-interface Page { va: number; ptep: number; line: number; pid: number }
+interface Page {
+  va: number;
+  ptep: number;
+  line: number;
+  pid: number;
+}
 
-interface RigOpts { evict?: EvictPolicy; victim?: number; seed?: number; printk?: 'capture' | 'ring' }
+interface RigOpts {
+  evict?: EvictPolicy;
+  victim?: number;
+  seed?: number;
+  printk?: 'capture' | 'ring';
+}
 
 interface Rig {
   sh: Shared;
@@ -61,11 +119,16 @@ interface Rig {
   lineBytes(line: number): Uint8Array;
 }
 
-
 function makeRig(o: RigOpts = {}): Rig {
   const cfg: MachineConfig = {
-    ...DEFAULT_CONFIG, cpus: 1, pcacheBytes: NR_LINES * PAGE_SIZE, ways: WAYS, victim: o.victim ?? 0,
-    evict: o.evict ?? 'fifo', seed: o.seed ?? 1, logLevel: 'debug',
+    ...DEFAULT_CONFIG,
+    cpus: 1,
+    pcacheBytes: NR_LINES * PAGE_SIZE,
+    ways: WAYS,
+    victim: o.victim ?? 0,
+    evict: o.evict ?? 'fifo',
+    seed: o.seed ?? 1,
+    logLevel: 'debug',
   };
   const geo = geometryFor(cfg);
   const sh = new Shared(allocateShared(geo));
@@ -73,7 +136,10 @@ function makeRig(o: RigOpts = {}): Rig {
   sh.ctl[kCtlPgtableNext] = 1; // table page 0 is never handed out (the checker's valid range is 1..)
   const env = new Env(sh, { ctx: 0, cpu: 0, name: 'cpu0', bootEpochMs: performance.timeOrigin, config: cfg });
   const log: string[] = [];
-  if ((o.printk ?? 'capture') === 'capture') env.printk = (_level: Level, msg: string) => { log.push(...msg.split('\n')); };
+  if ((o.printk ?? 'capture') === 'capture')
+    env.printk = (_level: Level, msg: string) => {
+      log.push(...msg.split('\n'));
+    };
   const k = new Kern(env, new Fabric(env));
   const slots = new Map<number, number>();
   const newMm = (pid: number, slot: number): void => {
@@ -85,8 +151,13 @@ function makeRig(o: RigOpts = {}): Rig {
   newMm(PID2, 1);
   const reports: Violation[] = [];
   const rig: Rig = {
-    sh, env, k, log,
-    slotOf(pid) { return slots.get(pid)!; },
+    sh,
+    env,
+    k,
+    log,
+    slotOf(pid) {
+      return slots.get(pid)!;
+    },
     install(va, line, writable, caller, pid = PID) {
       const slot = rig.slotOf(pid);
       k.setCurrent(pid, slot, 1, 'test');
@@ -107,8 +178,12 @@ function makeRig(o: RigOpts = {}): Rig {
       if (m.fill !== undefined) sh.pcdata.set(pattern(m.fill), sh.lineOffset(line));
       return rig.install(va, line, m.writable ?? true, RMAP_FILL_PAGE_REMOTE, pid);
     },
-    pte(p) { return Atomics.load(sh.pgtable, p.ptep); },
-    stat(name) { return sh.stats[sh.statIdx(env.ctx, S[name])]!; },
+    pte(p) {
+      return Atomics.load(sh.pgtable, p.ptep);
+    },
+    stat(name) {
+      return sh.stats[sh.statIdx(env.ctx, S[name])]!;
+    },
     violations() {
       drainReports(sh, reports);
       return reports;
@@ -118,7 +193,9 @@ function makeRig(o: RigOpts = {}): Rig {
       expect(rig.violations().map((v) => v.text)).toEqual([]);
       expect(r.violations).toBe(0);
     },
-    lineBytes(line) { return sh.pcdata.slice(sh.lineOffset(line), sh.lineOffset(line) + PAGE_SIZE); },
+    lineBytes(line) {
+      return sh.pcdata.slice(sh.lineOffset(line), sh.lineOffset(line) + PAGE_SIZE);
+    },
   };
   return rig;
 }
@@ -154,7 +231,8 @@ function expectInOrder(log: string[], from: number, want: string[]): number {
 /** Number of rmaps on the pool's free list. */
 function rmapFreeCount(sh: Shared): number {
   let n = 0;
-  for (let e = sh.ctl[kCtlRmapFreeHead]!; e !== 0 && n <= sh.geo.nrRmaps; e = sh.rmap[sh.rmapIdx(e - 1, kRmapNext)]!) n++;
+  for (let e = sh.ctl[kCtlRmapFreeHead]!; e !== 0 && n <= sh.geo.nrRmaps; e = sh.rmap[sh.rmapIdx(e - 1, kRmapNext)]!)
+    n++;
   return n;
 }
 
@@ -242,7 +320,8 @@ describe('allocation and eviction', () => {
       rig.expectQuiescent();
     }
     expect(new Set(pages.map((p) => p.line)).size).toBe(WAYS);
-    const othersFree = (): number[] => Array.from({ length: NR_SETS }, (_, s) => setCounts(sh, s).free).filter((_, s) => s !== set);
+    const othersFree = (): number[] =>
+      Array.from({ length: NR_SETS }, (_, s) => setCounts(sh, s).free).filter((_, s) => s !== set);
 
     let live = [...pages];
     for (let n = 1; n <= 2 * WAYS; n++) {
@@ -278,7 +357,9 @@ describe('allocation and eviction', () => {
 });
 
 describe('eviction policies', () => {
-  const clearAccessed = (rig: Rig, pages: Page[]): void => { for (const p of pages) Atomics.and(rig.sh.pgtable, p.ptep, ~_PAGE_ACCESSED); };
+  const clearAccessed = (rig: Rig, pages: Page[]): void => {
+    for (const p of pages) Atomics.and(rig.sh.pgtable, p.ptep, ~_PAGE_ACCESSED);
+  };
 
   it('fifo evicts the oldest-allocated line, accessed or not', () => {
     const rig = makeRig({ evict: 'fifo' });
@@ -286,7 +367,12 @@ describe('eviction policies', () => {
     const pages = fillSet(rig, set);
     // allocation order is the LRU from its tail (nothing but allocation moves a line on fifo)
     const fromTail: number[] = [];
-    for (let e = rig.sh.set[rig.sh.setIdx(set, kSetLruTail)]!; e !== 0; e = rig.sh.meta[rig.sh.metaIdx(e - 1, kMetaPrev)]!) fromTail.push(e - 1);
+    for (
+      let e = rig.sh.set[rig.sh.setIdx(set, kSetLruTail)]!;
+      e !== 0;
+      e = rig.sh.meta[rig.sh.metaIdx(e - 1, kMetaPrev)]!
+    )
+      fromTail.push(e - 1);
     expect(fromTail).toEqual(pages.map((p) => p.line));
     expect(rig.pte(pages[0]!) & _PAGE_ACCESSED).not.toBe(0); // mkPte marks it young
     rig.map(vaIn(set, WAYS));
@@ -478,7 +564,13 @@ describe('rmap bookkeeping', () => {
     expect(rig.stat('nr_pcache_rmap_alloc')).toBe(1);
     expect(rmapFreeCount(sh)).toBe(poolFree - 1);
     const [r1] = rmapList(sh, p.line);
-    expect(rmapView(sh, r1!)).toMatchObject({ owner: PID, address: va, pageTable: p.ptep, flags: PCACHE_RMAP_used, caller: RMAP_FILL_PAGE_REMOTE });
+    expect(rmapView(sh, r1!)).toMatchObject({
+      owner: PID,
+      address: va,
+      pageTable: p.ptep,
+      flags: PCACHE_RMAP_used,
+      caller: RMAP_FILL_PAGE_REMOTE,
+    });
 
     // a second mapping of the same line by another process (a shared page): its own rmap, newest first
     k.setCurrent(PID2, 1, 1, 'test');
@@ -614,7 +706,9 @@ describe('rmap_get_pte_locked', () => {
     unlockPcache(sh, p.line);
     expect(Atomics.load(sh.ptl, tableOfSlot(p.ptep))).toBe(0);
     expect(rig.log).toContain('****    ERROR: mismatched PTE and rmap');
-    expect(rig.log).toContain(`****    pcache_pfn: 0x${sh.linePfn(p.line).toString(16)}, pte_pfn: 0x${sh.linePfn(q.line).toString(16)}`);
+    expect(rig.log).toContain(
+      `****    pcache_pfn: 0x${sh.linePfn(p.line).toString(16)}, pte_pfn: 0x${sh.linePfn(q.line).toString(16)}`,
+    );
     expect(rig.log).toContain('pcache dumped because: The weirdo');
     expect(rig.violations().map((v) => v.kind)).toEqual(['rmap-pte-mismatch']);
     // (meta flags of the corrupted line are untouched by the report)

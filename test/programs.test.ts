@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import {
-  compareBytes, compareWordCounts, countWords, packageNameAt, sortCounts, splitDpkgRecords,
+  compareBytes,
+  compareWordCounts,
+  countWords,
+  packageNameAt,
+  sortCounts,
+  splitDpkgRecords,
 } from '../src/host/oracle.ts';
 import { genDpkgStatus, genZipfText, mulberry32, Rng } from '../src/user/gen.ts';
 import { dpkgStatus } from '../src/user/programs/dpkg_status.ts';
@@ -75,7 +80,19 @@ describe('generators', () => {
     const a = genDpkgStatus(5, 100);
     expect(a.equals(genDpkgStatus(5, 100))).toBe(true);
     const text = a.toString('utf8');
-    for (const f of ['Package:', 'Status:', 'Priority:', 'Section:', 'Installed-Size:', 'Maintainer:', 'Architecture:', 'Version:', 'Depends:', 'Description:', 'Conffiles:']) {
+    for (const f of [
+      'Package:',
+      'Status:',
+      'Priority:',
+      'Section:',
+      'Installed-Size:',
+      'Maintainer:',
+      'Architecture:',
+      'Version:',
+      'Depends:',
+      'Description:',
+      'Conffiles:',
+    ]) {
       expect(text).toContain(`\n${f}`);
     }
     expect(text).toMatch(/\n \.\n/); // description paragraph separator
@@ -141,7 +158,10 @@ describe('word_count', () => {
     expect(empty.rc).toBe(0);
     expect(empty.rep.words).toEqual([]);
     const tiny = runWordCount(Buffer.from('b a b'), ['--threads', '8']);
-    expect(tiny.rep.words).toEqual([['B', 2], ['A', 1]]);
+    expect(tiny.rep.words).toEqual([
+      ['B', 2],
+      ['A', 1],
+    ]);
     const bad = runWordCount(Buffer.from('x'), ['--threads', 'zero']);
     expect(bad.rc).toBe(2);
     const m = makeFakeMachine();
@@ -164,7 +184,10 @@ describe('dpkg-status', () => {
   });
 
   it('keeps odd formatting exactly: leading blank lines, CRLF, tabs, no final newline', () => {
-    const status = Buffer.from('\n\nPackage: a\r\nStatus: install ok installed\n\tcont\n\n\n \nPackage: b\nDescription: x\n .\n y', 'latin1');
+    const status = Buffer.from(
+      '\n\nPackage: a\r\nStatus: install ok installed\n\tcont\n\n\n \nPackage: b\nDescription: x\n .\n y',
+      'latin1',
+    );
     const { rc, rep, out } = runDpkg(status);
     expect(rc).toBe(0);
     expect(out.equals(status)).toBe(true);
@@ -178,21 +201,68 @@ describe('dpkg-status', () => {
 
 describe('oracles', () => {
   it('sortCounts: count desc, ties by bytes asc', () => {
-    const m = new Map<string, number>([['B', 2], ['A', 2], ["A'", 2], ['Z', 3], ['AB', 1]]);
-    expect(sortCounts(m)).toEqual([['Z', 3], ['A', 2], ["A'", 2], ['B', 2], ['AB', 1]]);
+    const m = new Map<string, number>([
+      ['B', 2],
+      ['A', 2],
+      ["A'", 2],
+      ['Z', 3],
+      ['AB', 1],
+    ]);
+    expect(sortCounts(m)).toEqual([
+      ['Z', 3],
+      ['A', 2],
+      ["A'", 2],
+      ['B', 2],
+      ['AB', 1],
+    ]);
   });
 
   it('compareWordCounts names the first difference', () => {
-    const exp: Array<[string, number]> = [['THE', 10], ['A', 5], ['DOG', 2]];
+    const exp: Array<[string, number]> = [
+      ['THE', 10],
+      ['A', 5],
+      ['DOG', 2],
+    ];
     expect(compareWordCounts(exp, exp)).toEqual({ ok: true });
-    expect(compareWordCounts(exp, [['THE', 10], ['A', 4], ['DOG', 2]]).firstDifference).toBe('word "A": expected count 5, actual 4');
-    expect(compareWordCounts(exp, [['THE', 10], ['A', 5]]).firstDifference).toBe('missing word "DOG" (expected count 2)');
+    expect(
+      compareWordCounts(exp, [
+        ['THE', 10],
+        ['A', 4],
+        ['DOG', 2],
+      ]).firstDifference,
+    ).toBe('word "A": expected count 5, actual 4');
+    expect(
+      compareWordCounts(exp, [
+        ['THE', 10],
+        ['A', 5],
+      ]).firstDifference,
+    ).toBe('missing word "DOG" (expected count 2)');
     expect(compareWordCounts(exp, [...exp, ['CAT', 1]]).firstDifference).toMatch(/^extra word "CAT" \(actual count 1/);
-    expect(compareWordCounts(exp, [['A', 5], ['THE', 10], ['DOG', 2]]).firstDifference).toBe(
-      'order differs at index 0: expected "THE" (10), actual "A" (5)',
-    );
-    expect(compareWordCounts(exp, [['THE', 10], ['A', 5], ['A', 5], ['DOG', 2]]).firstDifference).toMatch(/"A" appears twice/);
-    expect(compareWordCounts(new Map(exp), new Map([['THE', 10], ['A', 5], ['DOG', 3]])).ok).toBe(false);
+    expect(
+      compareWordCounts(exp, [
+        ['A', 5],
+        ['THE', 10],
+        ['DOG', 2],
+      ]).firstDifference,
+    ).toBe('order differs at index 0: expected "THE" (10), actual "A" (5)');
+    expect(
+      compareWordCounts(exp, [
+        ['THE', 10],
+        ['A', 5],
+        ['A', 5],
+        ['DOG', 2],
+      ]).firstDifference,
+    ).toMatch(/"A" appears twice/);
+    expect(
+      compareWordCounts(
+        new Map(exp),
+        new Map([
+          ['THE', 10],
+          ['A', 5],
+          ['DOG', 3],
+        ]),
+      ).ok,
+    ).toBe(false);
   });
 
   it('compareBytes finds the offset and names where the wrong bytes came from', () => {

@@ -18,26 +18,44 @@ describe('fabric bodies decode through their schemas', () => {
   it('a well-formed body decodes to its type, unknown keys dropped', () => {
     const m = mailbox();
     const len = m.writePayload({ addr: 0x7f0000000000, len: 4096, prot: 3, flags: 0x22, offset: 0, extra: 'x' });
-    expect(m.readPayload(len, zMmapReq, 'P2M_MMAP request from ctx 0')).toEqual({ addr: 0x7f0000000000, len: 4096, prot: 3, flags: 0x22, offset: 0 });
+    expect(m.readPayload(len, zMmapReq, 'P2M_MMAP request from ctx 0')).toEqual({
+      addr: 0x7f0000000000,
+      len: 4096,
+      prot: 3,
+      flags: 0x22,
+      offset: 0,
+    });
+  });
+
+  it('an anonymous P2M_MMAP as P sends it (file undefined, which msgpack carries as nil) decodes', () => {
+    const m = mailbox();
+    const len = m.writePayload({ addr: 0, len: 4096, prot: 3, flags: 0x22, offset: 0, file: undefined });
+    expect(m.readPayload(len, zMmapReq, 'P2M_MMAP request from ctx 0').file ?? null).toBeNull();
   });
 
   it('a field of the wrong type is a MalformedMessage naming the message and the field', () => {
     const m = mailbox();
     const len = m.writePayload({ addr: '0x1000', len: 4096, prot: 3, flags: 0x22, offset: 0 });
     expect(() => m.readPayload(len, zMmapReq, 'P2M_MMAP request from ctx 0')).toThrow(MalformedMessage);
-    expect(() => m.readPayload(len, zMmapReq, 'P2M_MMAP request from ctx 0')).toThrow(/^fabric: malformed P2M_MMAP request from ctx 0: addr: .*expected number/);
+    expect(() => m.readPayload(len, zMmapReq, 'P2M_MMAP request from ctx 0')).toThrow(
+      /^fabric: malformed P2M_MMAP request from ctx 0: addr: .*expected number/,
+    );
   });
 
   it('a missing field in a reply names the path into it', () => {
     const m = mailbox();
     const len = m.writePayload({ ret: 0, ops: [{ op: 'move', old: 4096, len: 4096 }] });
-    expect(() => m.readPayload(len, zAsReply, 'P2M_MREMAP reply from node 0')).toThrow(/^fabric: malformed P2M_MREMAP reply from node 0: ops\.0\.new: /);
+    expect(() => m.readPayload(len, zAsReply, 'P2M_MREMAP reply from node 0')).toThrow(
+      /^fabric: malformed P2M_MREMAP reply from node 0: ops\.0\.new: /,
+    );
   });
 
   it('bytes that are not msgpack are a MalformedMessage, not a crash in the decoder', () => {
     const m = mailbox();
     m.payload.set([0xc1, 0xc1, 0xc1]); // 0xc1 is never used in msgpack
-    expect(() => m.readPayload(3, zAsReply, 'P2M_BRK reply from node 0')).toThrow(/^fabric: malformed P2M_BRK reply from node 0: 3 bytes that are not msgpack/);
+    expect(() => m.readPayload(3, zAsReply, 'P2M_BRK reply from node 0')).toThrow(
+      /^fabric: malformed P2M_BRK reply from node 0: 3 bytes that are not msgpack/,
+    );
   });
 });
 
@@ -48,7 +66,14 @@ describe('M answers a malformed request -EINVAL and logs why', () => {
     const mem = new Memory(env, undefined, 1 << 20);
     const bytes = msgpack.encode(body);
     const req: IncomingRequest = {
-      src: 0, opcode, pid: 7, flags: 0, vaddr: 0, mbox: mailbox(), hasPage: false, bodyLen: bytes.length,
+      src: 0,
+      opcode,
+      pid: 7,
+      flags: 0,
+      vaddr: 0,
+      mbox: mailbox(),
+      hasPage: false,
+      bodyLen: bytes.length,
       body: <T>(schema: z.ZodType<T>): T => {
         const r = schema.safeParse(msgpack.decode(bytes));
         if (!r.success) throw new MalformedMessage('P2M request from ctx 0', r.error.issues[0]?.path.join('.') ?? '');
@@ -56,7 +81,11 @@ describe('M answers a malformed request -EINVAL and logs why', () => {
       },
     };
     let status = 1;
-    const out: ReplyWriter = { reply: (s) => { status = s; } };
+    const out: ReplyWriter = {
+      reply: (s) => {
+        status = s;
+      },
+    };
     mem.handle(req, out);
     return { status, log };
   };
@@ -77,14 +106,30 @@ describe('M answers a malformed request -EINVAL and logs why', () => {
       m.payload.set(bytes);
       let status = 1;
       mem.handle(
-        { src: 0, opcode, pid: 7, flags: 0, vaddr: 0, mbox: m, hasPage: false, bodyLen: bytes.length, body: (schema) => m.readPayload(bytes.length, schema, 'P2M request from ctx 0') },
-        { reply: (s) => { status = s; } },
+        {
+          src: 0,
+          opcode,
+          pid: 7,
+          flags: 0,
+          vaddr: 0,
+          mbox: m,
+          hasPage: false,
+          bodyLen: bytes.length,
+          body: (schema) => m.readPayload(bytes.length, schema, 'P2M request from ctx 0'),
+        },
+        {
+          reply: (s) => {
+            status = s;
+          },
+        },
       );
       return status;
     };
     expect(send(P2M_EXECVE, { comm: 'a.out' })).toBe(0);
     expect(send(P2M_MMAP, { addr: 0, len: 'big', prot: 3, flags: 0x22, offset: 0 })).toBe(-EINVAL);
-    expect(log.filter((l) => l.includes('malformed'))).toEqual([expect.stringMatching(/^memory: fabric: malformed P2M request from ctx 0: len: /)]);
+    expect(log.filter((l) => l.includes('malformed'))).toEqual([
+      expect.stringMatching(/^memory: fabric: malformed P2M request from ctx 0: len: /),
+    ]);
     expect(send(P2M_MMAP, { addr: 0, len: 4096, prot: 3, flags: 0x22, offset: 0 })).toBe(0);
   });
 });

@@ -46,7 +46,10 @@ describe('each flag is reproduced with its signature, and its control never show
     it(`${b.name}`, async () => {
       // Bounded in attempts, not time: each attempt is a fresh seed; then 3 control seeds.
       const r = await runCli(['repro', b.name, '--attempts', '4', '--first', '--controls', '3', '--json'], {}, 900_000);
-      const lines = r.stdout.trim().split('\n').map((l) => JSON.parse(l) as ReproLine);
+      const lines = r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as ReproLine);
       const runs = lines.filter((l) => l.verdict !== undefined && !l.control);
       const controls = lines.filter((l) => l.verdict !== undefined && l.control);
       const summary = lines[lines.length - 1]!;
@@ -56,7 +59,10 @@ describe('each flag is reproduced with its signature, and its control never show
       expect(hit.failure!.kind).toBe(b.signature.kind);
       for (const f of b.signature.facts) {
         const [key, alts] = f.split('=') as [string, string];
-        expect(hit.failure!.facts.some((g) => alts.split('|').some((v) => g === `${key}=${v}`)), `${f} in ${hit.failure!.facts.join(' ')}`).toBe(true);
+        expect(
+          hit.failure!.facts.some((g) => alts.split('|').some((v) => g === `${key}=${v}`)),
+          `${f} in ${hit.failure!.facts.join(' ')}`,
+        ).toBe(true);
       }
       expect(hit.brokenBranch).toBeGreaterThan(0);
       // Controls: never the signature; with no companion flags the control is the fixed kernel, so clean.
@@ -84,22 +90,52 @@ describe('the fixed kernel survives every reproducer', () => {
 });
 
 describe('dated kernels', () => {
-  it('legoos-2018-02-03 on the LegoOS log\'s own scenario: the 2018-02 mismatch block from kevict_sweepd inside the move', async () => {
-    const { j, r: { stderr } } = await runJson(['run', 'script', 'traces/legoos-mremap-loop.jsonl', '--cpus', '2', '--kernel', 'legoos-2018-02-03', '--sweep', '--sweep-interval', '0', '--seed', '1']);
+  it("legoos-2018-02-03 on the LegoOS log's own scenario: the 2018-02 mismatch block from kevict_sweepd inside the move", async () => {
+    const {
+      j,
+      r: { stderr },
+    } = await runJson([
+      'run',
+      'script',
+      'traces/legoos-mremap-loop.jsonl',
+      '--cpus',
+      '2',
+      '--kernel',
+      'legoos-2018-02-03',
+      '--sweep',
+      '--sweep-interval',
+      '0',
+      '--seed',
+      '1',
+    ]);
     expect(j.exitCode).toBe(1);
     // Every move of that log crosses sets, and the 02-02..06 form moves them all PTE-first.
     expect(j.stats.mremap.psetDiff).toBeGreaterThan(0);
     expect(j.stats.bugs.nr_bug_mremap_pte_before_rmap).toBe(j.stats.mremap.pagesMoved);
-    expect(stderr).toMatch(/\*\*\*\*    ERROR: mismatched PTE and rmap\n/);
+    expect(stderr).toMatch(/\*\*\*\* {4}ERROR: mismatched PTE and rmap\n/);
     expect(stderr).toMatch(/current: 0:kevict_sweepd caller: pcache_referenced_trylock_one/);
   });
 });
 
 describe('kernel presets', () => {
   it('legoos-2018-02-01 prints the 2018-02 "mismatched PTE and rmap" block', async () => {
-    const r = await runCli(['run', 'script', 'traces/mremap-paths.jsonl', '--kernel', 'legoos-2018-02-01', '--check', 'syscall', '--pcache', '256K', '--ways', '4']);
+    const r = await runCli([
+      'run',
+      'script',
+      'traces/mremap-paths.jsonl',
+      '--kernel',
+      'legoos-2018-02-01',
+      '--check',
+      'syscall',
+      '--pcache',
+      '256K',
+      '--ways',
+      '4',
+    ]);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/\*\*\*\*    ERROR: mismatched PTE and rmap\n.*\*\*\*\*    rmap->owner_process: script uva: 0x[0-9a-f]+ ptep: ffff8800800[0-9a-f]+, rmap->page_table: ffff8800800[0-9a-f]+\n.*\*\*\*\*    pcache_pfn: 0x1[0-9a-f]+, pte_pfn: 0x[0-9a-f]+/);
+    expect(r.stderr).toMatch(
+      /\*\*\*\* {4}ERROR: mismatched PTE and rmap\n.*\*\*\*\* {4}rmap->owner_process: script uva: 0x[0-9a-f]+ ptep: ffff8800800[0-9a-f]+, rmap->page_table: ffff8800800[0-9a-f]+\n.*\*\*\*\* {4}pcache_pfn: 0x1[0-9a-f]+, pte_pfn: 0x[0-9a-f]+/,
+    );
   });
 
   it('legoos-head on the munmap-brk scenario reads old data after a brk shrink and regrow', async () => {
@@ -114,19 +150,51 @@ describe('user-visible corruption in real programs', () => {
   async function corrupted(args: string[]): Promise<{ summary: string; signal: number }> {
     for (let seed = 1; seed <= 4; seed++) {
       const { j } = await runJson([...args, '--seed', String(seed)]);
-      if (!j.verification.ok || j.process.signal !== 0) return { summary: j.verification.summary, signal: j.process.signal };
+      if (!j.verification.ok || j.process.signal !== 0)
+        return { summary: j.verification.summary, signal: j.process.signal };
     }
     throw new Error(`no corruption in 4 seeds: ${args.join(' ')}`);
   }
 
   it('word_count with 4 threads on a kernel that skips TLB shootdowns: a wrong count or a crash', async () => {
-    const r = await corrupted(['run', 'word_count', '--size', '1M', '--cpus', '4', '--threads', '4', '--pcache', '128K', '--ways', '2', '--bug', 'tlb-shootdown-skip']);
+    const r = await corrupted([
+      'run',
+      'word_count',
+      '--size',
+      '1M',
+      '--cpus',
+      '4',
+      '--threads',
+      '4',
+      '--pcache',
+      '128K',
+      '--ways',
+      '2',
+      '--bug',
+      'tlb-shootdown-skip',
+    ]);
     expect(r.signal !== 0 || /MISMATCH/.test(r.summary)).toBe(true);
   }, 900_000);
 
   it('dpkg-status on a kernel whose mremap leaves the line in its old set: the output differs, naming the record', async () => {
-    const r = await corrupted(['run', 'dpkg-status', '--packages', '1000', '--pcache', '128K', '--ways', '2', '--bug', 'mremap-no-pcache-move']);
-    // Either the corrupted database is written out (the sparc64 picture) or the program dies on a pointer it read from it.
-    expect(r.signal === 11 || /MISMATCH at offset \d+: first difference at offset \d+, in record \d+ \(Package: /.test(r.summary), `${r.signal} ${r.summary}`).toBe(true);
+    const r = await corrupted([
+      'run',
+      'dpkg-status',
+      '--packages',
+      '1000',
+      '--pcache',
+      '128K',
+      '--ways',
+      '2',
+      '--bug',
+      'mremap-no-pcache-move',
+    ]);
+    // Either the corrupted database is written out (the sparc64 picture) or the program dies on a pointer it
+    // read from it.
+    expect(
+      r.signal === 11 ||
+        /MISMATCH at offset \d+: first difference at offset \d+, in record \d+ \(Package: /.test(r.summary),
+      `${r.signal} ${r.summary}`,
+    ).toBe(true);
   }, 900_000);
 });

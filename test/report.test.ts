@@ -1,7 +1,14 @@
-// The report channel (src/check/report.ts) on its own: counters first, a ring that is never
+// The report channel (src/kernel/report.ts) on its own: counters first, a ring that is never
 // overwritten, records that always parse, and the host's drain in index order.
 import { describe, expect, it } from 'vitest';
-import { drainReports, kernelWarn, reportsDropped, reportViolation, violationCount, type Violation } from '../src/kernel/report.ts';
+import {
+  drainReports,
+  kernelWarn,
+  reportsDropped,
+  reportViolation,
+  violationCount,
+  type Violation,
+} from '../src/kernel/report.ts';
 import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
 import { Env, type Level } from '../src/kernel/env.ts';
 import { allocateShared, geometryFor, kReportSlots, Shared } from '../src/kernel/layout.ts';
@@ -21,7 +28,8 @@ describe('report channel', () => {
   it('a flood past the ring with no drain: the count is exact, the ring keeps the first records, the rest are counted as dropped', () => {
     const { sh, envs } = rig();
     const n = kReportSlots * 3;
-    for (let i = 0; i < n; i++) reportViolation({ env: envs[i % 2]! }, 'injected', { text: `report ${i}`, facts: [`n=${i}`] });
+    for (let i = 0; i < n; i++)
+      reportViolation({ env: envs[i % 2]! }, 'injected', { text: `report ${i}`, facts: [`n=${i}`] });
     expect(violationCount(sh)).toBe(n);
     expect(reportsDropped(sh)).toBe(n - kReportSlots);
     const got: Violation[] = [];
@@ -38,7 +46,11 @@ describe('report channel', () => {
 
   it('a record too long for a slot is cut, keeping its kind and facts, and still parses', () => {
     const { sh, envs } = rig();
-    reportViolation({ env: envs[1]! }, 'rmap-pte-mismatch', { text: 'y'.repeat(10_000), blob: 'z'.repeat(10_000), facts: ['pte=none', 'slot=same'] });
+    reportViolation({ env: envs[1]! }, 'rmap-pte-mismatch', {
+      text: 'y'.repeat(10_000),
+      blob: 'z'.repeat(10_000),
+      facts: ['pte=none', 'slot=same'],
+    });
     const got: Violation[] = [];
     drainReports(sh, got);
     expect(got).toHaveLength(1);
@@ -64,8 +76,11 @@ describe('report channel', () => {
   it('every WARN is a violation of kind warn with its site, the cut-here block printed once', () => {
     const { sh, envs } = rig();
     const log: string[] = [];
-    envs[0]!.printk = (_l: Level, m: string) => { log.push(m); };
-    for (let i = 0; i < 3; i++) kernelWarn({ env: envs[0]! }, { fn: 'test_site_fn', file: 'kernel/test.c' }, `state ${i}`);
+    envs[0]!.printk = (_l: Level, m: string) => {
+      log.push(m);
+    };
+    for (let i = 0; i < 3; i++)
+      kernelWarn({ env: envs[0]! }, { fn: 'test_site_fn', file: 'kernel/test.c' }, `state ${i}`);
     const got: Violation[] = [];
     drainReports(sh, got);
     expect(got.map((v) => [v.kind, v.details.facts])).toEqual([0, 1, 2].map(() => ['warn', ['site=test_site_fn']]));

@@ -10,7 +10,13 @@ import { Env, type Level } from '../src/kernel/env.ts';
 import { Fabric } from '../src/fabric/ibapi.ts';
 import { allocateShared, geometryFor, kIpiFlushTlb, kPcpuCallSingleQueue, Shared } from '../src/kernel/layout.ts';
 import { Kern } from '../src/processor/kern.ts';
-import { callSingleQueued, handleIpis, smpCallFunctionMany, smpcfdPrepareCpu, smpcfdPrepared } from '../src/processor/tlb.ts';
+import {
+  callSingleQueued,
+  handleIpis,
+  smpCallFunctionMany,
+  smpcfdPrepareCpu,
+  smpcfdPrepared,
+} from '../src/processor/tlb.ts';
 import { PAGE_SIZE } from '../src/uapi/abi.ts';
 
 const VA = 0x7fffe5788000;
@@ -22,7 +28,9 @@ function cpus(n: number, prepared: (c: number) => boolean) {
   const log: string[] = [];
   const ks = [...Array(n).keys()].map((c) => {
     const env = new Env(sh, { ctx: c, cpu: c, name: `cpu${c}`, bootEpochMs: performance.timeOrigin, config: cfg });
-    env.printk = (_l: Level, msg: string) => { log.push(...msg.split('\n')); };
+    env.printk = (_l: Level, msg: string) => {
+      log.push(...msg.split('\n'));
+    };
     const k = new Kern(env, new Fabric(env));
     k.setCurrent(PID, 0, c + 1, 'test');
     return k;
@@ -32,9 +40,14 @@ function cpus(n: number, prepared: (c: number) => boolean) {
   const e = (c: number) => sh.tlbIdx(c, (VA / PAGE_SIZE) % 64);
   for (let c = 0; c < n; c++) sh.tlbVpn[e(c)] = VA / PAGE_SIZE;
   const flushed = (c: number) => sh.tlbVpn[e(c)] === -1;
-  const refill = (c: number) => { sh.tlbVpn[e(c)] = VA / PAGE_SIZE; };
+  const refill = (c: number) => {
+    sh.tlbVpn[e(c)] = VA / PAGE_SIZE;
+  };
   const reports: Violation[] = [];
-  const violations = () => { drainReports(sh, reports); return reports; };
+  const violations = () => {
+    drainReports(sh, reports);
+    return reports;
+  };
   /** while `sender` waits, run the handlers of `targets` (and after `limit` polls, give up: a hang) */
   const answeredBy = (sender: number, targets: number[], limit = 1000) => {
     let polls = 0;
@@ -74,7 +87,10 @@ describe('smp_call_function_many', () => {
     m.answeredBy(1, [0, 2]);
     k0.env.irq = () => {
       // while CPU0 waits, CPU1 sends its own shootdown to CPU0 and CPU2; then the targets answer
-      if (!nested) { nested = true; smpCallFunctionMany(m.ks[1]!, 0b101, kIpiFlushTlb, PID, VA, VA + PAGE_SIZE); }
+      if (!nested) {
+        nested = true;
+        smpCallFunctionMany(m.ks[1]!, 0b101, kIpiFlushTlb, PID, VA, VA + PAGE_SIZE);
+      }
       handleIpis(m.ks[1]!);
       handleIpis(m.ks[2]!);
     };
@@ -94,13 +110,19 @@ describe('smp_call_function_many', () => {
     k0.env.irq = () => {
       if (++polls > 1000) throw new Error('CPU0 never got its acks');
       // CPU0's csd is queued on CPU1 and CPU2 and not yet taken: now CPU1, with no csd array, sends
-      if (!nested) { nested = true; smpCallFunctionMany(m.ks[1]!, 0b101, kIpiFlushTlb, PID, VA, VA + PAGE_SIZE); return; }
+      if (!nested) {
+        nested = true;
+        smpCallFunctionMany(m.ks[1]!, 0b101, kIpiFlushTlb, PID, VA, VA + PAGE_SIZE);
+        return;
+      }
       handleIpis(m.ks[1]!);
       handleIpis(m.ks[2]!);
     };
     // CPU1's own call returned: its aliased csds were answered. CPU0's csd to CPU2 was unlinked by
     // the llist_add that pointed CPU2's queue head at itself: CPU0 waits for an ack that never comes.
-    expect(() => smpCallFunctionMany(k0, 0b110, kIpiFlushTlb, PID, VA, VA + PAGE_SIZE)).toThrow('CPU0 never got its acks');
+    expect(() => smpCallFunctionMany(k0, 0b110, kIpiFlushTlb, PID, VA, VA + PAGE_SIZE)).toThrow(
+      'CPU0 never got its acks',
+    );
     expect(nested).toBe(true);
     expect(callSingleQueued(m.sh, 2)).toBe(false); // nothing left to deliver: the csd is gone, not late
   });

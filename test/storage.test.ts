@@ -12,9 +12,29 @@ import { M2S_READ, P2S_CLOSE, P2S_LSEEK, P2S_OPEN, P2S_READ, P2S_STAT, P2S_WRITE
 import type { LseekReply, StatReply } from '../src/fabric/proto.ts';
 import type { WorkerMsg } from '../src/kernel/workerdata.ts';
 import {
-  EBADF, EEXIST, EINVAL, EISDIR, EMFILE, ENOENT, ENOSYS, ENOTDIR, EROFS, ESPIPE,
-  O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY, PAGE_SIZE,
-  S_IFCHR, S_IFREG, SEEK_CUR, SEEK_END, SEEK_SET,
+  EBADF,
+  EEXIST,
+  EINVAL,
+  EISDIR,
+  EMFILE,
+  ENOENT,
+  ENOSYS,
+  ENOTDIR,
+  EROFS,
+  ESPIPE,
+  O_APPEND,
+  O_CREAT,
+  O_EXCL,
+  O_RDONLY,
+  O_RDWR,
+  O_TRUNC,
+  O_WRONLY,
+  PAGE_SIZE,
+  S_IFCHR,
+  S_IFREG,
+  SEEK_CUR,
+  SEEK_END,
+  SEEK_SET,
 } from '../src/uapi/abi.ts';
 
 const MEMORY_CTX = 9;
@@ -22,10 +42,19 @@ const CPU_CTX = 0;
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 
-interface Captured { status: number; aux: number; body: unknown; page: Uint8Array | null }
+interface Captured {
+  status: number;
+  aux: number;
+  body: unknown;
+  page: Uint8Array | null;
+}
 type LogLine = { level: string; msg: string };
 
-function request(opcode: number, body: unknown, opts: { pid?: number; src?: number; data?: Uint8Array } = {}): IncomingRequest {
+function request(
+  opcode: number,
+  body: unknown,
+  opts: { pid?: number; src?: number; data?: Uint8Array } = {},
+): IncomingRequest {
   const page = new Uint8Array(PAGE_SIZE);
   if (opts.data) page.set(opts.data);
   // Round-trip through msgpack so the handler sees what the fabric would decode.
@@ -56,23 +85,38 @@ function writer(): { out: ReplyWriter; got: () => Captured } {
       reply(status, aux = 0, body, page) {
         if (c) throw new Error('replied twice');
         // The fabric copies the page raw and the body through msgpack: do the same.
-        c = { status, aux, body: body === undefined ? undefined : msgpack.decode(msgpack.encode(body)), page: page ? page.slice() : null };
+        c = {
+          status,
+          aux,
+          body: body === undefined ? undefined : msgpack.decode(msgpack.encode(body)),
+          page: page ? page.slice() : null,
+        };
       },
     },
-    got: () => { if (!c) throw new Error('no reply'); return c; },
+    got: () => {
+      if (!c) throw new Error('no reply');
+      return c;
+    },
   };
 }
 
 /** every harness, so the host fds they cache are released after each test */
 const harnesses: Harness[] = [];
-afterEach(() => { for (const x of harnesses.splice(0)) x.s.flushAll(); });
+afterEach(() => {
+  for (const x of harnesses.splice(0)) x.s.flushAll();
+});
 
 class Harness {
   readonly posted: WorkerMsg[] = [];
   readonly logs: LogLine[] = [];
   readonly s: Storage;
   constructor(memFiles: Record<string, Uint8Array> = {}, filesDir?: string) {
-    this.s = new Storage({ memFiles, filesDir, post: (m) => this.posted.push(m), log: (level, msg) => this.logs.push({ level, msg }) });
+    this.s = new Storage({
+      memFiles,
+      filesDir,
+      post: (m) => this.posted.push(m),
+      log: (level, msg) => this.logs.push({ level, msg }),
+    });
     harnesses.push(this);
   }
   call(opcode: number, body: unknown, opts: { pid?: number; src?: number; data?: Uint8Array } = {}): Captured {
@@ -81,10 +125,17 @@ class Harness {
     this.s.handle(request(opcode, body, { ...opts, src }), w.out, src === MEMORY_CTX);
     return w.got();
   }
-  open(p: string, flags: number, pid = 1): number { return this.call(P2S_OPEN, { path: p, flags, mode: 0o644 }, { pid }).status; }
+  open(p: string, flags: number, pid = 1): number {
+    return this.call(P2S_OPEN, { path: p, flags, mode: 0o644 }, { pid }).status;
+  }
   read(fd: number, count: number, pid = 1): { n: number; aux: number; data: Uint8Array; page: Uint8Array | null } {
     const r = this.call(P2S_READ, { fd, count }, { pid });
-    return { n: r.status, aux: r.aux, data: r.page ? r.page.subarray(0, Math.max(r.status, 0)) : new Uint8Array(0), page: r.page };
+    return {
+      n: r.status,
+      aux: r.aux,
+      data: r.page ? r.page.subarray(0, Math.max(r.status, 0)) : new Uint8Array(0),
+      page: r.page,
+    };
   }
   readAll(fd: number, chunk = PAGE_SIZE, pid = 1): Uint8Array {
     const parts: Uint8Array[] = [];
@@ -100,7 +151,9 @@ class Harness {
     const bytes = typeof data === 'string' ? enc.encode(data) : data;
     return this.call(P2S_WRITE, { fd, count: bytes.length }, { pid, data: bytes }).status;
   }
-  close(fd: number, pid = 1): number { return this.call(P2S_CLOSE, { fd }, { pid }).status; }
+  close(fd: number, pid = 1): number {
+    return this.call(P2S_CLOSE, { fd }, { pid }).status;
+  }
   stat(fd: number, pid = 1): { status: number; st: StatReply | undefined } {
     const r = this.call(P2S_STAT, { fd }, { pid });
     return { status: r.status, st: r.body as StatReply | undefined };
@@ -109,7 +162,9 @@ class Harness {
     const r = this.call(P2S_LSEEK, { fd, offset, whence }, { pid });
     return r.status < 0 ? r.status : (r.body as LseekReply).ret;
   }
-  m2s(p: string, offset: number): Captured { return this.call(M2S_READ, { path: p, offset }, { src: MEMORY_CTX }); }
+  m2s(p: string, offset: number): Captured {
+    return this.call(M2S_READ, { path: p, offset }, { src: MEMORY_CTX });
+  }
   files(): Array<{ path: string; text: string }> {
     return this.posted.flatMap((m) => (m.type === 'file' ? [{ path: m.path, text: dec.decode(m.data) }] : []));
   }
@@ -136,7 +191,9 @@ afterAll(() => {
 describe('in-memory files', () => {
   const input = enc.encode('hello, split kernel\n');
   let h: Harness;
-  beforeEach(() => { h = new Harness({ '/splitkern/input/hello.txt': input }, tmp); });
+  beforeEach(() => {
+    h = new Harness({ '/splitkern/input/hello.txt': input }, tmp);
+  });
 
   it('open, read and EOF', () => {
     const fd = h.open('/splitkern/input/hello.txt', O_RDONLY);
@@ -191,7 +248,8 @@ describe('in-memory files', () => {
     expect(fd).toBe(3);
     const total = 10 * PAGE_SIZE + 77;
     const data = pattern(total);
-    for (let off = 0; off < total; off += 1000) expect(h.write(fd, data.subarray(off, Math.min(total, off + 1000)))).toBe(Math.min(1000, total - off));
+    for (let off = 0; off < total; off += 1000)
+      expect(h.write(fd, data.subarray(off, Math.min(total, off + 1000)))).toBe(Math.min(1000, total - off));
     expect(h.stat(fd).st!.size).toBe(total);
     expect(h.close(fd)).toBe(0);
     const msg = h.posted.find((m) => m.type === 'file');
@@ -239,7 +297,9 @@ describe('in-memory files', () => {
 
 describe('host files', () => {
   let h: Harness;
-  beforeEach(() => { h = new Harness({}, tmp); });
+  beforeEach(() => {
+    h = new Harness({}, tmp);
+  });
 
   it('chunked reads of a multi-page file, relative and absolute paths', () => {
     const fd = h.open('big.bin', O_RDONLY);
@@ -290,7 +350,9 @@ describe('host files', () => {
 
 describe('fd tables', () => {
   let h: Harness;
-  beforeEach(() => { h = new Harness({ '/splitkern/a': enc.encode('aaaa'), '/splitkern/b': enc.encode('bbbb') }, tmp); });
+  beforeEach(() => {
+    h = new Harness({ '/splitkern/a': enc.encode('aaaa'), '/splitkern/b': enc.encode('bbbb') }, tmp);
+  });
 
   it('EBADF', () => {
     expect(h.read(3, 10).n).toBe(-EBADF);
@@ -379,7 +441,9 @@ describe('fd tables', () => {
 
 describe('lseek and fstat', () => {
   let h: Harness;
-  beforeEach(() => { h = new Harness({ '/splitkern/f': enc.encode('0123456789') }, tmp); });
+  beforeEach(() => {
+    h = new Harness({ '/splitkern/f': enc.encode('0123456789') }, tmp);
+  });
 
   it('lseek SET/CUR/END, holes, errors', () => {
     const fd = h.open('/splitkern/f', O_RDWR);
@@ -410,7 +474,9 @@ describe('lseek and fstat', () => {
     expect(h.lseek(fd, -PAGE_SIZE - 3, SEEK_END)).toBe(HOST_SIZE - PAGE_SIZE - 3);
     const r = h.read(fd, PAGE_SIZE);
     expect(r.n).toBe(PAGE_SIZE);
-    expect(Buffer.from(r.data).equals(Buffer.from(hostBytes.subarray(HOST_SIZE - PAGE_SIZE - 3, HOST_SIZE - 3)))).toBe(true);
+    expect(Buffer.from(r.data).equals(Buffer.from(hostBytes.subarray(HOST_SIZE - PAGE_SIZE - 3, HOST_SIZE - 3)))).toBe(
+      true,
+    );
     expect(h.read(fd, PAGE_SIZE).n).toBe(3);
   });
 
@@ -428,7 +494,12 @@ describe('lseek and fstat', () => {
 
     const hfd = h.open('big.bin', O_RDONLY);
     const hst = h.stat(hfd).st!;
-    expect(hst).toMatchObject({ path: path.join(tmp, 'big.bin'), size: HOST_SIZE, mode: S_IFREG | 0o444, readOnly: true });
+    expect(hst).toMatchObject({
+      path: path.join(tmp, 'big.bin'),
+      size: HOST_SIZE,
+      mode: S_IFREG | 0o444,
+      readOnly: true,
+    });
     expect(hst.ino).not.toBe(wst.ino);
     const hfd2 = h.open(path.join(tmp, 'big.bin'), O_RDONLY);
     expect(h.stat(hfd2).st!.ino).toBe(hst.ino);
@@ -465,7 +536,9 @@ describe('console', () => {
 describe('M2S_READ', () => {
   const memData = pattern(2 * PAGE_SIZE + 100);
   let h: Harness;
-  beforeEach(() => { h = new Harness({ '/splitkern/m.bin': memData }, tmp); });
+  beforeEach(() => {
+    h = new Harness({ '/splitkern/m.bin': memData }, tmp);
+  });
 
   const check = (r: Captured, src: Uint8Array, off: number): void => {
     const valid = Math.max(0, Math.min(PAGE_SIZE, src.length - off));
@@ -477,7 +550,8 @@ describe('M2S_READ', () => {
   };
 
   it('pages of an in-memory file, partial last page, beyond EOF', () => {
-    for (const off of [0, PAGE_SIZE, 2 * PAGE_SIZE, 3 * PAGE_SIZE, 50]) check(h.m2s('/splitkern/m.bin', off), memData, off);
+    for (const off of [0, PAGE_SIZE, 2 * PAGE_SIZE, 3 * PAGE_SIZE, 50])
+      check(h.m2s('/splitkern/m.bin', off), memData, off);
   });
 
   it('pages of a host file (by the path fstat reports)', () => {
@@ -494,7 +568,9 @@ describe('M2S_READ', () => {
     // the same opcode from a CPU is a read of fd (body {path, offset} has no fd): EBADF
     expect(h.call(0, { path: '/splitkern/m.bin', offset: 0 }).status).toBe(-EBADF);
     // P2S_OPEN's opcode from M is not an M2S opcode
-    expect(h.call(P2S_OPEN, { path: '/splitkern/m.bin', flags: O_RDONLY, mode: 0 }, { src: MEMORY_CTX }).status).toBe(-ENOSYS);
+    expect(h.call(P2S_OPEN, { path: '/splitkern/m.bin', flags: O_RDONLY, mode: 0 }, { src: MEMORY_CTX }).status).toBe(
+      -ENOSYS,
+    );
   });
 });
 

@@ -1,4 +1,4 @@
-// Kernel locks (src/sync.ts): single-thread semantics in this thread, then real mutual exclusion between
+// Kernel locks (src/kernel/sync.ts): single-thread semantics in this thread, then real mutual exclusion between
 // two worker threads (test/helpers/sync-worker.ts) incrementing a plain, non-atomic word.
 //
 // The single-thread tests play "the other CPU" from env.irq: every lock wait services IPIs, so a hook
@@ -6,13 +6,43 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
 import { Env } from '../src/kernel/env.ts';
-import { allocateShared, geometryFor, kCpuLockKind, kCpuLockWait, RWSEM_READER_MASK, RWSEM_WRITER, RWSEM_WRITER_WAITING, Shared } from '../src/kernel/layout.ts';
 import {
-  bitLock, bitTrylock, bitUnlock, downRead, downReadTrylock, downWrite, LOCK_KIND, spinLock, spinTrylock, spinUnlock, upRead,
+  allocateShared,
+  geometryFor,
+  kCpuLockKind,
+  kCpuLockWait,
+  RWSEM_READER_MASK,
+  RWSEM_WRITER,
+  RWSEM_WRITER_WAITING,
+  Shared,
+} from '../src/kernel/layout.ts';
+import {
+  bitLock,
+  bitTrylock,
+  bitUnlock,
+  downRead,
+  downReadTrylock,
+  downWrite,
+  LOCK_KIND,
+  spinLock,
+  spinTrylock,
+  spinUnlock,
+  upRead,
   upWrite,
 } from '../src/kernel/sync.ts';
 import {
-  BIT, kWords, W_A, W_B, W_BITS, W_COUNT, W_INSIDE, W_LOCK, W_SEM, type SyncMode, type SyncRun, type SyncWorkerInit,
+  BIT,
+  kWords,
+  W_A,
+  W_B,
+  W_BITS,
+  W_COUNT,
+  W_INSIDE,
+  W_LOCK,
+  W_SEM,
+  type SyncMode,
+  type SyncRun,
+  type SyncWorkerInit,
   type SyncWorkerMsg,
 } from './helpers/sync-worker.ts';
 import { TestWorker } from './helpers/test-worker.ts';
@@ -47,7 +77,8 @@ describe('single thread', () => {
   describe('spinlock', () => {
     it('trylock takes a free lock only; unlock frees it; neighbours untouched', () => {
       const a = word();
-      a[2] = 7; a[4] = 9;
+      a[2] = 7;
+      a[4] = 9;
       expect(spinTrylock(a, 3)).toBe(true);
       expect(a[3]).toBe(1);
       expect(spinTrylock(a, 3)).toBe(false);
@@ -253,7 +284,9 @@ describe('two worker threads', () => {
 
   it('downRead never sees a writer inside its critical section', async () => {
     w[W_SEM] = 0;
-    w[W_A] = 0; w[W_B] = 0; w[W_INSIDE] = 0;
+    w[W_A] = 0;
+    w[W_B] = 0;
+    w[W_INSIDE] = 0;
     const [writer, reader] = await run('rwsem-mixed');
     expect(writer!.mismatches).toBe(0);
     expect(reader!.mismatches).toBe(0);

@@ -13,12 +13,42 @@ import msgpack from 'msgpack-lite';
 import type { z } from 'zod';
 import type { Env } from '../kernel/env.ts';
 import {
-  kCpuDoorbell, kCtlShutdown, kMboxAux, kMboxBytes, kMboxDst, kMboxFloatOff, kMboxFloatWords, kMboxHeaderWords,
-  kMboxOpcode, kMboxPageIn, kMboxPageOff, kMboxPageOut, kMboxPayloadBytes, kMboxPayloadOff, kMboxPid, kMboxReplyLen,
-  kMboxReqLen, kMboxSrc, kMboxState, kMboxStatus, kRecvDoorbell, kRecvPendingBase, kRecvPendingWords, kRecvSleeping,
+  kCpuDoorbell,
+  kCtlShutdown,
+  kMboxAux,
+  kMboxBytes,
+  kMboxDst,
+  kMboxFloatOff,
+  kMboxFloatWords,
+  kMboxHeaderWords,
+  kMboxOpcode,
+  kMboxPageIn,
+  kMboxPageOff,
+  kMboxPageOut,
+  kMboxPayloadBytes,
+  kMboxPayloadOff,
+  kMboxPid,
+  kMboxReplyLen,
+  kMboxReqLen,
+  kMboxSrc,
+  kMboxState,
+  kMboxStatus,
+  kRecvDoorbell,
+  kRecvPendingBase,
+  kRecvPendingWords,
+  kRecvSleeping,
   kNodeStorage,
 } from '../kernel/layout.ts';
-import { FAB_BYTES_IN, FAB_BYTES_OUT, FAB_COUNT, FAB_HIST, FAB_LAT_SUM, kFabricBase, kFabricHistBuckets, kFabricSlot } from '../kernel/stats.ts';
+import {
+  FAB_BYTES_IN,
+  FAB_BYTES_OUT,
+  FAB_COUNT,
+  FAB_HIST,
+  FAB_LAT_SUM,
+  kFabricBase,
+  kFabricHistBuckets,
+  kFabricSlot,
+} from '../kernel/stats.ts';
 import { PAGE_SIZE } from '../uapi/abi.ts';
 import { opInfo } from './opcodes.ts';
 
@@ -32,19 +62,27 @@ export class Mailbox {
   readonly f64: Float64Array;
   readonly page: Uint8Array;
   readonly payload: Uint8Array;
-  constructor(fabric: SharedArrayBuffer, readonly ctx: number) {
+  constructor(
+    fabric: SharedArrayBuffer,
+    readonly ctx: number,
+  ) {
     const base = ctx * kMboxBytes;
     this.hdr = new Int32Array(fabric, base, kMboxHeaderWords);
     this.f64 = new Float64Array(fabric, base + kMboxFloatOff, kMboxFloatWords);
     this.page = new Uint8Array(fabric, base + kMboxPageOff, PAGE_SIZE);
     this.payload = new Uint8Array(fabric, base + kMboxPayloadOff, kMboxPayloadBytes);
   }
-  get vaddr(): number { return this.f64[0]!; }
-  set vaddr(v: number) { this.f64[0] = v; }
+  get vaddr(): number {
+    return this.f64[0]!;
+  }
+  set vaddr(v: number) {
+    this.f64[0] = v;
+  }
 
   writePayload(obj: unknown): number {
     const buf = msgpack.encode(obj);
-    if (buf.length > kMboxPayloadBytes) throw new Error(`fabric: payload of ${buf.length} bytes exceeds the mailbox (${kMboxPayloadBytes})`);
+    if (buf.length > kMboxPayloadBytes)
+      throw new Error(`fabric: payload of ${buf.length} bytes exceeds the mailbox (${kMboxPayloadBytes})`);
     this.payload.set(buf);
     return buf.length;
   }
@@ -59,7 +97,10 @@ export class Mailbox {
       // msgpack-lite needs a Buffer; copy out of shared memory so the decoded object owns its bytes.
       value = msgpack.decode(Buffer.from(this.payload.subarray(0, len)));
     } catch (e) {
-      throw new MalformedMessage(what, `${len} bytes that are not msgpack (${e instanceof Error ? e.message : String(e)})`);
+      throw new MalformedMessage(
+        what,
+        `${len} bytes that are not msgpack (${e instanceof Error ? e.message : String(e)})`,
+      );
     }
     const r = schema.safeParse(value);
     if (!r.success) {
@@ -73,7 +114,10 @@ export class Mailbox {
 
 /** A fabric message whose body does not decode to what its opcode carries (proto.ts). */
 export class MalformedMessage extends Error {
-  constructor(readonly what: string, readonly why: string) {
+  constructor(
+    readonly what: string,
+    readonly why: string,
+  ) {
     super(`fabric: malformed ${what}: ${why}`);
     this.name = 'MalformedMessage';
   }
@@ -134,8 +178,12 @@ export class Fabric {
     h[kMboxAux] = opts.flags ?? 0;
     m.vaddr = opts.vaddr ?? 0;
     h[kMboxReqLen] = opts.payload === undefined ? 0 : m.writePayload(opts.payload);
-    bytesOut += h[kMboxReqLen]!;
-    if (opts.page) { m.page.set(opts.page); h[kMboxPageIn] = 1; bytesOut += PAGE_SIZE; } else h[kMboxPageIn] = 0;
+    bytesOut += h[kMboxReqLen];
+    if (opts.page) {
+      m.page.set(opts.page);
+      h[kMboxPageIn] = 1;
+      bytesOut += PAGE_SIZE;
+    } else h[kMboxPageIn] = 0;
     h[kMboxPageOut] = 0;
     h[kMboxReplyLen] = 0;
     this.serializeLock?.(true);
@@ -160,13 +208,16 @@ export class Fabric {
     this.serializeLock?.(false);
     Atomics.store(h, kMboxState, MBOX_IDLE);
     env.sched('fabric:reply');
-    const replyLen = h[kMboxReplyLen]!;
+    const replyLen = h[kMboxReplyLen];
     const bytesIn = 8 + replyLen + (h[kMboxPageOut] ? PAGE_SIZE : 0);
     this.account(dst, opcode, bytesOut, bytesIn, (performance.now() - t0) * 1000);
     return {
       status: h[kMboxStatus]!,
-      aux: h[kMboxAux]!,
-      body: replyLen > 0 && reply ? m.readPayload(replyLen, reply, `${opInfo(dst, opcode, this.fromMemory).name} reply from node ${dst}`) : undefined,
+      aux: h[kMboxAux],
+      body:
+        replyLen > 0 && reply
+          ? m.readPayload(replyLen, reply, `${opInfo(dst, opcode, this.fromMemory).name} reply from node ${dst}`)
+          : undefined,
       mbox: m,
     };
   }
@@ -214,7 +265,10 @@ export function serveForever(env: Env, node: number, handle: (req: IncomingReque
   const mboxes = new Map<number, Mailbox>();
   const mboxOf = (c: number) => {
     let m = mboxes.get(c);
-    if (!m) { m = new Mailbox(env.sh.fabric, c); mboxes.set(c, m); }
+    if (!m) {
+      m = new Mailbox(env.sh.fabric, c);
+      mboxes.set(c, m);
+    }
     return m;
   };
   let idle = 0;
@@ -229,19 +283,28 @@ export function serveForever(env: Env, node: number, handle: (req: IncomingReque
         dispatchOne(env, node, mboxOf(w * 32 + b), handle);
       }
     }
-    if (any) { idle = 0; continue; }
+    if (any) {
+      idle = 0;
+      continue;
+    }
     if (Atomics.load(ctl, kCtlShutdown) !== 0) return;
     if (++idle < 200) continue;
     const seen = Atomics.load(recv, base + kRecvDoorbell);
     Atomics.store(recv, base + kRecvSleeping, 1);
     let pending = false;
-    for (let w = 0; w < kRecvPendingWords; w++) if (Atomics.load(recv, base + kRecvPendingBase + w) !== 0) pending = true;
+    for (let w = 0; w < kRecvPendingWords; w++)
+      if (Atomics.load(recv, base + kRecvPendingBase + w) !== 0) pending = true;
     if (!pending) Atomics.wait(recv, base + kRecvDoorbell, seen, 50);
     Atomics.store(recv, base + kRecvSleeping, 0);
   }
 }
 
-function dispatchOne(env: Env, node: number, m: Mailbox, handle: (req: IncomingRequest, out: ReplyWriter) => void): void {
+function dispatchOne(
+  env: Env,
+  node: number,
+  m: Mailbox,
+  handle: (req: IncomingRequest, out: ReplyWriter) => void,
+): void {
   const h = m.hdr;
   if (Atomics.load(h, kMboxState) !== MBOX_POSTED) return;
   const reqLen = h[kMboxReqLen]!;
@@ -254,7 +317,12 @@ function dispatchOne(env: Env, node: number, m: Mailbox, handle: (req: IncomingR
     mbox: m,
     hasPage: h[kMboxPageIn] === 1,
     bodyLen: reqLen,
-    body: <T>(schema: z.ZodType<T>) => m.readPayload(reqLen, schema, `${opInfo(node, h[kMboxOpcode] ?? 0, h[kMboxSrc] === env.sh.geo.ctx.memory).name} request from ctx ${h[kMboxSrc]}`),
+    body: <T>(schema: z.ZodType<T>) =>
+      m.readPayload(
+        reqLen,
+        schema,
+        `${opInfo(node, h[kMboxOpcode] ?? 0, h[kMboxSrc] === env.sh.geo.ctx.memory).name} request from ctx ${h[kMboxSrc]}`,
+      ),
   };
   let replied = false;
   const out: ReplyWriter = {
@@ -262,21 +330,30 @@ function dispatchOne(env: Env, node: number, m: Mailbox, handle: (req: IncomingR
       h[kMboxStatus] = status;
       h[kMboxAux] = aux;
       h[kMboxReplyLen] = body === undefined ? 0 : m.writePayload(body);
-      if (page) { m.page.set(page); h[kMboxPageOut] = 1; } else h[kMboxPageOut] = 0;
+      if (page) {
+        m.page.set(page);
+        h[kMboxPageOut] = 1;
+      } else h[kMboxPageOut] = 0;
       replied = true;
     },
   };
   try {
     handle(req, out);
   } catch (e) {
-    env.printk('error', `${env.name}: handler for opcode ${req.opcode} from ctx ${req.src} failed: ${(e as Error).stack ?? e}`);
+    env.printk(
+      'error',
+      `${env.name}: handler for opcode ${req.opcode} from ctx ${req.src} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,
+    );
     h[kMboxStatus] = -5; // -EIO
     h[kMboxReplyLen] = 0;
     replied = true;
     throw e;
   } finally {
     // "Handler MUST call reply message" (managers/memory/core.c): a handler that forgot is a bug.
-    if (!replied) { h[kMboxStatus] = -5; h[kMboxReplyLen] = 0; }
+    if (!replied) {
+      h[kMboxStatus] = -5;
+      h[kMboxReplyLen] = 0;
+    }
     Atomics.store(h, kMboxState, MBOX_REPLIED);
     const db = env.sh.cpuIdx(req.src, kCpuDoorbell);
     Atomics.add(env.sh.ctl, db, 1);

@@ -25,7 +25,10 @@ export const M2S_READ = 0;
 export const M2S_WRITE = 1;
 
 /** Fabric statistics slot and printable name of an (destination, opcode) pair. */
-export interface OpInfo { slot: number; name: string }
+export interface OpInfo {
+  slot: number;
+  name: string;
+}
 const P2M: Record<number, OpInfo> = {
   [P2M_PCACHE_MISS]: { slot: 0, name: 'P2M_PCACHE_MISS' },
   [P2M_PCACHE_FLUSH]: { slot: 1, name: 'P2M_PCACHE_FLUSH' },

@@ -13,7 +13,12 @@ import { z } from 'zod';
 
 /** One page-table operation M performed while changing the address space, replayed by P in order. */
 export const zPtOp = z.discriminatedUnion('op', [
-  z.object({ op: z.literal('zap'), start: z.number(), len: z.number(), why: z.enum(['munmap', 'brk', 'mmap-fixed', 'mremap']).optional() }),
+  z.object({
+    op: z.literal('zap'),
+    start: z.number(),
+    len: z.number(),
+    why: z.enum(['munmap', 'brk', 'mmap-fixed', 'mremap']).optional(),
+  }),
   z.object({ op: z.literal('move'), old: z.number(), new: z.number(), len: z.number() }),
 ]);
 export type PtOp = z.infer<typeof zPtOp>;
@@ -33,14 +38,21 @@ export const zMmapReq = z.object({
   prot: z.number(),
   flags: z.number(),
   offset: z.number(),
-  file: z.object({ path: z.string(), size: z.number(), readOnly: z.boolean() }).optional(),
+  /** the file of a file mapping (its S-side stat), null for an anonymous one */
+  file: z.object({ path: z.string(), size: z.number(), readOnly: z.boolean() }).nullish(),
 });
 export type MmapReq = z.infer<typeof zMmapReq>;
 export const zMunmapReq = z.object({ addr: z.number(), len: z.number() });
 export type MunmapReq = z.infer<typeof zMunmapReq>;
 export const zMprotectReq = z.object({ addr: z.number(), len: z.number(), prot: z.number() });
 export type MprotectReq = z.infer<typeof zMprotectReq>;
-export const zMremapReq = z.object({ addr: z.number(), oldLen: z.number(), newLen: z.number(), flags: z.number(), newAddr: z.number() });
+export const zMremapReq = z.object({
+  addr: z.number(),
+  oldLen: z.number(),
+  newLen: z.number(),
+  flags: z.number(),
+  newAddr: z.number(),
+});
 export type MremapReq = z.infer<typeof zMremapReq>;
 export const zBrkReq = z.object({ brk: z.number() });
 export type BrkReq = z.infer<typeof zBrkReq>;
@@ -55,20 +67,47 @@ export type ExitReply = z.infer<typeof zExitReply>;
 export const zStorageReq = z.record(z.string(), z.unknown());
 export type StorageReq = z.infer<typeof zStorageReq>;
 /** P2S_OPEN: status = fd or -errno */
-export interface OpenReq { path: string; flags: number; mode: number }
+export interface OpenReq {
+  path: string;
+  flags: number;
+  mode: number;
+}
 /** P2S_READ: up to 4096 bytes from the fd's position; reply aux = bytes read, data in the page area. */
-export interface ReadReq { fd: number; count: number }
+export interface ReadReq {
+  fd: number;
+  count: number;
+}
 /** P2S_WRITE: `count` (<= 4096) bytes in the request page area; status = bytes written or -errno. */
-export interface WriteReq { fd: number; count: number }
+export interface WriteReq {
+  fd: number;
+  count: number;
+}
 /** P2S_CLOSE: fd = -1 closes every fd of the process (exit). */
-export interface CloseReq { fd: number }
+export interface CloseReq {
+  fd: number;
+}
 /** P2S_STAT by fd (fstat, and mmap of a file): reply body StatReply. */
-export interface StatReq { fd: number }
-export const zStatReply = z.object({ path: z.string(), size: z.number(), mode: z.number(), ino: z.number(), readOnly: z.boolean() });
+export interface StatReq {
+  fd: number;
+}
+export const zStatReply = z.object({
+  path: z.string(),
+  size: z.number(),
+  mode: z.number(),
+  ino: z.number(),
+  readOnly: z.boolean(),
+});
 export type StatReply = z.infer<typeof zStatReply>;
-export interface LseekReq { fd: number; offset: number; whence: number }
+export interface LseekReq {
+  fd: number;
+  offset: number;
+  whence: number;
+}
 /** LseekReply: the new offset (may exceed 32 bits) */
 export const zLseekReply = z.object({ ret: z.number() });
 export type LseekReply = z.infer<typeof zLseekReply>;
 /** M2S_READ: a page of a file at `offset`; reply aux = valid bytes (the rest of the page is zero). */
-export interface M2sReadReq { path: string; offset: number }
+export interface M2sReadReq {
+  path: string;
+  offset: number;
+}

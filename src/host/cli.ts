@@ -47,14 +47,16 @@ interface Job {
   verify(out: RunOutcome, m: Machine): { ok: boolean; summary: string; details: Record<string, unknown> };
 }
 
-
 type ThreadProgress = Map<number, { done: number; total: number }>;
 
 /** Iterations done and to do, summed over the threads that report progress. */
 function sumProgress(threads: ThreadProgress): { done: number; total: number } {
   let done = 0;
   let total = 0;
-  for (const p of threads.values()) { done += p.done; total += p.total; }
+  for (const p of threads.values()) {
+    done += p.done;
+    total += p.total;
+  }
   return { done, total };
 }
 
@@ -81,7 +83,14 @@ class ProgressView {
     if (!this.bar) {
       this.statusLine?.stop();
       this.statusLine = undefined;
-      this.bar = new cliProgress.SingleBar({ format: ' {bar} {percentage}% | {value}/{total} iterations | {duration_formatted}', stream: process.stderr, hideCursor: true }, cliProgress.Presets.shades_classic);
+      this.bar = new cliProgress.SingleBar(
+        {
+          format: ' {bar} {percentage}% | {value}/{total} iterations | {duration_formatted}',
+          stream: process.stderr,
+          hideCursor: true,
+        },
+        cliProgress.Presets.shades_classic,
+      );
       this.bar.start(t, d);
     }
     this.bar.setTotal(t);
@@ -91,20 +100,31 @@ class ProgressView {
   status(text: string): void {
     if (this.bar) return;
     if (!this.statusLine) {
-      this.statusLine = new cliProgress.SingleBar({ format: ' {status}', stream: process.stderr, hideCursor: true, clearOnComplete: true });
+      this.statusLine = new cliProgress.SingleBar({
+        format: ' {status}',
+        stream: process.stderr,
+        hideCursor: true,
+        clearOnComplete: true,
+      });
       this.statusLine.start(1, 0, { status: text });
     } else this.statusLine.update(0, { status: text });
   }
   /** print above the line: on stderr, or on stdout (which may be a pipe while stderr is the TTY) */
   log(text: string, out: NodeJS.WriteStream = process.stderr): void {
     const line = this.bar ?? this.statusLine;
-    if (!line) { out.write(text); return; }
+    if (!line) {
+      out.write(text);
+      return;
+    }
     // clear the line, print, and let the bar redraw below
     process.stderr.write('\r\x1b[K');
     out.write(text);
     line.render();
   }
-  stop(): void { this.bar?.stop(); this.statusLine?.stop(); }
+  stop(): void {
+    this.bar?.stop();
+    this.statusLine?.stop();
+  }
 }
 
 /**
@@ -115,13 +135,19 @@ function readHostFile(file: string, what: string, limit: { bytes: number; why: s
   try {
     const st = fs.statSync(file);
     if (st.isDirectory()) throw new UsageError(`${what} ${file} is a directory; give a file`);
-    if (!st.isFile()) throw new UsageError(`${what} ${file} is not a regular file (a device, FIFO or socket); give a regular file`);
-    if (st.size > limit.bytes) throw new UsageError(`${what} ${file} is ${fmtBytes(st.size)}, more than ${limit.why} (${fmtBytes(limit.bytes)})`);
+    if (!st.isFile())
+      throw new UsageError(`${what} ${file} is not a regular file (a device, FIFO or socket); give a regular file`);
+    if (st.size > limit.bytes)
+      throw new UsageError(
+        `${what} ${file} is ${fmtBytes(st.size)}, more than ${limit.why} (${fmtBytes(limit.bytes)})`,
+      );
     return fs.readFileSync(file);
   } catch (e) {
     if (e instanceof UsageError) throw e;
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UsageError(`${what} ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`);
+    throw new UsageError(
+      `${what} ${file}: ${code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : (e as Error).message}`,
+    );
   }
 }
 
@@ -138,17 +164,23 @@ function inputLimit(cfg: MachineConfig): { bytes: number; why: string } {
 
 function threadsOption(o: RunOptions, cfg: MachineConfig, fallback: number): number {
   const t = o.threads === undefined ? fallback : Number(o.threads);
-  if (!Number.isInteger(t) || t < 1) throw new UsageError(`--threads ${excerpt(o.threads ?? '')} must be a positive integer`);
-  if (t > cfg.cpus) throw new UsageError(`--threads ${t} exceeds --cpus ${cfg.cpus}: splitkern runs one user thread per CPU without preemption; raise --cpus or lower --threads`);
+  if (!Number.isInteger(t) || t < 1)
+    throw new UsageError(`--threads ${excerpt(o.threads ?? '')} must be a positive integer`);
+  if (t > cfg.cpus)
+    throw new UsageError(
+      `--threads ${t} exceeds --cpus ${cfg.cpus}: splitkern runs one user thread per CPU without preemption; raise --cpus or lower --threads`,
+    );
   return t;
 }
 
 function prepare(workload: Workload, args: string[], o: RunOptions, cfg: MachineConfig): Job {
   if (workload === 'word_count') {
-    if (args.length > 1) throw new UsageError(`word_count takes at most one FILE, got ${args.length}: ${args.join(' ')}`);
+    if (args.length > 1)
+      throw new UsageError(`word_count takes at most one FILE, got ${args.length}: ${args.join(' ')}`);
     const top = o.top === undefined ? 10 : Number(o.top);
     // The program's own limit (word_count's argument parser, Phoenix's "top N"): 1 or more.
-    if (!Number.isInteger(top) || top < 1 || top > 1_000_000) throw new UsageError(`--top ${excerpt(o.top ?? '')} must be an integer from 1 to 1000000`);
+    if (!Number.isInteger(top) || top < 1 || top > 1_000_000)
+      throw new UsageError(`--top ${excerpt(o.top ?? '')} must be an integer from 1 to 1000000`);
     const threads = threadsOption(o, cfg, cfg.cpus);
     let input: Uint8Array;
     let sPath: string;
@@ -174,7 +206,8 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
       memFiles,
       describe: `${describe}, ${threads} thread${threads > 1 ? 's' : ''}`,
       verify(out) {
-        const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'word_count') as { words: Array<[string, number]>; totalWords: number; uniqueWords: number } | undefined;
+        const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'word_count') as
+          { words: Array<[string, number]>; totalWords: number; uniqueWords: number } | undefined;
         const expected = countWords(input);
         if (!rep) return { ok: false, summary: 'no result: the program did not finish', details: {} };
         const cmp = compareWordCounts(sortCounts(expected), rep.words);
@@ -185,14 +218,22 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
           summary: cmp.ok
             ? `matches an independent count (${total} words, ${expected.size} distinct)`
             : `MISMATCH against an independent count: ${cmp.firstDifference}`,
-          details: { expectedWords: total, expectedDistinct: expected.size, words: rep.totalWords, distinct: rep.uniqueWords, firstDifference: cmp.firstDifference, top: rep.words.slice(0, top) },
+          details: {
+            expectedWords: total,
+            expectedDistinct: expected.size,
+            words: rep.totalWords,
+            distinct: rep.uniqueWords,
+            firstDifference: cmp.firstDifference,
+            top: rep.words.slice(0, top),
+          },
         };
       },
     };
   }
   if (workload === 'dpkg-status') {
     if (args.length > 1) throw new UsageError(`dpkg-status takes at most one FILE, got ${args.length}`);
-    if (cfg.topology === '1P-1M') throw new UsageError('dpkg-status reads and writes files on S: use --topology 1P-1M-1S');
+    if (cfg.topology === '1P-1M')
+      throw new UsageError('dpkg-status reads and writes files on S: use --topology 1P-1M-1S');
     const memFiles: Record<string, Uint8Array> = {};
     let input: Uint8Array;
     let sPath: string;
@@ -203,7 +244,8 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
       describe = `dpkg-status on ${args[0]} (${fmtBytes(input.length)})`;
     } else {
       const n = o.packages === undefined ? 2000 : Number(o.packages);
-      if (!Number.isInteger(n) || n < 1 || n > 200000) throw new UsageError(`--packages ${o.packages} must be an integer between 1 and 200000`);
+      if (!Number.isInteger(n) || n < 1 || n > 200000)
+        throw new UsageError(`--packages ${o.packages} must be an integer between 1 and 200000`);
       input = genDpkgStatus(cfg.seed, n);
       sPath = `/splitkern/input/status-seed${cfg.seed}`;
       memFiles[sPath] = input;
@@ -212,9 +254,15 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
     if (cfg.outPath !== undefined) {
       // Checked now, not after the run: the directory must exist and the path must not be one.
       const dir = path.dirname(path.resolve(cfg.outPath));
-      if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--out ${cfg.outPath}: directory ${dir} does not exist`);
-      if (fs.statSync(cfg.outPath, { throwIfNoEntry: false })?.isDirectory()) throw new UsageError(`--out ${cfg.outPath} is a directory; give a file path`);
-      try { fs.accessSync(dir, fs.constants.W_OK); } catch { throw new UsageError(`--out ${cfg.outPath}: directory ${dir} is not writable`); }
+      if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory())
+        throw new UsageError(`--out ${cfg.outPath}: directory ${dir} does not exist`);
+      if (fs.statSync(cfg.outPath, { throwIfNoEntry: false })?.isDirectory())
+        throw new UsageError(`--out ${cfg.outPath} is a directory; give a file path`);
+      try {
+        fs.accessSync(dir, fs.constants.W_OK);
+      } catch {
+        throw new UsageError(`--out ${cfg.outPath}: directory ${dir} is not writable`);
+      }
     }
     const outPath = '/splitkern/out/status';
     return {
@@ -224,8 +272,10 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
       describe,
       verify(out, m) {
         const written = m.files.get(outPath);
-        const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'dpkg-status') as { records: number; recordOffsets?: number[] } | undefined;
-        if (!written) return { ok: false, summary: 'no output: the program did not write its status file', details: {} };
+        const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'dpkg-status') as
+          { records: number; recordOffsets?: number[] } | undefined;
+        if (!written)
+          return { ok: false, summary: 'no output: the program did not write its status file', details: {} };
         if (m.cfg.outPath) fs.writeFileSync(m.cfg.outPath, written);
         const cmp = compareBytes(input, written, rep?.recordOffsets);
         return {
@@ -233,7 +283,13 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
           summary: cmp.ok
             ? `output equals the input byte for byte (${input.length} bytes, ${rep?.records ?? '?'} records)`
             : `MISMATCH at offset ${cmp.offset}: ${cmp.detail ?? ''}`,
-          details: { bytes: input.length, written: written.length, records: rep?.records, offset: cmp.offset, detail: cmp.detail },
+          details: {
+            bytes: input.length,
+            written: written.length,
+            records: rep?.records,
+            offset: cmp.offset,
+            detail: cmp.detail,
+          },
         };
       },
     };
@@ -242,7 +298,13 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
     if (args.length > 0) throw new UsageError(`mremap-stress takes options, not arguments: ${args.join(' ')}`);
     const threads = threadsOption(o, cfg, cfg.cpus);
     const argv = ['--threads', String(threads)];
-    for (const [flag, v] of [['--regions', o.regions], ['--pages', o.pages], ['--iterations', o.iterations], ['--seconds', o.seconds], ['--pattern', o.pattern]] as const) {
+    for (const [flag, v] of [
+      ['--regions', o.regions],
+      ['--pages', o.pages],
+      ['--iterations', o.iterations],
+      ['--seconds', o.seconds],
+      ['--pattern', o.pattern],
+    ] as const) {
       if (v !== undefined) argv.push(flag, v);
     }
     const opts = parseStressArgs(argv);
@@ -253,22 +315,28 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
       memFiles: {},
       describe: `mremap-stress: ${threads} thread${threads > 1 ? 's' : ''}, ${opts.regions} regions of ${opts.pages} pages each, ${opts.iterations} iterations, pattern ${opts.pattern}`,
       verify(out) {
-        const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'mremap-stress') as StressReport | undefined;
+        const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'mremap-stress') as
+          StressReport | undefined;
         if (!rep) return { ok: false, summary: 'no result: the program did not finish', details: {} };
         return {
           ok: rep.failures === 0,
-          summary: rep.failures === 0
-            ? `every page verified (${rep.pagesVerified} page checks, ${rep.moves} moves: ${rep.fastMoves} same-set, ${rep.slowMoves} cross-set)`
-            : `CORRUPTION: ${rep.firstFailure?.message ?? '?'}`,
+          summary:
+            rep.failures === 0
+              ? `every page verified (${rep.pagesVerified} page checks, ${rep.moves} moves: ${rep.fastMoves} same-set, ${rep.slowMoves} cross-set)`
+              : `CORRUPTION: ${rep.firstFailure?.message ?? '?'}`,
           details: { ...rep },
         };
       },
     };
   }
   // script
-  if (args.length !== 1) throw new UsageError('script needs exactly one scenario FILE (JSON Lines; see traces/README.md)');
+  if (args.length !== 1)
+    throw new UsageError('script needs exactly one scenario FILE (JSON Lines; see traces/README.md)');
   const file = args[0]!;
-  const text = readHostFile(file, 'script: scenario', { bytes: kMaxScenarioBytes, why: 'a scenario may hold' }).toString('utf8');
+  const text = readHostFile(file, 'script: scenario', {
+    bytes: kMaxScenarioBytes,
+    why: 'a scenario may hold',
+  }).toString('utf8');
   let sc;
   try {
     sc = parseScenario(text, file);
@@ -276,7 +344,10 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
     if (e instanceof ScenarioError) throw new UsageError(e.message);
     throw e;
   }
-  if (sc.threads > cfg.cpus) throw new UsageError(`${file}: the scenario has ${sc.threads} threads but --cpus is ${cfg.cpus}; run it with --cpus ${sc.threads}`);
+  if (sc.threads > cfg.cpus)
+    throw new UsageError(
+      `${file}: the scenario has ${sc.threads} threads but --cpus is ${cfg.cpus}; run it with --cpus ${sc.threads}`,
+    );
   return {
     program: 'script',
     argv: [text, file],
@@ -287,7 +358,10 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
       if (!rep) return { ok: false, summary: 'no result: the scenario did not finish', details: {} };
       return {
         ok: rep.failures === 0,
-        summary: rep.failures === 0 ? `all ${rep.steps} steps as expected` : `${rep.failures} of ${rep.steps} steps failed; first: ${rep.firstFailure?.message ?? '?'}`,
+        summary:
+          rep.failures === 0
+            ? `all ${rep.steps} steps as expected`
+            : `${rep.failures} of ${rep.steps} steps failed; first: ${rep.firstFailure?.message ?? '?'}`,
         details: { ...rep },
       };
     },
@@ -303,24 +377,37 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
     throw new UsageError(`--files ${cfg.filesDir} is not a directory`);
   }
   const heartbeatSec = parseNumber(o.heartbeat ?? '10', '--heartbeat');
-  if (heartbeatSec > 3600) throw new UsageError(`--heartbeat ${o.heartbeat} is too long: at most 3600 seconds (0 turns it off)`);
+  if (heartbeatSec > 3600)
+    throw new UsageError(`--heartbeat ${o.heartbeat} is too long: at most 3600 seconds (0 turns it off)`);
   const job = prepare(workload as Workload, args, o, cfg);
   const stdoutChunks: Buffer[] = [];
-  const out = (s: string) => { if (!cfg.json) process.stdout.write(s); };
+  const out = (s: string) => {
+    if (!cfg.json) process.stdout.write(s);
+  };
   // A progress bar on a TTY for programs that report progress (mremap-stress); log lines go above it.
   const progress = !cfg.json && process.stderr.isTTY ? new ProgressView() : undefined;
-  const machine = new Machine(cfg, {
-    console(fd, _pid, data) {
-      if (cfg.json) { if (fd === 1) stdoutChunks.push(Buffer.from(data)); else process.stderr.write(data); }
-      else if (progress) progress.log(Buffer.from(data).toString('utf8'), fd === 1 ? process.stdout : process.stderr);
-      else (fd === 1 ? process.stdout : process.stderr).write(data);
+  const machine = new Machine(
+    cfg,
+    {
+      console(fd, _pid, data) {
+        if (cfg.json) {
+          if (fd === 1) stdoutChunks.push(Buffer.from(data));
+          else process.stderr.write(data);
+        } else if (progress)
+          progress.log(Buffer.from(data).toString('utf8'), fd === 1 ? process.stdout : process.stderr);
+        else (fd === 1 ? process.stdout : process.stderr).write(data);
+      },
+      log(line) {
+        if (progress) progress.log(`${line}\n`);
+        else process.stderr.write(`${line}\n`);
+      },
+      progress(tid, done, total) {
+        progressDone.set(tid, { done, total });
+        progress?.update(tid, done, total);
+      },
     },
-    log(line) {
-      if (progress) progress.log(`${line}\n`);
-      else process.stderr.write(`${line}\n`);
-    },
-    progress(tid, done, total) { progressDone.set(tid, { done, total }); progress?.update(tid, done, total); },
-  }, job.memFiles);
+    job.memFiles,
+  );
   const progressDone = new Map<number, { done: number; total: number }>();
   let outcome: RunOutcome | undefined;
   let failure: EmulatorFailure | undefined;
@@ -331,12 +418,20 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   let interrupted: NodeJS.Signals | undefined;
   let interruptMs = 0;
   const onSignal = (sig: NodeJS.Signals): void => {
-    if (interrupted) { machine.fail(`${sig} again: forced stop`); return; }
+    if (interrupted) {
+      machine.fail(`${sig} again: forced stop`);
+      return;
+    }
     interrupted = sig;
     interruptMs = performance.now();
-    process.stderr.write(`\nsplitkern: ${sig}: stopping the workload (${sig === 'SIGINT' ? 'Ctrl-C' : 'SIGTERM'} again to force)\n`);
+    process.stderr.write(
+      `\nsplitkern: ${sig}: stopping the workload (${sig === 'SIGINT' ? 'Ctrl-C' : 'SIGTERM'} again to force)\n`,
+    );
     machine.interrupt(sig === 'SIGINT' ? SIGINT_NO : SIGTERM_NO);
-    setTimeout(() => machine.fail(`the workload did not stop within ${kStopGraceMs / 1000} s of ${sig}`), kStopGraceMs).unref();
+    setTimeout(
+      () => machine.fail(`the workload did not stop within ${kStopGraceMs / 1000} s of ${sig}`),
+      kStopGraceMs,
+    ).unref();
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -348,10 +443,17 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
     if (interrupted) throw machine.fail(`${interrupted} during boot`);
     // The sign of life of a long run: on a TTY a progress line (the program's bar, or a status line
     // of the counters redrawn every second); otherwise a heartbeat line every --heartbeat seconds.
-    const beat = heartbeatSec > 0 ? setInterval(() => {
-      const line = heartbeatLine(machine, progressDone, (machine.env.nowMs() - runStartMs) / 1000);
-      if (progress) progress.status(line); else process.stderr.write(`${line}\n`);
-    }, progress ? 1000 : heartbeatSec * 1000) : undefined;
+    const beat =
+      heartbeatSec > 0
+        ? setInterval(
+            () => {
+              const line = heartbeatLine(machine, progressDone, (machine.env.nowMs() - runStartMs) / 1000);
+              if (progress) progress.status(line);
+              else process.stderr.write(`${line}\n`);
+            },
+            progress ? 1000 : heartbeatSec * 1000,
+          )
+        : undefined;
     beat?.unref();
     try {
       outcome = await machine.run(job.program, job.argv);
@@ -360,7 +462,10 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
     }
     if (cfg.check !== 'none') {
       const r = stopMachine(machine.env, cfg.sweep, () => checkQuiescent(machine.k, 'end of run'));
-      machine.env.printk('info', `check: end of run: ${r.checked.lines} lines, ${r.checked.rmaps} rmaps, ${r.checked.ptes} PTEs, ${r.checked.sets} sets checked, ${r.violations} violations`);
+      machine.env.printk(
+        'info',
+        `check: end of run: ${r.checked.lines} lines, ${r.checked.rmaps} rmaps, ${r.checked.ptes} PTEs, ${r.checked.sets} sets checked, ${r.violations} violations`,
+      );
     }
   } catch (e) {
     if (e instanceof EmulatorFailure) failure = e;
@@ -372,11 +477,26 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
     process.off('SIGTERM', onSignal);
   }
   const stats = collectStats(machine.sh);
-  if (interrupted) return interruptedSummary(interrupted, { cfg, machine, outcome, failure, stats, progressDone, t0, interruptMs, runStartMs, out });
+  if (interrupted)
+    return interruptedSummary(interrupted, {
+      cfg,
+      machine,
+      outcome,
+      failure,
+      stats,
+      progressDone,
+      t0,
+      interruptMs,
+      runStartMs,
+      out,
+    });
   if (failure || !outcome) {
     const msg = failure?.message ?? 'the run did not complete';
     process.stderr.write(`splitkern: emulator failure: ${msg.split('\n')[0]}\n`);
-    if (cfg.json) process.stdout.write(`${JSON.stringify({ ok: false, exitCode: 3, error: msg, seed: cfg.seed, config: cfg, violations: machine.violations, violationCount: machine.violationCount, violationsDropped: machine.violationsDropped, wallMs: Math.round(performance.now() - t0), runStartMs: Math.round(runStartMs * 1000) / 1000, stats }, null, 2)}\n`);
+    if (cfg.json)
+      process.stdout.write(
+        `${JSON.stringify({ ok: false, exitCode: 3, error: msg, seed: cfg.seed, config: cfg, violations: machine.violations, violationCount: machine.violationCount, violationsDropped: machine.violationsDropped, wallMs: Math.round(performance.now() - t0), runStartMs: Math.round(runStartMs * 1000) / 1000, stats }, null, 2)}\n`,
+      );
     return 3;
   }
   const v = job.verify(outcome, machine);
@@ -388,27 +508,40 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   const nViolations = machine.violationCount;
   const ok = v.ok && nViolations === 0 && m.signal === 0 && m.exit === 0;
   if (cfg.json) {
-    process.stdout.write(`${JSON.stringify({
-      ok,
-      exitCode: ok ? 0 : 1,
-      workload,
-      describe: job.describe,
-      seed: cfg.seed,
-      config: { ...cfg },
-      process: { pid: outcome.pid, exit: m.exit, signal: m.signal, faultAddr: m.faultAddr === undefined || m.faultAddr < 0 ? undefined : hex(m.faultAddr) },
-      verification: { ok: v.ok, summary: v.summary, ...v.details },
-      violations,
-      violationCount: nViolations,
-      violationsDropped: machine.violationsDropped,
-      output: Buffer.concat(stdoutChunks).toString('utf8'),
-      wallMs: Math.round(outcome.wallMs),
-      runStartMs: Math.round(runStartMs * 1000) / 1000,
-      bootMs: Math.round(machine.bootMs),
-      logDropped: machine.logDropped,
-      stats,
-    }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify(
+        {
+          ok,
+          exitCode: ok ? 0 : 1,
+          workload,
+          describe: job.describe,
+          seed: cfg.seed,
+          config: { ...cfg },
+          process: {
+            pid: outcome.pid,
+            exit: m.exit,
+            signal: m.signal,
+            faultAddr: m.faultAddr === undefined || m.faultAddr < 0 ? undefined : hex(m.faultAddr),
+          },
+          verification: { ok: v.ok, summary: v.summary, ...v.details },
+          violations,
+          violationCount: nViolations,
+          violationsDropped: machine.violationsDropped,
+          output: Buffer.concat(stdoutChunks).toString('utf8'),
+          wallMs: Math.round(outcome.wallMs),
+          runStartMs: Math.round(runStartMs * 1000) / 1000,
+          bootMs: Math.round(machine.bootMs),
+          logDropped: machine.logDropped,
+          stats,
+        },
+        null,
+        2,
+      )}\n`,
+    );
   } else {
-    out(`\n== splitkern ${cfg.topology}, ${cfg.cpus} CPUs, pcache ${fmtBytes(cfg.pcacheBytes)} ${cfg.ways}-way, seed ${cfg.seed}, kernel ${cfg.kernel}${cfg.bugs.length ? ` (bugs: ${cfg.bugs.join(', ')})` : ''}\n`);
+    out(
+      `\n== splitkern ${cfg.topology}, ${cfg.cpus} CPUs, pcache ${fmtBytes(cfg.pcacheBytes)} ${cfg.ways}-way, seed ${cfg.seed}, kernel ${cfg.kernel}${cfg.bugs.length ? ` (bugs: ${cfg.bugs.join(', ')})` : ''}\n`,
+    );
     out(`${job.describe}: process ${proc}, ${(outcome.wallMs / 1000).toFixed(2)} s\n`);
     out(`verification: ${v.ok ? 'OK' : 'FAILED'}: ${v.summary}\n`);
     if (cfg.check !== 'none' || nViolations) out(`violations (--check ${cfg.check}): ${violationLine(machine)}\n`);
@@ -457,14 +590,36 @@ function interruptedSummary(sig: NodeJS.Signals, r: InterruptedRun): number {
   const stopMs = Math.round(performance.now() - r.interruptMs);
   const how = r.failure ? `forced: ${r.failure.message.split('\n')[0]}` : `stopped cleanly in ${stopMs} ms`;
   if (cfg.json) {
-    process.stdout.write(`${JSON.stringify({
-      ok: false, exitCode: code, interrupted: sig, stopMs, forced: r.failure !== undefined, seed: cfg.seed, config: cfg,
-      progress: { done, total }, verification: { ok: false, summary: `interrupted by ${sig}: not verified` },
-      violations, violationCount: machine.violationCount, violationsDropped: machine.violationsDropped, wallMs: Math.round(performance.now() - r.t0), runStartMs: Math.round(r.runStartMs * 1000) / 1000, stats,
-    }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify(
+        {
+          ok: false,
+          exitCode: code,
+          interrupted: sig,
+          stopMs,
+          forced: r.failure !== undefined,
+          seed: cfg.seed,
+          config: cfg,
+          progress: { done, total },
+          verification: { ok: false, summary: `interrupted by ${sig}: not verified` },
+          violations,
+          violationCount: machine.violationCount,
+          violationsDropped: machine.violationsDropped,
+          wallMs: Math.round(performance.now() - r.t0),
+          runStartMs: Math.round(r.runStartMs * 1000) / 1000,
+          stats,
+        },
+        null,
+        2,
+      )}\n`,
+    );
   } else {
-    r.out(`\n== splitkern ${cfg.topology}, ${cfg.cpus} CPUs, seed ${cfg.seed}, kernel ${cfg.kernel}: INTERRUPTED by ${sig} (${how})\n`);
-    r.out(`partial: ${progress}, ${stats.mremap.pagesMoved} pages moved, ${stats.faults.total} faults; the workload did not finish, so it is not verified\n`);
+    r.out(
+      `\n== splitkern ${cfg.topology}, ${cfg.cpus} CPUs, seed ${cfg.seed}, kernel ${cfg.kernel}: INTERRUPTED by ${sig} (${how})\n`,
+    );
+    r.out(
+      `partial: ${progress}, ${stats.mremap.pagesMoved} pages moved, ${stats.faults.total} faults; the workload did not finish, so it is not verified\n`,
+    );
     r.out(`violations so far: ${violationLine(machine)}\n`);
     for (const x of violations.slice(0, 5)) r.out(`  ${x.kind}: ${x.text}\n`);
     r.out(`${formatStats(stats)}\n`);
@@ -484,8 +639,19 @@ function addRunOptions(cmd: Command): Command {
     .option('--sweep', 'run the kevict_sweepd kernel thread')
     .option('--sweep-interval <ms>', 'pause between two sweeps of the whole pcache', '10')
     .option('--seed <n>', 'seed for generated inputs and random choices', '1')
-    .addOption(new Option('--check <when>', 'run the invariant checker: at process exit and at the end (end), also after every address-space syscall (syscall), or also every 100 ms (periodic)').choices(['none', 'end', 'syscall', 'periodic']).default('none'))
-    .addOption(new Option('--log-level <level>', 'kernel log level on stderr').choices(['error', 'warn', 'info', 'debug']).default('info'))
+    .addOption(
+      new Option(
+        '--check <when>',
+        'run the invariant checker: at process exit and at the end (end), also after every address-space syscall (syscall), or also every 100 ms (periodic)',
+      )
+        .choices(['none', 'end', 'syscall', 'periodic'])
+        .default('none'),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'kernel log level on stderr')
+        .choices(['error', 'warn', 'info', 'debug'])
+        .default('info'),
+    )
     .option('--json', 'machine-readable summary on stdout')
     .option('--files <dir>', 'host directory relative input paths on S resolve against')
     .option('--out <path>', 'dpkg-status: also write the output file here on the host')
@@ -499,9 +665,20 @@ function addRunOptions(cmd: Command): Command {
     .option('--seconds <s>', 'mremap-stress: time budget (0 = none)')
     .option('--pattern <p>', 'mremap-stress: chain, pingpong or random')
     .option('--watchdog <sec>', 'soft-lockup watchdog threshold', '20')
-    .option('--heartbeat <sec>', 'a one-line sign of life on stderr every <sec> seconds of a run (on a TTY: a progress line redrawn every second; 0 = off)', '10')
-    .option('--bug <names>', 'switch historical bugs back on (comma-separated; see `splitkern bugs`)', (v: string, prev: string[] | undefined) => [...(prev ?? []), v])
-    .option('--kernel <preset>', 'a historical kernel as a set of bug flags: fixed, legoos-head, legoos-2018-02-03, legoos-2018-02-01')
+    .option(
+      '--heartbeat <sec>',
+      'a one-line sign of life on stderr every <sec> seconds of a run (on a TTY: a progress line redrawn every second; 0 = off)',
+      '10',
+    )
+    .option(
+      '--bug <names>',
+      'switch historical bugs back on (comma-separated; see `splitkern bugs`)',
+      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+    )
+    .option(
+      '--kernel <preset>',
+      'a historical kernel as a set of bug flags: fixed, legoos-head, legoos-2018-02-03, legoos-2018-02-01',
+    )
     .option('--jitter <p>', 'delay each schedule point with probability p (widens race windows)')
     .option('--ib-serialize', 'one global lock around every fabric RPC of P (CONFIG_FIT_SEQUENTIAL_IBAPI)');
 }
@@ -512,24 +689,32 @@ export async function main(argv: string[]): Promise<number> {
     .name('splitkern')
     .description('A LegoOS-style split kernel (processor, memory, storage components) emulated on Node worker threads')
     .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s), outputError: (s, write) => write(`${oneLine(s.trim())}\n`) });
-  let code = 0;
-  addRunOptions(program
-    .command('run')
-    .description('boot a machine and run a workload on it')
-    .argument('<workload>', `one of ${WORKLOADS.join(', ')}`)
-    .argument('[args...]', 'word_count [FILE] | dpkg-status [FILE] | script FILE | mremap-stress'))
-    .action(async (workload: string, args: string[], opts: RunOptions) => {
-      code = await run(workload, args, opts);
+    .configureOutput({
+      writeErr: (s) => process.stderr.write(s),
+      outputError: (s, write) => write(`${oneLine(s.trim())}\n`),
     });
+  let code = 0;
+  addRunOptions(
+    program
+      .command('run')
+      .description('boot a machine and run a workload on it')
+      .argument('<workload>', `one of ${WORKLOADS.join(', ')}`)
+      .argument('[args...]', 'word_count [FILE] | dpkg-status [FILE] | script FILE | mremap-stress'),
+  ).action(async (workload: string, args: string[], opts: RunOptions) => {
+    code = await run(workload, args, opts);
+  });
   program
     .command('bugs')
     .description('list the bug zoo: every historical bug flag and kernel preset')
     .option('--json', 'as JSON')
-    .action((opts: { json?: boolean }) => { listBugs(opts.json ?? false); });
+    .action((opts: { json?: boolean }) => {
+      listBugs(opts.json ?? false);
+    });
   program
     .command('repro')
-    .description("run a bug's reproducer over seeds and judge each run by the bug's signature, then run the control (the flag off), which must not show it; exit 0 when reproduced with a clean control, 1 otherwise")
+    .description(
+      "run a bug's reproducer over seeds and judge each run by the bug's signature, then run the control (the flag off), which must not show it; exit 0 when reproduced with a clean control, 1 otherwise",
+    )
     .argument('[bug]', 'a bug flag (see `splitkern bugs`)')
     .option('--all', 'every bug of the zoo, then the race-lab table as markdown')
     .option('--attempts <n>', 'runs with the flag, each with the next seed', '10')
@@ -537,12 +722,19 @@ export async function main(argv: string[]): Promise<number> {
     .option('--seed <n>', 'first seed', '1')
     .option('--json', 'one JSON object per run, then one per bug')
     .option('--first', 'stop the attempts at the first reproduction (the controls still run)')
-    .action(async (bug: string | undefined, opts: { all?: boolean; attempts: string; controls?: string; seed: string; json?: boolean; first?: boolean }) => {
-      code = await reproCommand(bug, opts);
-    });
+    .action(
+      async (
+        bug: string | undefined,
+        opts: { all?: boolean; attempts: string; controls?: string; seed: string; json?: boolean; first?: boolean },
+      ) => {
+        code = await reproCommand(bug, opts);
+      },
+    );
   program
     .command('soak')
-    .description('the fixed kernel under mremap-stress over a matrix of configurations and seeds; prints runs, workload time, page checks and violations (must be 0); exit 0 when every run was clean')
+    .description(
+      'the fixed kernel under mremap-stress over a matrix of configurations and seeds; prints runs, workload time, page checks and violations (must be 0); exit 0 when every run was clean',
+    )
     .option('--runs <n>', 'runs, cycling through the configurations', '16')
     .option('--seed <n>', 'first seed', '101')
     .option('--iterations <n>', 'mremap-stress iterations per thread', '400')
@@ -551,9 +743,12 @@ export async function main(argv: string[]): Promise<number> {
       const runs = Number(opts.runs);
       const seed = Number(opts.seed);
       const iterations = Number(opts.iterations);
-      if (!Number.isInteger(runs) || runs < 1 || runs > 100000) throw new UsageError(`--runs ${opts.runs} must be an integer from 1 to 100000`);
-      if (!Number.isInteger(seed) || seed < 0 || seed > 2 ** 31) throw new UsageError(`--seed ${opts.seed} must be an integer from 0 to 2147483648`);
-      if (!Number.isInteger(iterations) || iterations < 1 || iterations > 1_000_000) throw new UsageError(`--iterations ${opts.iterations} must be an integer from 1 to 1000000`);
+      if (!Number.isInteger(runs) || runs < 1 || runs > 100000)
+        throw new UsageError(`--runs ${opts.runs} must be an integer from 1 to 100000`);
+      if (!Number.isInteger(seed) || seed < 0 || seed > 2 ** 31)
+        throw new UsageError(`--seed ${opts.seed} must be an integer from 0 to 2147483648`);
+      if (!Number.isInteger(iterations) || iterations < 1 || iterations > 1_000_000)
+        throw new UsageError(`--iterations ${opts.iterations} must be an integer from 1 to 1000000`);
       code = await soak({ runs, seed, iterations, json: opts.json ?? false });
     });
   try {
@@ -591,11 +786,15 @@ function listBugs(json: boolean): void {
     out.push('');
   }
   out.push('kernel presets (--kernel NAME):');
-  for (const k of KERNELS) out.push(`  ${k.name.padEnd(18)} ${k.bugs.length ? k.bugs.join(',') : '(no bugs)'}\n  ${''.padEnd(18)} ${k.why}`);
+  for (const k of KERNELS)
+    out.push(`  ${k.name.padEnd(18)} ${k.bugs.length ? k.bugs.join(',') : '(no bugs)'}\n  ${''.padEnd(18)} ${k.why}`);
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-async function reproCommand(bug: string | undefined, opts: { all?: boolean; attempts: string; controls?: string; seed: string; json?: boolean; first?: boolean }): Promise<number> {
+async function reproCommand(
+  bug: string | undefined,
+  opts: { all?: boolean; attempts: string; controls?: string; seed: string; json?: boolean; first?: boolean },
+): Promise<number> {
   if (opts.all && bug !== undefined) throw new UsageError(`repro: give a bug or --all, not both`);
   if (!opts.all && bug === undefined) throw new UsageError(`repro: name a bug (see \`splitkern bugs\`) or give --all`);
   const entries = opts.all ? BUGS : BUGS.filter((b) => b.name === bug);
@@ -606,8 +805,15 @@ async function reproCommand(bug: string | undefined, opts: { all?: boolean; atte
   const attempts = Number(opts.attempts);
   const controls = opts.controls === undefined ? attempts : Number(opts.controls);
   const seed = Number(opts.seed);
-  if (!Number.isInteger(attempts) || attempts < 1 || attempts > 10000) throw new UsageError(`--attempts ${opts.attempts} must be an integer from 1 to 10000`);
-  if (!Number.isInteger(controls) || controls < 0 || controls > 10000) throw new UsageError(`--controls ${opts.controls} must be an integer from 0 to 10000`);
-  if (!Number.isInteger(seed) || seed < 0 || seed > 2 ** 31) throw new UsageError(`--seed ${opts.seed} must be an integer from 0 to 2147483648`);
-  return repro(entries, { attempts, controls, seed, json: opts.json ?? false, first: opts.first ?? false }, opts.all ?? false);
+  if (!Number.isInteger(attempts) || attempts < 1 || attempts > 10000)
+    throw new UsageError(`--attempts ${opts.attempts} must be an integer from 1 to 10000`);
+  if (!Number.isInteger(controls) || controls < 0 || controls > 10000)
+    throw new UsageError(`--controls ${opts.controls} must be an integer from 0 to 10000`);
+  if (!Number.isInteger(seed) || seed < 0 || seed > 2 ** 31)
+    throw new UsageError(`--seed ${opts.seed} must be an integer from 0 to 2147483648`);
+  return repro(
+    entries,
+    { attempts, controls, seed, json: opts.json ?? false, first: opts.first ?? false },
+    opts.all ?? false,
+  );
 }

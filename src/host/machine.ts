@@ -9,11 +9,47 @@ import type { MachineConfig } from '../kernel/config.ts';
 import { Env } from '../kernel/env.ts';
 import { Fabric } from '../fabric/ibapi.ts';
 import {
-  allocateShared, geometryFor, kCpuKernelEnterMs, kCpuLockKind, kCpuLockWait, kCpuPid, kCpuState, kCpuStateKernel,
-  kCpuLockLastTaken, kCpuLockLastTakenKind, kCtlCpusOnline, kMmCpumask, kMmKilled, kMmPid, kMmSem, kMmSemOwner, kMmShootdowns, kCtlHostDoorbell, kCtlLiveThreads, kCtlNextTid, kCtlPgtableNext, kCtlShutdown,
-  kCtlSpawnHead, kCtlSpawnTail, kMaxProcs, kMmFloatStride, kMmMovingEnd, kMmMovingStart, kPrintkDropped, kPrintkHead,
-  kPrintkHeaderWords, kPrintkSlotBytes, kPrintkSlots, kPrintkTail, kRecvDoorbell, kSpawnRing, kThreadPid, kNrNodes,
-  Shared, spawnRingBase, type SharedBuffers,
+  allocateShared,
+  geometryFor,
+  kCpuKernelEnterMs,
+  kCpuLockKind,
+  kCpuLockWait,
+  kCpuPid,
+  kCpuState,
+  kCpuStateKernel,
+  kCpuLockLastTaken,
+  kCpuLockLastTakenKind,
+  kCtlCpusOnline,
+  kMmCpumask,
+  kMmKilled,
+  kMmPid,
+  kMmSem,
+  kMmSemOwner,
+  kMmShootdowns,
+  kCtlHostDoorbell,
+  kCtlLiveThreads,
+  kCtlNextTid,
+  kCtlPgtableNext,
+  kCtlShutdown,
+  kCtlSpawnHead,
+  kCtlSpawnTail,
+  kMaxProcs,
+  kMmFloatStride,
+  kMmMovingEnd,
+  kMmMovingStart,
+  kPrintkDropped,
+  kPrintkHead,
+  kPrintkHeaderWords,
+  kPrintkSlotBytes,
+  kPrintkSlots,
+  kPrintkTail,
+  kRecvDoorbell,
+  kSpawnRing,
+  kThreadPid,
+  kNrNodes,
+  Shared,
+  spawnRingBase,
+  type SharedBuffers,
 } from '../kernel/layout.ts';
 import { pcacheEarlyInit } from '../processor/pcache/init.ts';
 import { stopMachine } from '../processor/stop.ts';
@@ -48,7 +84,9 @@ export interface ConsoleSink {
 }
 
 /** What CPUs post on the console channel. */
-type ConsoleMsg = { type: 'console'; fd: number; pid: number; data: Uint8Array } | { type: 'progress'; tid: number; done: number; total: number };
+type ConsoleMsg =
+  | { type: 'console'; fd: number; pid: number; data: Uint8Array }
+  | { type: 'progress'; tid: number; done: number; total: number };
 
 export class Machine {
   readonly sh: Shared;
@@ -59,9 +97,13 @@ export class Machine {
   /** the violation records read so far; violationCount is how many were reported */
   readonly violations: Violation[] = [];
   /** violations every context counted: the exit code's truth, whatever records were read */
-  get violationCount(): number { return violationCount(this.sh); }
+  get violationCount(): number {
+    return violationCount(this.sh);
+  }
   /** records lost to a full report ring (their violations are counted) */
-  get violationsDropped(): number { return reportsDropped(this.sh); }
+  get violationsDropped(): number {
+    return reportsDropped(this.sh);
+  }
   /** final contents of files the workload wrote on S */
   readonly files = new Map<string, Uint8Array>();
   private pool: Piscina | undefined;
@@ -76,12 +118,22 @@ export class Machine {
   bootMs = 0;
   logDropped = 0;
 
-  constructor(readonly cfg: MachineConfig, private readonly sink: ConsoleSink, private readonly memFiles: Record<string, Uint8Array> = {}) {
+  constructor(
+    readonly cfg: MachineConfig,
+    private readonly sink: ConsoleSink,
+    private readonly memFiles: Record<string, Uint8Array> = {},
+  ) {
     const geo = geometryFor({ pcacheBytes: cfg.pcacheBytes, ways: cfg.ways, victim: cfg.victim, cpus: cfg.cpus });
     this.bufs = allocateShared(geo);
     this.sh = new Shared(this.bufs);
     this.bootEpochMs = performance.timeOrigin + performance.now();
-    this.env = new Env(this.sh, { ctx: geo.ctx.host, cpu: -1, name: 'host', bootEpochMs: this.bootEpochMs, config: cfg });
+    this.env = new Env(this.sh, {
+      ctx: geo.ctx.host,
+      cpu: -1,
+      name: 'host',
+      bootEpochMs: this.bootEpochMs,
+      config: cfg,
+    });
     this.k = new Kern(this.env, new Fabric(this.env));
   }
 
@@ -101,8 +153,14 @@ export class Machine {
       sh.mmF[s * kMmFloatStride + kMmMovingEnd] = -1;
     }
     const geo = sh.geo;
-    env.printk('notice', `splitkern: booting ${cfg.topology} with ${cfg.cpus} CPU${cfg.cpus > 1 ? 's' : ''}, seed ${cfg.seed}`);
-    env.printk('notice', `pcache: ${fmtBytes(cfg.pcacheBytes)}, ${geo.nrLines} lines of 4 KiB, ${geo.ways}-way, ${geo.nrSets} sets, set_mask 0x${geo.setMask.toString(16)}, evict ${cfg.evict}, victim ${cfg.victim ? `${cfg.victim} entries` : 'off'}`);
+    env.printk(
+      'notice',
+      `splitkern: booting ${cfg.topology} with ${cfg.cpus} CPU${cfg.cpus > 1 ? 's' : ''}, seed ${cfg.seed}`,
+    );
+    env.printk(
+      'notice',
+      `pcache: ${fmtBytes(cfg.pcacheBytes)}, ${geo.nrLines} lines of 4 KiB, ${geo.ways}-way, ${geo.nrSets} sets, set_mask 0x${geo.setMask.toString(16)}, evict ${cfg.evict}, victim ${cfg.victim ? `${cfg.victim} entries` : 'off'}`,
+    );
     this.timer = setInterval(() => this.tick(), 20);
     this.timer.unref();
     this.console = new BroadcastChannel(consoleChannel(this.bootEpochMs));
@@ -111,7 +169,8 @@ export class Machine {
       if (m.type === 'progress') this.sink.progress?.(m.tid, m.done, m.total);
       else this.sink.console(m.fd, m.pid, m.data);
     };
-    if (cfg.topology === '1P-1M-1S') await this.startWorker('storage', 'storage.cjs', { ...this.init(), memFiles: this.memFiles });
+    if (cfg.topology === '1P-1M-1S')
+      await this.startWorker('storage', 'storage.cjs', { ...this.init(), memFiles: this.memFiles });
     else env.printk('notice', 'storage: none in this topology (1P-1M): file system calls fail with ENODEV');
     await this.startWorker('memory', 'memory.cjs', this.init());
     this.pool = new Piscina({
@@ -144,9 +203,15 @@ export class Machine {
       this.workers.set(name, w);
       let online = false;
       w.on('message', (m: WorkerMsg) => {
-        if (m.type === 'online') { online = true; resolve(); } else this.onMessage(m);
+        if (m.type === 'online') {
+          online = true;
+          resolve();
+        } else this.onMessage(m);
       });
-      w.on('error', (e) => { const f = this.fail(`${name} worker crashed: ${errText(e)}`); if (!online) reject(f); });
+      w.on('error', (e) => {
+        const f = this.fail(`${name} worker crashed: ${errText(e)}`);
+        if (!online) reject(f);
+      });
       w.on('exit', (code) => {
         this.workers.delete(name);
         if (Atomics.load(this.sh.ctl, kCtlShutdown) === 0) {
@@ -204,7 +269,8 @@ export class Machine {
     try {
       const main = await Promise.race([this.running.get(pid)!.promise, this.failed()]);
       // Threads end before main does (exit_group waits for them), but their promises settle after.
-      while (this.running.size > 0) await Promise.race([Promise.all([...this.running.values()].map((r) => r.promise)), this.failed()]);
+      while (this.running.size > 0)
+        await Promise.race([Promise.all([...this.running.values()].map((r) => r.promise)), this.failed()]);
       this.drainLog();
       return { pid, main, threads: this.results.filter((r) => r.tid !== pid), wallMs: performance.now() - t0 };
     } finally {
@@ -219,8 +285,15 @@ export class Machine {
 
   private startTask(task: CpuTask): void {
     const promise = (this.pool!.run(task) as Promise<CpuTaskResult>).then(
-      (r) => { this.results.push(r); this.running.delete(task.tid); return r; },
-      (e: unknown) => { this.running.delete(task.tid); throw this.fail(`CPU task of tid ${task.tid} failed: ${errText(e)}`); },
+      (r) => {
+        this.results.push(r);
+        this.running.delete(task.tid);
+        return r;
+      },
+      (e: unknown) => {
+        this.running.delete(task.tid);
+        throw this.fail(`CPU task of tid ${task.tid} failed: ${errText(e)}`);
+      },
     );
     promise.catch(() => {});
     this.running.set(task.tid, { task, promise });
@@ -252,7 +325,12 @@ export class Machine {
   private tick(): void {
     this.drainLog();
     this.watchdog();
-    if (this.cfg.check === 'periodic' && this.running.size > 0 && !this.failure && performance.now() - this.lastCheck >= 100) {
+    if (
+      this.cfg.check === 'periodic' &&
+      this.running.size > 0 &&
+      !this.failure &&
+      performance.now() - this.lastCheck >= 100
+    ) {
       this.lastCheck = performance.now();
       // stop_machine from the host: every CPU parks at a safe point, the checker runs, they resume.
       stopMachine(this.env, this.cfg.sweep, () => checkQuiescent(this.k, 'periodic'));
@@ -270,13 +348,20 @@ export class Machine {
     const bytes = new Uint8Array(sh.printk, kPrintkHeaderWords * 4);
     let tail = hdr[kPrintkTail]!;
     const head = Atomics.load(hdr, kPrintkHead);
-    if (head - tail > kPrintkSlots) { this.logDropped += head - tail - kPrintkSlots; tail = head - kPrintkSlots; }
+    if (head - tail > kPrintkSlots) {
+      this.logDropped += head - tail - kPrintkSlots;
+      tail = head - kPrintkSlots;
+    }
     while (tail < head) {
       const base = (tail % kPrintkSlots) * kPrintkSlotBytes;
       const h = new Int32Array(sh.printk, kPrintkHeaderWords * 4 + base, 3);
       const seq = Atomics.load(h, 0);
       if (seq !== tail + 1) {
-        if (seq > tail + 1) { this.logDropped++; tail++; continue; } // overwritten
+        if (seq > tail + 1) {
+          this.logDropped++;
+          tail++;
+          continue;
+        } // overwritten
         break; // not committed yet
       }
       const len = h[1]!;
@@ -307,11 +392,19 @@ export class Machine {
       for (let s = 0; s < kMaxProcs; s++) {
         const pidS = Atomics.load(sh.mm, sh.mmIdx(s, kMmPid));
         const owner = Atomics.load(sh.mm, sh.mmIdx(s, kMmSemOwner));
-        if (pidS) this.env.printk('error', `watchdog: mm of pid ${pidS}: mmap_sem 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmSem)).toString(16)}${owner ? ` (held for write by CPU#${owner - 1})` : ''} cpumask 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmCpumask)).toString(16)} shootdowns in flight ${Atomics.load(sh.mm, sh.mmIdx(s, kMmShootdowns))}`);
+        if (pidS)
+          this.env.printk(
+            'error',
+            `watchdog: mm of pid ${pidS}: mmap_sem 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmSem)).toString(16)}${owner ? ` (held for write by CPU#${owner - 1})` : ''} cpumask 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmCpumask)).toString(16)} shootdowns in flight ${Atomics.load(sh.mm, sh.mmIdx(s, kMmShootdowns))}`,
+          );
       }
       this.drainLog();
-      const waitKind = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockWait)) ? lockKindName(Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockKind))) : '';
-      this.fail(`soft lockup: CPU#${c} stuck in the kernel for ${Math.floor(stuck)} s${waitKind ? ` waiting for ${waitKind}` : ''} (--watchdog ${cfg.watchdogSec})`);
+      const waitKind = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockWait))
+        ? lockKindName(Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockKind)))
+        : '';
+      this.fail(
+        `soft lockup: CPU#${c} stuck in the kernel for ${Math.floor(stuck)} s${waitKind ? ` waiting for ${waitKind}` : ''} (--watchdog ${cfg.watchdogSec})`,
+      );
       return;
     }
   }
@@ -327,7 +420,14 @@ export class Machine {
     // the last lock this CPU took (it may have released it since: unlocks are not tracked)
     const held = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockLastTaken));
     const heldKind = lockKindName(Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockLastTakenKind)));
-    const holders = wait ? [...Array(this.cfg.cpus).keys()].filter((o) => o !== c && Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockLastTaken)) === wait && Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockLastTakenKind)) === kind) : [];
+    const holders = wait
+      ? [...Array(this.cfg.cpus).keys()].filter(
+          (o) =>
+            o !== c &&
+            Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockLastTaken)) === wait &&
+            Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockLastTakenKind)) === kind,
+        )
+      : [];
     return `CPU#${c} ${state}${pid ? ` pid ${pid}` : ''}${wait ? `, waiting for ${kindName} ${wait - 1}${holders.length ? ` (last taken by CPU#${holders.join(', CPU#')})` : ''}` : ''}${held ? `, last lock taken: ${heldKind} ${held - 1}` : ''}${pending ? ', call_single_queue not empty' : ''}`;
   }
 
@@ -355,13 +455,21 @@ export class Machine {
       Atomics.notify(sh.recv, sh.recvIdx(n, kRecvDoorbell));
     }
     const clean = !this.failure;
-    const exits = [...this.workers.values()].map((w) => new Promise<void>((r) => {
-      if (w.threadId < 0) { r(); return; }
-      w.once('exit', () => r());
-    }));
+    const exits = [...this.workers.values()].map(
+      (w) =>
+        new Promise<void>((r) => {
+          if (w.threadId < 0) {
+            r();
+            return;
+          }
+          w.once('exit', () => r());
+        }),
+    );
     if (clean) {
       // Give M, S and the kthreads a moment to leave their loops (S sends final file contents).
-      const t = setTimeout(() => { for (const w of this.workers.values()) void w.terminate(); }, 2000);
+      const t = setTimeout(() => {
+        for (const w of this.workers.values()) void w.terminate();
+      }, 2000);
       await Promise.all(exits);
       clearTimeout(t);
     } else {

@@ -2,7 +2,17 @@
 // what is wrong and how to fix it (the CLI prints it and exits 2).
 import { z } from 'zod';
 import { excerpt } from '../lib/text.ts';
-import { BUG_FLAGS, DEFAULT_CONFIG, kMaxCpus, kMaxPcacheBytes, kMaxVictim, kMaxWays, kMinPcacheLines, type BugFlag, type MachineConfig } from '../kernel/config.ts';
+import {
+  BUG_FLAGS,
+  DEFAULT_CONFIG,
+  kMaxCpus,
+  kMaxPcacheBytes,
+  kMaxVictim,
+  kMaxWays,
+  kMinPcacheLines,
+  type BugFlag,
+  type MachineConfig,
+} from '../kernel/config.ts';
 import { PAGE_SIZE } from '../uapi/abi.ts';
 import { closest, isBugFlag, KERNELS } from '../racelab/bugzoo.ts';
 
@@ -10,9 +20,20 @@ export class UsageError extends Error {}
 
 const SIZE_RE = /^(\d+)([KMG]?)(i?B)?$/i;
 /** "16M", "1G", "64K", "4096" -> bytes */
+/** The commander option a config key comes from, where their names differ. */
+const OPTION_OF_KEY: Record<string, string> = {
+  memoryBytes: 'memory',
+  pcacheBytes: 'pcache',
+  watchdogSec: 'watchdog',
+  sweepIntervalMs: 'sweepInterval',
+};
+
 export function parseSize(text: string, what: string): number {
   const m = SIZE_RE.exec(text.trim());
-  if (!m) throw new UsageError(`${what}: "${excerpt(text)}" is not a size (use a number of bytes or a suffix K, M or G, e.g. 16M)`);
+  if (!m)
+    throw new UsageError(
+      `${what}: "${excerpt(text)}" is not a size (use a number of bytes or a suffix K, M or G, e.g. 16M)`,
+    );
   const mult = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
   return Math.min(Number(m[1]) * mult, Number.MAX_SAFE_INTEGER);
 }
@@ -69,14 +90,31 @@ const isPow2 = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
 const configSchema = z.object({
   topology: z.enum(['1P-1M-1S', '1P-1M'], { error: () => 'must be 1P-1M-1S or 1P-1M (LegoOS config names)' }),
   cpus: z.number().int().min(1, 'must be at least 1').max(kMaxCpus, `must be at most ${kMaxCpus}`),
-  memoryBytes: z.number().int().min(16 * PAGE_SIZE, 'must be at least 64K').max(64 * 1024 ** 3, 'must be at most 64G'),
-  pcacheBytes: z.number().int().min(kMinPcacheLines * PAGE_SIZE, `must be at least ${kMinPcacheLines * 4}K (${kMinPcacheLines} lines)`).max(kMaxPcacheBytes, 'must be at most 1G')
+  memoryBytes: z
+    .number()
+    .int()
+    .min(16 * PAGE_SIZE, 'must be at least 64K')
+    .max(64 * 1024 ** 3, 'must be at most 64G'),
+  pcacheBytes: z
+    .number()
+    .int()
+    .min(kMinPcacheLines * PAGE_SIZE, `must be at least ${kMinPcacheLines * 4}K (${kMinPcacheLines} lines)`)
+    .max(kMaxPcacheBytes, 'must be at most 1G')
     .refine((n) => n % PAGE_SIZE === 0, 'must be a multiple of 4K (the line size)'),
-  ways: z.number().int().min(1, 'must be at least 1').max(kMaxWays, `must be at most ${kMaxWays}`).refine(isPow2, 'must be a power of two'),
+  ways: z
+    .number()
+    .int()
+    .min(1, 'must be at least 1')
+    .max(kMaxWays, `must be at most ${kMaxWays}`)
+    .refine(isPow2, 'must be a power of two'),
   evict: z.enum(['lru', 'fifo', 'random'], { error: () => 'must be lru, fifo or random' }),
   victim: z.number().int().min(0, 'must be 0 (off) or more').max(kMaxVictim, `must be at most ${kMaxVictim}`),
   sweep: z.boolean(),
-  seed: z.number().int().min(0, 'must be a non-negative integer').max(2 ** 32 - 1, 'must fit in 32 bits'),
+  seed: z
+    .number()
+    .int()
+    .min(0, 'must be a non-negative integer')
+    .max(2 ** 32 - 1, 'must fit in 32 bits'),
   check: z.enum(['none', 'end', 'syscall', 'periodic'], { error: () => 'must be none, end, syscall or periodic' }),
   logLevel: z.enum(['error', 'warn', 'info', 'debug'], { error: () => 'must be error, warn, info or debug' }),
   watchdogSec: z.number().min(1, 'must be at least 1 second').max(86_400, 'must be at most 86400 seconds (a day)'),
@@ -84,8 +122,19 @@ const configSchema = z.object({
 });
 
 const FLAG_OF: Record<string, string> = {
-  topology: '--topology', cpus: '--cpus', memoryBytes: '--memory', pcacheBytes: '--pcache', ways: '--ways', evict: '--evict',
-  victim: '--victim', sweep: '--sweep', sweepIntervalMs: '--sweep-interval', seed: '--seed', check: '--check', logLevel: '--log-level', watchdogSec: '--watchdog',
+  topology: '--topology',
+  cpus: '--cpus',
+  memoryBytes: '--memory',
+  pcacheBytes: '--pcache',
+  ways: '--ways',
+  evict: '--evict',
+  victim: '--victim',
+  sweep: '--sweep',
+  sweepIntervalMs: '--sweep-interval',
+  seed: '--seed',
+  check: '--check',
+  logLevel: '--log-level',
+  watchdogSec: '--watchdog',
 };
 
 export function buildConfig(o: RawOptions): MachineConfig {
@@ -99,7 +148,8 @@ export function buildConfig(o: RawOptions): MachineConfig {
     evict: (o.evict ?? DEFAULT_CONFIG.evict) as MachineConfig['evict'],
     victim: o.victim === undefined ? DEFAULT_CONFIG.victim : parseInt10(o.victim, '--victim'),
     sweep: o.sweep ?? false,
-    sweepIntervalMs: o.sweepInterval === undefined ? DEFAULT_CONFIG.sweepIntervalMs : parseNumber(o.sweepInterval, '--sweep-interval'),
+    sweepIntervalMs:
+      o.sweepInterval === undefined ? DEFAULT_CONFIG.sweepIntervalMs : parseNumber(o.sweepInterval, '--sweep-interval'),
     seed: o.seed === undefined ? DEFAULT_CONFIG.seed : parseInt10(o.seed, '--seed'),
     check: (o.check ?? DEFAULT_CONFIG.check) as MachineConfig['check'],
     logLevel: (o.logLevel ?? DEFAULT_CONFIG.logLevel) as MachineConfig['logLevel'],
@@ -111,14 +161,24 @@ export function buildConfig(o: RawOptions): MachineConfig {
   const presetName = o.kernel ?? 'fixed';
   const preset = KERNELS.find((k) => k.name === presetName);
   if (!preset) {
-    const hint = closest(presetName, KERNELS.map((k) => k.name));
-    throw new UsageError(`--kernel ${presetName} is not a known kernel${hint ? `; did you mean ${hint}?` : ''} (known: ${KERNELS.map((k) => k.name).join(', ')})`);
+    const hint = closest(
+      presetName,
+      KERNELS.map((k) => k.name),
+    );
+    throw new UsageError(
+      `--kernel ${presetName} is not a known kernel${hint ? `; did you mean ${hint}?` : ''} (known: ${KERNELS.map((k) => k.name).join(', ')})`,
+    );
   }
   const bugs = new Set<BugFlag>(preset.bugs);
-  for (const name of (o.bug ?? []).flatMap((b) => b.split(',')).map((b) => b.trim()).filter((b) => b !== '')) {
+  for (const name of (o.bug ?? [])
+    .flatMap((b) => b.split(','))
+    .map((b) => b.trim())
+    .filter((b) => b !== '')) {
     if (!isBugFlag(name)) {
       const hint = closest(name, BUG_FLAGS);
-      throw new UsageError(`--bug ${name} is not a known bug${hint ? `; did you mean ${hint}?` : ''} (see \`splitkern bugs\`)`);
+      throw new UsageError(
+        `--bug ${name} is not a known bug${hint ? `; did you mean ${hint}?` : ''} (see \`splitkern bugs\`)`,
+      );
     }
     bugs.add(name);
   }
@@ -128,7 +188,8 @@ export function buildConfig(o: RawOptions): MachineConfig {
   cfg.ibSerialize = o.ibSerialize ?? false;
   if (o.jitter !== undefined) {
     const p = parseNumber(o.jitter, '--jitter');
-    if (!(p >= 0 && p <= 1)) throw new UsageError(`--jitter ${excerpt(o.jitter)} must be a probability between 0 and 1`);
+    if (!(p >= 0 && p <= 1))
+      throw new UsageError(`--jitter ${excerpt(o.jitter)} must be a probability between 0 and 1`);
     cfg.jitter = p;
   }
   if (o.files !== undefined) cfg.filesDir = o.files;
@@ -137,12 +198,17 @@ export function buildConfig(o: RawOptions): MachineConfig {
   if (!r.success) {
     const issue = r.error.issues[0]!;
     const key = String(issue.path[0] ?? '');
-    const given = (o as Record<string, unknown>)[key === 'memoryBytes' ? 'memory' : key === 'pcacheBytes' ? 'pcache' : key === 'watchdogSec' ? 'watchdog' : key === 'sweepIntervalMs' ? 'sweepInterval' : key];
-    throw new UsageError(`${FLAG_OF[key] ?? key} ${given === undefined ? '' : `${excerpt(String(given))} `}${issue.message}`.replace(/\s+/g, ' '));
+    const given: unknown = (o as Record<string, unknown>)[OPTION_OF_KEY[key] ?? key];
+    const shown = typeof given === 'string' ? given : (JSON.stringify(given) ?? '');
+    throw new UsageError(
+      `${FLAG_OF[key] ?? key} ${given === undefined ? '' : `${excerpt(shown)} `}${issue.message}`.replace(/\s+/g, ' '),
+    );
   }
   const lines = cfg.pcacheBytes / PAGE_SIZE;
   if (lines % cfg.ways !== 0 || !isPow2(lines / cfg.ways)) {
-    throw new UsageError(`--pcache ${o.pcache ?? '16M'} with --ways ${cfg.ways} gives ${lines / cfg.ways} sets; the number of sets must be a power of two (pcache_set_mask)`);
+    throw new UsageError(
+      `--pcache ${o.pcache ?? '16M'} with --ways ${cfg.ways} gives ${lines / cfg.ways} sets; the number of sets must be a power of two (pcache_set_mask)`,
+    );
   }
   return cfg;
 }

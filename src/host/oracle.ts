@@ -72,7 +72,10 @@ export function compareWordCounts(expected: WordCounts, actual: WordCounts): Com
     for (let i = 0; i < actual.length; i++) {
       const [w, c] = actual[i]!;
       if (act.has(w)) {
-        return { ok: false, firstDifference: `word ${JSON.stringify(w)} appears twice in actual (index ${i}, counts ${act.get(w)} and ${c})` };
+        return {
+          ok: false,
+          firstDifference: `word ${JSON.stringify(w)} appears twice in actual (index ${i}, counts ${act.get(w)} and ${c})`,
+        };
       }
       act.set(w, c);
     }
@@ -86,13 +89,17 @@ export function compareWordCounts(expected: WordCounts, actual: WordCounts): Com
   }
   for (const [w, c] of sortCounts(exp)) {
     const a = act.get(w);
-    if (a === undefined) return { ok: false, firstDifference: `missing word ${JSON.stringify(w)} (expected count ${c})` };
+    if (a === undefined)
+      return { ok: false, firstDifference: `missing word ${JSON.stringify(w)} (expected count ${c})` };
     if (a !== c) return { ok: false, firstDifference: `word ${JSON.stringify(w)}: expected count ${c}, actual ${a}` };
   }
   const extra = [...act.entries()].filter(([w]) => !exp.has(w));
   if (extra.length > 0) {
     const [w, c] = sortCounts(new Map(extra))[0]!;
-    return { ok: false, firstDifference: `extra word ${JSON.stringify(w)} (actual count ${c}, not in expected; ${extra.length} extra in all)` };
+    return {
+      ok: false,
+      firstDifference: `extra word ${JSON.stringify(w)} (actual count ${c}, not in expected; ${extra.length} extra in all)`,
+    };
   }
   if (!(expected instanceof Map) && !(actual instanceof Map)) {
     for (let i = 0; i < expected.length; i++) {
@@ -217,12 +224,15 @@ export function compareBytes(expected: Uint8Array, actual: Uint8Array, recordOff
   if (off < expected.length) res.expectedByte = expected[off];
   if (off < actual.length) res.actualByte = actual[off];
   let detail: string;
-  if (off >= actual.length) detail = `actual output is short: ${actual.length} bytes, expected ${expected.length}; ends inside ${describe(off)}`;
-  else if (off >= expected.length) detail = `actual output is long: ${actual.length} bytes, expected ${expected.length}`;
-  else detail = `first difference at offset ${off}, in ${describe(off)}: expected 0x${expected[off]!.toString(16).padStart(2, '0')}, actual 0x${actual[off]!.toString(16).padStart(2, '0')}`;
+  if (off >= actual.length)
+    detail = `actual output is short: ${actual.length} bytes, expected ${expected.length}; ends inside ${describe(off)}`;
+  else if (off >= expected.length)
+    detail = `actual output is long: ${actual.length} bytes, expected ${expected.length}`;
+  else
+    detail = `first difference at offset ${off}, in ${describe(off)}: expected 0x${expected[off]!.toString(16).padStart(2, '0')}, actual 0x${actual[off]!.toString(16).padStart(2, '0')}`;
   if (off < actual.length) {
     let len = Math.min(32, actual.length - off);
-    let needle = a.subarray(off, off + len);
+    const needle = a.subarray(off, off + len);
     let at = e.indexOf(needle);
     if (len >= 8 && at >= 0) {
       let again = e.indexOf(needle, at + 1);
@@ -233,7 +243,6 @@ export function compareBytes(expected: Uint8Array, actual: Uint8Array, recordOff
         const at2 = e.indexOf(nd);
         if (at2 < 0) break;
         len = longer;
-        needle = nd;
         at = at2;
         again = e.indexOf(nd, at + 1);
       }

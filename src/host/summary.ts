@@ -2,16 +2,41 @@
 import { ALL_OPS } from '../fabric/opcodes.ts';
 import type { Shared } from '../kernel/layout.ts';
 import {
-  FAB_BYTES_IN, FAB_BYTES_OUT, FAB_COUNT, FAB_HIST, FAB_LAT_SUM, kFabricBase, kFabricHistBuckets, kFabricSlot, kSyscallBase,
-  BUG_EVENTS, PCACHE_EVENTS, S, SYSCALL_NAMES,
+  FAB_BYTES_IN,
+  FAB_BYTES_OUT,
+  FAB_COUNT,
+  FAB_HIST,
+  FAB_LAT_SUM,
+  kFabricBase,
+  kFabricHistBuckets,
+  kFabricSlot,
+  kSyscallBase,
+  BUG_EVENTS,
+  PCACHE_EVENTS,
+  S,
+  SYSCALL_NAMES,
 } from '../kernel/stats.ts';
 
-export interface FabricOpStats { count: number; bytesOut: number; bytesIn: number; meanUs: number; p50Us: number; p99Us: number }
+export interface FabricOpStats {
+  count: number;
+  bytesOut: number;
+  bytesIn: number;
+  meanUs: number;
+  p50Us: number;
+  p99Us: number;
+}
 export interface MachineStats {
   pcache: Record<string, number>;
   /** per set totals from struct pcache_set counters (alloc, fill from memory/victim, evictions) */
   fabric: Record<string, FabricOpStats>;
-  tlb: { fills: number; localFlushes: number; fullLocalFlushes: number; shootdowns: number; ipisSent: number; ipisReceived: number };
+  tlb: {
+    fills: number;
+    localFlushes: number;
+    fullLocalFlushes: number;
+    shootdowns: number;
+    ipisSent: number;
+    ipisReceived: number;
+  };
   syscalls: Record<string, number>;
   syscallErrors: number;
   faults: { total: number; spurious: number; segfaults: number };
@@ -23,7 +48,11 @@ export interface MachineStats {
 
 export function collectStats(sh: Shared): MachineStats {
   const nCtx = sh.geo.ctx.total;
-  const sum = (i: number): number => { let s = 0; for (let c = 0; c < nCtx; c++) s += sh.stats[sh.statIdx(c, i)]!; return s; };
+  const sum = (i: number): number => {
+    let s = 0;
+    for (let c = 0; c < nCtx; c++) s += sh.stats[sh.statIdx(c, i)]!;
+    return s;
+  };
   const pcache: Record<string, number> = {};
   for (const name of PCACHE_EVENTS) pcache[name] = sum(S[name]);
   const fabric: Record<string, FabricOpStats> = {};
@@ -43,22 +72,38 @@ export function collectStats(sh: Shared): MachineStats {
     };
   }
   const syscalls: Record<string, number> = {};
-  SYSCALL_NAMES.forEach((n, i) => { const v = sum(kSyscallBase + i); if (v) syscalls[n] = v; });
+  SYSCALL_NAMES.forEach((n, i) => {
+    const v = sum(kSyscallBase + i);
+    if (v) syscalls[n] = v;
+  });
   const bugs: Record<string, number> = {};
   for (const name of BUG_EVENTS) bugs[name] = sum(S[name]);
   const perCpu = [];
-  for (let c = 0; c < sh.geo.ctx.cpus; c++) perCpu.push({ cpu: c, faults: sh.stats[sh.statIdx(c, S.nr_pgfault)]!, syscalls: sh.stats[sh.statIdx(c, S.syscall)]! });
+  for (let c = 0; c < sh.geo.ctx.cpus; c++)
+    perCpu.push({
+      cpu: c,
+      faults: sh.stats[sh.statIdx(c, S.nr_pgfault)]!,
+      syscalls: sh.stats[sh.statIdx(c, S.syscall)]!,
+    });
   return {
     pcache,
     fabric,
     tlb: {
-      fills: sum(S.tlb_fill), localFlushes: sum(S.tlb_flush_local), fullLocalFlushes: sum(S.tlb_flush_all_local),
-      shootdowns: sum(S.tlb_shootdown), ipisSent: sum(S.ipi_sent), ipisReceived: sum(S.ipi_received),
+      fills: sum(S.tlb_fill),
+      localFlushes: sum(S.tlb_flush_local),
+      fullLocalFlushes: sum(S.tlb_flush_all_local),
+      shootdowns: sum(S.tlb_shootdown),
+      ipisSent: sum(S.ipi_sent),
+      ipisReceived: sum(S.ipi_received),
     },
     syscalls,
     syscallErrors: sum(S.syscall_error),
     faults: { total: sum(S.nr_pgfault), spurious: sum(S.spurious_fault), segfaults: sum(S.segfault) },
-    mremap: { psetSame: sum(S.nr_mremap_pset_same), psetDiff: sum(S.nr_mremap_pset_diff), pagesMoved: sum(S.mremap_move_pages) },
+    mremap: {
+      psetSame: sum(S.nr_mremap_pset_same),
+      psetDiff: sum(S.nr_mremap_pset_diff),
+      pagesMoved: sum(S.mremap_move_pages),
+    },
     perCpu,
     bugs,
   };
@@ -84,13 +129,27 @@ export function formatStats(st: MachineStats): string {
   const names = Object.entries(st.pcache).filter(([, v]) => v !== 0);
   for (const [n, v] of names) out.push(`  ${n.padEnd(40)} ${v}`);
   out.push('fabric:');
-  out.push(`  ${'opcode'.padEnd(20)} ${'msgs'.padStart(9)} ${'bytes out'.padStart(12)} ${'bytes in'.padStart(12)} ${'mean µs'.padStart(9)} ${'p50 µs≤'.padStart(8)} ${'p99 µs≤'.padStart(8)}`);
+  out.push(
+    `  ${'opcode'.padEnd(20)} ${'msgs'.padStart(9)} ${'bytes out'.padStart(12)} ${'bytes in'.padStart(12)} ${'mean µs'.padStart(9)} ${'p50 µs≤'.padStart(8)} ${'p99 µs≤'.padStart(8)}`,
+  );
   for (const [n, f] of Object.entries(st.fabric)) {
-    out.push(`  ${n.padEnd(20)} ${String(f.count).padStart(9)} ${String(f.bytesOut).padStart(12)} ${String(f.bytesIn).padStart(12)} ${f.meanUs.toFixed(1).padStart(9)} ${String(f.p50Us).padStart(8)} ${String(f.p99Us).padStart(8)}`);
+    out.push(
+      `  ${n.padEnd(20)} ${String(f.count).padStart(9)} ${String(f.bytesOut).padStart(12)} ${String(f.bytesIn).padStart(12)} ${f.meanUs.toFixed(1).padStart(9)} ${String(f.p50Us).padStart(8)} ${String(f.p99Us).padStart(8)}`,
+    );
   }
-  out.push(`tlb: ${st.tlb.fills} fills, ${st.tlb.shootdowns} shootdowns, ${st.tlb.ipisSent} IPIs sent, ${st.tlb.ipisReceived} received, ${st.tlb.localFlushes} range flushes, ${st.tlb.fullLocalFlushes} full flushes`);
+  out.push(
+    `tlb: ${st.tlb.fills} fills, ${st.tlb.shootdowns} shootdowns, ${st.tlb.ipisSent} IPIs sent, ${st.tlb.ipisReceived} received, ${st.tlb.localFlushes} range flushes, ${st.tlb.fullLocalFlushes} full flushes`,
+  );
   out.push(`faults: ${st.faults.total} page faults (${st.faults.spurious} spurious), ${st.faults.segfaults} segfaults`);
-  out.push(`mremap: ${st.mremap.pagesMoved} pages moved, PCACHE_MREMAP_PSET_SAME ${st.mremap.psetSame}, PCACHE_MREMAP_PSET_DIFF ${st.mremap.psetDiff}`);
-  out.push(`syscalls: ${Object.entries(st.syscalls).map(([n, v]) => `${n} ${v}`).join(', ') || 'none'}${st.syscallErrors ? ` (${st.syscallErrors} returned an error)` : ''}`);
+  out.push(
+    `mremap: ${st.mremap.pagesMoved} pages moved, PCACHE_MREMAP_PSET_SAME ${st.mremap.psetSame}, PCACHE_MREMAP_PSET_DIFF ${st.mremap.psetDiff}`,
+  );
+  out.push(
+    `syscalls: ${
+      Object.entries(st.syscalls)
+        .map(([n, v]) => `${n} ${v}`)
+        .join(', ') || 'none'
+    }${st.syscallErrors ? ` (${st.syscallErrors} returned an error)` : ''}`,
+  );
   return out.join('\n');
 }

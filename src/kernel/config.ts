@@ -9,8 +9,14 @@ export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
  * real code path of the fixed kernel back to its historical form; a typo is a compile error.
  */
 export const BUG_FLAGS = [
-  'mremap-no-pcache-move', 'mremap-pte-before-rmap', 'mremap-unserialized', 'mremap-dest-overwrite',
-  'free-before-flush', 'tlb-shootdown-skip', 'brk-shrink-no-zap', 'cpuhp-missing',
+  'mremap-no-pcache-move',
+  'mremap-pte-before-rmap',
+  'mremap-unserialized',
+  'mremap-dest-overwrite',
+  'free-before-flush',
+  'tlb-shootdown-skip',
+  'brk-shrink-no-zap',
+  'cpuhp-missing',
 ] as const;
 export type BugFlag = (typeof BUG_FLAGS)[number];
 

@@ -37,7 +37,10 @@ export class Env {
   sched: (point: string) => void = () => {};
   readonly bugs: ReadonlySet<BugFlag>;
 
-  constructor(readonly sh: Shared, init: EnvInit) {
+  constructor(
+    readonly sh: Shared,
+    init: EnvInit,
+  ) {
     this.ctx = init.ctx;
     this.cpu = init.cpu;
     this.name = init.name;
@@ -112,6 +115,8 @@ function jitter(p: number, seed: number, ctx: number): (point: string) => void {
   return () => {
     if (rnd() >= p) return;
     const until = performance.now() + (1 + rnd() * 49) / 1000;
-    while (performance.now() < until) { /* delay inside the window */ }
+    while (performance.now() < until) {
+      /* delay inside the window */
+    }
   };
 }

@@ -36,7 +36,14 @@ export interface Contexts {
   total: number;
 }
 export function contextsFor(cpus: number): Contexts {
-  return { cpus, sweep: cpus + kKthreadSweep, memory: cpus + kNrKthreads, storage: cpus + kNrKthreads + 1, host: cpus + kNrKthreads + 2, total: cpus + kNrKthreads + 3 };
+  return {
+    cpus,
+    sweep: cpus + kKthreadSweep,
+    memory: cpus + kNrKthreads,
+    storage: cpus + kNrKthreads + 1,
+    host: cpus + kNrKthreads + 2,
+    total: cpus + kNrKthreads + 3,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -61,7 +68,8 @@ export const kCtlBarrierBase = 16; // 16 user barriers x 2 words {count, generat
 export const kNrBarriers = 16;
 export const kCtlLiveThreads = kCtlBarrierBase + 2 * kNrBarriers; // user threads created and not yet exited (Atomics)
 export const kCtlCpusBusy = kCtlLiveThreads + 1; // bitmask of CPUs running a task (owner sets/clears)
-export const kCtlIbLock = kCtlCpusBusy + 1; // --ib-serialize: one lock around every ibapi_send_reply (CONFIG_FIT_SEQUENTIAL_IBAPI)
+// --ib-serialize: one lock around every ibapi_send_reply (CONFIG_FIT_SEQUENTIAL_IBAPI)
+export const kCtlIbLock = kCtlCpusBusy + 1;
 export const kCtlGlobalWords = kCtlIbLock + 1;
 export const kSpawnRing = 64; // spawn ring entries: {tid} (args in the thread table)
 
@@ -75,7 +83,8 @@ export const kCpuLockWait = 5; // id of the lock this CPU is blocked on + 1, 0 i
 export const kCpuLockKind = 6;
 export const kCpuKernelEnterMs = 7; // (ms since boot) when the CPU entered the kernel, -1 if not (owner)
 export const kCpuParked = 8; // stop_machine: 1 while parked at a safe point
-export const kCpuLockLastTaken = 11; // id + 1 of the last lock this CPU took (owner; never cleared: unlocks are not tracked; watchdog)
+// id + 1 of the last lock this CPU took (owner; never cleared: unlocks are not tracked; watchdog)
+export const kCpuLockLastTaken = 11;
 export const kCpuLockLastTakenKind = 12;
 export const kCpuStateIdle = 0;
 export const kCpuStateUser = 1;
@@ -104,7 +113,11 @@ export const PC_dirty = 1 << 2;
 export const PC_reclaim = 1 << 3;
 export const PC_writeback = 1 << 4;
 export const PC_FLAG_NAMES: Array<[number, string]> = [
-  [PC_locked, 'locked'], [PC_valid, 'valid'], [PC_dirty, 'dirty'], [PC_reclaim, 'reclaim'], [PC_writeback, 'writeback'],
+  [PC_locked, 'locked'],
+  [PC_valid, 'valid'],
+  [PC_dirty, 'dirty'],
+  [PC_reclaim, 'reclaim'],
+  [PC_writeback, 'writeback'],
 ];
 /** PCACHE_FLAGS_CHECK_AT_FREE */
 export const PCACHE_FLAGS_CHECK_AT_FREE = PC_locked | PC_valid | PC_dirty | PC_reclaim | PC_writeback;
@@ -119,7 +132,8 @@ export const kSetNrLru = 4;
 export const kSetNrFree = 5;
 export const kSetFlags = 6; // PCACHE_SET_evicting
 export const kSetNrEviction = 7; // nr_eviction_entries (eviction list lock = set lock)
-// words 8-11 are unused (LegoOS's per-set event counters are not kept: the machine's counters, src/kernel/stats.ts, count the same events)
+// words 8-11 are unused (LegoOS's per-set event counters are not kept: the machine's counters,
+// src/kernel/stats.ts, count the same events)
 export const kSetNrVictims = 12; // victims tagged with this set (victim lock)
 // Per-set eviction list (perset.c): kEvictEntries entries {pid} + Float64 {address}; pid 0 = free.
 export const kEvictEntries = 8;
@@ -133,7 +147,15 @@ export const kRmapNext = 3; // rmap index + 1
 export const kRmapCaller = 4; // enum rmap_caller
 export const PCACHE_RMAP_used = 1;
 export const PCACHE_RMAP_reserved = 2;
-export const RMAP_CALLER_NAMES = ['fill_page_remote', 'zerofill', 'victim_fill', 'cow', 'fork', 'mremap_slowpath', 'mremap_fastpath'];
+export const RMAP_CALLER_NAMES = [
+  'fill_page_remote',
+  'zerofill',
+  'victim_fill',
+  'cow',
+  'fork',
+  'mremap_slowpath',
+  'mremap_fastpath',
+];
 export const RMAP_FILL_PAGE_REMOTE = 0;
 export const RMAP_VICTIM_FILL = 2;
 export const RMAP_MREMAP_SLOWPATH = 5;
@@ -153,8 +175,12 @@ export const _PAGE_DIRTY = 1 << 6;
 export const _PAGE_PROTNONE = 1 << 8; // Linux reuses _PAGE_GLOBAL for PROT_NONE mappings
 export const kPteFlagsMask = 0xfff;
 export const PTE_FLAG_NAMES: Array<[number, string]> = [
-  [_PAGE_PRESENT, 'present'], [_PAGE_RW, 'writable'], [_PAGE_USER, 'user'], [_PAGE_ACCESSED, 'accessed'],
-  [_PAGE_DIRTY, 'dirty'], [_PAGE_PROTNONE, 'protnone'],
+  [_PAGE_PRESENT, 'present'],
+  [_PAGE_RW, 'writable'],
+  [_PAGE_USER, 'user'],
+  [_PAGE_ACCESSED, 'accessed'],
+  [_PAGE_DIRTY, 'dirty'],
+  [_PAGE_PROTNONE, 'protnone'],
 ];
 /** Physical frame numbers as LegoOS prints them: the pcache lives at memmap=...$4G. */
 export const kPcachePhysStart = 0x100000000;
@@ -175,7 +201,9 @@ export const kMmKilled = 6; // fatal signal pending: signo
 export const kMmSemOwner = 7; // cpu+1 holding the write lock (diagnostics)
 export const kMmSiCode = 9; // si_code of the first fatal signal: 1 SEGV_MAPERR, 2 SEGV_ACCERR, 0 other
 export const kMmPendingFlush = 10; // PTE changes whose TLB flush has not completed yet (stale-TLB detector; Atomics)
-export const kMmAsChanges = 11; // address-space changes of this mm in progress on P, with or without mmap_sem (Atomics; > 1 only when one ran unserialised)
+// address-space changes of this mm in progress on P, with or without mmap_sem (Atomics; > 1 only
+// when one ran unserialised)
+export const kMmAsChanges = 11;
 export const kMmShootdowns = 8; // TLB shootdowns in flight on this mm (Atomics; see switchMmOut)
 export const kMmFloatStride = 4;
 export const kMmMovingStart = 0; // mremap in progress on P: old range (Float64), -1 when none
@@ -264,7 +292,7 @@ export const kPrintkDropped = 2; // messages overwritten before the host read th
 export const kPrintkHeaderWords = 16;
 
 // ---------------------------------------------------------------------------------------------
-// reports: the violation channel (src/check/report.ts). Int32 header of kReportHeaderWords, then
+// reports: the violation channel (src/kernel/report.ts). Int32 header of kReportHeaderWords, then
 // kReportSlots slots of kReportSlotBytes: slot header Int32 {index + 1 when committed, 0 free; len},
 // then one UTF-8 JSON record. A writer counts the violation first (its context's counter), then
 // reserves a slot only while the ring has room (CAS on kRepHead against the host's kRepTail), else
@@ -280,7 +308,7 @@ export const kReportHeaderWords = kRepCountBase + kMaxCpus + 16;
 
 // ---------------------------------------------------------------------------------------------
 // Stats: per context a row of Float64 counters, written only by that context (no atomics needed),
-// read by the host at the end. Indices are in src/stats.ts.
+// read by the host at the end. Indices are in src/kernel/stats.ts.
 export const kStatsPerContext = 640;
 
 // ---------------------------------------------------------------------------------------------
@@ -479,31 +507,75 @@ export class Shared {
   }
 
   // --- index helpers (the only place raw offsets are computed) ---
-  metaIdx(line: number, field: number): number { return line * kMetaStride + field; }
-  setIdx(set: number, field: number): number { return set * (kSetStride + kEvictEntries) + field; }
-  setEvictPidIdx(set: number, e: number): number { return set * (kSetStride + kEvictEntries) + kSetStride + e; }
-  setEvictAddrIdx(set: number, e: number): number { return set * kEvictEntries + e; }
-  rmapIdx(r: number, field: number): number { return r * kRmapStride + field; }
-  mmIdx(slot: number, field: number): number { return slot * kMmStride + field; }
-  mmFIdx(slot: number, field: number): number { return slot * kMmFloatStride + field; }
-  cpuIdx(ctx: number, field: number): number { return perCpuBase(ctx) + field; }
-  tlbIdx(cpu: number, e: number): number { return cpu * kTlbEntries + e; }
+  metaIdx(line: number, field: number): number {
+    return line * kMetaStride + field;
+  }
+  setIdx(set: number, field: number): number {
+    return set * (kSetStride + kEvictEntries) + field;
+  }
+  setEvictPidIdx(set: number, e: number): number {
+    return set * (kSetStride + kEvictEntries) + kSetStride + e;
+  }
+  setEvictAddrIdx(set: number, e: number): number {
+    return set * kEvictEntries + e;
+  }
+  rmapIdx(r: number, field: number): number {
+    return r * kRmapStride + field;
+  }
+  mmIdx(slot: number, field: number): number {
+    return slot * kMmStride + field;
+  }
+  mmFIdx(slot: number, field: number): number {
+    return slot * kMmFloatStride + field;
+  }
+  cpuIdx(ctx: number, field: number): number {
+    return perCpuBase(ctx) + field;
+  }
+  tlbIdx(cpu: number, e: number): number {
+    return cpu * kTlbEntries + e;
+  }
   /** the base word of CPU c's percpu area */
-  percpuArea(cpu: number): number { return kPercpuBase + cpu * kPercpuAreaWords; }
+  percpuArea(cpu: number): number {
+    return kPercpuBase + cpu * kPercpuAreaWords;
+  }
   /** per_cpu_ptr(off, cpu): a percpu offset made a pointer into CPU cpu's area */
-  perCpuPtr(off: number, cpu: number): number { return this.percpuArea(cpu) + off; }
+  perCpuPtr(off: number, cpu: number): number {
+    return this.percpuArea(cpu) + off;
+  }
   /** the on-stack csd of a context (smp_call_function_single's csd_stack) */
-  csdStackPtr(ctx: number): number { return kPercpuBase + this.geo.ctx.cpus * kPercpuAreaWords + ctx * kCsdStackStride; }
-  csdInfoIdx(ctx: number, field: number): number { return ctx * kCsdInfoStride + field; }
-  victimIdx(v: number, field: number): number { return v * kVictimStride + field; }
-  threadIdx(tid: number, field: number): number { return tid * kThreadStride + field; }
-  statIdx(ctx: number, stat: number): number { return ctx * kStatsPerContext + stat; }
-  recvIdx(node: number, field: number): number { return node * kRecvStride + field; }
+  csdStackPtr(ctx: number): number {
+    return kPercpuBase + this.geo.ctx.cpus * kPercpuAreaWords + ctx * kCsdStackStride;
+  }
+  csdInfoIdx(ctx: number, field: number): number {
+    return ctx * kCsdInfoStride + field;
+  }
+  victimIdx(v: number, field: number): number {
+    return v * kVictimStride + field;
+  }
+  threadIdx(tid: number, field: number): number {
+    return tid * kThreadStride + field;
+  }
+  statIdx(ctx: number, stat: number): number {
+    return ctx * kStatsPerContext + stat;
+  }
+  recvIdx(node: number, field: number): number {
+    return node * kRecvStride + field;
+  }
   /** the byte offset of a report slot in repBytes */
-  reportSlotByte(index: number): number { return (index % kReportSlots) * kReportSlotBytes; }
-  lineOffset(line: number): number { return line * PAGE_SIZE; }
-  setOfLine(line: number): number { return line % this.geo.nrSets; }
+  reportSlotByte(index: number): number {
+    return (index % kReportSlots) * kReportSlotBytes;
+  }
+  lineOffset(line: number): number {
+    return line * PAGE_SIZE;
+  }
+  setOfLine(line: number): number {
+    return line % this.geo.nrSets;
+  }
   /** user_vaddr_to_set_index: (uva & pcache_set_mask) >> 12, without 32-bit operators on the address */
-  setOfAddr(va: number): number { return Math.floor(va / PAGE_SIZE) % this.geo.nrSets; }
-  linePfn(line: number): number { return kPcachePfnBase + line; }
+  setOfAddr(va: number): number {
+    return Math.floor(va / PAGE_SIZE) % this.geo.nrSets;
+  }
+  linePfn(line: number): number {
+    return kPcachePfnBase + line;
+  }
 }

@@ -1,6 +1,6 @@
 // Violation reports: the channel that loses nothing. A detector prints its human report in the
 // kernel log (LegoOS's formats; the log ring may drop lines under a flood) and sends a
-// machine-readable record through the reports buffer (src/layout.ts):
+// machine-readable record through the reports buffer (src/kernel/layout.ts):
 //   1. Atomics.add of its context's violation counter: the count is the truth, and the exit code is
 //      computed from it (Machine.violationCount), never from the records that could be read;
 //   2. a slot reserved by CAS on kRepHead only while the ring has room, else kRepDropped is counted;
@@ -8,7 +8,14 @@
 // The host drains the ring in index order (drainReports) and frees each slot before it moves kRepTail.
 import type { Env } from './env.ts';
 import {
-  kRepCountBase, kRepDropped, kRepHead, kReportSlotBytes, kReportSlotHeaderBytes, kReportSlots, kRepTail, type Shared,
+  kRepCountBase,
+  kRepDropped,
+  kRepHead,
+  kReportSlotBytes,
+  kReportSlotHeaderBytes,
+  kReportSlots,
+  kRepTail,
+  type Shared,
 } from './layout.ts';
 
 export interface ViolationDetails {
@@ -35,7 +42,10 @@ export interface Violation {
   truncated?: boolean;
 }
 
-interface HasEnv { env: Env; pid?: number }
+interface HasEnv {
+  env: Env;
+  pid?: number;
+}
 
 const enc = new TextEncoder();
 const dec = new TextDecoder();
@@ -48,7 +58,8 @@ export function reportViolation(k: HasEnv, kind: string, d: ViolationDetails): v
   env.printk('error', d.text);
   const { text, ...rest } = d;
   const details: Record<string, unknown> = {};
-  for (const [key, v] of Object.entries(rest)) details[key] = typeof v === 'number' && Math.abs(v) > 0xffff ? `0x${v.toString(16)}` : v;
+  for (const [key, v] of Object.entries(rest))
+    details[key] = typeof v === 'number' && Math.abs(v) > 0xffff ? `0x${v.toString(16)}` : v;
   const rec: Violation = {
     kind,
     cpu: env.cpu,
@@ -64,7 +75,9 @@ export function reportViolation(k: HasEnv, kind: string, d: ViolationDetails): v
   if (bytes.length > kRecordBytes) {
     // keep what identifies the failure: kind, where, the facts, and the start of the text
     const facts = Array.isArray(d.facts) ? d.facts.slice(0, 16).map((f) => String(f).slice(0, 64)) : undefined;
-    bytes = enc.encode(JSON.stringify({ ...rec, details: facts ? { facts } : {}, text: rec.text.slice(0, 256), truncated: true }));
+    bytes = enc.encode(
+      JSON.stringify({ ...rec, details: facts ? { facts } : {}, text: rec.text.slice(0, 256), truncated: true }),
+    );
   }
   postRecord(sh, bytes);
 }
@@ -79,7 +92,10 @@ function postRecord(sh: Shared, bytes: Uint8Array): void {
   let index: number;
   for (;;) {
     index = Atomics.load(hdr, kRepHead);
-    if (index - Atomics.load(hdr, kRepTail) >= kReportSlots) { Atomics.add(hdr, kRepDropped, 1); return; }
+    if (index - Atomics.load(hdr, kRepTail) >= kReportSlots) {
+      Atomics.add(hdr, kRepDropped, 1);
+      return;
+    }
     if (Atomics.compareExchange(hdr, kRepHead, index, index + 1) === index) break;
   }
   const off = sh.reportSlotByte(index);
@@ -103,7 +119,11 @@ export function drainReports(sh: Shared, into: Violation[], final = false): void
     const slot = slotHeader(sh, off);
     if (Atomics.load(slot, 0) === tail + 1) {
       const len = Atomics.load(slot, 1);
-      into.push(JSON.parse(dec.decode(sh.repBytes.slice(off + kReportSlotHeaderBytes, off + kReportSlotHeaderBytes + len))) as Violation);
+      into.push(
+        JSON.parse(
+          dec.decode(sh.repBytes.slice(off + kReportSlotHeaderBytes, off + kReportSlotHeaderBytes + len)),
+        ) as Violation,
+      );
     } else if (!final) break; // reserved, not yet committed
     Atomics.store(slot, 0, 0);
     tail++;
@@ -138,5 +158,8 @@ export function kernelWarn(k: HasEnv, where: { fn: string; file: string }, msg: 
     env.printk('warn', msg);
     env.printk('warn', `---[ end trace ]---`);
   }
-  reportViolation(k, 'warn', { text: `WARNING: CPU: ${Math.max(env.cpu, 0)} at ${where.file} ${where.fn}: ${msg.split('\n')[0]}`, facts: [`site=${where.fn}`] });
+  reportViolation(k, 'warn', {
+    text: `WARNING: CPU: ${Math.max(env.cpu, 0)} at ${where.file} ${where.fn}: ${msg.split('\n')[0]}`,
+    facts: [`site=${where.fn}`],
+  });
 }

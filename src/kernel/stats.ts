@@ -3,19 +3,52 @@
 import type { BugFlag } from './config.ts';
 
 export const PCACHE_EVENTS = [
-  'nr_pgfault', 'nr_pgfault_code', 'nr_clflush', 'nr_clflush_clean_skipped', 'nr_clflush_fail',
-  'nr_pgfault_wp', 'nr_pgfault_due_to_concurrent_eviction', 'nr_pcache_fill_from_memory',
-  'nr_pcache_fill_from_victim', 'nr_pcache_eviction_triggered', 'nr_pcache_eviction_eagain_freeable',
-  'nr_pcache_eviction_eagain_concurrent', 'nr_pcache_eviction_failure_find', 'nr_pcache_eviction_failure_evict',
-  'nr_pcache_eviction_succeed', 'nr_pset_list_lookup', 'nr_pset_list_hit', 'nr_victim_lookup', 'nr_victim_hit',
-  'nr_victim_eviction_triggered', 'nr_victim_eviction_succeed', 'nr_victim_prepare_insert',
-  'nr_victim_finish_insert', 'nr_victim_invalidate', 'nr_sweep_run', 'nr_sweep_nr_pset', 'nr_sweep_nr_moved_pcm',
-  'nr_mremap_pset_same', 'nr_mremap_pset_diff', 'nr_pcache_rmap_alloc', 'nr_pcache_rmap_free',
+  'nr_pgfault',
+  'nr_pgfault_code',
+  'nr_clflush',
+  'nr_clflush_clean_skipped',
+  'nr_clflush_fail',
+  'nr_pgfault_wp',
+  'nr_pgfault_due_to_concurrent_eviction',
+  'nr_pcache_fill_from_memory',
+  'nr_pcache_fill_from_victim',
+  'nr_pcache_eviction_triggered',
+  'nr_pcache_eviction_eagain_freeable',
+  'nr_pcache_eviction_eagain_concurrent',
+  'nr_pcache_eviction_failure_find',
+  'nr_pcache_eviction_failure_evict',
+  'nr_pcache_eviction_succeed',
+  'nr_pset_list_lookup',
+  'nr_pset_list_hit',
+  'nr_victim_lookup',
+  'nr_victim_hit',
+  'nr_victim_eviction_triggered',
+  'nr_victim_eviction_succeed',
+  'nr_victim_prepare_insert',
+  'nr_victim_finish_insert',
+  'nr_victim_invalidate',
+  'nr_sweep_run',
+  'nr_sweep_nr_pset',
+  'nr_sweep_nr_moved_pcm',
+  'nr_mremap_pset_same',
+  'nr_mremap_pset_diff',
+  'nr_pcache_rmap_alloc',
+  'nr_pcache_rmap_free',
 ] as const;
 
 export const OTHER_EVENTS = [
-  'tlb_fill', 'tlb_flush_local', 'tlb_flush_all_local', 'tlb_shootdown', 'ipi_sent', 'ipi_received',
-  'syscall', 'syscall_error', 'segfault', 'mremap_move_pages', 'zap_pages', 'spurious_fault',
+  'tlb_fill',
+  'tlb_flush_local',
+  'tlb_flush_all_local',
+  'tlb_shootdown',
+  'ipi_sent',
+  'ipi_received',
+  'syscall',
+  'syscall_error',
+  'segfault',
+  'mremap_move_pages',
+  'zap_pages',
+  'spurious_fault',
 ] as const;
 
 /**
@@ -23,11 +56,17 @@ export const OTHER_EVENTS = [
  * the broken form actually does its damage, so a reproduction also proves that the broken path ran.
  */
 export const BUG_EVENTS = [
-  'nr_bug_mremap_no_pcache_move', 'nr_bug_mremap_pte_before_rmap', 'nr_bug_mremap_unserialized',
-  'nr_bug_mremap_dest_overwrite', 'nr_bug_free_before_flush', 'nr_bug_tlb_shootdown_skip',
-  'nr_bug_brk_shrink_no_zap', 'nr_bug_cpuhp_missing',
+  'nr_bug_mremap_no_pcache_move',
+  'nr_bug_mremap_pte_before_rmap',
+  'nr_bug_mremap_unserialized',
+  'nr_bug_mremap_dest_overwrite',
+  'nr_bug_free_before_flush',
+  'nr_bug_tlb_shootdown_skip',
+  'nr_bug_brk_shrink_no_zap',
+  'nr_bug_cpuhp_missing',
 ] as const;
-export const bugStatName = (flag: BugFlag): (typeof BUG_EVENTS)[number] => `nr_bug_${flag.replace(/-/g, '_')}` as (typeof BUG_EVENTS)[number];
+export const bugStatName = (flag: BugFlag): (typeof BUG_EVENTS)[number] =>
+  `nr_bug_${flag.replace(/-/g, '_')}` as (typeof BUG_EVENTS)[number];
 
 export type StatName = (typeof PCACHE_EVENTS)[number] | (typeof OTHER_EVENTS)[number] | (typeof BUG_EVENTS)[number];
 
@@ -47,4 +86,21 @@ export const FAB_LAT_SUM = 3;
 export const FAB_HIST = 4;
 // Syscall counters: per syscall number slot count (kSyscallBase + slot).
 export const kSyscallBase = kFabricBase + kFabricOpcodes * kFabricSlot; // 496
-export const SYSCALL_NAMES = ['mmap', 'munmap', 'mprotect', 'mremap', 'brk', 'open', 'read', 'write', 'close', 'fstat', 'lseek', 'clone', 'join', 'exit', 'barrier', 'getpid'] as const;
+export const SYSCALL_NAMES = [
+  'mmap',
+  'munmap',
+  'mprotect',
+  'mremap',
+  'brk',
+  'open',
+  'read',
+  'write',
+  'close',
+  'fstat',
+  'lseek',
+  'clone',
+  'join',
+  'exit',
+  'barrier',
+  'getpid',
+] as const;

@@ -10,7 +10,17 @@ import { kCpuLockLastTaken, kCpuLockLastTakenKind, kCpuLockKind, kCpuLockWait } 
 const kSpinPolls = 64;
 const kSleepMs = 0.2;
 
-export const LOCK_KIND = { spinlock: 1, pcache: 2, mmap_sem_read: 3, mmap_sem_write: 4, fabric: 5, csd: 6, join: 7, barrier: 8, evict: 9 } as const;
+export const LOCK_KIND = {
+  spinlock: 1,
+  pcache: 2,
+  mmap_sem_read: 3,
+  mmap_sem_write: 4,
+  fabric: 5,
+  csd: 6,
+  join: 7,
+  barrier: 8,
+  evict: 9,
+} as const;
 
 function noteWait(env: Env, id: number, kind: number): void {
   if (env.cpu < 0) return;
@@ -36,11 +46,18 @@ export function spinTrylock(a: Int32Array, i: number): boolean {
 /** spin_lock (futex-style mutex, Drepper's "mutex2"), servicing IPIs while waiting. */
 export function spinLock(env: Env, a: Int32Array, i: number, id = i): void {
   let c = Atomics.compareExchange(a, i, 0, 1);
-  if (c === 0) { noteHeld(env, id, LOCK_KIND.spinlock); return; }
+  if (c === 0) {
+    noteHeld(env, id, LOCK_KIND.spinlock);
+    return;
+  }
   noteWait(env, id, LOCK_KIND.spinlock);
   for (let n = 0; n < kSpinPolls; n++) {
     if ((n & 15) === 0) env.irq();
-    if (Atomics.load(a, i) === 0 && Atomics.compareExchange(a, i, 0, 1) === 0) { clearWait(env); noteHeld(env, id, LOCK_KIND.spinlock); return; }
+    if (Atomics.load(a, i) === 0 && Atomics.compareExchange(a, i, 0, 1) === 0) {
+      clearWait(env);
+      noteHeld(env, id, LOCK_KIND.spinlock);
+      return;
+    }
   }
   if (c !== 2) c = Atomics.exchange(a, i, 2);
   while (c !== 0) {
@@ -63,14 +80,21 @@ export function bitTrylock(a: Int32Array, i: number, bit: number): boolean {
 }
 
 export function bitLock(env: Env, a: Int32Array, i: number, bit: number, id: number): void {
-  if (bitTrylock(a, i, bit)) { noteHeld(env, id, LOCK_KIND.pcache); return; }
+  if (bitTrylock(a, i, bit)) {
+    noteHeld(env, id, LOCK_KIND.pcache);
+    return;
+  }
   noteWait(env, id, LOCK_KIND.pcache);
   let n = 0;
   for (;;) {
     if ((n++ & 15) === 0) env.irq();
     const v = Atomics.load(a, i);
     if ((v & bit) === 0) {
-      if (bitTrylock(a, i, bit)) { clearWait(env); noteHeld(env, id, LOCK_KIND.pcache); return; }
+      if (bitTrylock(a, i, bit)) {
+        clearWait(env);
+        noteHeld(env, id, LOCK_KIND.pcache);
+        return;
+      }
       continue;
     }
     if (n > kSpinPolls) Atomics.wait(a, i, v, kSleepMs);
@@ -100,7 +124,10 @@ export function downRead(env: Env, a: Int32Array, i: number, id: number): void {
   for (;;) {
     const v = Atomics.load(a, i);
     if ((v & (RWSEM_WRITER | RWSEM_WRITER_WAITING)) === 0) {
-      if (Atomics.compareExchange(a, i, v, v + 1) === v) { if (n) clearWait(env); return; }
+      if (Atomics.compareExchange(a, i, v, v + 1) === v) {
+        if (n) clearWait(env);
+        return;
+      }
       continue;
     }
     if (n++ === 0) noteWait(env, id, LOCK_KIND.mmap_sem_read);
@@ -119,7 +146,10 @@ export function downWrite(env: Env, a: Int32Array, i: number, id: number): void 
   for (;;) {
     const v = Atomics.load(a, i);
     if ((v & (RWSEM_WRITER | RWSEM_READER_MASK)) === 0) {
-      if (Atomics.compareExchange(a, i, v, RWSEM_WRITER) === v) { if (n) clearWait(env); return; }
+      if (Atomics.compareExchange(a, i, v, RWSEM_WRITER) === v) {
+        if (n) clearWait(env);
+        return;
+      }
       continue;
     }
     if ((v & RWSEM_WRITER_WAITING) === 0) Atomics.or(a, i, RWSEM_WRITER_WAITING);
@@ -135,7 +165,14 @@ export function upWrite(a: Int32Array, i: number): void {
 }
 
 /** Wait (servicing IPIs) until `done()` holds, sleeping on a[i] changing. */
-export function waitUntil(env: Env, a: Int32Array, i: number, done: () => boolean, id = 0, kind: number = LOCK_KIND.join): void {
+export function waitUntil(
+  env: Env,
+  a: Int32Array,
+  i: number,
+  done: () => boolean,
+  id = 0,
+  kind: number = LOCK_KIND.join,
+): void {
   if (done()) return;
   noteWait(env, id, kind);
   let n = 0;

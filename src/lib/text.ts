@@ -22,7 +22,10 @@ export function closest(name: string, names: Iterable<string>, slack = 3): strin
   let bestD = Infinity;
   for (const n of names) {
     const dist = editDistance(name.toUpperCase(), n.toUpperCase());
-    if (dist < bestD) { bestD = dist; best = n; }
+    if (dist < bestD) {
+      bestD = dist;
+      best = n;
+    }
   }
   return best !== undefined && bestD <= Math.max(2, Math.floor(name.length / slack)) ? best : undefined;
 }

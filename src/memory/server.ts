@@ -5,17 +5,36 @@
 // M is single-threaded (one handler loop), so its own structures need no locks; what it shares with
 // P goes only through the fabric.
 import type { Env } from '../kernel/env.ts';
-import { Fabric,MalformedMessage,serveForever,type IncomingRequest,type ReplyWriter } from '../fabric/ibapi.ts';
+import { Fabric, MalformedMessage, serveForever, type IncomingRequest, type ReplyWriter } from '../fabric/ibapi.ts';
 import type { z } from 'zod';
 import {
-M2S_READ,P2M_BRK,P2M_EXECVE,P2M_EXIT,P2M_MMAP,P2M_MPROTECT,P2M_MREMAP,P2M_MUNMAP,P2M_PCACHE_FLUSH,P2M_PCACHE_MISS,
+  M2S_READ,
+  P2M_BRK,
+  P2M_EXECVE,
+  P2M_EXIT,
+  P2M_MMAP,
+  P2M_MPROTECT,
+  P2M_MREMAP,
+  P2M_MUNMAP,
+  P2M_PCACHE_FLUSH,
+  P2M_PCACHE_MISS,
 } from '../fabric/opcodes.ts';
 import {
-zBrkReq,zExecveReq,zMmapReq,zMprotectReq,zMremapReq,zMunmapReq,type AsReply,type ExecveReply,type M2sReadReq,type ExitReply,type PtOp,
+  zBrkReq,
+  zExecveReq,
+  zMmapReq,
+  zMprotectReq,
+  zMremapReq,
+  zMunmapReq,
+  type AsReply,
+  type ExecveReply,
+  type M2sReadReq,
+  type ExitReply,
+  type PtOp,
 } from '../fabric/proto.ts';
-import { kNodeMemory,kNodeStorage } from '../kernel/layout.ts';
-import { EACCES,EFAULT,EINVAL,ENOMEM,ENOSYS,ESRCH,PAGE_SIZE } from '../uapi/abi.ts';
-import { LegoMm,type Vma } from './vm/mm.ts';
+import { kNodeMemory, kNodeStorage } from '../kernel/layout.ts';
+import { EACCES, EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH, PAGE_SIZE } from '../uapi/abi.ts';
+import { LegoMm, type Vma } from './vm/mm.ts';
 
 /** Where the kernel's top-down mmap area starts: the first 0x7e000-byte mmap lands at 0x7fffe5788000. */
 export const kMmapBase = 0x7fffe5806000;
@@ -29,17 +48,27 @@ export class Dram {
   private readonly free: number[] = [];
   private next = 0;
   readonly maxFrames: number;
-  constructor(bytes: number) { this.maxFrames = Math.floor(bytes / PAGE_SIZE); }
-  get used(): number { return this.next - this.free.length; }
+  constructor(bytes: number) {
+    this.maxFrames = Math.floor(bytes / PAGE_SIZE);
+  }
+  get used(): number {
+    return this.next - this.free.length;
+  }
   alloc(): number {
     const f = this.free.pop();
-    if (f !== undefined) { this.page(f).fill(0); return f; }
+    if (f !== undefined) {
+      this.page(f).fill(0);
+      return f;
+    }
     if (this.next >= this.maxFrames) return -1;
     const n = this.next++;
-    if (n % kChunkFrames === 0) this.chunks.push(new Uint8Array(Math.min(kChunkFrames, this.maxFrames - n) * PAGE_SIZE));
+    if (n % kChunkFrames === 0)
+      this.chunks.push(new Uint8Array(Math.min(kChunkFrames, this.maxFrames - n) * PAGE_SIZE));
     return n;
   }
-  release(f: number): void { this.free.push(f); }
+  release(f: number): void {
+    this.free.push(f);
+  }
   page(f: number): Uint8Array {
     const c = this.chunks[Math.floor(f / kChunkFrames)]!;
     const o = (f % kChunkFrames) * PAGE_SIZE;
@@ -64,7 +93,11 @@ export class Memory {
   readonly zeroPage = new Uint8Array(PAGE_SIZE);
   stats = { miss: 0, missZero: 0, missFile: 0, flush: 0, flushFail: 0 };
 
-  constructor(readonly env: Env, private readonly fab: Fabric | undefined, memoryBytes: number) {
+  constructor(
+    readonly env: Env,
+    private readonly fab: Fabric | undefined,
+    memoryBytes: number,
+  ) {
     this.dram = new Dram(memoryBytes);
   }
 
@@ -84,17 +117,31 @@ export class Memory {
 
   private dispatch(req: IncomingRequest, out: ReplyWriter): void {
     // Test hook for the emulator's own failure handling (never a kernel behaviour): see README "Testing".
-    if (process.env.SPLITKERN_INJECT === 'memory-crash' && req.opcode === P2M_MMAP) throw new Error('injected memory worker crash (SPLITKERN_INJECT)');
+    if (process.env.SPLITKERN_INJECT === 'memory-crash' && req.opcode === P2M_MMAP)
+      throw new Error('injected memory worker crash (SPLITKERN_INJECT)');
     switch (req.opcode) {
-      case P2M_PCACHE_MISS: return this.pcacheMiss(req, out);
-      case P2M_PCACHE_FLUSH: return this.pcacheFlush(req, out);
-      case P2M_EXECVE: return this.execve(req, out);
-      case P2M_EXIT: return this.exit(req, out);
-      case P2M_MMAP: return this.asCall(req, out, 'mmap-fixed', zMmapReq, (mm, b) => mm.mmap(b.addr, b.len, b.prot, b.flags, b.file ?? null, b.offset));
-      case P2M_MUNMAP: return this.asCall(req, out, 'munmap', zMunmapReq, (mm, b) => mm.munmap(b.addr, b.len));
-      case P2M_MREMAP: return this.asCall(req, out, 'mremap', zMremapReq, (mm, b) => mm.mremap(b.addr, b.oldLen, b.newLen, b.flags, b.newAddr));
-      case P2M_BRK: return this.asCall(req, out, 'brk', zBrkReq, (mm, b) => mm.brkSet(b.brk));
-      case P2M_MPROTECT: return this.asCall(req, out, 'munmap', zMprotectReq, (mm, b) => mm.mprotect(b.addr, b.len, b.prot));
+      case P2M_PCACHE_MISS:
+        return this.pcacheMiss(req, out);
+      case P2M_PCACHE_FLUSH:
+        return this.pcacheFlush(req, out);
+      case P2M_EXECVE:
+        return this.execve(req, out);
+      case P2M_EXIT:
+        return this.exit(req, out);
+      case P2M_MMAP:
+        return this.asCall(req, out, 'mmap-fixed', zMmapReq, (mm, b) =>
+          mm.mmap(b.addr, b.len, b.prot, b.flags, b.file ?? null, b.offset),
+        );
+      case P2M_MUNMAP:
+        return this.asCall(req, out, 'munmap', zMunmapReq, (mm, b) => mm.munmap(b.addr, b.len));
+      case P2M_MREMAP:
+        return this.asCall(req, out, 'mremap', zMremapReq, (mm, b) =>
+          mm.mremap(b.addr, b.oldLen, b.newLen, b.flags, b.newAddr),
+        );
+      case P2M_BRK:
+        return this.asCall(req, out, 'brk', zBrkReq, (mm, b) => mm.brkSet(b.brk));
+      case P2M_MPROTECT:
+        return this.asCall(req, out, 'munmap', zMprotectReq, (mm, b) => mm.mprotect(b.addr, b.len, b.prot));
       default:
         this.env.printk('warn', `memory: WARNING: Invalid opcode: ${req.opcode} from ctx ${req.src}`);
         out.reply(-ENOSYS);
@@ -103,7 +150,14 @@ export class Memory {
 
   private execve(req: IncomingRequest, out: ReplyWriter): void {
     const b = req.body(zExecveReq);
-    const proc: Proc = { pid: req.pid, comm: b.comm, pages: new Map(), ops: [], why: 'munmap', mm: undefined as unknown as LegoMm };
+    const proc: Proc = {
+      pid: req.pid,
+      comm: b.comm,
+      pages: new Map(),
+      ops: [],
+      why: 'munmap',
+      mm: undefined as unknown as LegoMm,
+    };
     proc.mm = new LegoMm({
       mmapBase: kMmapBase,
       brkStart: kBrkStart,
@@ -114,14 +168,20 @@ export class Memory {
       },
     });
     this.procs.set(req.pid, proc);
-    this.env.printk('debug', `memory: execve pid ${req.pid} (${b.comm}): mmap_base 0x${kMmapBase.toString(16)} brk 0x${kBrkStart.toString(16)}`);
+    this.env.printk(
+      'debug',
+      `memory: execve pid ${req.pid} (${b.comm}): mmap_base 0x${kMmapBase.toString(16)} brk 0x${kBrkStart.toString(16)}`,
+    );
     const reply: ExecveReply = { mmapBase: kMmapBase, brk: kBrkStart, stackTop: kStackTop };
     out.reply(0, 0, reply);
   }
 
   private exit(req: IncomingRequest, out: ReplyWriter): void {
     const p = this.procs.get(req.pid);
-    if (!p) { out.reply(-ESRCH); return; }
+    if (!p) {
+      out.reply(-ESRCH);
+      return;
+    }
     const vmas: Array<[number, number]> = p.mm.vmas.map((v: Vma) => [v.start, v.end]);
     for (const f of p.pages.values()) this.dram.release(f);
     this.procs.delete(req.pid);
@@ -129,9 +189,18 @@ export class Memory {
     out.reply(0, 0, reply);
   }
 
-  private asCall<B>(req: IncomingRequest, out: ReplyWriter, why: Proc['why'], schema: z.ZodType<B>, call: (mm: LegoMm, b: B) => number): void {
+  private asCall<B>(
+    req: IncomingRequest,
+    out: ReplyWriter,
+    why: Proc['why'],
+    schema: z.ZodType<B>,
+    call: (mm: LegoMm, b: B) => number,
+  ): void {
     const p = this.procs.get(req.pid);
-    if (!p) { out.reply(-ESRCH, 0, { ret: -ESRCH, ops: [] } satisfies AsReply); return; }
+    if (!p) {
+      out.reply(-ESRCH, 0, { ret: -ESRCH, ops: [] } satisfies AsReply);
+      return;
+    }
     p.ops = [];
     p.why = why;
     let ret: number;
@@ -153,7 +222,10 @@ export class Memory {
     const moved: Array<[number, number]> = [];
     for (let i = 0; i < pages; i++) {
       const f = p.pages.get(o + i);
-      if (f !== undefined) { p.pages.delete(o + i); moved.push([n + i, f]); }
+      if (f !== undefined) {
+        p.pages.delete(o + i);
+        moved.push([n + i, f]);
+      }
     }
     for (const [vpn, f] of moved) {
       const old = p.pages.get(vpn);
@@ -169,10 +241,17 @@ export class Memory {
     if (pages < p.pages.size) {
       for (let i = 0; i < pages; i++) {
         const f = p.pages.get(s + i);
-        if (f !== undefined) { this.dram.release(f); p.pages.delete(s + i); }
+        if (f !== undefined) {
+          this.dram.release(f);
+          p.pages.delete(s + i);
+        }
       }
     } else {
-      for (const [vpn, f] of p.pages) if (vpn >= s && vpn < s + pages) { this.dram.release(f); p.pages.delete(vpn); }
+      for (const [vpn, f] of p.pages)
+        if (vpn >= s && vpn < s + pages) {
+          this.dram.release(f);
+          p.pages.delete(vpn);
+        }
     }
     p.ops.push({ op: 'zap', start, len, why: p.why });
   }
@@ -181,11 +260,17 @@ export class Memory {
   private pcacheMiss(req: IncomingRequest, out: ReplyWriter): void {
     this.stats.miss++;
     const p = this.procs.get(req.pid);
-    if (!p) { out.reply(-ESRCH); return; }
+    if (!p) {
+      out.reply(-ESRCH);
+      return;
+    }
     const va = req.vaddr;
     const write = (req.flags & 1) !== 0;
     const acc = p.mm.access(va, write);
-    if (acc !== 'ok') { out.reply(acc === 'maperr' ? -EFAULT : -EACCES); return; }
+    if (acc !== 'ok') {
+      out.reply(acc === 'maperr' ? -EFAULT : -EACCES);
+      return;
+    }
     const vma = p.mm.findVma(va)!;
     const vpn = Math.floor(va / PAGE_SIZE);
     let f = p.pages.get(vpn);
@@ -194,7 +279,10 @@ export class Memory {
       // then diverges from the file).
       f = this.dram.alloc();
       if (f < 0) {
-        this.env.printk('error', `memory: out of memory: ${this.dram.maxFrames} frames in use (--memory); pid ${p.pid} addr 0x${va.toString(16)}`);
+        this.env.printk(
+          'error',
+          `memory: out of memory: ${this.dram.maxFrames} frames in use (--memory); pid ${p.pid} addr 0x${va.toString(16)}`,
+        );
         out.reply(-ENOMEM);
         return;
       }
@@ -203,8 +291,15 @@ export class Memory {
         this.stats.missFile++;
         const off = vma.pgoff * PAGE_SIZE + (vpn * PAGE_SIZE - vma.start);
         if (off < vma.file.size) {
-          const rep = this.fab!.sendReply(kNodeStorage, M2S_READ, { payload: { path: vma.file.path, offset: off } satisfies M2sReadReq });
-          if (rep.status < 0) { p.pages.delete(vpn); this.dram.release(f); out.reply(-EFAULT); return; }
+          const rep = this.fab!.sendReply(kNodeStorage, M2S_READ, {
+            payload: { path: vma.file.path, offset: off } satisfies M2sReadReq,
+          });
+          if (rep.status < 0) {
+            p.pages.delete(vpn);
+            this.dram.release(f);
+            out.reply(-EFAULT);
+            return;
+          }
           this.dram.page(f).set(rep.mbox.page);
         }
       } else this.stats.missZero++;
@@ -217,13 +312,24 @@ export class Memory {
     this.stats.flush++;
     const p = this.procs.get(req.pid);
     const va = req.vaddr;
-    if (!p) { this.stats.flushFail++; out.reply(-ESRCH); return; }
-    if (!p.mm.findVma(va)) { this.stats.flushFail++; out.reply(-EFAULT); return; }
+    if (!p) {
+      this.stats.flushFail++;
+      out.reply(-ESRCH);
+      return;
+    }
+    if (!p.mm.findVma(va)) {
+      this.stats.flushFail++;
+      out.reply(-EFAULT);
+      return;
+    }
     const vpn = Math.floor(va / PAGE_SIZE);
     let f = p.pages.get(vpn);
     if (f === undefined) {
       f = this.dram.alloc();
-      if (f < 0) { out.reply(-ENOMEM); return; }
+      if (f < 0) {
+        out.reply(-ENOMEM);
+        return;
+      }
       p.pages.set(vpn, f);
     }
     this.dram.page(f).set(req.mbox.page);
@@ -235,7 +341,10 @@ export class Memory {
 export function memoryMain(env: Env, memoryBytes: number, online: () => void): Memory {
   const fab = new Fabric(env);
   const m = new Memory(env, fab, memoryBytes);
-  env.printk('notice', `memory: online: ${Math.round(memoryBytes / 1048576)} MiB of DRAM for user pages, mmap_base 0x${kMmapBase.toString(16)}`);
+  env.printk(
+    'notice',
+    `memory: online: ${Math.round(memoryBytes / 1048576)} MiB of DRAM for user pages, mmap_base 0x${kMmapBase.toString(16)}`,
+  );
   online();
   serveForever(env, kNodeMemory, (req, out) => m.handle(req, out));
   return m;

@@ -8,7 +8,13 @@ import { memoryMain } from './server.ts';
 export function main(): void {
   const init = workerData as WorkerInit;
   const sh = new Shared(init.bufs);
-  const env = new Env(sh, { ctx: sh.geo.ctx.memory, cpu: -1, name: 'memory', bootEpochMs: init.bootEpochMs, config: init.config });
+  const env = new Env(sh, {
+    ctx: sh.geo.ctx.memory,
+    cpu: -1,
+    name: 'memory',
+    bootEpochMs: init.bootEpochMs,
+    config: init.config,
+  });
   const post = (m: WorkerMsg) => parentPort!.postMessage(m);
   memoryMain(env, init.config.memoryBytes, () => post({ type: 'online', who: 'memory' }));
 }

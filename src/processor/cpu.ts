@@ -3,28 +3,60 @@
 import { BroadcastChannel } from 'node:worker_threads';
 import { Env } from '../kernel/env.ts';
 import { Fabric } from '../fabric/ibapi.ts';
-import { P2M_EXECVE,P2M_EXIT,P2S_CLOSE } from '../fabric/opcodes.ts';
-import { zExitReply,type CloseReq,type ExecveReq } from '../fabric/proto.ts';
-import { consoleChannel,type WorkerInit } from '../kernel/workerdata.ts';
+import { P2M_EXECVE, P2M_EXIT, P2S_CLOSE } from '../fabric/opcodes.ts';
+import { zExitReply, type CloseReq, type ExecveReq } from '../fabric/proto.ts';
+import { consoleChannel, type WorkerInit } from '../kernel/workerdata.ts';
 import {
-kCpuKernelEnterMs,kCpuPid,kCpuState,kCpuStateIdle,kCpuStateKernel,kCpuStateUser,kCpuTid,
-kCtlCpuBootCounter,kCtlCpusBusy,kCtlIbLock,kCtlCpusOnline,kCtlLiveThreads,kMaxProcs,kMmCpumask,kMmFaultAddr,kMmFloatStride,
-kMmKilled,kMmSiCode,kMmMovingEnd,kMmMovingStart,kMmPgd,kMmPid,kMmSem,kMmShootdowns,kMmUsers,kNodeMemory,kNodeStorage,
-kStatsPerContext,kThreadCpu,kThreadEntry,kThreadExit,kThreadPid,kThreadSignal,kThreadState,Shared,
-THREAD_EXITED,THREAD_RUNNING,
+  kCpuKernelEnterMs,
+  kCpuPid,
+  kCpuState,
+  kCpuStateIdle,
+  kCpuStateKernel,
+  kCpuStateUser,
+  kCpuTid,
+  kCtlCpuBootCounter,
+  kCtlCpusBusy,
+  kCtlIbLock,
+  kCtlCpusOnline,
+  kCtlLiveThreads,
+  kMaxProcs,
+  kMmCpumask,
+  kMmFaultAddr,
+  kMmFloatStride,
+  kMmKilled,
+  kMmSiCode,
+  kMmMovingEnd,
+  kMmMovingStart,
+  kMmPgd,
+  kMmPid,
+  kMmSem,
+  kMmShootdowns,
+  kMmUsers,
+  kNodeMemory,
+  kNodeStorage,
+  kStatsPerContext,
+  kThreadCpu,
+  kThreadEntry,
+  kThreadExit,
+  kThreadPid,
+  kThreadSignal,
+  kThreadState,
+  Shared,
+  THREAD_EXITED,
+  THREAD_RUNNING,
 } from '../kernel/layout.ts';
-import { downWrite,LOCK_KIND,spinLock,spinUnlock,upWrite,waitUntil } from '../kernel/sync.ts';
-import type { Program,UserContext } from '../uapi/program.ts';
-import { ThreadExit,UserSignal } from '../uapi/program.ts';
+import { downWrite, LOCK_KIND, spinLock, spinUnlock, upWrite, waitUntil } from '../kernel/sync.ts';
+import type { Program, UserContext } from '../uapi/program.ts';
+import { ThreadExit, UserSignal } from '../uapi/program.ts';
 import { checkQuiescent } from './pcache/debug.ts';
 import { reportViolation } from '../kernel/report.ts';
-import { safePoint,stopMachine } from './stop.ts';
+import { safePoint, stopMachine } from './stop.ts';
 import { Kern } from './kern.ts';
 import { releasePgtable } from './mm.ts';
-import { CpuMmu,SIGKILL } from './mmu.ts';
+import { CpuMmu, SIGKILL } from './mmu.ts';
 import { allocTablePage } from './pgtable.ts';
 import { ProcSyscalls } from './syscalls.ts';
-import { handleIpis,smpcfdPrepareCpu,smpcfdPrepared,switchMmIn,switchMmOut,tlbFlushAllLocal } from './tlb.ts';
+import { handleIpis, smpcfdPrepareCpu, smpcfdPrepared, switchMmIn, switchMmOut, tlbFlushAllLocal } from './tlb.ts';
 
 export interface CpuTask {
   tid: number;
@@ -50,11 +82,17 @@ export interface CpuTaskResult {
 }
 
 /** A subsystem's per-CPU bring-up callback (cpuhp_setup_state): name as Linux logs it. */
-interface CpuhpStep { name: string; startup: (c: Cpu) => void }
+interface CpuhpStep {
+  name: string;
+  startup: (c: Cpu) => void;
+}
 
 const CPUHP_STEPS: CpuhpStep[] = [
   // First: this CPU's statistics row starts from zero, so the steps below may count into it.
-  { name: 'stats:online', startup: (c) => c.sh.stats.fill(0, c.sh.statIdx(c.env.ctx, 0), c.sh.statIdx(c.env.ctx, 0) + kStatsPerContext) },
+  {
+    name: 'stats:online',
+    startup: (c) => c.sh.stats.fill(0, c.sh.statIdx(c.env.ctx, 0), c.sh.statIdx(c.env.ctx, 0) + kStatsPerContext),
+  },
   {
     // kernel/smp.c: the boot CPU's csd array comes from call_function_init, a secondary CPU's from
     // cpu_online_callback -> smpcfd_prepare_cpu. cpuhp-missing (LegoOS 2018-02-05): secondary CPUs
@@ -62,12 +100,20 @@ const CPUHP_STEPS: CpuhpStep[] = [
     // call_single_queue: the first multi-target IPI they send links that queue head into itself.
     name: 'smpcfd:prepare',
     startup: (c) => {
-      if (c.env.cpu !== 0 && c.env.bugs.has('cpuhp-missing')) { c.env.bugRan('cpuhp-missing'); return; }
+      if (c.env.cpu !== 0 && c.env.bugs.has('cpuhp-missing')) {
+        c.env.bugRan('cpuhp-missing');
+        return;
+      }
       smpcfdPrepareCpu(c.sh, c.env.cpu);
     },
   },
   { name: 'x86/tlb:online', startup: (c) => tlbFlushAllLocal(c.k) },
-  { name: 'pcache/percpu:online', startup: (c) => { c.k.mmu.invalidateFast(); } },
+  {
+    name: 'pcache/percpu:online',
+    startup: (c) => {
+      c.k.mmu.invalidateFast();
+    },
+  },
 ];
 
 export class Cpu {
@@ -81,16 +127,29 @@ export class Cpu {
    * `programs` is the registry of runnable programs, handed in by the worker entry
    * (workers/cpu.cjs): the kernel knows programs only by the Program interface of uapi/program.ts.
    */
-  constructor(init: WorkerInit, private readonly programs: Readonly<Record<string, Program>>) {
+  constructor(
+    init: WorkerInit,
+    private readonly programs: Readonly<Record<string, Program>>,
+  ) {
     this.sh = new Shared(init.bufs);
     const id = Atomics.add(this.sh.ctl, kCtlCpuBootCounter, 1);
-    if (id >= this.sh.geo.ctx.cpus) throw new Error(`cpu bring-up: more CPU workers than --cpus ${this.sh.geo.ctx.cpus}`);
-    this.env = new Env(this.sh, { ctx: id, cpu: id, name: `cpu${id}`, bootEpochMs: init.bootEpochMs, config: init.config });
+    if (id >= this.sh.geo.ctx.cpus)
+      throw new Error(`cpu bring-up: more CPU workers than --cpus ${this.sh.geo.ctx.cpus}`);
+    this.env = new Env(this.sh, {
+      ctx: id,
+      cpu: id,
+      name: `cpu${id}`,
+      bootEpochMs: init.bootEpochMs,
+      config: init.config,
+    });
     this.k = new Kern(this.env, new Fabric(this.env));
     if (init.config.ibSerialize) {
       // --ib-serialize: one lock around every ibapi_send_reply of P (CONFIG_FIT_SEQUENTIAL_IBAPI).
       const ctl = this.sh.ctl;
-      this.k.fab.serializeLock = (take) => { if (take) spinLock(this.env, ctl, kCtlIbLock); else spinUnlock(ctl, kCtlIbLock); };
+      this.k.fab.serializeLock = (take) => {
+        if (take) spinLock(this.env, ctl, kCtlIbLock);
+        else spinUnlock(ctl, kCtlIbLock);
+      };
     }
     this.mmu = new CpuMmu(this.k);
     this.console = new BroadcastChannel(consoleChannel(init.bootEpochMs));
@@ -109,7 +168,10 @@ export class Cpu {
     Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateIdle);
     Atomics.or(sh.ctl, kCtlCpusOnline, 1 << env.cpu);
     const csdDone = smpcfdPrepared(sh, env.cpu);
-    env.printk('notice', `CPU${env.cpu}: online (${CPUHP_STEPS.map((s) => (s.name === 'smpcfd:prepare' && !csdDone ? `${s.name} SKIPPED` : s.name)).join(', ')})`);
+    env.printk(
+      'notice',
+      `CPU${env.cpu}: online (${CPUHP_STEPS.map((s) => (s.name === 'smpcfd:prepare' && !csdDone ? `${s.name} SKIPPED` : s.name)).join(', ')})`,
+    );
   }
 
   /** Run one user thread to completion. */
@@ -121,7 +183,11 @@ export class Cpu {
     const flood = /^report-flood:(\d+)$/.exec(inject ?? '');
     if (flood) {
       // the report channel under a flood: more records than its ring holds, each with a long text
-      for (let i = 0; i < Number(flood[1]); i++) reportViolation(this.k, 'injected', { text: `injected report ${i} on CPU${env.cpu} ${'x'.repeat(3000)}`, facts: [`n=${i}`] });
+      for (let i = 0; i < Number(flood[1]); i++)
+        reportViolation(this.k, 'injected', {
+          text: `injected report ${i} on CPU${env.cpu} ${'x'.repeat(3000)}`,
+          facts: [`n=${i}`],
+        });
     }
     if (inject === 'cpu-hang') {
       Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuKernelEnterMs), Math.floor(env.nowMs()));
@@ -147,11 +213,20 @@ export class Cpu {
       const sys = new ProcSyscalls(k, this.mmu, entries, this.console);
       let lastProgress = 0;
       if (env.config.check === 'syscall') {
-        sys.afterAddressSpaceCall = (name) => stopMachine(env, env.config.sweep, () => checkQuiescent(k, `after ${name}`));
+        sys.afterAddressSpaceCall = (name) =>
+          stopMachine(env, env.config.sweep, () => checkQuiescent(k, `after ${name}`));
       }
       const u: UserContext = {
-        mmu: this.mmu, sys, pid: task.pid, tid: task.tid, cpu: env.cpu, argv: task.argv, seed: env.config.seed,
-        report: (v) => { res.reports.push(v); },
+        mmu: this.mmu,
+        sys,
+        pid: task.pid,
+        tid: task.tid,
+        cpu: env.cpu,
+        argv: task.argv,
+        seed: env.config.seed,
+        report: (v) => {
+          res.reports.push(v);
+        },
         progress: (done, total) => {
           const now = performance.now();
           if (now - lastProgress < 100 && done < total) return;
@@ -187,7 +262,11 @@ export class Cpu {
         const ki = sh.mmIdx(k.mmSlot, kMmKilled);
         if (Atomics.compareExchange(sh.mm, ki, 0, e.signo) === 0) {
           sh.mmF[k.mmSlot * kMmFloatStride + kMmFaultAddr] = e.addr;
-          Atomics.store(sh.mm, sh.mmIdx(k.mmSlot, kMmSiCode), e.why === 'SEGV_MAPERR' ? 1 : e.why === 'SEGV_ACCERR' ? 2 : 0);
+          Atomics.store(
+            sh.mm,
+            sh.mmIdx(k.mmSlot, kMmSiCode),
+            e.why === 'SEGV_MAPERR' ? 1 : e.why === 'SEGV_ACCERR' ? 2 : 0,
+          );
         }
         res.signal = e.signo;
         res.faultAddr = e.addr;
@@ -209,11 +288,15 @@ export class Cpu {
     const { sh, k } = this;
     let slot = -1;
     for (let s = 0; s < kMaxProcs; s++) {
-      if (Atomics.compareExchange(sh.mm, sh.mmIdx(s, kMmPid), 0, pid) === 0) { slot = s; break; }
+      if (Atomics.compareExchange(sh.mm, sh.mmIdx(s, kMmPid), 0, pid) === 0) {
+        slot = s;
+        break;
+      }
     }
     if (slot < 0) throw new Error(`too many processes (${kMaxProcs})`);
     sh.mm[sh.mmIdx(slot, kMmPgd)] = allocTablePage(sh);
-    for (const f of [kMmSem, kMmCpumask, kMmKilled, kMmShootdowns, kMmSiCode]) Atomics.store(sh.mm, sh.mmIdx(slot, f), 0);
+    for (const f of [kMmSem, kMmCpumask, kMmKilled, kMmShootdowns, kMmSiCode])
+      Atomics.store(sh.mm, sh.mmIdx(slot, f), 0);
     Atomics.store(sh.mm, sh.mmIdx(slot, kMmUsers), 1);
     sh.mmF[slot * kMmFloatStride + kMmMovingStart] = -1;
     sh.mmF[slot * kMmFloatStride + kMmMovingEnd] = -1;
@@ -238,7 +321,8 @@ export class Cpu {
       // is what the process died of, whatever unwound main afterwards.
       const ki = sh.mmIdx(slot, kMmKilled);
       const exitGroup = res.signal === 0 && Atomics.compareExchange(sh.mm, ki, 0, SIGKILL) === 0;
-      if (Atomics.load(sh.mm, users) > 1) waitUntil(env, sh.mm, users, () => Atomics.load(sh.mm, users) <= 1, slot, LOCK_KIND.join);
+      if (Atomics.load(sh.mm, users) > 1)
+        waitUntil(env, sh.mm, users, () => Atomics.load(sh.mm, users) <= 1, slot, LOCK_KIND.join);
       if (!exitGroup) {
         const first = Atomics.load(sh.mm, ki);
         res.signal = first;
@@ -273,7 +357,8 @@ export class Cpu {
       const rep = k.fab.sendReply(kNodeMemory, P2M_EXIT, { pid }, zExitReply);
       // exit_mmap: zap every mapping; dirty lines are discarded with the process.
       for (const [s, e] of rep.body?.vmas ?? []) releasePgtable(k, s, e);
-      if (this.env.config.topology === '1P-1M-1S') k.fab.sendReply(kNodeStorage, P2S_CLOSE, { pid, payload: { fd: -1 } satisfies CloseReq });
+      if (this.env.config.topology === '1P-1M-1S')
+        k.fab.sendReply(kNodeStorage, P2S_CLOSE, { pid, payload: { fd: -1 } satisfies CloseReq });
     } finally {
       k.mmapWriteHeld = false;
       upWrite(sh.mm, sem);

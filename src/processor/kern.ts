@@ -22,12 +22,17 @@ export class Kern {
   /** deterministic per-context PRNG (random eviction, jitter) */
   private rng: number;
 
-  constructor(readonly env: Env, readonly fab: Fabric) {
+  constructor(
+    readonly env: Env,
+    readonly fab: Fabric,
+  ) {
     this.sh = env.sh;
     this.rng = (env.config.seed * 2654435761 + env.ctx * 40503 + 1) >>> 0;
   }
 
-  get cpu(): number { return this.env.cpu; }
+  get cpu(): number {
+    return this.env.cpu;
+  }
 
   random(): number {
     // mulberry32

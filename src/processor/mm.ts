@@ -4,7 +4,15 @@
 // after M has changed the VMAs ("only call after M updated its mmap"). Locks: a PTE-page lock, then
 // the line lock by trylock or by lockLineUnderPtl's drop-and-retake (never a blocking line lock under
 // a PTE lock).
-import { _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, _PAGE_USER, kMmPgd } from '../kernel/layout.ts';
+import {
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_PRESENT,
+  _PAGE_PROTNONE,
+  _PAGE_RW,
+  _PAGE_USER,
+  kMmPgd,
+} from '../kernel/layout.ts';
 import { S } from '../kernel/stats.ts';
 import { PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE } from '../uapi/abi.ts';
 import type { Kern } from './kern.ts';
@@ -17,14 +25,23 @@ import { kernelWarn } from '../kernel/report.ts';
 
 const PMD_SIZE = 2 ** 21;
 
-function pgdOf(k: Kern): number { return k.sh.mm[k.sh.mmIdx(k.mmSlot, kMmPgd)]!; }
+function pgdOf(k: Kern): number {
+  return k.sh.mm[k.sh.mmIdx(k.mmSlot, kMmPgd)]!;
+}
 
 /**
  * Lock a present PTE's line from under the PTE lock (the pcache_zap_pte / pcache_move_pte dance):
  * trylock; on failure take a ref, drop the PTE lock(s), sleep on the line lock, retake the PTE
  * lock(s), and re-check the PTE. Returns false (all locks dropped) if the PTE changed: retry.
  */
-export function lockLineUnderPtl(k: Kern, line: number, ptep: number, pte: number, relock: () => void, unlock: () => void): boolean {
+export function lockLineUnderPtl(
+  k: Kern,
+  line: number,
+  ptep: number,
+  pte: number,
+  relock: () => void,
+  unlock: () => void,
+): boolean {
   if (trylockPcache(k.sh, line)) return true;
   getPcache(k.sh, line);
   unlock();
@@ -55,44 +72,65 @@ export function releasePgtable(k: Kern, start: number, end: number): void {
   let zapped = 0;
   tlbGatherStart(k, k.mmSlot);
   try {
-  for (let va = start; va < end; ) {
-    const ptep = walkNoAlloc(sh, pgd, va);
-    if (ptep < 0) { va = Math.min(end, (Math.floor(va / PMD_SIZE) + 1) * PMD_SIZE); continue; }
-    for (;;) {
-      const pte = Atomics.load(sh.pgtable, ptep);
-      if (pte === 0) break;
-      ptlLock(k.env, ptep);
-      const cur = Atomics.load(sh.pgtable, ptep);
-      if (!pteMapped(cur)) { Atomics.store(sh.pgtable, ptep, 0); ptlUnlock(k.env, ptep); break; }
-      const line = pteLine(cur);
-      if (!lockLineUnderPtl(k, line, ptep, cur, () => ptlLock(k.env, ptep), () => ptlUnlock(k.env, ptep))) continue;
-      const r = findRmap(sh, line, ptep, pid, va);
-      if (r < 0) {
-        kernelWarn(k, { fn: 'pcache_zap_pte', file: 'managers/processor/pcache/rmap.c' }, `pte: ${ptep} ptent: 0x${(cur >>> 0).toString(16)} address: 0x${va.toString(16)}\ncorrupted: no rmap for a mapped PTE`);
-      } else {
-        // The PTE is cleared only when its rmap is found (7207dd02).
-        Atomics.store(sh.pgtable, ptep, 0);
-        pcacheRemoveRmapLocked(k, line, r);
-        k.env.sched('zap:pte_cleared');
-        if (earlyFree) {
-          // free-before-flush (LegoOS HEAD pcache_zap_pte): put_pcache now, before the flush below.
-          unlockPcache(sh, line);
+    for (let va = start; va < end;) {
+      const ptep = walkNoAlloc(sh, pgd, va);
+      if (ptep < 0) {
+        va = Math.min(end, (Math.floor(va / PMD_SIZE) + 1) * PMD_SIZE);
+        continue;
+      }
+      for (;;) {
+        const pte = Atomics.load(sh.pgtable, ptep);
+        if (pte === 0) break;
+        ptlLock(k.env, ptep);
+        const cur = Atomics.load(sh.pgtable, ptep);
+        if (!pteMapped(cur)) {
+          Atomics.store(sh.pgtable, ptep, 0);
           ptlUnlock(k.env, ptep);
-          putPcache(k, line);
-          k.env.bugRan('free-before-flush');
-          zapped++;
           break;
         }
-        freeAfterFlush.push(line);
-        zapped++;
+        const line = pteLine(cur);
+        if (
+          !lockLineUnderPtl(
+            k,
+            line,
+            ptep,
+            cur,
+            () => ptlLock(k.env, ptep),
+            () => ptlUnlock(k.env, ptep),
+          )
+        )
+          continue;
+        const r = findRmap(sh, line, ptep, pid, va);
+        if (r < 0) {
+          kernelWarn(
+            k,
+            { fn: 'pcache_zap_pte', file: 'managers/processor/pcache/rmap.c' },
+            `pte: ${ptep} ptent: 0x${(cur >>> 0).toString(16)} address: 0x${va.toString(16)}\ncorrupted: no rmap for a mapped PTE`,
+          );
+        } else {
+          // The PTE is cleared only when its rmap is found (7207dd02).
+          Atomics.store(sh.pgtable, ptep, 0);
+          pcacheRemoveRmapLocked(k, line, r);
+          k.env.sched('zap:pte_cleared');
+          if (earlyFree) {
+            // free-before-flush (LegoOS HEAD pcache_zap_pte): put_pcache now, before the flush below.
+            unlockPcache(sh, line);
+            ptlUnlock(k.env, ptep);
+            putPcache(k, line);
+            k.env.bugRan('free-before-flush');
+            zapped++;
+            break;
+          }
+          freeAfterFlush.push(line);
+          zapped++;
+        }
+        unlockPcache(sh, line);
+        ptlUnlock(k.env, ptep);
+        break;
       }
-      unlockPcache(sh, line);
-      ptlUnlock(k.env, ptep);
-      break;
+      va += PAGE_SIZE;
     }
-    va += PAGE_SIZE;
-  }
-  if (zapped > 0 || freeAfterFlush.length) flushTlbMmRange(k, pid, k.mmSlot, start, end);
+    if (zapped > 0 || freeAfterFlush.length) flushTlbMmRange(k, pid, k.mmSlot, start, end);
   } finally {
     tlbGatherEnd(k, k.mmSlot);
   }
@@ -109,23 +147,28 @@ export function changeProtection(k: Kern, start: number, end: number, prot: numb
   let changed = 0;
   tlbGatherStart(k, k.mmSlot);
   try {
-  for (let va = start; va < end; ) {
-    const ptep = walkNoAlloc(sh, pgd, va);
-    if (ptep < 0) { va = Math.min(end, (Math.floor(va / PMD_SIZE) + 1) * PMD_SIZE); continue; }
-    if (Atomics.load(sh.pgtable, ptep) !== 0) {
-      ptlLock(k.env, ptep);
-      const pte = Atomics.load(sh.pgtable, ptep);
-      if (pteMapped(pte)) {
-        const keep = pte & ~(_PAGE_PRESENT | _PAGE_RW | _PAGE_PROTNONE);
-        const npte = accessible ? keep | _PAGE_PRESENT | _PAGE_USER | ((prot & PROT_WRITE) ? _PAGE_RW : 0) : keep | _PAGE_PROTNONE;
-        Atomics.store(sh.pgtable, ptep, npte | (pte & (_PAGE_ACCESSED | _PAGE_DIRTY)));
-        changed++;
+    for (let va = start; va < end;) {
+      const ptep = walkNoAlloc(sh, pgd, va);
+      if (ptep < 0) {
+        va = Math.min(end, (Math.floor(va / PMD_SIZE) + 1) * PMD_SIZE);
+        continue;
       }
-      ptlUnlock(k.env, ptep);
+      if (Atomics.load(sh.pgtable, ptep) !== 0) {
+        ptlLock(k.env, ptep);
+        const pte = Atomics.load(sh.pgtable, ptep);
+        if (pteMapped(pte)) {
+          const keep = pte & ~(_PAGE_PRESENT | _PAGE_RW | _PAGE_PROTNONE);
+          const npte = accessible
+            ? keep | _PAGE_PRESENT | _PAGE_USER | (prot & PROT_WRITE ? _PAGE_RW : 0)
+            : keep | _PAGE_PROTNONE;
+          Atomics.store(sh.pgtable, ptep, npte | (pte & (_PAGE_ACCESSED | _PAGE_DIRTY)));
+          changed++;
+        }
+        ptlUnlock(k.env, ptep);
+      }
+      va += PAGE_SIZE;
     }
-    va += PAGE_SIZE;
-  }
-  if (changed) flushTlbMmRange(k, k.pid, k.mmSlot, start, end);
+    if (changed) flushTlbMmRange(k, k.pid, k.mmSlot, start, end);
   } finally {
     tlbGatherEnd(k, k.mmSlot);
   }

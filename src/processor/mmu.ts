@@ -11,12 +11,32 @@
 //
 // Interrupts: user code services IPIs every kTick accesses (and at every TLB miss), and unwinds when
 // another thread of the process took a fatal signal.
-import { _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_RW, kMmPendingFlush, kCpuState, kCpuStateKernel, kCpuStateUser, kCpuKernelEnterMs, kMmKilled, kMmPgd, kTlbEntries } from '../kernel/layout.ts';
+import {
+  _PAGE_DIRTY,
+  _PAGE_PRESENT,
+  _PAGE_RW,
+  kMmPendingFlush,
+  kCpuState,
+  kCpuStateKernel,
+  kCpuStateUser,
+  kCpuKernelEnterMs,
+  kMmKilled,
+  kMmPgd,
+  kTlbEntries,
+} from '../kernel/layout.ts';
 import { S } from '../kernel/stats.ts';
 import { PAGE_SIZE, SEGV_ACCERR, SEGV_MAPERR, X86_PF_PROT, X86_PF_USER, X86_PF_WRITE } from '../uapi/abi.ts';
 import type { Mmu } from '../uapi/program.ts';
 import { UserSignal } from '../uapi/program.ts';
-import { FAULT_KILLED, FAULT_OK, FAULT_OOM, FAULT_OOM_REMOTE, FAULT_SIGSEGV_ACCERR, FAULT_SIGSEGV_MAPERR, pcacheHandleFault } from './pcache/fault.ts';
+import {
+  FAULT_KILLED,
+  FAULT_OK,
+  FAULT_OOM,
+  FAULT_OOM_REMOTE,
+  FAULT_SIGSEGV_ACCERR,
+  FAULT_SIGSEGV_MAPERR,
+  pcacheHandleFault,
+} from './pcache/fault.ts';
 import type { Kern } from './kern.ts';
 import { pteLine, walkNoAlloc } from './pgtable.ts';
 import { safePoint } from './stop.ts';
@@ -50,7 +70,12 @@ export class CpuMmu implements Mmu {
     this.tlbVpn = sh.tlbVpn;
     this.tlbVal = sh.tlbVal;
     this.tlbBase = sh.tlbIdx(k.cpu, 0);
-    k.mmu = { invalidateFast: () => { this.rBase = -1; this.wBase = -1; } };
+    k.mmu = {
+      invalidateFast: () => {
+        this.rBase = -1;
+        this.wBase = -1;
+      },
+    };
     this.checkTlb = k.env.config.check !== 'none';
   }
 
@@ -102,12 +127,19 @@ export class CpuMmu implements Mmu {
           if (this.checkTlb) this.checkStaleUse(va, val);
           const off = (val >>> 12) * PAGE_SIZE;
           if (write && (val & _PAGE_DIRTY) === 0) {
-            if (!this.setDirty(va, val >>> 12)) { this.tlbVpn[ti] = -1; continue; }
+            if (!this.setDirty(va, val >>> 12)) {
+              this.tlbVpn[ti] = -1;
+              continue;
+            }
             this.tlbVal[ti] = val | _PAGE_DIRTY;
           }
           // (The detector checks TLB hits here; accesses within the one-page shortcut are not checked.)
-          if (write) { this.wBase = page; this.wOff = off; }
-          this.rBase = page; this.rOff = off;
+          if (write) {
+            this.wBase = page;
+            this.wOff = off;
+          }
+          this.rBase = page;
+          this.rOff = off;
           return off + (va - page);
         }
       }
@@ -124,7 +156,8 @@ export class CpuMmu implements Mmu {
         k.env.stat(S.tlb_fill);
         continue;
       }
-      if (attempt > 64) throw new Error(`mmu: no progress translating 0x${va.toString(16)} (pte 0x${(pte >>> 0).toString(16)})`);
+      if (attempt > 64)
+        throw new Error(`mmu: no progress translating 0x${va.toString(16)} (pte 0x${(pte >>> 0).toString(16)})`);
       // Page fault.
       this.tlbVpn[ti] = -1;
       const r = this.fault(va, write);
@@ -152,20 +185,30 @@ export class CpuMmu implements Mmu {
   /** force_sig_fault: log like show_signal_msg, then unwind the thread. */
   private signal(va: number, write: boolean, r: number, present: boolean): never {
     const k = this.k;
-    if (r === FAULT_KILLED) throw new UserSignal(SIGKILL, va, 'killed: another thread of the process took a fatal signal');
+    if (r === FAULT_KILLED)
+      throw new UserSignal(SIGKILL, va, 'killed: another thread of the process took a fatal signal');
     if (r === FAULT_OOM_REMOTE) {
-      k.env.printk('error', `Out of memory: Killed process ${k.pid} (${k.comm}): the memory component has no DRAM left for 0x${va.toString(16)} (--memory ${k.env.config.memoryBytes / 1048576} MiB, all in use)`);
+      k.env.printk(
+        'error',
+        `Out of memory: Killed process ${k.pid} (${k.comm}): the memory component has no DRAM left for 0x${va.toString(16)} (--memory ${k.env.config.memoryBytes / 1048576} MiB, all in use)`,
+      );
       throw new UserSignal(SIGKILL, va, `out of memory: the memory component's DRAM (--memory) is all in use`);
     }
     if (r === FAULT_OOM) {
-      k.env.printk('error', `Out of memory: Killed process ${k.pid} (${k.comm}): no pcache line for 0x${va.toString(16)}`);
+      k.env.printk(
+        'error',
+        `Out of memory: Killed process ${k.pid} (${k.comm}): no pcache line for 0x${va.toString(16)}`,
+      );
       throw new UserSignal(SIGKILL, va, 'out of pcache lines');
     }
     const err = X86_PF_USER | (write ? X86_PF_WRITE : 0) | (r === FAULT_SIGSEGV_ACCERR || present ? X86_PF_PROT : 0);
     k.env.stat(S.segfault);
     // show_signal_msg: "%s[%d]: segfault at %lx ip %px sp %px error %lx". splitkern has no instruction
     // or stack pointer for user code written in TypeScript: both print as 0.
-    k.env.printk('info', `${k.comm}[${k.pid}]: segfault at ${va.toString(16)} ip 0000000000000000 sp 0000000000000000 error ${err.toString(16)}`);
+    k.env.printk(
+      'info',
+      `${k.comm}[${k.pid}]: segfault at ${va.toString(16)} ip 0000000000000000 sp 0000000000000000 error ${err.toString(16)}`,
+    );
     throw new UserSignal(SIGSEGV, va, r === FAULT_SIGSEGV_ACCERR ? 'SEGV_ACCERR' : 'SEGV_MAPERR');
   }
 
@@ -191,13 +234,13 @@ export class CpuMmu implements Mmu {
   load16(va: number): number {
     const d = va - this.rBase;
     if (d >= 0 && d <= PAGE_SIZE - 2 && --this.tick > 0) return this.view.getUint16(this.rOff + d, true);
-    if ((va % PAGE_SIZE) > PAGE_SIZE - 2) return this.load8(va) | (this.load8(va + 1) << 8);
+    if (va % PAGE_SIZE > PAGE_SIZE - 2) return this.load8(va) | (this.load8(va + 1) << 8);
     return this.view.getUint16(this.translate(va, false), true);
   }
   load32(va: number): number {
     const d = va - this.rBase;
     if (d >= 0 && d <= PAGE_SIZE - 4 && --this.tick > 0) return this.view.getUint32(this.rOff + d, true);
-    if ((va % PAGE_SIZE) > PAGE_SIZE - 4) return (this.load16(va) + this.load16(va + 2) * 65536);
+    if (va % PAGE_SIZE > PAGE_SIZE - 4) return this.load16(va) + this.load16(va + 2) * 65536;
     return this.view.getUint32(this.translate(va, false), true);
   }
   load64(va: number): number {
@@ -205,19 +248,36 @@ export class CpuMmu implements Mmu {
   }
   store8(va: number, v: number): void {
     const d = va - this.wBase;
-    if (d >= 0 && d < PAGE_SIZE && --this.tick > 0) { this.data[this.wOff + d] = v; return; }
+    if (d >= 0 && d < PAGE_SIZE && --this.tick > 0) {
+      this.data[this.wOff + d] = v;
+      return;
+    }
     this.data[this.translate(va, true)] = v;
   }
   store16(va: number, v: number): void {
     const d = va - this.wBase;
-    if (d >= 0 && d <= PAGE_SIZE - 2 && --this.tick > 0) { this.view.setUint16(this.wOff + d, v, true); return; }
-    if ((va % PAGE_SIZE) > PAGE_SIZE - 2) { this.store8(va, v & 0xff); this.store8(va + 1, (v >>> 8) & 0xff); return; }
+    if (d >= 0 && d <= PAGE_SIZE - 2 && --this.tick > 0) {
+      this.view.setUint16(this.wOff + d, v, true);
+      return;
+    }
+    if (va % PAGE_SIZE > PAGE_SIZE - 2) {
+      this.store8(va, v & 0xff);
+      this.store8(va + 1, (v >>> 8) & 0xff);
+      return;
+    }
     this.view.setUint16(this.translate(va, true), v, true);
   }
   store32(va: number, v: number): void {
     const d = va - this.wBase;
-    if (d >= 0 && d <= PAGE_SIZE - 4 && --this.tick > 0) { this.view.setUint32(this.wOff + d, v >>> 0, true); return; }
-    if ((va % PAGE_SIZE) > PAGE_SIZE - 4) { this.store16(va, v & 0xffff); this.store16(va + 2, (v >>> 16) & 0xffff); return; }
+    if (d >= 0 && d <= PAGE_SIZE - 4 && --this.tick > 0) {
+      this.view.setUint32(this.wOff + d, v >>> 0, true);
+      return;
+    }
+    if (va % PAGE_SIZE > PAGE_SIZE - 4) {
+      this.store16(va, v & 0xffff);
+      this.store16(va + 2, (v >>> 16) & 0xffff);
+      return;
+    }
     this.view.setUint32(this.translate(va, true), v >>> 0, true);
   }
   store64(va: number, v: number): void {
@@ -231,8 +291,14 @@ export class CpuMmu implements Mmu {
    * this page). With `probe`, a fault stops the walk and returns false (copy_to/from_user's -EFAULT)
    * instead of signalling.
    */
-  eachPage(va: number, len: number, write: boolean, probe: boolean, fn: (p: number, done: number, n: number) => void): boolean {
-    for (let done = 0; done < len; ) {
+  eachPage(
+    va: number,
+    len: number,
+    write: boolean,
+    probe: boolean,
+    fn: (p: number, done: number, n: number) => void,
+  ): boolean {
+    for (let done = 0; done < len;) {
       const a = va + done;
       const n = Math.min(len - done, PAGE_SIZE - (a % PAGE_SIZE));
       const p = this.translate(a, write, probe);

@@ -21,7 +21,16 @@
 //                            free-before-flush; preset legoos-head)
 //   pcacheMovePteSlowpath    splitkern's fixed form: detach now, flush, then copy and free (attach)
 import { P2M_PCACHE_FLUSH } from '../fabric/opcodes.ts';
-import { _PAGE_DIRTY, kMmFloatStride, kMmMovingEnd, kMmMovingStart, kMmPgd, kNodeMemory, kPteFlagsMask, RMAP_MREMAP_SLOWPATH } from '../kernel/layout.ts';
+import {
+  _PAGE_DIRTY,
+  kMmFloatStride,
+  kMmMovingEnd,
+  kMmMovingStart,
+  kMmPgd,
+  kNodeMemory,
+  kPteFlagsMask,
+  RMAP_MREMAP_SLOWPATH,
+} from '../kernel/layout.ts';
 import { S } from '../kernel/stats.ts';
 import { PAGE_SIZE } from '../uapi/abi.ts';
 import type { Kern } from './kern.ts';
@@ -51,7 +60,13 @@ export function moveFormOf(k: Kern): MoveForm {
 }
 
 /** A slowpath page between detach (before the extent's TLB flush) and attach (after it). */
-interface Detached { line: number; r: number; pte: number; newPtep: number; newVa: number }
+interface Detached {
+  line: number;
+  r: number;
+  pte: number;
+  newPtep: number;
+  newVa: number;
+}
 
 /** One extent of move_ptes: what every per-page form is handed (mm/mremap.c style context). */
 interface MoveCtx {
@@ -138,8 +153,14 @@ function movePtes(k: Kern, form: MoveForm, oldStart: number, newStart: number, l
       // its lock), and nothing may appear at the new slot between our check and our store.
       ptlLockPair(k.env, c.oldPtep, c.newPtep);
       const pte = Atomics.load(sh.pgtable, c.oldPtep);
-      if (pte === 0) { ptlUnlockPair(k.env, c.oldPtep, c.newPtep); break; } // evicted meanwhile
-      if (!destinationNone(c)) { ptlUnlockPair(k.env, c.oldPtep, c.newPtep); break; }
+      if (pte === 0) {
+        ptlUnlockPair(k.env, c.oldPtep, c.newPtep);
+        break;
+      } // evicted meanwhile
+      if (!destinationNone(c)) {
+        ptlUnlockPair(k.env, c.oldPtep, c.newPtep);
+        break;
+      }
       if (!pteMapped(pte)) {
         // A PTE that maps no line (none of splitkern's PTEs today; LegoOS's zero-fill PTEs): move it.
         Atomics.store(sh.pgtable, c.oldPtep, 0);
@@ -178,7 +199,11 @@ function destinationNone(c: MoveCtx): boolean {
     k.env.bugRan('mremap-dest-overwrite');
     return true;
   }
-  kernelWarn(k, { fn: 'move_ptes', file: 'managers/processor/pgtable.c' }, `move_ptes: destination PTE at 0x${c.newVa.toString(16)} is not none (0x${(dst >>> 0).toString(16)})`);
+  kernelWarn(
+    k,
+    { fn: 'move_ptes', file: 'managers/processor/pgtable.c' },
+    `move_ptes: destination PTE at 0x${c.newVa.toString(16)} is not none (0x${(dst >>> 0).toString(16)})`,
+  );
   return false;
 }
 
@@ -245,7 +270,11 @@ function lockLineAndFindRmap(c: MoveCtx, pte: number): { r: number; res: number 
   if (!lockLineUnderPtl(k, line, c.oldPtep, pte, relock, unlock)) return { r: -1, res: MOVE_AGAIN };
   const r = findRmap(k.sh, line, c.oldPtep, k.pid, c.oldVa);
   if (r < 0) {
-    kernelWarn(k, { fn: 'pcache_move_pte', file: 'managers/processor/pcache/rmap.c' }, `pcache_move_pte: no rmap for PTE at 0x${c.oldVa.toString(16)}`);
+    kernelWarn(
+      k,
+      { fn: 'pcache_move_pte', file: 'managers/processor/pcache/rmap.c' },
+      `pcache_move_pte: no rmap for PTE at 0x${c.oldVa.toString(16)}`,
+    );
     unlockPcache(k.sh, line);
     unlock();
     return { r: -1, res: MOVE_SKIPPED };
@@ -328,11 +357,17 @@ function attachSlowpath(k: Kern, d: Detached, bounce: Uint8Array): void {
     if (dirty) k.fab.sendReply(kNodeMemory, P2M_PCACHE_FLUSH, { pid: k.pid, vaddr: d.newVa, page: bounce });
   };
   const nl = pcacheAlloc(k, d.newVa, 2 * sh.geo.ways);
-  if (nl < 0) { leaveToM(); return; }
+  if (nl < 0) {
+    leaveToM();
+    return;
+  }
   // The rmap first: the PTE below becomes visible to other CPUs' page walks the moment it is stored.
   const rmap = rmapReserve(k);
   if (rmap < 0) {
-    k.env.printk('error', `pcache: rmap pool exhausted (${sh.geo.nrRmaps} entries) in the mremap slowpath at 0x${d.newVa.toString(16)}: the page is left to M`);
+    k.env.printk(
+      'error',
+      `pcache: rmap pool exhausted (${sh.geo.nrRmaps} entries) in the mremap slowpath at 0x${d.newVa.toString(16)}: the page is left to M`,
+    );
     putPcache(k, nl);
     leaveToM();
     return;

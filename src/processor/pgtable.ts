@@ -7,8 +7,19 @@
 // entries with Atomics.load and take no lock.
 import type { Env } from '../kernel/env.ts';
 import {
-  _PAGE_ACCESSED, _PAGE_DIRTY, _PAGE_PRESENT, _PAGE_PROTNONE, _PAGE_RW, _PAGE_USER, kCtlPgtableNext, kMmPageTableLock,
-  kMmPgd, kPcachePfnBase, kPtrsPerTable, PTE_FLAG_NAMES, type Shared,
+  _PAGE_ACCESSED,
+  _PAGE_DIRTY,
+  _PAGE_PRESENT,
+  _PAGE_PROTNONE,
+  _PAGE_RW,
+  _PAGE_USER,
+  kCtlPgtableNext,
+  kMmPageTableLock,
+  kMmPgd,
+  kPcachePfnBase,
+  kPtrsPerTable,
+  PTE_FLAG_NAMES,
+  type Shared,
 } from '../kernel/layout.ts';
 import { spinLock, spinTrylock, spinUnlock } from '../kernel/sync.ts';
 import { PAGE_SIZE } from '../uapi/abi.ts';
@@ -20,20 +31,32 @@ const L2 = 2 ** 21;
 /** Hard limit: table pages in the pool (layout.geometryFor nrTablePages). */
 export class PgtableExhausted extends Error {}
 
-export function pteLine(pte: number): number { return pte >>> 12; }
-export function ptePresent(pte: number): boolean { return (pte & _PAGE_PRESENT) !== 0; }
+export function pteLine(pte: number): number {
+  return pte >>> 12;
+}
+export function ptePresent(pte: number): boolean {
+  return (pte & _PAGE_PRESENT) !== 0;
+}
 /** A PTE that maps a line: present, or PROT_NONE (not present to the MMU, line still mapped). */
-export function pteMapped(pte: number): boolean { return (pte & (_PAGE_PRESENT | _PAGE_PROTNONE)) !== 0; }
-export function pteNone(pte: number): boolean { return pte === 0; }
+export function pteMapped(pte: number): boolean {
+  return (pte & (_PAGE_PRESENT | _PAGE_PROTNONE)) !== 0;
+}
+export function pteNone(pte: number): boolean {
+  return pte === 0;
+}
 /** pcache_mk_pte: present|user|accessed, RW when the VMA is writable (M says so in the miss reply). */
 export function mkPte(line: number, writable: boolean): number {
   return (line << 12) | _PAGE_PRESENT | _PAGE_USER | _PAGE_ACCESSED | (writable ? _PAGE_RW : 0);
 }
 /** pfn as LegoOS prints it (pte_pfn): 0 for an empty PTE. */
-export function ptePfn(pte: number): number { return pteMapped(pte) ? kPcachePfnBase + pteLine(pte) : 0; }
+export function ptePfn(pte: number): number {
+  return pteMapped(pte) ? kPcachePfnBase + pteLine(pte) : 0;
+}
 
 export function pteFlagsString(pte: number): string {
-  return PTE_FLAG_NAMES.filter(([b]) => pte & b).map(([, n]) => n).join('|');
+  return PTE_FLAG_NAMES.filter(([b]) => pte & b)
+    .map(([, n]) => n)
+    .join('|');
 }
 
 /** ptep as a kernel pointer, as LegoOS logs it (%p): ffff8800800xxxxx */
@@ -42,13 +65,17 @@ export function fmtPtep(slot: number): string {
   return (0xffff880080000000n + BigInt(slot) * 8n).toString(16);
 }
 
-export function tableOfSlot(slot: number): number { return Math.floor(slot / kPtrsPerTable); }
+export function tableOfSlot(slot: number): number {
+  return Math.floor(slot / kPtrsPerTable);
+}
 
 /** Allocate a zeroed table page from the pool. */
 export function allocTablePage(sh: Shared): number {
   const tp = Atomics.add(sh.ctl, kCtlPgtableNext, 1);
   if (tp >= sh.geo.nrTablePages) {
-    throw new PgtableExhausted(`page-table pool exhausted (${sh.geo.nrTablePages} table pages): the address space is too sparse for splitkern's limit`);
+    throw new PgtableExhausted(
+      `page-table pool exhausted (${sh.geo.nrTablePages} table pages): the address space is too sparse for splitkern's limit`,
+    );
   }
   sh.pgtable.fill(0, tp * kPtrsPerTable, (tp + 1) * kPtrsPerTable);
   return tp;
@@ -115,12 +142,23 @@ export function ptlUnlock(env: Env, slot: number): void {
 }
 /** Lock the PTE pages of two slots in a fixed global order (lower table page first), once if shared. */
 export function ptlLockPair(env: Env, a: number, b: number): void {
-  const ta = tableOfSlot(a), tb = tableOfSlot(b);
-  if (ta === tb) { ptlLock(env, a); return; }
-  if (ta < tb) { ptlLock(env, a); ptlLock(env, b); } else { ptlLock(env, b); ptlLock(env, a); }
+  const ta = tableOfSlot(a),
+    tb = tableOfSlot(b);
+  if (ta === tb) {
+    ptlLock(env, a);
+    return;
+  }
+  if (ta < tb) {
+    ptlLock(env, a);
+    ptlLock(env, b);
+  } else {
+    ptlLock(env, b);
+    ptlLock(env, a);
+  }
 }
 export function ptlUnlockPair(env: Env, a: number, b: number): void {
-  const ta = tableOfSlot(a), tb = tableOfSlot(b);
+  const ta = tableOfSlot(a),
+    tb = tableOfSlot(b);
   ptlUnlock(env, a);
   if (ta !== tb) ptlUnlock(env, b);
 }

@@ -39,7 +39,12 @@ export function stopMachine<T>(env: Env, withSweep: boolean, fn: () => T): T {
       const isCpu = c < sh.geo.ctx.cpus;
       for (let n = 0; ; n++) {
         if (Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuParked)) === 1) break;
-        if (isCpu && Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuState)) === kCpuStateIdle && (Atomics.load(sh.ctl, kCtlCpusBusy) & (1 << c)) === 0) break;
+        if (
+          isCpu &&
+          Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuState)) === kCpuStateIdle &&
+          (Atomics.load(sh.ctl, kCtlCpusBusy) & (1 << c)) === 0
+        )
+          break;
         if (Atomics.load(sh.ctl, kCtlShutdown) !== 0) break;
         env.irq();
         if (n > 64) Atomics.wait(sh.ctl, sh.cpuIdx(c, kCpuParked), 0, 1);

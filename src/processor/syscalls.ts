@@ -3,26 +3,82 @@
 // operations M reports (zap / move), in M's order: "only call after M updated its mmap".
 // File calls go to S. Results follow Linux: a non-negative value or -errno, passed through from M/S.
 import { BroadcastChannel } from 'node:worker_threads';
-import { P2M_BRK,P2M_MMAP,P2M_MPROTECT,P2M_MREMAP,P2M_MUNMAP,P2S_CLOSE,P2S_LSEEK,P2S_OPEN,P2S_READ,P2S_STAT,P2S_WRITE } from '../fabric/opcodes.ts';
 import {
-zAsReply,zLseekReply,zStatReply,type AsReply,type CloseReq,type LseekReq,type OpenReq,type PtOp,type ReadReq,type StatReply,type StatReq,type WriteReq,
+  P2M_BRK,
+  P2M_MMAP,
+  P2M_MPROTECT,
+  P2M_MREMAP,
+  P2M_MUNMAP,
+  P2S_CLOSE,
+  P2S_LSEEK,
+  P2S_OPEN,
+  P2S_READ,
+  P2S_STAT,
+  P2S_WRITE,
+} from '../fabric/opcodes.ts';
+import {
+  zAsReply,
+  zLseekReply,
+  zStatReply,
+  type AsReply,
+  type CloseReq,
+  type LseekReq,
+  type OpenReq,
+  type PtOp,
+  type ReadReq,
+  type StatReply,
+  type StatReq,
+  type WriteReq,
 } from '../fabric/proto.ts';
 import {
-kCpuKernelEnterMs,kCpuState,kCpuStateKernel,kCtlBarrierBase,kCtlHostDoorbell,kCtlLiveThreads,kCtlNextTid,
-kCtlSpawnHead,kMaxThreads,kMmAsChanges,kMmKilled,kMmSem,kMmSemOwner,kMmUsers,kNodeMemory,kNodeStorage,kThreadEntry,
-kThreadExit,kThreadPid,kThreadState,spawnRingBase,kSpawnRing,THREAD_CREATED,THREAD_EXITED,
+  kCpuKernelEnterMs,
+  kCpuState,
+  kCpuStateKernel,
+  kCtlBarrierBase,
+  kCtlHostDoorbell,
+  kCtlLiveThreads,
+  kCtlNextTid,
+  kCtlSpawnHead,
+  kMaxThreads,
+  kMmAsChanges,
+  kMmKilled,
+  kMmSem,
+  kMmSemOwner,
+  kMmUsers,
+  kNodeMemory,
+  kNodeStorage,
+  kThreadEntry,
+  kThreadExit,
+  kThreadPid,
+  kThreadState,
+  spawnRingBase,
+  kSpawnRing,
+  THREAD_CREATED,
+  THREAD_EXITED,
 } from '../kernel/layout.ts';
-import { kSyscallBase,S,SYSCALL_NAMES } from '../kernel/stats.ts';
-import { downWrite,LOCK_KIND,upWrite,waitUntil } from '../kernel/sync.ts';
+import { kSyscallBase, S, SYSCALL_NAMES } from '../kernel/stats.ts';
+import { downWrite, LOCK_KIND, upWrite, waitUntil } from '../kernel/sync.ts';
 import {
-EAGAIN,EBADF,EFAULT,EINVAL,ESRCH,MAP_ANONYMOUS,MAP_POPULATE,MREMAP_DONTUNMAP,PAGE_SIZE,PROT_WRITE,
-STAT_SIZE,STAT_ST_BLKSIZE,STAT_ST_MODE,STAT_ST_SIZE,
+  EAGAIN,
+  EBADF,
+  EFAULT,
+  EINVAL,
+  ESRCH,
+  MAP_ANONYMOUS,
+  MAP_POPULATE,
+  MREMAP_DONTUNMAP,
+  PAGE_SIZE,
+  PROT_WRITE,
+  STAT_SIZE,
+  STAT_ST_BLKSIZE,
+  STAT_ST_MODE,
+  STAT_ST_SIZE,
 } from '../uapi/abi.ts';
 import type { Syscalls } from '../uapi/program.ts';
 import { ThreadExit } from '../uapi/program.ts';
-import { pcacheHandleFault,FAULT_OK } from './pcache/fault.ts';
+import { pcacheHandleFault, FAULT_OK } from './pcache/fault.ts';
 import type { Kern } from './kern.ts';
-import { changeProtection,releasePgtable } from './mm.ts';
+import { changeProtection, releasePgtable } from './mm.ts';
 import { movePageTables } from './mremap.ts';
 import type { CpuMmu } from './mmu.ts';
 import { safePoint } from './stop.ts';
@@ -85,7 +141,11 @@ export class ProcSyscalls implements Syscalls {
    * An address-space change: P's mmap_sem for write around the M call and what P does with M's reply
    * (by default, replay the page-table operations M reports). Returns M's result.
    */
-  private changeAddressSpace(opcode: number, payload: unknown, opts: { locked?: boolean; apply?: (r: AsReply) => void } = {}): number {
+  private changeAddressSpace(
+    opcode: number,
+    payload: unknown,
+    opts: { locked?: boolean; apply?: (r: AsReply) => void } = {},
+  ): number {
     const k = this.k;
     const sh = k.sh;
     const sem = sh.mmIdx(k.mmSlot, kMmSem);
@@ -98,7 +158,8 @@ export class ProcSyscalls implements Syscalls {
     // Two address-space changes of one mm in progress at once: only possible when one of them runs
     // without mmap_sem (mremap-unserialized). Counted as that flag's broken branch running.
     const changes = sh.mmIdx(k.mmSlot, kMmAsChanges);
-    if (Atomics.add(sh.mm, changes, 1) > 0 && k.env.bugs.has('mremap-unserialized')) k.env.bugRan('mremap-unserialized');
+    if (Atomics.add(sh.mm, changes, 1) > 0 && k.env.bugs.has('mremap-unserialized'))
+      k.env.bugRan('mremap-unserialized');
     try {
       const rep = k.fab.sendReply(kNodeMemory, opcode, { pid: k.pid, payload }, zAsReply);
       const body = rep.body;
@@ -116,7 +177,12 @@ export class ProcSyscalls implements Syscalls {
   }
 
   /** A syscall that is one address-space change, followed by the --check syscall hook. */
-  private addressSpaceCall(name: SyscallName, opcode: number, payload: unknown, opts: { locked?: boolean; apply?: (r: AsReply) => void } = {}): number {
+  private addressSpaceCall(
+    name: SyscallName,
+    opcode: number,
+    payload: unknown,
+    opts: { locked?: boolean; apply?: (r: AsReply) => void } = {},
+  ): number {
     return this.sys(name, () => {
       const ret = this.changeAddressSpace(opcode, payload, opts);
       this.afterAddressSpaceCall?.(name);
@@ -146,14 +212,29 @@ export class ProcSyscalls implements Syscalls {
       let file: StatReply | undefined;
       if ((flags & MAP_ANONYMOUS) === 0) {
         if (!this.hasStorage) return -EBADF;
-        const st = k.fab.sendReply(kNodeStorage, P2S_STAT, { pid: k.pid, payload: { fd } satisfies StatReq }, zStatReply);
+        const st = k.fab.sendReply(
+          kNodeStorage,
+          P2S_STAT,
+          { pid: k.pid, payload: { fd } satisfies StatReq },
+          zStatReply,
+        );
         if (st.status < 0 || !st.body) return -EBADF;
         file = st.body;
       }
-      const payload = { addr, len, prot, flags, offset, file: file ? { path: file.path, size: file.size, readOnly: file.readOnly } : undefined };
+      const payload = {
+        addr,
+        len,
+        prot,
+        flags,
+        offset,
+        file: file ? { path: file.path, size: file.size, readOnly: file.readOnly } : undefined,
+      };
       const r = this.changeAddressSpace(P2M_MMAP, payload);
       if (r >= 0) {
-        k.env.printk('debug', `SYSC_mmap(cpu${k.cpu}): [${hex(r)} - ${hex(r + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE)}] prot ${hex(prot)} flags ${hex(flags)}${file ? ` file ${file.path}` : ''}`);
+        k.env.printk(
+          'debug',
+          `SYSC_mmap(cpu${k.cpu}): [${hex(r)} - ${hex(r + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE)}] prot ${hex(prot)} flags ${hex(flags)}${file ? ` file ${file.path}` : ''}`,
+        );
         populate = (flags & MAP_POPULATE) !== 0;
       }
       this.afterAddressSpaceCall?.('mmap');
@@ -175,20 +256,36 @@ export class ProcSyscalls implements Syscalls {
   }
 
   mprotect(addr: number, len: number, prot: number): number {
-    return this.addressSpaceCall('mprotect', P2M_MPROTECT, { addr, len, prot }, {
-      // M has applied the new protection to every VMA in the range; P rewrites the PTEs.
-      apply: (r) => { if (r.ret === 0 && len > 0) changeProtection(this.k, addr, addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE, prot); },
-    });
+    return this.addressSpaceCall(
+      'mprotect',
+      P2M_MPROTECT,
+      { addr, len, prot },
+      {
+        // M has applied the new protection to every VMA in the range; P rewrites the PTEs.
+        apply: (r) => {
+          if (r.ret === 0 && len > 0)
+            changeProtection(this.k, addr, addr + Math.ceil(len / PAGE_SIZE) * PAGE_SIZE, prot);
+        },
+      },
+    );
   }
 
   mremap(oldAddr: number, oldLen: number, newLen: number, flags: number, newAddr = 0): number {
     const k = this.k;
     // mremap-unserialized (LegoOS HEAD): P takes no mm lock around the M request and the PTE move.
     const locked = !k.env.bugs.has('mremap-unserialized');
-    return this.addressSpaceCall('mremap', P2M_MREMAP, { addr: oldAddr, oldLen, newLen, flags, newAddr }, { locked, apply: (r) => {
-      if (r.ret >= 0) this.logMremap(r, oldAddr, oldLen, newLen, flags);
-      this.replay(r.ops);
-    } });
+    return this.addressSpaceCall(
+      'mremap',
+      P2M_MREMAP,
+      { addr: oldAddr, oldLen, newLen, flags, newAddr },
+      {
+        locked,
+        apply: (r) => {
+          if (r.ret >= 0) this.logMremap(r, oldAddr, oldLen, newLen, flags);
+          this.replay(r.ops);
+        },
+      },
+    );
   }
 
   /** The SYSC_mremap debug lines of LegoOS (CONFIG_DEBUG_MREMAP). */
@@ -196,10 +293,16 @@ export class ProcSyscalls implements Syscalls {
     const k = this.k;
     const moves = r.ops.filter((o) => o.op === 'move');
     for (const op of moves) {
-      k.env.printk('debug', `SYSC_mremap(cpu${k.cpu}): move: [${hex(op.old)} - ${hex(op.old + op.len)}] -> [${hex(op.new)} - ${hex(op.new + op.len)}]${flags & MREMAP_DONTUNMAP ? ' dontunmap' : ''}`);
+      k.env.printk(
+        'debug',
+        `SYSC_mremap(cpu${k.cpu}): move: [${hex(op.old)} - ${hex(op.old + op.len)}] -> [${hex(op.new)} - ${hex(op.new + op.len)}]${flags & MREMAP_DONTUNMAP ? ' dontunmap' : ''}`,
+      );
     }
     if (moves.length === 0) {
-      k.env.printk('debug', `SYSC_mremap(cpu${k.cpu}): ${newLen < oldLen ? 'shrink' : 'resize'}: [${hex(oldAddr)} - ${hex(oldAddr + oldLen)}] -> [${hex(r.ret)} - ${hex(r.ret + newLen)}]`);
+      k.env.printk(
+        'debug',
+        `SYSC_mremap(cpu${k.cpu}): ${newLen < oldLen ? 'shrink' : 'resize'}: [${hex(oldAddr)} - ${hex(oldAddr + oldLen)}] -> [${hex(r.ret)} - ${hex(r.ret + newLen)}]`,
+      );
     }
   }
 
@@ -209,17 +312,33 @@ export class ProcSyscalls implements Syscalls {
 
   // ---- files (S) ----
   open(path: string, flags: number, mode = 0o644): number {
-    return this.sys('open', () => !this.hasStorage ? -ENODEV : this.k.fab.sendReply(kNodeStorage, P2S_OPEN, { pid: this.k.pid, payload: { path, flags, mode } satisfies OpenReq }).status);
+    return this.sys('open', () =>
+      !this.hasStorage
+        ? -ENODEV
+        : this.k.fab.sendReply(kNodeStorage, P2S_OPEN, {
+            pid: this.k.pid,
+            payload: { path, flags, mode } satisfies OpenReq,
+          }).status,
+    );
   }
 
   close(fd: number): number {
-    return this.sys('close', () => !this.hasStorage ? -ENODEV : this.k.fab.sendReply(kNodeStorage, P2S_CLOSE, { pid: this.k.pid, payload: { fd } satisfies CloseReq }).status);
+    return this.sys('close', () =>
+      !this.hasStorage
+        ? -ENODEV
+        : this.k.fab.sendReply(kNodeStorage, P2S_CLOSE, { pid: this.k.pid, payload: { fd } satisfies CloseReq }).status,
+    );
   }
 
   lseek(fd: number, offset: number, whence: number): number {
     return this.sys('lseek', () => {
       if (!this.hasStorage) return -ENODEV;
-      const rep = this.k.fab.sendReply(kNodeStorage, P2S_LSEEK, { pid: this.k.pid, payload: { fd, offset, whence } satisfies LseekReq }, zLseekReply);
+      const rep = this.k.fab.sendReply(
+        kNodeStorage,
+        P2S_LSEEK,
+        { pid: this.k.pid, payload: { fd, offset, whence } satisfies LseekReq },
+        zLseekReply,
+      );
       return rep.status < 0 ? rep.status : (rep.body?.ret ?? -EFAULT);
     });
   }
@@ -231,7 +350,10 @@ export class ProcSyscalls implements Syscalls {
       let done = 0;
       while (done < count) {
         const want = Math.min(PAGE_SIZE, count - done);
-        const rep = this.k.fab.sendReply(kNodeStorage, P2S_READ, { pid: this.k.pid, payload: { fd, count: want } satisfies ReadReq });
+        const rep = this.k.fab.sendReply(kNodeStorage, P2S_READ, {
+          pid: this.k.pid,
+          payload: { fd, count: want } satisfies ReadReq,
+        });
         if (rep.status < 0) return done > 0 ? done : rep.status;
         const n = rep.status;
         if (n === 0) break;
@@ -260,7 +382,11 @@ export class ProcSyscalls implements Syscalls {
       while (done < count) {
         const n = Math.min(PAGE_SIZE, count - done);
         if (!this.copyFromUser(bufVa + done, this.page, n)) return done > 0 ? done : -EFAULT;
-        const rep = this.k.fab.sendReply(kNodeStorage, P2S_WRITE, { pid: this.k.pid, payload: { fd, count: n } satisfies WriteReq, page: this.page });
+        const rep = this.k.fab.sendReply(kNodeStorage, P2S_WRITE, {
+          pid: this.k.pid,
+          payload: { fd, count: n } satisfies WriteReq,
+          page: this.page,
+        });
         if (rep.status < 0) return done > 0 ? done : rep.status;
         done += rep.status;
         if (rep.status < n) break;
@@ -272,7 +398,12 @@ export class ProcSyscalls implements Syscalls {
   fstat(fd: number, statVa: number): number {
     return this.sys('fstat', () => {
       if (!this.hasStorage) return -ENODEV;
-      const rep = this.k.fab.sendReply(kNodeStorage, P2S_STAT, { pid: this.k.pid, payload: { fd } satisfies StatReq }, zStatReply);
+      const rep = this.k.fab.sendReply(
+        kNodeStorage,
+        P2S_STAT,
+        { pid: this.k.pid, payload: { fd } satisfies StatReq },
+        zStatReply,
+      );
       if (rep.status < 0 || !rep.body) return rep.status < 0 ? rep.status : -EBADF;
       const st = new Uint8Array(STAT_SIZE);
       const dv = new DataView(st.buffer);
@@ -311,7 +442,10 @@ export class ProcSyscalls implements Syscalls {
         if (Atomics.compareExchange(sh.ctl, kCtlLiveThreads, live, live + 1) === live) break;
       }
       const tid = Atomics.add(sh.ctl, kCtlNextTid, 1);
-      if (tid >= kMaxThreads) { Atomics.sub(sh.ctl, kCtlLiveThreads, 1); return -EAGAIN; }
+      if (tid >= kMaxThreads) {
+        Atomics.sub(sh.ctl, kCtlLiveThreads, 1);
+        return -EAGAIN;
+      }
       sh.threads[sh.threadIdx(tid, kThreadPid)] = k.pid;
       sh.threads[sh.threadIdx(tid, kThreadEntry)] = ei;
       sh.threadArgs[tid] = arg;
@@ -330,10 +464,26 @@ export class ProcSyscalls implements Syscalls {
     return this.sys('join', () => {
       const k = this.k;
       const sh = k.sh;
-      if (!Number.isInteger(tid) || tid <= 0 || tid >= kMaxThreads || sh.threads[sh.threadIdx(tid, kThreadPid)] !== k.pid) return -ESRCH;
+      if (
+        !Number.isInteger(tid) ||
+        tid <= 0 ||
+        tid >= kMaxThreads ||
+        sh.threads[sh.threadIdx(tid, kThreadPid)] !== k.pid
+      )
+        return -ESRCH;
       if (tid === k.tid) return -EDEADLK;
       const si = sh.threadIdx(tid, kThreadState);
-      waitUntil(k.env, sh.threads, si, () => { safePoint(k.env); return Atomics.load(sh.threads, si) === THREAD_EXITED || this.killed(); }, tid, LOCK_KIND.join);
+      waitUntil(
+        k.env,
+        sh.threads,
+        si,
+        () => {
+          safePoint(k.env);
+          return Atomics.load(sh.threads, si) === THREAD_EXITED || this.killed();
+        },
+        tid,
+        LOCK_KIND.join,
+      );
       this.mmu.interrupt(); // unwinds if the process is being killed
       return sh.threads[sh.threadIdx(tid, kThreadExit)]!;
     });
@@ -353,7 +503,17 @@ export class ProcSyscalls implements Syscalls {
         Atomics.notify(sh.ctl, g);
         return 0;
       }
-      waitUntil(k.env, sh.ctl, g, () => { safePoint(k.env); return Atomics.load(sh.ctl, g) !== gen || this.killed(); }, id, LOCK_KIND.barrier);
+      waitUntil(
+        k.env,
+        sh.ctl,
+        g,
+        () => {
+          safePoint(k.env);
+          return Atomics.load(sh.ctl, g) !== gen || this.killed();
+        },
+        id,
+        LOCK_KIND.barrier,
+      );
       this.mmu.interrupt();
       return 0;
     });
@@ -364,8 +524,12 @@ export class ProcSyscalls implements Syscalls {
     return Atomics.load(sh.mm, sh.mmIdx(this.k.mmSlot, kMmKilled)) !== 0;
   }
 
-  getpid(): number { return this.k.pid; }
-  gettid(): number { return this.k.tid; }
+  getpid(): number {
+    return this.k.pid;
+  }
+  gettid(): number {
+    return this.k.tid;
+  }
 
   exit(code: number): never {
     throw new ThreadExit(code);

@@ -4,12 +4,31 @@
 // CPU fills it, and other CPUs invalidate it only through IPIs. flush_tlb_mm_range flushes locally and
 // sends a synchronous call-function IPI (csd) to every other CPU in mm_cpumask, then waits for every
 // ack (csd_lock_wait), servicing its own incoming IPIs while it waits. The csds, the per-CPU
-// call_single_queue llists and cfd_data live in the percpu buffer (src/layout.ts), laid out so that a
+// call_single_queue llists and cfd_data live in the percpu buffer (src/kernel/layout.ts), laid out so that a
 // NULL csd array aliases what it would alias in Linux.
 import {
-  CSD_FLAG_LOCK, CSD_FLAG_SYNCHRONOUS, kCpuDoorbell, kCsdFlags, kCsdFunc, kCsdInfo, kCsdInfoEnd, kCsdInfoPid,
-  kCsdInfoStart, kCsdLlist, kCsdWords, kIpiFlushTlb, kIpiFlushTlbAll, kMmCpumask, kMmPendingFlush, kMmShootdowns,
-  kPcpuCallSingleQueue, kPcpuCfdCsd, kPcpuChunk, kPcpuChunkNext, kTlbEntries, type Shared,
+  CSD_FLAG_LOCK,
+  CSD_FLAG_SYNCHRONOUS,
+  kCpuDoorbell,
+  kCsdFlags,
+  kCsdFunc,
+  kCsdInfo,
+  kCsdInfoEnd,
+  kCsdInfoPid,
+  kCsdInfoStart,
+  kCsdLlist,
+  kCsdWords,
+  kIpiFlushTlb,
+  kIpiFlushTlbAll,
+  kMmCpumask,
+  kMmPendingFlush,
+  kMmShootdowns,
+  kPcpuCallSingleQueue,
+  kPcpuCfdCsd,
+  kPcpuChunk,
+  kPcpuChunkNext,
+  kTlbEntries,
+  type Shared,
 } from '../kernel/layout.ts';
 import { S } from '../kernel/stats.ts';
 import { LOCK_KIND, waitUntil } from '../kernel/sync.ts';
@@ -30,7 +49,10 @@ export function tlbFlushAllLocal(k: Kern): void {
 
 export function tlbFlushRangeLocal(k: Kern, start: number, end: number): void {
   const pages = Math.ceil((end - start) / PAGE_SIZE);
-  if (pages > kTlbSinglePageFlushCeiling) { tlbFlushAllLocal(k); return; }
+  if (pages > kTlbSinglePageFlushCeiling) {
+    tlbFlushAllLocal(k);
+    return;
+  }
   const sh = k.sh;
   const base = sh.tlbIdx(k.cpu, 0);
   const first = Math.floor(start / PAGE_SIZE);
@@ -57,7 +79,10 @@ export function flushTlbMmRange(k: Kern, pid: number, mmSlot: number, start: num
   try {
     const mask = Atomics.load(sh.mm, sh.mmIdx(mmSlot, kMmCpumask)) & ~(k.cpu >= 0 ? 1 << k.cpu : 0);
     if (mask === 0) return;
-    if (k.env.bugs.has('tlb-shootdown-skip')) { k.env.bugRan('tlb-shootdown-skip'); return; }
+    if (k.env.bugs.has('tlb-shootdown-skip')) {
+      k.env.bugRan('tlb-shootdown-skip');
+      return;
+    }
     const pages = Math.ceil((end - start) / PAGE_SIZE);
     smpCallFunctionMany(k, mask, pages > kTlbSinglePageFlushCeiling ? kIpiFlushTlbAll : kIpiFlushTlb, pid, start, end);
     k.env.stat(S.tlb_shootdown);
@@ -91,7 +116,11 @@ function csdUnlock(k: Kern, csd: number): void {
   const pc = k.sh.percpu;
   const f = csd + kCsdFlags;
   if ((Atomics.load(pc, f) & CSD_FLAG_LOCK) === 0) {
-    kernelWarn(k, { fn: 'csd_unlock', file: 'kernel/smp.c' }, `csd 0x${csd.toString(16)} unlocked while not locked (flags 0x${Atomics.load(pc, f).toString(16)})`);
+    kernelWarn(
+      k,
+      { fn: 'csd_unlock', file: 'kernel/smp.c' },
+      `csd 0x${csd.toString(16)} unlocked while not locked (flags 0x${Atomics.load(pc, f).toString(16)})`,
+    );
   }
   Atomics.store(pc, f, 0);
   Atomics.notify(pc, f);
@@ -127,7 +156,14 @@ function queueCsd(k: Kern, csd: number, target: number, func: number): void {
  * A kernel thread (k.cpu < 0) runs on the last CPU and uses that CPU's cfd_data (cfdOwner), so its
  * csd_lock is a CAS: two senders may meet on one cfd here, which preemption-off Linux never sees.
  */
-export function smpCallFunctionMany(k: Kern, mask: number, func: number, pid: number, start: number, end: number): void {
+export function smpCallFunctionMany(
+  k: Kern,
+  mask: number,
+  func: number,
+  pid: number,
+  start: number,
+  end: number,
+): void {
   const sh = k.sh;
   const cpus = sh.geo.ctx.cpus;
   // the flush_tlb_info the csds point at: this context's, alive until every target answered
@@ -136,7 +172,10 @@ export function smpCallFunctionMany(k: Kern, mask: number, func: number, pid: nu
   sh.csdInfo[sh.csdInfoIdx(k.env.ctx, kCsdInfoEnd)] = end;
   const targets: number[] = [];
   for (let t = 0; t < cpus; t++) if ((mask & (1 << t)) !== 0) targets.push(t);
-  if (targets.length === 1) { smpCallFunctionSingle(k, targets[0]!, func); return; }
+  if (targets.length === 1) {
+    smpCallFunctionSingle(k, targets[0]!, func);
+    return;
+  }
   // cfd->csd: 0 (NULL) if smpcfd_prepare_cpu never ran for the owner CPU
   const cfdCsd = Atomics.load(sh.percpu, sh.perCpuPtr(kPcpuCfdCsd, cfdOwner(k)));
   for (const t of targets) {
@@ -200,7 +239,10 @@ export function handleIpis(k: Kern): void {
   let list = 0;
   let n = 0;
   while (entry !== 0) {
-    if (++n > bound) { csdQueueLoops(k, bound); break; }
+    if (++n > bound) {
+      csdQueueLoops(k, bound);
+      break;
+    }
     const next = Atomics.load(pc, entry + kCsdLlist);
     Atomics.store(pc, entry + kCsdLlist, list);
     list = entry;
@@ -209,7 +251,10 @@ export function handleIpis(k: Kern): void {
   // llist_for_each_entry_safe
   n = 0;
   for (let csd = list; csd !== 0;) {
-    if (++n > bound) { csdQueueLoops(k, bound); break; }
+    if (++n > bound) {
+      csdQueueLoops(k, bound);
+      break;
+    }
     const next = Atomics.load(pc, csd + kCsdLlist);
     const func = Atomics.load(pc, csd + kCsdFunc);
     const info = Atomics.load(pc, csd + kCsdInfo) - 1;
@@ -238,7 +283,12 @@ function flushTlbFunc(k: Kern, func: number, info: number): void {
   if (info < 0 || info >= sh.geo.ctx.total) return;
   if (sh.csdInfo[sh.csdInfoIdx(info, kCsdInfoPid)] !== k.pid) return;
   if (func === kIpiFlushTlbAll) tlbFlushAllLocal(k);
-  else tlbFlushRangeLocal(k, sh.csdInfo[sh.csdInfoIdx(info, kCsdInfoStart)]!, sh.csdInfo[sh.csdInfoIdx(info, kCsdInfoEnd)]!);
+  else
+    tlbFlushRangeLocal(
+      k,
+      sh.csdInfo[sh.csdInfoIdx(info, kCsdInfoStart)]!,
+      sh.csdInfo[sh.csdInfoIdx(info, kCsdInfoEnd)]!,
+    );
 }
 
 /** switch_mm: join the mm's cpumask (the TLB is empty: flushed when the last task left). */

@@ -37,75 +37,121 @@ export interface BugEntry {
 export const BUGS: BugEntry[] = [
   {
     name: 'mremap-no-pcache-move',
-    story: 'LegoOS before 2018-02-02 (c9a9651a 2018-02-01 added the "mismatched PTE and rmap" check; 571f75e0 of 02-02 first hooked move_ptes to the pcache) moved PTEs in move_ptes without telling the pcache: the line stayed in its old set and its rmap kept the old slot and address. sparc64 Linux had the same shape in move_pte with its virtually indexed D-cache, which corrupted dpkg databases after mremap.',
+    story:
+      'LegoOS before 2018-02-02 (c9a9651a 2018-02-01 added the "mismatched PTE and rmap" check; 571f75e0 of 02-02 first hooked move_ptes to the pcache) moved PTEs in move_ptes without telling the pcache: the line stayed in its old set and its rmap kept the old slot and address. sparc64 Linux had the same shape in move_pte with its virtually indexed D-cache, which corrupted dpkg databases after mremap.',
     path: 'src/processor/mremap.ts movePteNoPcache (the 2018-02-01 form, c9a9651a): the PTE moves to the new slot; the line, its set and its rmap stay as they were',
-    symptom: 'after the mremap returned, an rmap names its old, now empty slot: "mismatched PTE and rmap" on the next rmap walk or check; a line mapped at an address of another set; write-backs to the old address (lost data)',
+    symptom:
+      'after the mremap returned, an rmap names its old, now empty slot: "mismatched PTE and rmap" on the next rmap walk or check; a line mapped at an address of another set; write-backs to the old address (lost data)',
     detector: 'rmap/PTE check (eviction, sweep, --check), set-index check, data oracle',
-    signature: { kind: 'rmap-pte-mismatch', facts: ['pte=none', 'during=none'], describe: 'an rmap naming an empty slot while no mremap is moving its address: the move never told the pcache' },
+    signature: {
+      kind: 'rmap-pte-mismatch',
+      facts: ['pte=none', 'during=none'],
+      describe: 'an rmap naming an empty slot while no mremap is moving its address: the move never told the pcache',
+    },
     repro: ['script', 'traces/mremap-paths.jsonl', '--check', 'syscall', '--pcache', '256K', '--ways', '4'],
   },
   {
     name: 'mremap-pte-before-rmap',
-    story: 'LegoOS 2018-02-02..06 (571f75e0 "hook move_ptes, zap_pte with pcache" to ff47ee16 of 02-07): move_ptes moved the PTE first and pcache_move_pte re-pointed the rmap afterwards, outside the PTE locks, for every page whatever the sets (the line stayed where it was); rmap walkers racing with mremap saw the old slot empty ("This can happen ... 1) mremap") and printed the mismatch, which 4122ef12 (02-06) made a BUG().',
+    story:
+      'LegoOS 2018-02-02..06 (571f75e0 "hook move_ptes, zap_pte with pcache" to ff47ee16 of 02-07): move_ptes moved the PTE first and pcache_move_pte re-pointed the rmap afterwards, outside the PTE locks, for every page whatever the sets (the line stayed where it was); rmap walkers racing with mremap saw the old slot empty ("This can happen ... 1) mremap") and printed the mismatch, which 4122ef12 (02-06) made a BUG().',
     path: 'src/processor/mremap.ts pcacheMovePtePteFirst (the 2018-02-02 form, 571f75e0): the PTE is moved and the PTE locks dropped before the line is locked and its rmap re-pointed',
-    symptom: '"ERROR: mismatched PTE and rmap" from a concurrent rmap walker (kevict_sweepd, eviction on another CPU) while the mremap runs',
+    symptom:
+      '"ERROR: mismatched PTE and rmap" from a concurrent rmap walker (kevict_sweepd, eviction on another CPU) while the mremap runs',
     detector: 'rmap/PTE check in every rmap walker',
-    signature: { kind: 'rmap-pte-mismatch', facts: ['pte=none', 'slot=same', 'during=mremap'], describe: "an rmap naming its own, empty slot, found inside move_page_tables of the rmap's address: the window between the PTE move and the rmap update" },
+    signature: {
+      kind: 'rmap-pte-mismatch',
+      facts: ['pte=none', 'slot=same', 'during=mremap'],
+      describe:
+        "an rmap naming its own, empty slot, found inside move_page_tables of the rmap's address: the window between the PTE move and the rmap update",
+    },
     repro: ['script', 'traces/legoos-mremap-loop.jsonl', '--cpus', '2', '--sweep', '--sweep-interval', '0'],
   },
   {
     name: 'mremap-unserialized',
-    story: 'LegoOS HEAD: P takes no mm lock around the P2M_MREMAP request and the page-table move (P never uses mmap_sem; legoos-facts §7.1). Two mremaps A: a->b and B: b->c are serialised by M but interleave on P: B may scan b before A installed PTEs there; page faults run in the middle of a move.',
+    story:
+      'LegoOS HEAD: P takes no mm lock around the P2M_MREMAP request and the page-table move (P never uses mmap_sem; legoos-facts §7.1). Two mremaps A: a->b and B: b->c are serialised by M but interleave on P: B may scan b before A installed PTEs there; page faults run in the middle of a move.',
     path: 'src/processor/syscalls.ts changeAddressSpace: mremap runs without mmap_sem around the M call and the replay of its page-table operations (counted when another address-space change or a fault of the mm runs inside it)',
-    symptom: "dirty lines left mapped at b (write-back fails with -EFAULT: lost data), c filled with M's stale copy, PTEs left behind, or an ABBA deadlock on PTE-page locks",
+    symptom:
+      "dirty lines left mapped at b (write-back fails with -EFAULT: lost data), c filled with M's stale copy, PTEs left behind, or an ABBA deadlock on PTE-page locks",
     detector: 'data oracle, rmap/PTE check, soft-lockup watchdog',
-    signature: { kind: 'oracle', facts: ['got=zeros|older-generation'], describe: "a page that lost its data (zeros) or holds an older generation of itself: M's stale copy" },
+    signature: {
+      kind: 'oracle',
+      facts: ['got=zeros|older-generation'],
+      describe: "a page that lost its data (zeros) or holds an older generation of itself: M's stale copy",
+    },
     repro: ['mremap-stress', '--cpus', '2', '--pcache', '128K', '--ways', '2'],
   },
   {
     name: 'mremap-dest-overwrite',
-    story: 'LegoOS HEAD move_ptes never checks that the destination PTE is none (legoos-facts §7.4 hazard 4): a PTE faulted in at the destination before the move is overwritten while its rmap still names that slot.',
+    story:
+      'LegoOS HEAD move_ptes never checks that the destination PTE is none (legoos-facts §7.4 hazard 4): a PTE faulted in at the destination before the move is overwritten while its rmap still names that slot.',
     path: 'src/processor/mremap.ts destinationNone: a present destination PTE is overwritten instead of refused (LegoOS HEAD move_ptes)',
-    symptom: "the overwritten line's rmap names a slot that now maps another line: mismatch report, the line leaked. It needs a fault to reach the destination between P's zap of it and the move, which only an unserialised mremap allows: the reproducer runs with mremap-unserialized, and so does its control",
+    symptom:
+      "the overwritten line's rmap names a slot that now maps another line: mismatch report, the line leaked. It needs a fault to reach the destination between P's zap of it and the move, which only an unserialised mremap allows: the reproducer runs with mremap-unserialized, and so does its control",
     detector: 'rmap/PTE check (eviction, sweep, --check)',
-    signature: { kind: 'rmap-pte-mismatch', facts: ['pte=other-line', 'slot=same'], describe: "an rmap whose own slot maps another line: its PTE was overwritten" },
+    signature: {
+      kind: 'rmap-pte-mismatch',
+      facts: ['pte=other-line', 'slot=same'],
+      describe: 'an rmap whose own slot maps another line: its PTE was overwritten',
+    },
     repro: ['script', 'traces/mremap-dest-fault.jsonl', '--cpus', '2', '--check', 'end'],
     companions: ['mremap-unserialized'],
   },
   {
     name: 'free-before-flush',
-    story: "LegoOS HEAD frees the line in pcache_zap_pte (munmap, brk shrink) and in the mremap slowpath (ff47ee16, 2018-02-07) before the extent's flush_tlb_mm_range (legoos-facts §7.4 hazard 1): another CPU may still write through a stale TLB entry into a line that is already free or reused.",
+    story:
+      "LegoOS HEAD frees the line in pcache_zap_pte (munmap, brk shrink) and in the mremap slowpath (ff47ee16, 2018-02-07) before the extent's flush_tlb_mm_range (legoos-facts §7.4 hazard 1): another CPU may still write through a stale TLB entry into a line that is already free or reused.",
     path: 'src/processor/mremap.ts pcacheMovePteSlowpathHead (the HEAD slowpath, ff47ee16) and src/processor/mm.ts releasePgtable: put_pcache before flush_tlb_mm_range',
     symptom: "a line handed out again while a TLB still maps it; another page's data appears in a reused line",
     detector: 'stale-TLB check at allocation (--check), data oracle',
-    signature: { kind: 'stale-tlb', facts: ['at=alloc', 'flush=pending'], describe: 'a line reallocated while a TLB still maps it and the flush that would remove the entry is still on its way: freed before its flush' },
+    signature: {
+      kind: 'stale-tlb',
+      facts: ['at=alloc', 'flush=pending'],
+      describe:
+        'a line reallocated while a TLB still maps it and the flush that would remove the entry is still on its way: freed before its flush',
+    },
     repro: ['mremap-stress', '--cpus', '2', '--pcache', '128K', '--ways', '2', '--check', 'end'],
   },
   {
     name: 'tlb-shootdown-skip',
-    story: 'A shootdown that flushes only the local TLB (LegoOS before 35e02ecc "Add tlb shootdown", 2017-09-17): remote CPUs of the mm keep their translations after mremap, munmap or eviction.',
+    story:
+      'A shootdown that flushes only the local TLB (LegoOS before 35e02ecc "Add tlb shootdown", 2017-09-17): remote CPUs of the mm keep their translations after mremap, munmap or eviction.',
     path: 'src/processor/tlb.ts flushTlbMmRange: no IPI to the other CPUs of mm_cpumask',
     symptom: 'a thread keeps using a stale translation: it reads or writes a line that now holds another page',
     detector: 'stale-TLB check at use and at allocation (--check), data oracle',
-    signature: { kind: 'stale-tlb', facts: ['flush=done'], describe: 'a TLB entry still used or still present after the flush that should have removed it completed' },
+    signature: {
+      kind: 'stale-tlb',
+      facts: ['flush=done'],
+      describe: 'a TLB entry still used or still present after the flush that should have removed it completed',
+    },
     repro: ['mremap-stress', '--cpus', '2', '--pcache', '128K', '--ways', '2', '--check', 'end'],
   },
   {
     name: 'brk-shrink-no-zap',
-    story: 'LegoOS HEAD brk: M shrinks the heap with do_munmap but P never releases its PTEs (legoos-facts §7.5): after a shrink and a regrow the program reads its old data instead of zeros.',
+    story:
+      'LegoOS HEAD brk: M shrinks the heap with do_munmap but P never releases its PTEs (legoos-facts §7.5): after a shrink and a regrow the program reads its old data instead of zeros.',
     path: 'src/processor/syscalls.ts replay: the zap of the shrunk brk range is skipped on P',
     symptom: 'pages past the new break stay mapped on P; regrown heap pages hold old data instead of zeros',
     detector: 'data oracle (munmap-brk scenario); the rmap stays consistent, so the rmap checks stay silent',
-    signature: { kind: 'oracle', facts: ['got=writable|readonly', 'want=unmapped'], describe: 'a page past the break that M unmapped is still mapped on P' },
+    signature: {
+      kind: 'oracle',
+      facts: ['got=writable|readonly', 'want=unmapped'],
+      describe: 'a page past the break that M unmapped is still mapped on P',
+    },
     repro: ['script', 'traces/munmap-brk.jsonl'],
   },
   {
     name: 'cpuhp-missing',
-    story: 'LegoOS 2018-02-05: secondary CPUs skipped part of their bring-up callbacks (before d4230768 "boot: add cpu_online_callback() to init per-cpu things"), so smpcfd_prepare_cpu never allocated their cfd_data csd array. A multi-target IPI they send takes per_cpu_ptr(NULL, target): the target\'s own call_single_queue head. llist_add links that head into itself, dropping the csds other CPUs had queued there, and the reversal relinks csds that were already taken; kernel/smp.c\'s csd_unlock warns, and a CPU waits forever for an ack that will not come.',
+    story:
+      'LegoOS 2018-02-05: secondary CPUs skipped part of their bring-up callbacks (before d4230768 "boot: add cpu_online_callback() to init per-cpu things"), so smpcfd_prepare_cpu never allocated their cfd_data csd array. A multi-target IPI they send takes per_cpu_ptr(NULL, target): the target\'s own call_single_queue head. llist_add links that head into itself, dropping the csds other CPUs had queued there, and the reversal relinks csds that were already taken; kernel/smp.c\'s csd_unlock warns, and a CPU waits forever for an ack that will not come.',
     path: 'src/processor/cpu.ts CPUHP_STEPS: smpcfd:prepare is skipped on secondary CPUs (cfd_data.csd stays NULL); the IPI code of src/processor/tlb.ts is the same on every kernel',
     symptom: 'csd_unlock warnings (a csd unlocked twice), then a CPU waiting forever for its IPI ack (soft lockup)',
-    detector: 'the soft-lockup watchdog (exit 3, the stuck CPU waiting for csd) and csd_unlock\'s WARN_ON',
-    signature: { kind: 'soft-lockup', facts: ['wait=csd'], describe: 'a CPU stuck waiting for the ack of a call-function IPI (csd_lock_wait)' },
+    detector: "the soft-lockup watchdog (exit 3, the stuck CPU waiting for csd) and csd_unlock's WARN_ON",
+    signature: {
+      kind: 'soft-lockup',
+      facts: ['wait=csd'],
+      describe: 'a CPU stuck waiting for the ack of a call-function IPI (csd_lock_wait)',
+    },
     // three threads on three CPUs: a shootdown has two targets, so it goes through cfd_data (one
     // target takes smp_call_function_single's on-stack csd, which cfd_data does not touch)
     repro: ['mremap-stress', '--cpus', '3', '--iterations', '300', '--watchdog', '3'],
@@ -123,7 +169,12 @@ export interface KernelPreset {
 }
 
 export const KERNELS: KernelPreset[] = [
-  { name: 'fixed', bugs: [], rmapReportFormat: 'head', why: "splitkern's kernel: every path in its fixed form; mremap moves with the fast path and the two-phase slowpath (free after the flush)" },
+  {
+    name: 'fixed',
+    bugs: [],
+    rmapReportFormat: 'head',
+    why: "splitkern's kernel: every path in its fixed form; mremap moves with the fast path and the two-phase slowpath (free after the flush)",
+  },
   {
     name: 'legoos-head',
     bugs: ['mremap-unserialized', 'mremap-dest-overwrite', 'free-before-flush', 'brk-shrink-no-zap'],

@@ -102,13 +102,19 @@ export function runChild(args: string[]): Promise<{ code: number | null; summary
     const out: Buffer[] = [];
     let errTail = '';
     c.stdout.on('data', (d: Buffer) => out.push(d));
-    c.stderr.on('data', (d: Buffer) => { errTail = (errTail + d.toString('utf8')).slice(-2000); });
+    c.stderr.on('data', (d: Buffer) => {
+      errTail = (errTail + d.toString('utf8')).slice(-2000);
+    });
     const timer = setTimeout(() => c.kill('SIGKILL'), kRunTimeoutMs);
     c.on('close', (code) => {
       clearTimeout(timer);
       child = undefined;
       let summary: RunSummary | undefined;
-      try { summary = JSON.parse(Buffer.concat(out).toString('utf8')) as RunSummary; } catch { summary = undefined; }
+      try {
+        summary = JSON.parse(Buffer.concat(out).toString('utf8')) as RunSummary;
+      } catch {
+        summary = undefined;
+      }
       resolve({ code, summary, stderrTail: errTail.trim().split('\n').pop() ?? '' });
     });
   });
@@ -124,7 +130,16 @@ export function commandOf(entry: BugEntry, withFlag = true): string {
 }
 
 async function attempt(entry: BugEntry, seed: number, control: boolean): Promise<RunResult> {
-  const args = ['run', ...entry.repro, ...flagsArg(entry, !control), '--seed', String(seed), '--json', '--log-level', 'error'];
+  const args = [
+    'run',
+    ...entry.repro,
+    ...flagsArg(entry, !control),
+    '--seed',
+    String(seed),
+    '--json',
+    '--log-level',
+    'error',
+  ];
   const r = await runChild(args);
   const res: RunResult = { seed, control, exitCode: r.code, verdict: 'clean', failures: [], brokenBranch: 0 };
   if (!r.summary) {
@@ -152,7 +167,8 @@ async function attempt(entry: BugEntry, seed: number, control: boolean): Promise
   } else if (fails.length > 0) {
     res.verdict = 'other failure';
     res.failure = fails[0];
-    if (hit) res.note = `the signature appeared but nr_bug_${entry.name.replace(/-/g, '_')} is 0: the broken branch never ran`;
+    if (hit)
+      res.note = `the signature appeared but nr_bug_${entry.name.replace(/-/g, '_')} is 0: the broken branch never ran`;
   }
   return res;
 }
@@ -160,9 +176,16 @@ async function attempt(entry: BugEntry, seed: number, control: boolean): Promise
 function line(entry: BugEntry, r: RunResult, i: number, n: number): string {
   const what = r.control ? 'control' : 'attempt';
   const verdict = r.control
-    ? r.verdict === 'reproduced' ? 'SIGNATURE (the control must not show it)' : r.verdict === 'other failure' ? 'other failure' : 'clean'
-    : r.verdict === 'reproduced' ? 'REPRODUCED' : r.verdict;
-  const when = r.detectMs !== undefined && r.verdict === 'reproduced' ? ` after ${(r.detectMs / 1000).toFixed(2)} s` : '';
+    ? r.verdict === 'reproduced'
+      ? 'SIGNATURE (the control must not show it)'
+      : r.verdict === 'other failure'
+        ? 'other failure'
+        : 'clean'
+    : r.verdict === 'reproduced'
+      ? 'REPRODUCED'
+      : r.verdict;
+  const when =
+    r.detectMs !== undefined && r.verdict === 'reproduced' ? ` after ${(r.detectMs / 1000).toFixed(2)} s` : '';
   const detail = r.failure ? ` — ${formatSignature(r.failure)}: ${r.failure.text.slice(0, 160)}` : '';
   const branch = r.control ? '' : ` (nr_bug ${r.brokenBranch})`;
   return `${entry.name}: ${what} ${i + 1}/${n} seed ${r.seed}: ${verdict}${when}${branch}${detail}${r.note ? ` [${r.note}]` : ''}\n`;
@@ -184,7 +207,10 @@ export async function reproEntry(entry: BugEntry, o: ReproOptions): Promise<Entr
     process.stdout.write(o.json ? `${JSON.stringify({ bug: entry.name, ...r })}\n` : line(entry, r, i, o.controls));
   }
   const hits = runs.filter((r) => r.verdict === 'reproduced');
-  const times = hits.map((r) => r.detectMs).filter((t): t is number => t !== undefined).sort((a, b) => a - b);
+  const times = hits
+    .map((r) => r.detectMs)
+    .filter((t): t is number => t !== undefined)
+    .sort((a, b) => a - b);
   const res: EntryResult = {
     bug: entry.name,
     command: commandOf(entry),
@@ -202,10 +228,13 @@ export async function reproEntry(entry: BugEntry, o: ReproOptions): Promise<Entr
   if (interrupted) res.interrupted = true;
   if (o.json) process.stdout.write(`${JSON.stringify(res)}\n`);
   else {
-    const t = res.medianDetectMs !== undefined ? `, median time to detection ${(res.medianDetectMs / 1000).toFixed(2)} s` : '';
-    process.stdout.write(`${entry.name}: reproduced in ${res.reproduced} of ${res.attempts} runs with its signature ${res.signature}${t}; `
-      + `control (${commandOf(entry, false)}): signature in ${res.controlSignature} of ${res.controls}, other failures in ${res.controlOther}`
-      + `${res.controlSignature > 0 ? ' — FAILED ENTRY: the control shows the signature' : ''}${interrupted ? ' (interrupted)' : ''}\n`);
+    const t =
+      res.medianDetectMs !== undefined ? `, median time to detection ${(res.medianDetectMs / 1000).toFixed(2)} s` : '';
+    process.stdout.write(
+      `${entry.name}: reproduced in ${res.reproduced} of ${res.attempts} runs with its signature ${res.signature}${t}; ` +
+        `control (${commandOf(entry, false)}): signature in ${res.controlSignature} of ${res.controls}, other failures in ${res.controlOther}` +
+        `${res.controlSignature > 0 ? ' — FAILED ENTRY: the control shows the signature' : ''}${interrupted ? ' (interrupted)' : ''}\n`,
+    );
   }
   return res;
 }

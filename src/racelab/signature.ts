@@ -30,9 +30,22 @@ export interface ExpectedSignature {
 export interface RunSummary {
   exitCode: number;
   error?: string;
-  violations?: Array<{ kind: string; text?: string; facts?: string[]; details?: { facts?: unknown }; signature?: Signature; ms?: number }>;
+  violations?: Array<{
+    kind: string;
+    text?: string;
+    facts?: string[];
+    details?: { facts?: unknown };
+    signature?: Signature;
+    ms?: number;
+  }>;
   violationCount?: number;
-  verification?: { ok: boolean; summary: string; firstFailure?: { message?: string } };
+  verification?: {
+    ok: boolean;
+    summary: string;
+    pagesVerified?: number;
+    moves?: number;
+    firstFailure?: { message?: string };
+  };
   process?: { signal: number };
   stats?: { bugs?: Record<string, number> };
   wallMs?: number;
@@ -50,7 +63,10 @@ export function normaliseText(text: string): string {
 }
 
 function firstLine(text: string | undefined, fallback: string): string {
-  const l = (text ?? '').split('\n').map((s) => s.trim()).find((s) => s !== '' && s !== '****    ERROR:');
+  const l = (text ?? '')
+    .split('\n')
+    .map((s) => s.trim())
+    .find((s) => s !== '' && s !== '****    ERROR:');
   return l ?? fallback;
 }
 
@@ -62,7 +78,9 @@ export function oracleFacts(message: string): string[] {
   const facts: string[] = [];
   const probe = /\bis (unmapped|readonly|writable|none), expected (unmapped|readonly|writable|none)\b/.exec(message);
   if (probe) return [`got=${probe[1]}`, `want=${probe[2]}`];
-  const tag = /holds region (\S+) page (\d+) generation (\d+).*?expected region (\S+) page (\d+) generation (\d+)/.exec(message);
+  const tag = /holds region (\S+) page (\d+) generation (\d+).*?expected region (\S+) page (\d+) generation (\d+)/.exec(
+    message,
+  );
   if (tag) {
     const [, r1, p1, g1, r2, p2, g2] = tag;
     if (r1 === r2 && p1 === p2) facts.push(`got=${Number(g1) < Number(g2) ? 'older-generation' : 'newer-generation'}`);
@@ -81,24 +99,40 @@ export function oracleFacts(message: string): string[] {
 export function failuresOf(j: RunSummary): Signature[] {
   const out: Signature[] = [];
   for (const v of j.violations ?? []) {
-    if (v.signature) { out.push(v.signature); continue; }
-    const facts = Array.isArray(v.facts) ? v.facts : Array.isArray(v.details?.facts) ? (v.details.facts as string[]) : [];
+    if (v.signature) {
+      out.push(v.signature);
+      continue;
+    }
+    const facts = Array.isArray(v.facts)
+      ? v.facts
+      : Array.isArray(v.details?.facts)
+        ? (v.details.facts as string[])
+        : [];
     out.push({ kind: v.kind, facts, text: normaliseText(firstLine(v.text, v.kind)) });
   }
   const counted = j.violationCount ?? (j.violations ?? []).length;
   if (counted > (j.violations ?? []).length) {
-    out.push({ kind: 'unrecorded', facts: [`count=${counted - (j.violations ?? []).length}`], text: 'violations counted whose records were dropped' });
+    out.push({
+      kind: 'unrecorded',
+      facts: [`count=${counted - (j.violations ?? []).length}`],
+      text: 'violations counted whose records were dropped',
+    });
   }
   if (j.verification && !j.verification.ok) {
     const msg = j.verification.firstFailure?.message ?? j.verification.summary;
     out.push({ kind: 'oracle', facts: oracleFacts(msg), text: normaliseText(firstLine(msg, 'verification failed')) });
   }
-  if (j.process && j.process.signal !== 0) out.push({ kind: 'signal', facts: [`signo=${j.process.signal}`], text: `killed by signal ${j.process.signal}` });
+  if (j.process && j.process.signal !== 0)
+    out.push({ kind: 'signal', facts: [`signo=${j.process.signal}`], text: `killed by signal ${j.process.signal}` });
   if (j.exitCode === 3) {
     const err = firstLine(j.error, 'emulator failure');
     const lockup = /soft lockup/.test(err);
     const wait = lockup ? /\bwaiting for (\w+)/.exec(err) : null;
-    out.push({ kind: lockup ? 'soft-lockup' : 'emulator', facts: wait ? [`wait=${wait[1]}`] : [], text: normaliseText(err) });
+    out.push({
+      kind: lockup ? 'soft-lockup' : 'emulator',
+      facts: wait ? [`wait=${wait[1]}`] : [],
+      text: normaliseText(err),
+    });
   }
   return out;
 }
@@ -111,7 +145,10 @@ export function matches(expected: ExpectedSignature, got: Signature): boolean {
     const eq = f.indexOf('=');
     if (eq < 0) return have.has(f);
     const key = f.slice(0, eq);
-    return f.slice(eq + 1).split('|').some((v) => have.has(`${key}=${v}`));
+    return f
+      .slice(eq + 1)
+      .split('|')
+      .some((v) => have.has(`${key}=${v}`));
   });
 }
 

@@ -5,7 +5,12 @@
 import { runChild, interruptedBy, withSignalsForwarded } from './repro.ts';
 import { failuresOf, formatSignature, type RunSummary } from './signature.ts';
 
-export interface SoakOptions { runs: number; seed: number; iterations: number; json: boolean }
+export interface SoakOptions {
+  runs: number;
+  seed: number;
+  iterations: number;
+  json: boolean;
+}
 
 /** The configurations cycled through: every eviction policy, small pcaches, sweep, victim, checks. */
 const MATRIX: string[][] = [
@@ -31,27 +36,65 @@ export async function soak(o: SoakOptions): Promise<number> {
     for (let i = 0; i < o.runs && !interruptedBy(); i++) {
       const seed = o.seed + i;
       const cfg = MATRIX[i % MATRIX.length]!;
-      const args = ['run', 'mremap-stress', '--cpus', '2', '--iterations', String(o.iterations), ...cfg, '--seed', String(seed), '--json', '--log-level', 'error'];
+      const args = [
+        'run',
+        'mremap-stress',
+        '--cpus',
+        '2',
+        '--iterations',
+        String(o.iterations),
+        ...cfg,
+        '--seed',
+        String(seed),
+        '--json',
+        '--log-level',
+        'error',
+      ];
       const r = await runChild(args);
       const j: RunSummary | undefined = r.summary;
       const fails = j ? failuresOf(j) : [];
-      const v = j as (RunSummary & { verification?: { pagesVerified?: number; moves?: number } }) | undefined;
       workloadMs += j?.wallMs ?? 0;
-      pages += v?.verification?.pagesVerified ?? 0;
-      moves += v?.verification?.moves ?? 0;
+      pages += j?.verification?.pagesVerified ?? 0;
+      moves += j?.verification?.moves ?? 0;
       violations += j?.violationCount ?? j?.violations?.length ?? 0;
       const ok = j !== undefined && j.exitCode === 0 && fails.length === 0;
       if (ok) clean++;
-      else bad.push(`seed ${seed} (${cfg.join(' ')}): ${j ? fails.map(formatSignature).join(', ') || `exit ${j.exitCode}` : `no summary: ${r.stderrTail}`}`);
-      const line = { run: i + 1, seed, config: cfg.join(' '), ok, exitCode: r.code, failures: fails.map(formatSignature), wallMs: j?.wallMs };
-      process.stdout.write(o.json ? `${JSON.stringify(line)}\n` : `soak ${i + 1}/${o.runs} seed ${seed} ${cfg.join(' ')}: ${ok ? 'clean' : `FAILED ${line.failures.join(', ')}`}\n`);
+      else
+        bad.push(
+          `seed ${seed} (${cfg.join(' ')}): ${j ? fails.map(formatSignature).join(', ') || `exit ${j.exitCode}` : `no summary: ${r.stderrTail}`}`,
+        );
+      const line = {
+        run: i + 1,
+        seed,
+        config: cfg.join(' '),
+        ok,
+        exitCode: r.code,
+        failures: fails.map(formatSignature),
+        wallMs: j?.wallMs,
+      };
+      process.stdout.write(
+        o.json
+          ? `${JSON.stringify(line)}\n`
+          : `soak ${i + 1}/${o.runs} seed ${seed} ${cfg.join(' ')}: ${ok ? 'clean' : `FAILED ${line.failures.join(', ')}`}\n`,
+      );
     }
   });
   const runs = clean + bad.length;
-  const summary = { runs, clean, violations, pagesVerified: pages, moves, workloadSeconds: Math.round(workloadMs / 100) / 10, elapsedSeconds: Math.round((performance.now() - t0) / 100) / 10, failed: bad };
+  const summary = {
+    runs,
+    clean,
+    violations,
+    pagesVerified: pages,
+    moves,
+    workloadSeconds: Math.round(workloadMs / 100) / 10,
+    elapsedSeconds: Math.round((performance.now() - t0) / 100) / 10,
+    failed: bad,
+  };
   if (o.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
   else {
-    process.stdout.write(`\nsplitkern soak --runs ${o.runs} --seed ${o.seed} --iterations ${o.iterations}: ${runs} mremap-stress runs on the fixed kernel (2 CPUs, seeds ${o.seed}-${o.seed + runs - 1}, ${Math.min(runs, MATRIX.length)} configurations), ${summary.workloadSeconds} s of workload time: ${violations} violations, ${pages} page checks, ${moves} moves, ${clean} of ${runs} runs clean and verified\n`);
+    process.stdout.write(
+      `\nsplitkern soak --runs ${o.runs} --seed ${o.seed} --iterations ${o.iterations}: ${runs} mremap-stress runs on the fixed kernel (2 CPUs, seeds ${o.seed}-${o.seed + runs - 1}, ${Math.min(runs, MATRIX.length)} configurations), ${summary.workloadSeconds} s of workload time: ${violations} violations, ${pages} page checks, ${moves} moves, ${clean} of ${runs} runs clean and verified\n`,
+    );
     for (const b of bad) process.stdout.write(`  ${b}\n`);
   }
   const sig = interruptedBy();

@@ -28,9 +28,37 @@ import { M2S_READ, P2S_CLOSE, P2S_LSEEK, P2S_OPEN, P2S_READ, P2S_STAT, P2S_WRITE
 import { zStorageReq, type LseekReply, type StorageReq, type StatReply } from '../fabric/proto.ts';
 import type { WorkerInit, WorkerMsg } from '../kernel/workerdata.ts';
 import {
-  EACCES, EBADF, EEXIST, EFAULT, EFBIG, EINVAL, EIO, EISDIR, EMFILE, ENAMETOOLONG, ENOENT, ENOSPC, ENOSYS,
-  ENOTDIR, EROFS, ESPIPE, O_ACCMODE, O_APPEND, O_CREAT, O_EXCL, O_RDONLY, O_RDWR, O_TRUNC, O_WRONLY,
-  PAGE_SIZE, S_IFCHR, S_IFREG, SEEK_CUR, SEEK_END, SEEK_SET, errnoByName,
+  EACCES,
+  EBADF,
+  EEXIST,
+  EFAULT,
+  EFBIG,
+  EINVAL,
+  EIO,
+  EISDIR,
+  EMFILE,
+  ENAMETOOLONG,
+  ENOENT,
+  ENOSPC,
+  ENOSYS,
+  ENOTDIR,
+  EROFS,
+  ESPIPE,
+  O_ACCMODE,
+  O_APPEND,
+  O_CREAT,
+  O_EXCL,
+  O_RDONLY,
+  O_RDWR,
+  O_TRUNC,
+  O_WRONLY,
+  PAGE_SIZE,
+  S_IFCHR,
+  S_IFREG,
+  SEEK_CUR,
+  SEEK_END,
+  SEEK_SET,
+  errnoByName,
 } from '../uapi/abi.ts';
 
 export interface StorageOptions {
@@ -104,8 +132,7 @@ interface Res {
 }
 
 type Where =
-  | { kind: 'mem'; path: string; trailingSlash: boolean }
-  | { kind: 'host'; path: string; trailingSlash: boolean };
+  { kind: 'mem'; path: string; trailingSlash: boolean } | { kind: 'host'; path: string; trailingSlash: boolean };
 
 type Body = StorageReq;
 
@@ -161,7 +188,10 @@ export class Storage {
     try {
       r = this.dispatch(req, fromMemory);
     } catch (e) {
-      this.log('error', `storage: opcode ${req.opcode >>> 0} from ctx ${req.src} pid ${req.pid} failed: ${(e as Error).stack ?? String(e)}`);
+      this.log(
+        'error',
+        `storage: opcode ${req.opcode >>> 0} from ctx ${req.src} pid ${req.pid} failed: ${(e as Error).stack ?? String(e)}`,
+      );
       r = err(EIO);
     }
     out.reply(r.status, r.aux ?? 0, r.body, r.page ?? null);
@@ -171,7 +201,11 @@ export class Storage {
   flushAll(): void {
     for (const f of this.mem.values()) if (f.dirty) this.postFile(f);
     for (const h of this.host.values()) {
-      try { fs.closeSync(h.fd); } catch { /* already gone */ }
+      try {
+        fs.closeSync(h.fd);
+      } catch {
+        /* already gone */
+      }
     }
     this.host.clear();
   }
@@ -182,13 +216,20 @@ export class Storage {
       return this.invalid(req);
     }
     switch (req.opcode) {
-      case P2S_OPEN: return this.open(req);
-      case P2S_READ: return this.read(req);
-      case P2S_WRITE: return this.write(req);
-      case P2S_CLOSE: return this.close(req);
-      case P2S_STAT: return this.stat(req);
-      case P2S_LSEEK: return this.lseek(req);
-      default: return this.invalid(req);
+      case P2S_OPEN:
+        return this.open(req);
+      case P2S_READ:
+        return this.read(req);
+      case P2S_WRITE:
+        return this.write(req);
+      case P2S_CLOSE:
+        return this.close(req);
+      case P2S_STAT:
+        return this.stat(req);
+      case P2S_LSEEK:
+        return this.lseek(req);
+      default:
+        return this.invalid(req);
     }
   }
 
@@ -223,7 +264,10 @@ export class Storage {
 
   private inoOf(key: string): number {
     let i = this.inos.get(key);
-    if (i === undefined) { i = this.nextIno++; this.inos.set(key, i); }
+    if (i === undefined) {
+      i = this.nextIno++;
+      this.inos.set(key, i);
+    }
     return i;
   }
 
@@ -244,7 +288,11 @@ export class Storage {
     const cached = this.host.get(abs);
     if (cached) return trailingSlash ? -ENOTDIR : cached;
     let st: fs.Stats;
-    try { st = fs.statSync(abs); } catch (e) { return -errnoOf(e); }
+    try {
+      st = fs.statSync(abs);
+    } catch (e) {
+      return -errnoOf(e);
+    }
     if (st.isDirectory()) return -EISDIR;
     if (trailingSlash) return -ENOTDIR;
     // A FIFO or a device could block S (and with it every process) on a read: regular files only.
@@ -253,7 +301,11 @@ export class Storage {
       return -EACCES;
     }
     let fd: number;
-    try { fd = fs.openSync(abs, fs.constants.O_RDONLY); } catch (e) { return -errnoOf(e); }
+    try {
+      fd = fs.openSync(abs, fs.constants.O_RDONLY);
+    } catch (e) {
+      return -errnoOf(e);
+    }
     const h: HostFile = { kind: 'host', path: abs, fd, ino: this.inoOf(abs) };
     this.host.set(abs, h);
     return h;
@@ -306,7 +358,11 @@ export class Storage {
     const t = this.table(req.pid);
     // get_unused_fd_flags() comes before the path walk
     let fd = -1;
-    for (let i = kFirstFd; i < kMaxFds; i++) if (t[i] === undefined) { fd = i; break; }
+    for (let i = kFirstFd; i < kMaxFds; i++)
+      if (t[i] === undefined) {
+        fd = i;
+        break;
+      }
     if (fd < 0) return err(EMFILE);
     if (p.length === 0) return err(ENOENT);
     if (p.length >= kPathMax) return err(ENAMETOOLONG);
@@ -339,13 +395,17 @@ export class Storage {
       file = f;
     } else {
       let st: fs.Stats | undefined;
-      try { st = fs.statSync(w.path); } catch (e) {
+      try {
+        st = fs.statSync(w.path);
+      } catch (e) {
         const code = errnoOf(e);
         if (code !== ENOENT || !creat) return err(code);
         // O_CREAT of a missing name: EROFS if its directory exists (the create is what fails)
         try {
           if (!fs.statSync(path.dirname(w.path)).isDirectory()) return err(ENOTDIR);
-        } catch (e2) { return err(errnoOf(e2)); }
+        } catch (e2) {
+          return err(errnoOf(e2));
+        }
         return err(w.trailingSlash ? EISDIR : EROFS);
       }
       if (creat && excl) return err(EEXIST);
@@ -363,7 +423,10 @@ export class Storage {
 
   private truncate(f: MemFile): void {
     if (f.owned) f.buf.fill(0, 0, f.size);
-    else { f.buf = new Uint8Array(0); f.owned = true; }
+    else {
+      f.buf = new Uint8Array(0);
+      f.owned = true;
+    }
     f.size = 0;
     f.dirty = true;
   }
@@ -426,7 +489,9 @@ export class Storage {
     while (cap < need) cap *= 2;
     cap = Math.min(cap, kMaxMemFileBytes); // need <= kMaxMemFileBytes (write clamps it)
     let nb: Uint8Array;
-    try { nb = new Uint8Array(cap); } catch {
+    try {
+      nb = new Uint8Array(cap);
+    } catch {
       this.log('error', `storage: out of memory growing ${f.path} to ${need} bytes`);
       return false;
     }
@@ -467,7 +532,8 @@ export class Storage {
     if (!of) return err(EBADF);
     const f = of.file;
     let st: StatReply;
-    if (f.kind === 'console') st = { path: CONSOLE_PATH, size: 0, mode: MODE_CONSOLE, ino: this.inoOf(CONSOLE_PATH), readOnly: !of.writable };
+    if (f.kind === 'console')
+      st = { path: CONSOLE_PATH, size: 0, mode: MODE_CONSOLE, ino: this.inoOf(CONSOLE_PATH), readOnly: !of.writable };
     else if (f.kind === 'mem') st = { path: f.path, size: f.size, mode: MODE_MEM, ino: f.ino, readOnly: !of.writable };
     else st = { path: f.path, size: this.hostSize(f), mode: MODE_HOST, ino: f.ino, readOnly: true };
     return { status: 0, body: st };
@@ -509,7 +575,7 @@ export class Storage {
     const page = this.page;
     page.fill(0);
     const w = this.where(p);
-    let n = 0;
+    let n: number;
     if (w.kind === 'mem') {
       const f = this.mem.get(w.path);
       if (!f) return err(this.memDirs.has(w.path) ? EISDIR : ENOENT);
@@ -530,9 +596,17 @@ const fmtBytes = (n: number): string =>
 /** S's main: boot lines, online, serve until shutdown, then hand the written files to the host. */
 export function storageMain(env: Env, init: WorkerInit, post: (m: WorkerMsg) => void): void {
   const dir = path.resolve(env.config.filesDir ?? process.cwd());
-  const s = new Storage({ memFiles: init.memFiles ?? {}, filesDir: dir, post, log: (level, msg) => env.printk(level, msg) });
+  const s = new Storage({
+    memFiles: init.memFiles ?? {},
+    filesDir: dir,
+    post,
+    log: (level, msg) => env.printk(level, msg),
+  });
   const u = s.memUsage();
-  env.printk('notice', `storage: online, ${u.files} in-memory file${u.files === 1 ? '' : 's'} (${fmtBytes(u.bytes)}) under ${MEM_PREFIX}, host files from ${dir} (read-only)`);
+  env.printk(
+    'notice',
+    `storage: online, ${u.files} in-memory file${u.files === 1 ? '' : 's'} (${fmtBytes(u.bytes)}) under ${MEM_PREFIX}, host files from ${dir} (read-only)`,
+  );
   env.printk('info', `storage: ${kMaxFds} fds per process, console on fds 0-2`);
   post({ type: 'online', who: 'storage' });
   const memoryCtx = env.sh.geo.ctx.memory;

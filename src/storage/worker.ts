@@ -8,6 +8,12 @@ import { storageMain } from './server.ts';
 export function main(): void {
   const init = workerData as WorkerInit;
   const sh = new Shared(init.bufs);
-  const env = new Env(sh, { ctx: sh.geo.ctx.storage, cpu: -1, name: 'storage', bootEpochMs: init.bootEpochMs, config: init.config });
+  const env = new Env(sh, {
+    ctx: sh.geo.ctx.storage,
+    cpu: -1,
+    name: 'storage',
+    bootEpochMs: init.bootEpochMs,
+    config: init.config,
+  });
   storageMain(env, init, (m: WorkerMsg) => parentPort!.postMessage(m));
 }

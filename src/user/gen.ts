@@ -41,18 +41,116 @@ export class Rng {
 
 // ---- pseudo-English vocabulary -------------------------------------------------------------------
 
-const ONSETS = ['b', 'c', 'd', 'f', 'g', 'h', 'j', 'k', 'l', 'm', 'n', 'p', 'r', 's', 't', 'v', 'w', 'y', 'z',
-  'ch', 'sh', 'th', 'st', 'tr', 'br', 'pl', 'gr', 'qu', 'fl', 'cr', 'sp', 'wh', ''] as const;
+const ONSETS = [
+  'b',
+  'c',
+  'd',
+  'f',
+  'g',
+  'h',
+  'j',
+  'k',
+  'l',
+  'm',
+  'n',
+  'p',
+  'r',
+  's',
+  't',
+  'v',
+  'w',
+  'y',
+  'z',
+  'ch',
+  'sh',
+  'th',
+  'st',
+  'tr',
+  'br',
+  'pl',
+  'gr',
+  'qu',
+  'fl',
+  'cr',
+  'sp',
+  'wh',
+  '',
+] as const;
 const VOWELS = ['a', 'e', 'i', 'o', 'u', 'ai', 'ea', 'ou', 'io', 'y', 'ee', 'oo'] as const;
 const CODAS = ['', '', 'n', 'r', 's', 't', 'l', 'm', 'nd', 'st', 'ck', 'ng', 'x', 'rd', 'th'] as const;
 
 /** Real high-frequency words (with contractions) take the top ranks of the Zipf distribution. */
 const COMMON = [
-  'the', 'of', 'and', 'to', 'a', 'in', 'is', 'it', 'that', 'was', 'he', 'for', 'on', 'are', 'as', 'with',
-  'his', 'they', 'i', 'at', 'be', 'this', 'have', 'from', 'or', 'one', 'had', 'by', 'word', 'but', 'not',
-  'what', 'all', 'were', 'we', 'when', 'your', 'can', 'said', 'there', 'use', 'an', 'each', 'which', 'she',
-  'do', 'how', 'their', 'if', "don't", "it's", "i'm", "can't", "won't", "isn't", "o'clock", "they're",
-  "we've", "you'll", "she'd", 'will', 'up', 'other', 'about', 'out', 'many', 'then', 'them', 'these', 'so',
+  'the',
+  'of',
+  'and',
+  'to',
+  'a',
+  'in',
+  'is',
+  'it',
+  'that',
+  'was',
+  'he',
+  'for',
+  'on',
+  'are',
+  'as',
+  'with',
+  'his',
+  'they',
+  'i',
+  'at',
+  'be',
+  'this',
+  'have',
+  'from',
+  'or',
+  'one',
+  'had',
+  'by',
+  'word',
+  'but',
+  'not',
+  'what',
+  'all',
+  'were',
+  'we',
+  'when',
+  'your',
+  'can',
+  'said',
+  'there',
+  'use',
+  'an',
+  'each',
+  'which',
+  'she',
+  'do',
+  'how',
+  'their',
+  'if',
+  "don't",
+  "it's",
+  "i'm",
+  "can't",
+  "won't",
+  "isn't",
+  "o'clock",
+  "they're",
+  "we've",
+  "you'll",
+  "she'd",
+  'will',
+  'up',
+  'other',
+  'about',
+  'out',
+  'many',
+  'then',
+  'them',
+  'these',
+  'so',
 ];
 
 export const VOCABULARY_SIZE = 4096;
@@ -252,9 +350,35 @@ export function genZipfText(seed: number, bytes: number): Buffer {
 
 // ---- dpkg status -------------------------------------------------------------------------------
 
-const SECTIONS = ['libs', 'admin', 'utils', 'net', 'devel', 'python', 'perl', 'x11', 'gnome', 'kde', 'text',
-  'fonts', 'sound', 'video', 'editors', 'shells', 'interpreters', 'misc', 'doc', 'web', 'mail', 'database',
-  'libdevel', 'kernel', 'science', 'graphics', 'localization'] as const;
+const SECTIONS = [
+  'libs',
+  'admin',
+  'utils',
+  'net',
+  'devel',
+  'python',
+  'perl',
+  'x11',
+  'gnome',
+  'kde',
+  'text',
+  'fonts',
+  'sound',
+  'video',
+  'editors',
+  'shells',
+  'interpreters',
+  'misc',
+  'doc',
+  'web',
+  'mail',
+  'database',
+  'libdevel',
+  'kernel',
+  'science',
+  'graphics',
+  'localization',
+] as const;
 const MAINTAINERS = [
   'Ubuntu Developers <ubuntu-devel-discuss@lists.ubuntu.com>',
   'Debian QA Group <packages@qa.debian.org>',
@@ -338,14 +462,17 @@ export function genDpkgStatus(seed: number, packages: number): Buffer {
     const L: string[] = [];
     L.push(`Package: ${name}`);
     const st = r.float();
-    L.push(`Status: ${st < 0.93 ? 'install ok installed' : st < 0.97 ? 'deinstall ok config-files' : 'hold ok installed'}`);
+    L.push(
+      `Status: ${st < 0.93 ? 'install ok installed' : st < 0.97 ? 'deinstall ok config-files' : 'hold ok installed'}`,
+    );
     L.push(`Priority: ${r.pick(PRIORITIES)}`);
     L.push(`Section: ${r.pick(SECTIONS)}`);
     L.push(`Installed-Size: ${r.range(8, 200000)}`);
     L.push(`Maintainer: ${r.pick(MAINTAINERS)}`);
     L.push(`Architecture: ${r.chance(0.7) ? 'amd64' : 'all'}`);
     if (r.chance(0.3)) L.push(`Multi-Arch: ${r.pick(['same', 'foreign', 'allowed'])}`);
-    if (r.chance(0.35)) L.push(`Source: ${name.replace(/^lib|-dev$|-common$|-data$/g, '')}${r.chance(0.2) ? ` (${version(r)})` : ''}`);
+    if (r.chance(0.35))
+      L.push(`Source: ${name.replace(/^lib|-dev$|-common$|-data$/g, '')}${r.chance(0.2) ? ` (${version(r)})` : ''}`);
     L.push(`Version: ${version(r)}`);
     if (names.length > 0) {
       if (r.chance(0.1)) L.push(`Replaces: ${depList(r, names, 2)}`);

@@ -7,19 +7,25 @@
 //   printf.ts   printf formatting (pure)
 //   stdio.ts    the printf family and file helpers (through the kernel)
 //   pthread.ts  pthread_create / pthread_join
-import { MAP_ANONYMOUS,MAP_PRIVATE,PAGE_SIZE,PROT_READ,PROT_WRITE } from '../uapi/abi.ts';
-import { UserSignal,type UserContext } from '../uapi/program.ts';
-import { ARENA_MAGIC,ARENA_SIZE,A_MAGIC } from './libc/malloc.ts';
+import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../uapi/abi.ts';
+import { UserSignal, type UserContext } from '../uapi/program.ts';
+import { ARENA_MAGIC, ARENA_SIZE, A_MAGIC } from './libc/malloc.ts';
 import { Pthread } from './libc/pthread.ts';
-import { SIGABRT,type LibcOptions } from './libc/base.ts';
+import { SIGABRT, type LibcOptions } from './libc/base.ts';
 
 export { SIGABRT, type LibcOptions } from './libc/base.ts';
-export { M_MMAP_THRESHOLD, M_TOP_PAD, M_TRIM_THRESHOLD, binIndex, request2size, type MallocStats } from './libc/malloc.ts';
+export {
+  M_MMAP_THRESHOLD,
+  M_TOP_PAD,
+  M_TRIM_THRESHOLD,
+  binIndex,
+  request2size,
+  type MallocStats,
+} from './libc/malloc.ts';
 export { formatPrintf, type PrintfArg } from './libc/printf.ts';
 export { type FileBuffer, type FileMapping } from './libc/stdio.ts';
 
 export class Libc extends Pthread {
-
   /** Process start-up (once, in main): maps libc's data page and creates the empty arena. */
   static init(u: UserContext, opts: LibcOptions = {}): Libc {
     const va = u.sys.mmap(0, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -42,5 +48,4 @@ export class Libc extends Pthread {
     if (this.stdioBuf) this.free(this.stdioBuf);
     this.stdioBuf = 0;
   }
-
 }

@@ -4,7 +4,10 @@
 // and S workers' code, not through vitest's module transform.
 'use strict';
 const { parentPort, workerData } = require('node:worker_threads');
-require('../../workers/tsx-boot.cjs').importTs(workerData.module).then((m) => m.main()).catch((e) => {
-  parentPort.postMessage({ type: 'error', message: String((e && e.stack) || e) });
-  process.exit(1);
-});
+require('../../workers/tsx-boot.cjs')
+  .importTs(workerData.module)
+  .then((m) => m.main())
+  .catch((e) => {
+    parentPort.postMessage({ type: 'error', message: String((e && e.stack) || e) });
+    process.exit(1);
+  });

@@ -16,14 +16,28 @@ export interface CliResult {
 export function runCli(args: string[], env: Record<string, string> = {}, timeoutMs = 120_000): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const t0 = Date.now();
-    const child = spawn(process.execPath, [bin, ...args], { cwd: repoRoot, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [bin, ...args], {
+      cwd: repoRoot,
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`splitkern ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stderr.slice(-2000)}`)); }, timeoutMs);
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString();
+    });
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`splitkern ${args.join(' ')} did not exit within ${timeoutMs} ms\n${stderr.slice(-2000)}`));
+    }, timeoutMs);
     child.on('error', reject);
-    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr, ms: Date.now() - t0 }); });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, ms: Date.now() - t0 });
+    });
   });
 }
 
@@ -32,7 +46,12 @@ export interface JsonSummary {
   ok: boolean;
   exitCode: number;
   verification: { ok: boolean; summary: string; [k: string]: unknown };
-  violations: Array<{ kind: string; text: string; truncated?: boolean; details: { facts?: string[]; [k: string]: unknown } }>;
+  violations: Array<{
+    kind: string;
+    text: string;
+    truncated?: boolean;
+    details: { facts?: string[]; [k: string]: unknown };
+  }>;
   violationCount: number;
   violationsDropped: number;
   process: { exit: number; signal: number; faultAddr?: string };
@@ -48,7 +67,10 @@ export interface JsonSummary {
   };
 }
 
-export async function runJson(args: string[], env: Record<string, string> = {}): Promise<{ r: CliResult; j: JsonSummary }> {
+export async function runJson(
+  args: string[],
+  env: Record<string, string> = {},
+): Promise<{ r: CliResult; j: JsonSummary }> {
   const r = await runCli([...args, '--json'], env);
   let j: JsonSummary;
   try {

@@ -33,7 +33,10 @@ export interface FabricBenchInit {
 }
 
 /** main thread -> client */
-export interface FabricBenchRequest { kind: FabricBenchKind; n: number }
+export interface FabricBenchRequest {
+  kind: FabricBenchKind;
+  n: number;
+}
 /** client -> main thread */
 export type FabricBenchReply =
   | { type: 'ready' }
@@ -69,7 +72,13 @@ export function main(): void {
 }
 
 function server(sh: Shared, init: FabricBenchInit, ctrl: Int32Array, pp: Int32Array): void {
-  const env = new Env(sh, { ctx: sh.geo.ctx.memory, cpu: -1, name: 'memory', bootEpochMs: init.bootEpochMs, config: init.config });
+  const env = new Env(sh, {
+    ctx: sh.geo.ctx.memory,
+    cpu: -1,
+    name: 'memory',
+    bootEpochMs: init.bootEpochMs,
+    config: init.config,
+  });
   const page = new Uint8Array(PAGE_SIZE).fill(0xa5);
   let last = 0; // last ping answered
   parentPort!.postMessage({ type: 'ready' });
@@ -86,7 +95,10 @@ function server(sh: Shared, init: FabricBenchInit, ctrl: Int32Array, pp: Int32Ar
       for (let i = 0; i < n; i++) {
         let v = Atomics.load(pp, PING);
         if (spin) for (let s = 0; v === last && s < kSpin; s++) v = Atomics.load(pp, PING);
-        while (v === last) { Atomics.wait(pp, PING, last); v = Atomics.load(pp, PING); }
+        while (v === last) {
+          Atomics.wait(pp, PING, last);
+          v = Atomics.load(pp, PING);
+        }
         last = v;
         Atomics.store(pp, PONG, v);
         Atomics.notify(pp, PONG, 1);
@@ -141,7 +153,10 @@ function client(sh: Shared, init: FabricBenchInit, ctrl: Int32Array, pp: Int32Ar
       Atomics.notify(pp, PING, 1);
       let v = Atomics.load(pp, PONG);
       if (spin) for (let s = 0; v !== want && s < kSpin; s++) v = Atomics.load(pp, PONG);
-      while (v !== want) { Atomics.wait(pp, PONG, v); v = Atomics.load(pp, PONG); }
+      while (v !== want) {
+        Atomics.wait(pp, PONG, v);
+        v = Atomics.load(pp, PONG);
+      }
     };
     for (let i = 0; i < kWarm; i++) one();
     const t0 = performance.now();
@@ -160,7 +175,12 @@ function client(sh: Shared, init: FabricBenchInit, ctrl: Int32Array, pp: Int32Ar
           break;
         case 'atomics-wait':
         case 'atomics-spin':
-          us = batch(req.kind === 'atomics-spin' ? kCmdPingSpin : kCmdPingWait, kWarm + req.n, () => pingPongs(req.n, req.kind === 'atomics-spin'), () => {});
+          us = batch(
+            req.kind === 'atomics-spin' ? kCmdPingSpin : kCmdPingWait,
+            kWarm + req.n,
+            () => pingPongs(req.n, req.kind === 'atomics-spin'),
+            () => {},
+          );
           break;
       }
       const r: FabricBenchReply = { type: 'result', kind: req.kind, n: req.n, usPerRtt: us };

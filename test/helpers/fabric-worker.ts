@@ -39,7 +39,15 @@ export interface SeenRequest {
   hasPage: boolean;
   reqLen: number;
 }
-const zSeen = z.object({ src: z.number(), opcode: z.number(), pid: z.number(), flags: z.number(), vaddr: z.number(), hasPage: z.boolean(), reqLen: z.number() });
+const zSeen = z.object({
+  src: z.number(),
+  opcode: z.number(),
+  pid: z.number(),
+  flags: z.number(),
+  vaddr: z.number(),
+  hasPage: z.boolean(),
+  reqLen: z.number(),
+});
 const zEchoReply = z.object({ echo: z.unknown(), seen: zSeen });
 const zPageReply = z.object({ sha256: z.string(), seen: zSeen });
 const zCounter = z.object({ i: z.number(), vaddr: z.number() });
@@ -67,7 +75,8 @@ export function typesOf(v: unknown): unknown {
   if (v === null) return 'null';
   if (Array.isArray(v)) return v.map(typesOf);
   if (v instanceof Uint8Array) return v.constructor.name;
-  if (typeof v === 'object') return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, typesOf(x)]));
+  if (typeof v === 'object')
+    return Object.fromEntries(Object.entries(v as Record<string, unknown>).map(([k, x]) => [k, typesOf(x)]));
   return typeof v;
 }
 
@@ -81,11 +90,22 @@ export function main(): void {
 }
 
 function server(sh: Shared, init: FabricWorkerInit): void {
-  const env = new Env(sh, { ctx: sh.geo.ctx.memory, cpu: -1, name: 'memory', bootEpochMs: init.bootEpochMs, config: init.config });
+  const env = new Env(sh, {
+    ctx: sh.geo.ctx.memory,
+    cpu: -1,
+    name: 'memory',
+    bootEpochMs: init.bootEpochMs,
+    config: init.config,
+  });
   const port = parentPort!;
   port.postMessage({ type: 'ready' } satisfies FabricWorkerMsg);
   const seenOf = (req: IncomingRequest): SeenRequest => ({
-    src: req.src, opcode: req.opcode, pid: req.pid, flags: req.flags, vaddr: req.vaddr, hasPage: req.hasPage,
+    src: req.src,
+    opcode: req.opcode,
+    pid: req.pid,
+    flags: req.flags,
+    vaddr: req.vaddr,
+    hasPage: req.hasPage,
     reqLen: req.mbox.hdr[kMboxReqLen]!,
   });
   const handle = (req: IncomingRequest, out: ReplyWriter): void => {
@@ -131,13 +151,31 @@ function client(sh: Shared, init: FabricWorkerInit): void {
   const run = (cmd: FabricCmd): FabricWorkerMsg => {
     switch (cmd.kind) {
       case 'echo': {
-        const rep = fab.sendReply(kNodeMemory, OP_ECHO, { payload: cmd.payload, pid: cmd.pid, vaddr: cmd.vaddr, flags: cmd.flags }, zEchoReply);
-        return { type: 'echo', status: rep.status, aux: rep.aux, body: rep.body, types: typesOf(rep.body?.echo), replyLen: rep.mbox.hdr[kMboxReplyLen]! };
+        const rep = fab.sendReply(
+          kNodeMemory,
+          OP_ECHO,
+          { payload: cmd.payload, pid: cmd.pid, vaddr: cmd.vaddr, flags: cmd.flags },
+          zEchoReply,
+        );
+        return {
+          type: 'echo',
+          status: rep.status,
+          aux: rep.aux,
+          body: rep.body,
+          types: typesOf(rep.body?.echo),
+          replyLen: rep.mbox.hdr[kMboxReplyLen]!,
+        };
       }
       case 'page': {
         if (cmd.page.length !== PAGE_SIZE) throw new Error('page command: not a 4 KiB page');
         const rep = fab.sendReply(kNodeMemory, OP_PAGE, { page: cmd.page, pid: 1, vaddr: cmd.vaddr }, zPageReply);
-        return { type: 'page', status: rep.status, body: rep.body, page: rep.mbox.page.slice(), replyLen: rep.mbox.hdr[kMboxReplyLen]! };
+        return {
+          type: 'page',
+          status: rep.status,
+          body: rep.body,
+          page: rep.mbox.page.slice(),
+          replyLen: rep.mbox.hdr[kMboxReplyLen]!,
+        };
       }
       case 'status': {
         const rep = fab.sendReply(kNodeMemory, OP_STATUS, { pid: cmd.pid, flags: cmd.errno }, z.unknown());

@@ -2,11 +2,34 @@
 // mmap/mremap/brk with Linux return conventions, files in a Map, threads run synchronously at clone().
 // It is NOT the emulator: only for testing user-space code in isolation.
 import {
-  EBADF, EFAULT, EINVAL, ENOENT, ENOMEM, MAP_ANONYMOUS, MAP_FIXED, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE,
-  PROT_READ, PROT_WRITE, TASK_SIZE,
-  O_CREAT, O_TRUNC, PAGE_SIZE, STAT_SIZE, STAT_ST_SIZE, pageAlignUp,
+  EBADF,
+  EFAULT,
+  EINVAL,
+  ENOENT,
+  ENOMEM,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MREMAP_DONTUNMAP,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
+  PROT_READ,
+  PROT_WRITE,
+  TASK_SIZE,
+  O_CREAT,
+  O_TRUNC,
+  PAGE_SIZE,
+  STAT_SIZE,
+  STAT_ST_SIZE,
+  pageAlignUp,
 } from '../../src/uapi/abi.ts';
-import { ThreadExit, UserSignal, type Mmu, type Program, type Syscalls, type UserContext } from '../../src/uapi/program.ts';
+import {
+  ThreadExit,
+  UserSignal,
+  type Mmu,
+  type Program,
+  type Syscalls,
+  type UserContext,
+} from '../../src/uapi/program.ts';
 
 export interface FakeMachine {
   pages: Map<number, Uint8Array>;
@@ -33,7 +56,7 @@ export function makeFakeMachine(files: Record<string, Uint8Array | string> = {})
 export function makeFakeUser(m: FakeMachine, program?: Program, seed = 1, argv: string[] = []): UserContext {
   const page = (va: number, create: boolean): Uint8Array => {
     const vpn = Math.floor(va / PAGE_SIZE);
-    let p = m.pages.get(vpn);
+    const p = m.pages.get(vpn);
     if (!p) {
       if (!create) throw new UserSignal(11, va, 'fake: unmapped');
       throw new UserSignal(11, va, 'fake: unmapped');
@@ -41,45 +64,73 @@ export function makeFakeUser(m: FakeMachine, program?: Program, seed = 1, argv: 
     return p;
   };
   const prots = (m.prots ??= new Map<number, number>());
-  const protOf = (va: number): number => prots.get(Math.floor(va / PAGE_SIZE)) ?? (PROT_READ | PROT_WRITE);
+  const protOf = (va: number): number => prots.get(Math.floor(va / PAGE_SIZE)) ?? PROT_READ | PROT_WRITE;
   /** The page holding va, for a load or (write) a store; SIGSEGV if unmapped or (enforceProt) protected. */
   const access = (va: number, write: boolean): Uint8Array => {
     const p = page(va, false);
-    if (m.enforceProt && !(protOf(va) & (write ? PROT_WRITE : PROT_READ))) throw new UserSignal(11, va, 'fake: protection');
+    if (m.enforceProt && !(protOf(va) & (write ? PROT_WRITE : PROT_READ)))
+      throw new UserSignal(11, va, 'fake: protection');
     return p;
   };
   const ld = (va: number) => access(va, false)[va % PAGE_SIZE]!;
-  const st = (va: number, v: number) => { access(va, true)[va % PAGE_SIZE] = v & 0xff; };
+  const st = (va: number, v: number) => {
+    access(va, true)[va % PAGE_SIZE] = v & 0xff;
+  };
   const mmu: Mmu = {
     load8: ld,
     load16: (va) => ld(va) | (ld(va + 1) << 8),
     load32: (va) => (ld(va) | (ld(va + 1) << 8) | (ld(va + 2) << 16) | (ld(va + 3) << 24)) >>> 0,
     load64: (va) => mmu.load32(va) + mmu.load32(va + 4) * 2 ** 32,
     store8: st,
-    store16: (va, v) => { st(va, v); st(va + 1, v >> 8); },
-    store32: (va, v) => { for (let i = 0; i < 4; i++) st(va + i, v >>> (8 * i)); },
-    store64: (va, v) => { mmu.store32(va, v % 2 ** 32); mmu.store32(va + 4, Math.floor(v / 2 ** 32)); },
+    store16: (va, v) => {
+      st(va, v);
+      st(va + 1, v >> 8);
+    },
+    store32: (va, v) => {
+      for (let i = 0; i < 4; i++) st(va + i, v >>> (8 * i));
+    },
+    store64: (va, v) => {
+      mmu.store32(va, v % 2 ** 32);
+      mmu.store32(va + 4, Math.floor(v / 2 ** 32));
+    },
     // Bulk ops work page by page (same result and same fault point as a byte loop, much faster).
     read: (va, dst, off = 0, len = dst.length - off) => {
-      for (let i = 0; i < len; ) {
-        const a = va + i; const o = a % PAGE_SIZE; const k = Math.min(len - i, PAGE_SIZE - o);
-        dst.set(access(a, false).subarray(o, o + k), off + i); i += k;
+      for (let i = 0; i < len;) {
+        const a = va + i;
+        const o = a % PAGE_SIZE;
+        const k = Math.min(len - i, PAGE_SIZE - o);
+        dst.set(access(a, false).subarray(o, o + k), off + i);
+        i += k;
       }
     },
     write: (va, src, off = 0, len = src.length - off) => {
-      for (let i = 0; i < len; ) {
-        const a = va + i; const o = a % PAGE_SIZE; const k = Math.min(len - i, PAGE_SIZE - o);
-        access(a, true).set(src.subarray(off + i, off + i + k), o); i += k;
+      for (let i = 0; i < len;) {
+        const a = va + i;
+        const o = a % PAGE_SIZE;
+        const k = Math.min(len - i, PAGE_SIZE - o);
+        access(a, true).set(src.subarray(off + i, off + i + k), o);
+        i += k;
       }
     },
     fill: (va, b, len) => {
-      for (let i = 0; i < len; ) {
-        const a = va + i; const o = a % PAGE_SIZE; const k = Math.min(len - i, PAGE_SIZE - o);
-        access(a, true).fill(b & 0xff, o, o + k); i += k;
+      for (let i = 0; i < len;) {
+        const a = va + i;
+        const o = a % PAGE_SIZE;
+        const k = Math.min(len - i, PAGE_SIZE - o);
+        access(a, true).fill(b & 0xff, o, o + k);
+        i += k;
       }
     },
-    cas32: (va, exp, rep) => { const old = mmu.load32(va); if (old === exp >>> 0) mmu.store32(va, rep); return old; },
-    xadd32: (va, d) => { const old = mmu.load32(va); mmu.store32(va, (old + d) >>> 0); return old; },
+    cas32: (va, exp, rep) => {
+      const old = mmu.load32(va);
+      if (old === exp >>> 0) mmu.store32(va, rep);
+      return old;
+    },
+    xadd32: (va, d) => {
+      const old = mmu.load32(va);
+      mmu.store32(va, (old + d) >>> 0);
+      return old;
+    },
     probe: (va, write) => mmu.probeSiCode(va, write) === 0,
     probeSiCode: (va, write) => {
       const p = m.pages.get(Math.floor(va / PAGE_SIZE));
@@ -90,7 +141,7 @@ export function makeFakeUser(m: FakeMachine, program?: Program, seed = 1, argv: 
     },
   };
   let mmapTop = 0x7fffe5800000;
-  let brkStart = 0x555555560000;
+  const brkStart = 0x555555560000;
   let brkCur = brkStart;
   const fds = new Map<number, { path: string; pos: number }>();
   let nextFd = 3;
@@ -121,7 +172,9 @@ export function makeFakeUser(m: FakeMachine, program?: Program, seed = 1, argv: 
     const saved: Array<{ p: Uint8Array; prot: number }> = [];
     for (let o = 0; o < oldLen; o += PAGE_SIZE) saved.push({ p: page(oldAddr + o, false), prot: protOf(oldAddr + o) });
     // MREMAP_DONTUNMAP leaves the old range mapped, empty (anonymous memory reads zeros again).
-    if (dontUnmap) for (let i = 0; i < saved.length; i++) m.pages.set(Math.floor(oldAddr / PAGE_SIZE) + i, new Uint8Array(PAGE_SIZE));
+    if (dontUnmap)
+      for (let i = 0; i < saved.length; i++)
+        m.pages.set(Math.floor(oldAddr / PAGE_SIZE) + i, new Uint8Array(PAGE_SIZE));
     else unmapRange(oldAddr, oldLen);
     const tailProt = saved.length ? saved[saved.length - 1]!.prot : PROT_READ | PROT_WRITE;
     for (let i = 0; i * PAGE_SIZE < newLen; i++) {
@@ -144,11 +197,18 @@ export function makeFakeUser(m: FakeMachine, program?: Program, seed = 1, argv: 
         data = m.files.get(f.path)!.subarray(offset);
       }
       let at = addr;
-      if (!(flags & MAP_FIXED)) { mmapTop -= len + PAGE_SIZE; at = mmapTop; }
+      if (!(flags & MAP_FIXED)) {
+        mmapTop -= len + PAGE_SIZE;
+        at = mmapTop;
+      }
       mapRange(at, len, data, prot);
       return at;
     },
-    munmap(addr, len) { if (addr % PAGE_SIZE || len <= 0) return -EINVAL; unmapRange(addr, pageAlignUp(len)); return 0; },
+    munmap(addr, len) {
+      if (addr % PAGE_SIZE || len <= 0) return -EINVAL;
+      unmapRange(addr, pageAlignUp(len));
+      return 0;
+    },
     mprotect(addr, len, prot) {
       if (m.enforceProt) {
         if (addr % PAGE_SIZE) return -EINVAL;
@@ -166,22 +226,34 @@ export function makeFakeUser(m: FakeMachine, program?: Program, seed = 1, argv: 
       if (flags & MREMAP_FIXED && !(flags & MREMAP_MAYMOVE)) return -EINVAL;
       if (flags & MREMAP_DONTUNMAP && (!(flags & MREMAP_MAYMOVE) || oldLen !== newLen)) return -EINVAL;
       if (oldAddr % PAGE_SIZE) return -EINVAL;
-      oldLen = pageAlignUp(oldLen); newLen = pageAlignUp(newLen);
+      oldLen = pageAlignUp(oldLen);
+      newLen = pageAlignUp(newLen);
       if (!newLen) return -EINVAL;
-      if (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) { // mremap_to
+      if (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP)) {
+        // mremap_to
         if (newAddr % PAGE_SIZE || newLen > TASK_SIZE || newAddr > TASK_SIZE - newLen) return -EINVAL;
         if (oldAddr + oldLen > newAddr && newAddr + newLen > oldAddr) return -EINVAL;
         if (flags & MREMAP_FIXED) unmapRange(newAddr, newLen);
-        if (oldLen > newLen) { unmapRange(oldAddr + newLen, oldLen - newLen); oldLen = newLen; }
+        if (oldLen > newLen) {
+          unmapRange(oldAddr + newLen, oldLen - newLen);
+          oldLen = newLen;
+        }
         if (!allMapped(oldAddr, oldLen)) return -EFAULT;
         let at = newAddr;
-        if (!(flags & MREMAP_FIXED)) { mmapTop -= newLen + PAGE_SIZE; at = mmapTop; }
+        if (!(flags & MREMAP_FIXED)) {
+          mmapTop -= newLen + PAGE_SIZE;
+          at = mmapTop;
+        }
         moveRange(oldAddr, oldLen, at, newLen, (flags & MREMAP_DONTUNMAP) !== 0);
         return at;
       }
-      if (oldLen >= newLen) { unmapRange(oldAddr + newLen, oldLen - newLen); return oldAddr; }
+      if (oldLen >= newLen) {
+        unmapRange(oldAddr + newLen, oldLen - newLen);
+        return oldAddr;
+      }
       if (!allMapped(oldAddr, oldLen)) return -EFAULT;
-      if (noneMapped(oldAddr + oldLen, newLen - oldLen)) { // vma_expandable: grow in place
+      if (noneMapped(oldAddr + oldLen, newLen - oldLen)) {
+        // vma_expandable: grow in place
         mapRange(oldAddr + oldLen, newLen - oldLen, undefined, protOf(oldAddr + oldLen - PAGE_SIZE));
         return oldAddr;
       }
@@ -192,52 +264,103 @@ export function makeFakeUser(m: FakeMachine, program?: Program, seed = 1, argv: 
     },
     brk(addr) {
       if (addr === 0 || addr < brkStart) return brkCur;
-      const oldTop = pageAlignUp(brkCur), newTop = pageAlignUp(addr);
+      const oldTop = pageAlignUp(brkCur),
+        newTop = pageAlignUp(addr);
       if (newTop > oldTop) mapRange(oldTop, newTop - oldTop);
       else unmapRange(newTop, oldTop - newTop);
       brkCur = addr;
       return brkCur;
     },
     open(path, flags) {
-      if (!m.files.has(path)) { if (!(flags & O_CREAT)) return -ENOENT; m.files.set(path, new Uint8Array(0)); }
+      if (!m.files.has(path)) {
+        if (!(flags & O_CREAT)) return -ENOENT;
+        m.files.set(path, new Uint8Array(0));
+      }
       if (flags & O_TRUNC) m.files.set(path, new Uint8Array(0));
-      const fd = nextFd++; fds.set(fd, { path, pos: 0 }); return fd;
+      const fd = nextFd++;
+      fds.set(fd, { path, pos: 0 });
+      return fd;
     },
     read(fd, va, count) {
-      const f = fds.get(fd); if (!f) return -EBADF;
+      const f = fds.get(fd);
+      if (!f) return -EBADF;
       const data = m.files.get(f.path)!;
       const n = Math.max(0, Math.min(count, data.length - f.pos));
-      mmu.write(va, data.subarray(f.pos, f.pos + n)); f.pos += n; return n;
+      mmu.write(va, data.subarray(f.pos, f.pos + n));
+      f.pos += n;
+      return n;
     },
     write(fd, va, count) {
-      const buf = new Uint8Array(count); mmu.read(va, buf);
-      if (fd === 1 || fd === 2) { m.stdout.push(new TextDecoder().decode(buf)); return count; }
-      const f = fds.get(fd); if (!f) return -EBADF;
+      const buf = new Uint8Array(count);
+      mmu.read(va, buf);
+      if (fd === 1 || fd === 2) {
+        m.stdout.push(new TextDecoder().decode(buf));
+        return count;
+      }
+      const f = fds.get(fd);
+      if (!f) return -EBADF;
       const old = m.files.get(f.path)!;
-      const out = new Uint8Array(Math.max(old.length, f.pos + count)); out.set(old); out.set(buf, f.pos);
-      m.files.set(f.path, out); f.pos += count; return count;
+      const out = new Uint8Array(Math.max(old.length, f.pos + count));
+      out.set(old);
+      out.set(buf, f.pos);
+      m.files.set(f.path, out);
+      f.pos += count;
+      return count;
     },
-    close(fd) { return fds.delete(fd) ? 0 : -EBADF; },
+    close(fd) {
+      return fds.delete(fd) ? 0 : -EBADF;
+    },
     fstat(fd, va) {
-      const f = fds.get(fd); if (!f) return -EBADF;
-      mmu.fill(va, 0, STAT_SIZE); mmu.store64(va + STAT_ST_SIZE, m.files.get(f.path)!.length); return 0;
+      const f = fds.get(fd);
+      if (!f) return -EBADF;
+      mmu.fill(va, 0, STAT_SIZE);
+      mmu.store64(va + STAT_ST_SIZE, m.files.get(f.path)!.length);
+      return 0;
     },
-    lseek(fd, off) { const f = fds.get(fd); if (!f) return -EBADF; f.pos = off; return off; },
+    lseek(fd, off) {
+      const f = fds.get(fd);
+      if (!f) return -EBADF;
+      f.pos = off;
+      return off;
+    },
     clone(entry, arg) {
       const fn = program?.threads?.[entry];
       if (!fn) return -EINVAL;
       const tid = nextTid++;
       const u = { ...ctx, tid };
-      try { results.set(tid, fn(u, arg)); } catch (e) { if (e instanceof ThreadExit) results.set(tid, e.code); else throw e; }
+      try {
+        results.set(tid, fn(u, arg));
+      } catch (e) {
+        if (e instanceof ThreadExit) results.set(tid, e.code);
+        else throw e;
+      }
       return tid;
     },
-    join(tid) { return results.get(tid) ?? -EINVAL; },
-    barrier(_id, count) { if (count > 1) throw new Error('fake-user: barriers need real threads'); return 0; },
+    join(tid) {
+      return results.get(tid) ?? -EINVAL;
+    },
+    barrier(_id, count) {
+      if (count > 1) throw new Error('fake-user: barriers need real threads');
+      return 0;
+    },
     getpid: () => 1,
     gettid: () => 1,
-    exit(code) { throw new ThreadExit(code); },
+    exit(code) {
+      throw new ThreadExit(code);
+    },
   };
   void ENOMEM;
-  const ctx: UserContext = { mmu, sys, pid: 1, tid: 1, cpu: 0, seed, argv, report: (v) => { m.reports.push(v); } };
+  const ctx: UserContext = {
+    mmu,
+    sys,
+    pid: 1,
+    tid: 1,
+    cpu: 0,
+    seed,
+    argv,
+    report: (v) => {
+      m.reports.push(v);
+    },
+  };
   return ctx;
 }

@@ -62,7 +62,14 @@ export interface MmuRig {
 }
 
 export function buildMmuRig(): MmuRig {
-  const cfg: MachineConfig = { ...DEFAULT_CONFIG, cpus: 1, pcacheBytes: 64 * PS, ways: 4, victim: 0, logLevel: 'error' };
+  const cfg: MachineConfig = {
+    ...DEFAULT_CONFIG,
+    cpus: 1,
+    pcacheBytes: 64 * PS,
+    ways: 4,
+    victim: 0,
+    logLevel: 'error',
+  };
   const sh = new Shared(allocateShared(geometryFor(cfg)));
   pcacheEarlyInit(sh);
   sh.ctl[kCtlPgtableNext] = 1;
@@ -92,14 +99,46 @@ export function buildMmuRig(): MmuRig {
   const H = PS / 2;
 
   const sweep: Record<string, () => number> = {
-    'raw Uint8Array, one page': () => { let s = 0; for (let i = 0; i < PS; i++) s += data[oa + i]!; return s; },
-    'mmu.load8, one page (fast path)': () => { let s = 0; for (let i = 0; i < PS; i++) s += mmu.load8(A + i); return s; },
-    'raw Uint8Array, two pages alternating': () => { let s = 0; for (let i = 0; i < H; i++) s += data[oa + i]! + data[ob + i]!; return s; },
-    'mmu.load8, two pages alternating (TLB hit)': () => { let s = 0; for (let i = 0; i < H; i++) s += mmu.load8(A + i) + mmu.load8(B + i); return s; },
-    'raw DataView.getUint32, one page': () => { let s = 0; for (let i = 0; i < PS; i += 4) s += view.getUint32(oa + i, true); return s; },
-    'mmu.load32, one page (fast path)': () => { let s = 0; for (let i = 0; i < PS; i += 4) s += mmu.load32(A + i); return s; },
-    'raw DataView.getUint32, two pages alternating': () => { let s = 0; for (let i = 0; i < H; i += 4) s += view.getUint32(oa + i, true) + view.getUint32(ob + i, true); return s; },
-    'mmu.load32, two pages alternating (TLB hit)': () => { let s = 0; for (let i = 0; i < H; i += 4) s += mmu.load32(A + i) + mmu.load32(B + i); return s; },
+    'raw Uint8Array, one page': () => {
+      let s = 0;
+      for (let i = 0; i < PS; i++) s += data[oa + i]!;
+      return s;
+    },
+    'mmu.load8, one page (fast path)': () => {
+      let s = 0;
+      for (let i = 0; i < PS; i++) s += mmu.load8(A + i);
+      return s;
+    },
+    'raw Uint8Array, two pages alternating': () => {
+      let s = 0;
+      for (let i = 0; i < H; i++) s += data[oa + i]! + data[ob + i]!;
+      return s;
+    },
+    'mmu.load8, two pages alternating (TLB hit)': () => {
+      let s = 0;
+      for (let i = 0; i < H; i++) s += mmu.load8(A + i) + mmu.load8(B + i);
+      return s;
+    },
+    'raw DataView.getUint32, one page': () => {
+      let s = 0;
+      for (let i = 0; i < PS; i += 4) s += view.getUint32(oa + i, true);
+      return s;
+    },
+    'mmu.load32, one page (fast path)': () => {
+      let s = 0;
+      for (let i = 0; i < PS; i += 4) s += mmu.load32(A + i);
+      return s;
+    },
+    'raw DataView.getUint32, two pages alternating': () => {
+      let s = 0;
+      for (let i = 0; i < H; i += 4) s += view.getUint32(oa + i, true) + view.getUint32(ob + i, true);
+      return s;
+    },
+    'mmu.load32, two pages alternating (TLB hit)': () => {
+      let s = 0;
+      for (let i = 0; i < H; i += 4) s += mmu.load32(A + i) + mmu.load32(B + i);
+      return s;
+    },
   };
   // Each emulated loop must read exactly what its raw twin reads.
   for (const g of new Set(MMU_CASES.map((c) => c.group))) {
@@ -127,8 +166,12 @@ export function buildMmuRig(): MmuRig {
   };
 }
 
-export interface MmuBenchRequest { name: string; samples: number }
-export type MmuBenchReply = { type: 'ready' } | { type: 'result'; name: string; ns: number[] } | { type: 'error'; message: string };
+export interface MmuBenchRequest {
+  name: string;
+  samples: number;
+}
+export type MmuBenchReply =
+  { type: 'ready' } | { type: 'result'; name: string; ns: number[] } | { type: 'error'; message: string };
 
 export function main(): void {
   const rig = buildMmuRig();

@@ -12,7 +12,16 @@ import { parentPort, workerData } from 'node:worker_threads';
 import type { MachineConfig } from '../../src/kernel/config.ts';
 import { Env } from '../../src/kernel/env.ts';
 import { Shared, type SharedBuffers } from '../../src/kernel/layout.ts';
-import { bitLock, bitUnlock, downRead, downWrite, spinLock, spinUnlock, upRead, upWrite } from '../../src/kernel/sync.ts';
+import {
+  bitLock,
+  bitUnlock,
+  downRead,
+  downWrite,
+  spinLock,
+  spinUnlock,
+  upRead,
+  upWrite,
+} from '../../src/kernel/sync.ts';
 
 export type SyncMode = 'spin' | 'bit' | 'rwsem-write' | 'rwsem-mixed';
 
@@ -25,11 +34,14 @@ export interface SyncWorkerInit {
   words: SharedArrayBuffer;
 }
 
-export interface SyncRun { mode: SyncMode; iterations: number; round: number }
+export interface SyncRun {
+  mode: SyncMode;
+  iterations: number;
+  round: number;
+}
 
 export type SyncWorkerMsg =
-  | { type: 'ready'; ctx: number }
-  | { type: 'done'; ctx: number; mode: SyncMode; mismatches: number; reads: number };
+  { type: 'ready'; ctx: number } | { type: 'done'; ctx: number; mode: SyncMode; mismatches: number; reads: number };
 
 // Word indices in `words`, one 64-byte line apart.
 export const W_ARRIVED = 0; // barrier: Atomics.add by each worker per round
@@ -47,7 +59,13 @@ export const BIT = 1 << 3;
 export function main(): void {
   const init = workerData as SyncWorkerInit;
   const sh = new Shared(init.bufs);
-  const env = new Env(sh, { ctx: init.ctx, cpu: init.ctx, name: `cpu${init.ctx}`, bootEpochMs: performance.timeOrigin, config: init.config });
+  const env = new Env(sh, {
+    ctx: init.ctx,
+    cpu: init.ctx,
+    name: `cpu${init.ctx}`,
+    bootEpochMs: performance.timeOrigin,
+    config: init.config,
+  });
   const w = new Int32Array(init.words);
   const port = parentPort!;
 

@@ -7,7 +7,10 @@ import { Worker } from 'node:worker_threads';
 
 const entry = path.join(path.dirname(fileURLToPath(import.meta.url)), 'ts-worker.cjs');
 
-export interface WorkerErrorMsg { type: 'error'; message: string }
+export interface WorkerErrorMsg {
+  type: 'error';
+  message: string;
+}
 
 export class TestWorker<M extends { type: string }> {
   readonly worker: Worker;
@@ -19,10 +22,16 @@ export class TestWorker<M extends { type: string }> {
   readonly exited: Promise<number>;
 
   /** `init.module`: the worker's TypeScript module, a path from the repository root */
-  constructor(readonly name: string, init: { module: string }) {
+  constructor(
+    readonly name: string,
+    init: { module: string },
+  ) {
     this.worker = new Worker(entry, { workerData: init });
     this.worker.on('message', (m: M | WorkerErrorMsg) => {
-      if (m.type === 'error') { this.fail(new Error(`${name}: ${(m as WorkerErrorMsg).message}`)); return; }
+      if (m.type === 'error') {
+        this.fail(new Error(`${name}: ${(m as WorkerErrorMsg).message}`));
+        return;
+      }
       const w = this.waiters.shift();
       if (w) w.resolve(m as M);
       else this.queue.push(m as M);
@@ -56,10 +65,14 @@ export class TestWorker<M extends { type: string }> {
     return m as Extract<M, { type: T }>;
   }
 
-  post(msg: unknown): void { this.worker.postMessage(msg); }
+  post(msg: unknown): void {
+    this.worker.postMessage(msg);
+  }
 
   /** the worker is expected to end by itself now (no error on a clean exit) */
-  expectExit(): void { this.stopping = true; }
+  expectExit(): void {
+    this.stopping = true;
+  }
 
   async terminate(): Promise<void> {
     this.stopping = true;

@@ -1,10 +1,18 @@
 // mm/mmap.c SYSCALL_DEFINE1(brk) and do_brk_flags: the program break, grown as an anonymous VMA and shrunk by munmap.
 // The VMA layer's conventions (unsigned long arguments, Linux errno order) are in vma.ts.
-import {
-ENOMEM,MAP_FIXED,PAGE_SIZE
-} from '../../uapi/abi.ts';
+import { ENOMEM, MAP_FIXED, PAGE_SIZE } from '../../uapi/abi.ts';
 import { Mmap } from './mmap.ts';
-import { STACK_GUARD_GAP,VM_ANON,VM_DATA_DEFAULT_FLAGS,Vma,isErr,makeVma,pageAlign,ulong,vmStartGap } from './vma.ts';
+import {
+  STACK_GUARD_GAP,
+  VM_ANON,
+  VM_DATA_DEFAULT_FLAGS,
+  Vma,
+  isErr,
+  makeVma,
+  pageAlign,
+  ulong,
+  vmStartGap,
+} from './vma.ts';
 
 export class Brk extends Mmap {
   // ----- brk ----------------------------------------------------------------------------------
@@ -62,5 +70,4 @@ export class Brk extends Mmap {
     this.insertVma(makeVma(addr, addr + len, flags, addr / PAGE_SIZE, undefined, undefined));
     return 0;
   }
-
 }

@@ -1,19 +1,54 @@
 // mm/mmap.c do_mmap and mm/vma.c mmap_region: map a range (MAP_FIXED unmaps what was there first, munmap.ts).
 // The VMA layer's conventions (unsigned long arguments, Linux errno order) are in vma.ts.
 import {
-EACCES,
-EAGAIN,
-EEXIST,EINVAL,
-ENOMEM,
-EOVERFLOW,
-EPERM,MAP_FIXED,
-MAP_FIXED_NOREPLACE,MAP_HUGETLB,
-MAP_LOCKED,MAP_NORESERVE,MAP_PRIVATE,
-MAP_SHARED,
-MAP_SHARED_VALIDATE,MAP_TYPE,PAGE_SIZE,PROT_WRITE
+  EACCES,
+  EAGAIN,
+  EEXIST,
+  EINVAL,
+  ENOMEM,
+  EOVERFLOW,
+  EPERM,
+  MAP_FIXED,
+  MAP_FIXED_NOREPLACE,
+  MAP_HUGETLB,
+  MAP_LOCKED,
+  MAP_NORESERVE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MAP_SHARED_VALIDATE,
+  MAP_TYPE,
+  PAGE_SIZE,
+  PROT_WRITE,
 } from '../../uapi/abi.ts';
 import { Munmap } from './munmap.ts';
-import { EOPNOTSUPP,LEGACY_MAP_MASK,MAP_DROPPABLE,MAX_LFS_FILESIZE_PAGES,MapTarget,PMD_SIZE,TWO64,VM_ANON,VM_DONTDUMP,VM_DROPPABLE,VM_GROWSDOWN,VM_MAYSHARE,VM_MAYWRITE,VM_MAY_FLAGS,VM_NORESERVE,VM_SHARED,VM_WIPEONFORK,VmaFile,calcVmFlagBits,calcVmProtBits,isErr,makeVma,offsetInPage,pageAlign,pageAlignDown,ulong } from './vma.ts';
+import {
+  EOPNOTSUPP,
+  LEGACY_MAP_MASK,
+  MAP_DROPPABLE,
+  MAX_LFS_FILESIZE_PAGES,
+  MapTarget,
+  PMD_SIZE,
+  TWO64,
+  VM_ANON,
+  VM_DONTDUMP,
+  VM_DROPPABLE,
+  VM_GROWSDOWN,
+  VM_MAYSHARE,
+  VM_MAYWRITE,
+  VM_MAY_FLAGS,
+  VM_NORESERVE,
+  VM_SHARED,
+  VM_WIPEONFORK,
+  VmaFile,
+  calcVmFlagBits,
+  calcVmProtBits,
+  isErr,
+  makeVma,
+  offsetInPage,
+  pageAlign,
+  pageAlignDown,
+  ulong,
+} from './vma.ts';
 
 export class Mmap extends Munmap {
   // ----- mmap ---------------------------------------------------------------------------------
@@ -35,7 +70,14 @@ export class Mmap extends Munmap {
   }
 
   /** mm/mmap.c do_mmap */
-  protected doMmap(file: VmaFile | undefined, addr: number, len: number, prot: number, flags: number, pgoff: number): number {
+  protected doMmap(
+    file: VmaFile | undefined,
+    addr: number,
+    len: number,
+    prot: number,
+    flags: number,
+    pgoff: number,
+  ): number {
     if (!len) return -EINVAL;
     // force arch specific MAP_FIXED handling in get_unmapped_area (before the hint is rounded,
     // so an unaligned MAP_FIXED_NOREPLACE address is -EINVAL, as measured [M9d])
@@ -125,7 +167,14 @@ export class Mmap extends Munmap {
   }
 
   /** mm/vma.c mmap_region / __mmap_region */
-  protected mmapRegion(file: VmaFile | undefined, addr: number, len: number, vmFlags: number, pgoff: number, shmem: boolean): number {
+  protected mmapRegion(
+    file: VmaFile | undefined,
+    addr: number,
+    len: number,
+    vmFlags: number,
+    pgoff: number,
+    shmem: boolean,
+  ): number {
     const end = addr + len;
     // Find the first overlapping VMA (MAP_FIXED replaces whatever is there).
     const first = this.findVmaIntersection(addr, end);
@@ -136,5 +185,4 @@ export class Mmap extends Munmap {
     this.mergeRange(addr, end);
     return addr;
   }
-
 }

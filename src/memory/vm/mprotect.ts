@@ -1,15 +1,27 @@
-// mm/mprotect.c do_mprotect_pkey and mprotect_fixup; and the fault-time access check of arch/x86/mm/fault.c with the stack's expand_downwards (mm/mmap.c).
+// mm/mprotect.c do_mprotect_pkey and mprotect_fixup; and the fault-time access check of
+// arch/x86/mm/fault.c with the stack's expand_downwards (mm/mmap.c).
 // The VMA layer's conventions (unsigned long arguments, Linux errno order) are in vma.ts.
-import {
-EACCES,EINVAL,
-ENOMEM,PAGE_SIZE,
-PROT_EXEC,
-PROT_READ,
-PROT_WRITE,
-TASK_SIZE
-} from '../../uapi/abi.ts';
+import { EACCES, EINVAL, ENOMEM, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE, TASK_SIZE } from '../../uapi/abi.ts';
 import { Brk } from './brk.ts';
-import { PROT_GROWSDOWN,PROT_GROWSUP,PROT_SEM,STACK_GUARD_GAP,TWO64,VM_ACCESS_FLAGS,VM_GROWSDOWN,VM_WRITE,calcVmProtBits,canMerge,makeVma,offsetInPage,pageAlignArg,pageAlignDown,ulong,withFlags,withRange } from './vma.ts';
+import {
+  PROT_GROWSDOWN,
+  PROT_GROWSUP,
+  PROT_SEM,
+  STACK_GUARD_GAP,
+  TWO64,
+  VM_ACCESS_FLAGS,
+  VM_GROWSDOWN,
+  VM_WRITE,
+  calcVmProtBits,
+  canMerge,
+  makeVma,
+  offsetInPage,
+  pageAlignArg,
+  pageAlignDown,
+  ulong,
+  withFlags,
+  withRange,
+} from './vma.ts';
 
 export class Mprotect extends Brk {
   // ----- mprotect -----------------------------------------------------------------------------
@@ -54,7 +66,7 @@ export class Mprotect extends Brk {
       }
       const newflags = calcVmProtBits(prot) | (vma.flags & ~VM_ACCESS_FLAGS);
       // newflags >> 4 shift VM_MAY% in place of VM_%
-      if ((newflags & ~(newflags >> 4)) & VM_ACCESS_FLAGS) {
+      if (newflags & ~(newflags >> 4) & VM_ACCESS_FLAGS) {
         error = -EACCES;
         break;
       }
@@ -141,5 +153,4 @@ export class Mprotect extends Brk {
     this.list[i] = withRange(vma, address, vma.end);
     return true;
   }
-
 }

@@ -1,15 +1,34 @@
-// mm/mremap.c: do_mremap and its helpers (check_mremap_params, remap_move, mremap_to, shrink_vma, expand_vma, move_vma).
+// mm/mremap.c: do_mremap and its helpers (check_mremap_params, remap_move, mremap_to, shrink_vma,
+// expand_vma, move_vma).
 // The VMA layer's conventions (unsigned long arguments, Linux errno order) are in vma.ts.
 import {
-EAGAIN,EFAULT,
-EINVAL,
-ENOMEM,MAP_FIXED,MAP_SHARED,MREMAP_DONTUNMAP,
-MREMAP_FIXED,
-MREMAP_MAYMOVE,
-PAGE_SIZE,TASK_SIZE
+  EAGAIN,
+  EFAULT,
+  EINVAL,
+  ENOMEM,
+  MAP_FIXED,
+  MAP_SHARED,
+  MREMAP_DONTUNMAP,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
+  PAGE_SIZE,
+  TASK_SIZE,
 } from '../../uapi/abi.ts';
 import { Mprotect } from './mprotect.ts';
-import { MapTarget,VM_LOCKED,VM_MAYSHARE,VM_SHARED,Vma,VmaRemap,isErr,makeVma,offsetInPage,pageAlignArg,ulong,withFlags } from './vma.ts';
+import {
+  MapTarget,
+  VM_LOCKED,
+  VM_MAYSHARE,
+  VM_SHARED,
+  Vma,
+  VmaRemap,
+  isErr,
+  makeVma,
+  offsetInPage,
+  pageAlignArg,
+  ulong,
+  withFlags,
+} from './vma.ts';
 
 export class Mremap extends Mprotect {
   // ----- mremap -------------------------------------------------------------------------------

@@ -1,11 +1,8 @@
 // mm/vma.c do_vmi_munmap: unmap a range of one process's VMAs.
 // The VMA layer's conventions (unsigned long arguments, Linux errno order) are in vma.ts.
-import {
-EINVAL,
-ENOMEM,TASK_SIZE
-} from '../../uapi/abi.ts';
+import { EINVAL, ENOMEM, TASK_SIZE } from '../../uapi/abi.ts';
 import { VmaTree } from './vma.ts';
-import { offsetInPage,pageAlign,ulong } from './vma.ts';
+import { offsetInPage, pageAlign, ulong } from './vma.ts';
 
 export class Munmap extends VmaTree {
   // ----- munmap -------------------------------------------------------------------------------
@@ -27,5 +24,4 @@ export class Munmap extends VmaTree {
   munmap(addr: number, len: number): number {
     return this.doMunmap(ulong(addr, 'addr'), ulong(len, 'len'));
   }
-
 }

@@ -18,23 +18,27 @@
 // (LegoMm). M's server calls them one process at a time (the process's VMA lock, server.ts), so
 // nothing here is shared between threads.
 import {
-EINVAL,
-ENOMEM,EPERM,
-MAP_ANONYMOUS,
-MAP_DENYWRITE,
-MAP_EXECUTABLE,
-MAP_FIXED,MAP_GROWSDOWN,
-MAP_HUGETLB,
-MAP_LOCKED,
-MAP_NONBLOCK,
-MAP_NORESERVE,
-MAP_POPULATE,
-MAP_PRIVATE,
-MAP_SHARED,MAP_STACK,PAGE_SIZE,
-PROT_EXEC,
-PROT_READ,
-PROT_WRITE,
-TASK_SIZE
+  EINVAL,
+  ENOMEM,
+  EPERM,
+  MAP_ANONYMOUS,
+  MAP_DENYWRITE,
+  MAP_EXECUTABLE,
+  MAP_FIXED,
+  MAP_GROWSDOWN,
+  MAP_HUGETLB,
+  MAP_LOCKED,
+  MAP_NONBLOCK,
+  MAP_NORESERVE,
+  MAP_POPULATE,
+  MAP_PRIVATE,
+  MAP_SHARED,
+  MAP_STACK,
+  PAGE_SIZE,
+  PROT_EXEC,
+  PROT_READ,
+  PROT_WRITE,
+  TASK_SIZE,
 } from '../../uapi/abi.ts';
 import { hexPad } from '../../lib/text.ts';
 
@@ -62,9 +66,24 @@ export const PROT_GROWSUP = 0x02000000;
 
 /** include/linux/mman.h LEGACY_MAP_MASK: flags MAP_SHARED silently drops, MAP_SHARED_VALIDATE rejects. */
 export const LEGACY_MAP_MASK =
-  MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | MAP_DENYWRITE | MAP_EXECUTABLE |
-  MAP_UNINITIALIZED | MAP_GROWSDOWN | MAP_LOCKED | MAP_NORESERVE | MAP_POPULATE | MAP_NONBLOCK |
-  MAP_STACK | MAP_HUGETLB | MAP_32BIT | MAP_ABOVE4G | MAP_HUGE_2MB | MAP_HUGE_1GB;
+  MAP_SHARED |
+  MAP_PRIVATE |
+  MAP_FIXED |
+  MAP_ANONYMOUS |
+  MAP_DENYWRITE |
+  MAP_EXECUTABLE |
+  MAP_UNINITIALIZED |
+  MAP_GROWSDOWN |
+  MAP_LOCKED |
+  MAP_NORESERVE |
+  MAP_POPULATE |
+  MAP_NONBLOCK |
+  MAP_STACK |
+  MAP_HUGETLB |
+  MAP_32BIT |
+  MAP_ABOVE4G |
+  MAP_HUGE_2MB |
+  MAP_HUGE_1GB;
 
 // VM_* bits (include/linux/mm.h). Bits that carry a Linux name have Linux's value.
 export const VM_NONE = 0x0;
@@ -82,7 +101,10 @@ export const VM_NORESERVE = 0x200000;
 export const VM_WIPEONFORK = 0x2000000;
 export const VM_DONTDUMP = 0x4000000;
 export const VM_NOHUGEPAGE = 0x40000000;
-/** splitkern-only: Linux's VM_DROPPABLE is a high arch bit; here it reuses the x86 VM_PAT slot, never set on user VMAs. */
+/**
+ * splitkern-only: Linux's VM_DROPPABLE is a high arch bit; here it reuses the x86 VM_PAT slot, never set
+ * on user VMAs.
+ */
 export const VM_DROPPABLE = 0x01000000;
 /** splitkern-only: anonymous memory (Linux tests vma->vm_ops == NULL; here it is a bit, in the VM_MIXEDMAP slot). */
 export const VM_ANON = 0x10000000;
@@ -131,7 +153,10 @@ export interface Vma {
   /** VM_* bits above. */
   flags: number;
   file?: VmaFile;
-  /** In pages: file offset for file VMAs, shmem offset for shared anonymous, addr >> PAGE_SHIFT at creation for private anonymous. */
+  /**
+   * In pages: file offset for file VMAs, shmem offset for shared anonymous, addr >> PAGE_SHIFT at creation
+   * for private anonymous.
+   */
   pgoff: number;
   /** Shared anonymous memory: identity of the backing shmem object ("/dev/zero (deleted)"). */
   shmemId?: number;
@@ -283,7 +308,6 @@ export function calcVmFlagBits(flags: number): number {
   return vm;
 }
 
-
 /** lego_mm_struct: the VMAs of one process as the memory component keeps them. */
 export class VmaTree {
   brkStart: number;
@@ -317,7 +341,14 @@ export class VmaTree {
     // setup_arg_pages(): VM_STACK_FLAGS = VM_GROWSDOWN | VM_DATA_DEFAULT_FLAGS (| VM_ACCOUNT)
     const start = this.stackTop - INITIAL_STACK_SIZE;
     this.list.push(
-      makeVma(start, this.stackTop, VM_DATA_DEFAULT_FLAGS | VM_GROWSDOWN | VM_ANON, start / PAGE_SIZE, undefined, undefined),
+      makeVma(
+        start,
+        this.stackTop,
+        VM_DATA_DEFAULT_FLAGS | VM_GROWSDOWN | VM_ANON,
+        start / PAGE_SIZE,
+        undefined,
+        undefined,
+      ),
     );
   }
 
@@ -369,7 +400,9 @@ export class VmaTree {
     return this.list
       .map((v) => {
         const perms =
-          (v.flags & VM_READ ? 'r' : '-') + (v.flags & VM_WRITE ? 'w' : '-') + (v.flags & VM_EXEC ? 'x' : '-') +
+          (v.flags & VM_READ ? 'r' : '-') +
+          (v.flags & VM_WRITE ? 'w' : '-') +
+          (v.flags & VM_EXEC ? 'x' : '-') +
           (v.flags & VM_MAYSHARE ? 's' : 'p');
         const name = v.file
           ? v.file.path
@@ -537,7 +570,9 @@ export class VmaTree {
     let a: number;
     if (target.file) {
       // Regular files on Linux's disk filesystems (ext4, xfs) use thp_get_unmapped_area.
-      a = this.thpAlign ? this.thpGetUnmappedArea(addr, len, pgoff, flags) : this.archGetUnmappedAreaTopdown(addr, len, flags);
+      a = this.thpAlign
+        ? this.thpGetUnmappedArea(addr, len, pgoff, flags)
+        : this.archGetUnmappedAreaTopdown(addr, len, flags);
     } else if (target.shmem) {
       // shmem_get_unmapped_area with shmem_enabled=never (the default): no THP alignment.
       a = this.archGetUnmappedAreaTopdown(addr, len, flags);
@@ -554,5 +589,4 @@ export class VmaTree {
     if (a < this.mmapMinAddr) return -EPERM;
     return a;
   }
-
 }

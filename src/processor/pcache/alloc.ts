@@ -1,14 +1,14 @@
 // pcache_alloc (managers/processor/pcache/alloc.c): a line of the faulting address's set, from the
 // set's free list under the set lock, or by evicting one (evict.ts) when the set is full. Also the
 // stale-TLB detector at allocation (--check end|syscall).
-import { kMetaFlags,kMetaMapcount,kMetaRef,kMetaRmapHead,kSetLock } from '../../kernel/layout.ts';
+import { kMetaFlags, kMetaMapcount, kMetaRef, kMetaRmapHead, kSetLock } from '../../kernel/layout.ts';
 import { PAGE_SIZE } from '../../uapi/abi.ts';
 import { reportViolation } from '../../kernel/report.ts';
 import type { Kern } from '../kern.ts';
-import { kCpuPid,kMmPendingFlush,kTlbEntries } from '../../kernel/layout.ts';
+import { kCpuPid, kMmPendingFlush, kTlbEntries } from '../../kernel/layout.ts';
 
-import { EVICT_SUCCEED,pcacheEvictLine } from './evict.ts';
-import { lockSet,lruAddHead,popFree,unlockSet } from './meta.ts';
+import { EVICT_SUCCEED, pcacheEvictLine } from './evict.ts';
+import { lockSet, lruAddHead, popFree, unlockSet } from './meta.ts';
 
 const kAllocTimeoutMs = 30_000; // sysctl_pcache_alloc_timeout_sec
 
@@ -36,11 +36,17 @@ export function pcacheAlloc(k: Kern, va: number, maxEvictTries = Infinity): numb
     if (r !== EVICT_SUCCEED) {
       if (tries + 1 >= maxEvictTries) return -1;
       if (k.env.nowMs() - t0 > kAllocTimeoutMs) {
-        k.env.printk('error', `# CPU${k.cpu} PID${k.pid} Abort pcache alloc (${Math.round(k.env.nowMs() - t0)}ms) addr:0x${va.toString(16)} pset:${set}`);
+        k.env.printk(
+          'error',
+          `# CPU${k.cpu} PID${k.pid} Abort pcache alloc (${Math.round(k.env.nowMs() - t0)}ms) addr:0x${va.toString(16)} pset:${set}`,
+        );
         return -1;
       }
       // Every way is busy (being filled, evicted or flushed): let the holders make progress.
-      if (++tries > 4) { k.env.irq(); Atomics.wait(sh.set, sh.setIdx(set, kSetLock), -1, 0.2); }
+      if (++tries > 4) {
+        k.env.irq();
+        Atomics.wait(sh.set, sh.setIdx(set, kSetLock), -1, 0.2);
+      }
     }
   }
 }

@@ -24,11 +24,40 @@
 // and follows every link with a bound, so a corrupted structure is reported, never looped on.
 import type { Kern } from '../kern.ts';
 import {
-  _PAGE_PRESENT, kCtlPgtableNext, kEvictEntries, kListFree, kListLru, kListNone, kMaxProcs, kMetaFlags, kMetaList,
-  kMetaMapcount, kMetaNext, kMetaPrev, kMetaRef, kMetaRmapHead, kMmPgd, kMmPid, kPtrsPerTable, kRmapFlags, kRmapNext,
-  kRmapOwner, kRmapPageTable,
-  kSetFreeHead, kSetLock, kSetLruHead, kSetLruTail, kSetNrEviction, kSetNrFree, kSetNrLru, PC_locked, PC_reclaim,
-  PC_valid, PC_writeback, PCACHE_RMAP_used, type Shared,
+  _PAGE_PRESENT,
+  kCtlPgtableNext,
+  kEvictEntries,
+  kListFree,
+  kListLru,
+  kListNone,
+  kMaxProcs,
+  kMetaFlags,
+  kMetaList,
+  kMetaMapcount,
+  kMetaNext,
+  kMetaPrev,
+  kMetaRef,
+  kMetaRmapHead,
+  kMmPgd,
+  kMmPid,
+  kPtrsPerTable,
+  kRmapFlags,
+  kRmapNext,
+  kRmapOwner,
+  kRmapPageTable,
+  kSetFreeHead,
+  kSetLock,
+  kSetLruHead,
+  kSetLruTail,
+  kSetNrEviction,
+  kSetNrFree,
+  kSetNrLru,
+  PC_locked,
+  PC_reclaim,
+  PC_valid,
+  PC_writeback,
+  PCACHE_RMAP_used,
+  type Shared,
 } from '../../kernel/layout.ts';
 import { dumpPcacheMeta } from './dump.ts';
 import { pcFlagsString, rmapView } from './meta.ts';
@@ -38,11 +67,21 @@ import { PAGE_SIZE } from '../../uapi/abi.ts';
 import { reportViolation, type ViolationDetails } from '../../kernel/report.ts';
 import { hex } from '../../lib/text.ts';
 
-export interface CheckResult { violations: number; checked: { lines: number; rmaps: number; ptes: number; sets: number } }
+export interface CheckResult {
+  violations: number;
+  checked: { lines: number; rmaps: number; ptes: number; sets: number };
+}
 
 export type InvariantKind =
-  | 'rmap-pte-mismatch' | 'pte-without-rmap' | 'line-mapped-twice' | 'mapcount-mismatch' | 'set-index'
-  | 'free-line-state' | 'set-conservation' | 'pset-eviction-leftover' | 'pgtable-corrupt';
+  | 'rmap-pte-mismatch'
+  | 'pte-without-rmap'
+  | 'line-mapped-twice'
+  | 'mapcount-mismatch'
+  | 'set-index'
+  | 'free-line-state'
+  | 'set-conservation'
+  | 'pset-eviction-leftover'
+  | 'pgtable-corrupt';
 
 /**
  * Detailed reports printed per kind and check; the rest are counted (and summarised in one line) so a
@@ -55,7 +94,11 @@ const L3 = 2 ** 30;
 const L2 = 2 ** 21;
 const kLeftover = PC_locked | PC_reclaim | PC_writeback;
 
-interface LiveMm { slot: number; pid: number; pgd: number }
+interface LiveMm {
+  slot: number;
+  pid: number;
+  pgd: number;
+}
 
 class QuiescentChecker {
   private readonly sh: Shared;
@@ -76,7 +119,10 @@ class QuiescentChecker {
   private readonly foundOn: Uint8Array;
   private readonly mappedTwice = new Set<string>();
 
-  constructor(private readonly k: Kern, private readonly when: string) {
+  constructor(
+    private readonly k: Kern,
+    private readonly when: string,
+  ) {
     this.sh = k.sh;
     this.nrLines = this.sh.geo.nrLines;
     this.nrSets = this.sh.geo.nrSets;
@@ -86,7 +132,9 @@ class QuiescentChecker {
     this.foundOn = new Uint8Array(this.nrLines);
   }
 
-  private prefix(): string { return `splitkern check (${this.when}):`; }
+  private prefix(): string {
+    return `splitkern check (${this.when}):`;
+  }
 
   /** Gate every report: count it, print the first kCheckReportsPerKind of each kind. */
   private allow(kind: InvariantKind): boolean {
@@ -100,7 +148,9 @@ class QuiescentChecker {
     if (this.allow(kind)) reportViolation(this.k, kind, { ...d, when: this.when });
   }
 
-  private meta(line: number, field: number): number { return Atomics.load(this.sh.meta, this.sh.metaIdx(line, field)); }
+  private meta(line: number, field: number): number {
+    return Atomics.load(this.sh.meta, this.sh.metaIdx(line, field));
+  }
 
   run(): CheckResult {
     this.collectMms();
@@ -111,7 +161,11 @@ class QuiescentChecker {
     for (const mm of this.mms) this.checkPageTable(mm);
     this.checkEvictionLists();
     for (const [kind, n] of this.perKind) {
-      if (n > kCheckReportsPerKind) this.k.env.printk('error', `${this.prefix()} ${n - kCheckReportsPerKind} more ${kind} violations not printed (${n} in all)`);
+      if (n > kCheckReportsPerKind)
+        this.k.env.printk(
+          'error',
+          `${this.prefix()} ${n - kCheckReportsPerKind} more ${kind} violations not printed (${n} in all)`,
+        );
     }
     return { violations: this.violations, checked: { ...this.checked } };
   }
@@ -125,11 +179,20 @@ class QuiescentChecker {
       if (pid === 0) continue;
       const pgd = sh.mm[sh.mmIdx(slot, kMmPgd)]!;
       if (!this.tableOk(pgd)) {
-        this.report('pgtable-corrupt', { pid, slot, pgd, text: `${this.prefix()} pid ${pid} (mm slot ${slot}): PGD table page ${pgd} is not an allocated table page (1..${this.nrTables - 1})` });
+        this.report('pgtable-corrupt', {
+          pid,
+          slot,
+          pgd,
+          text: `${this.prefix()} pid ${pid} (mm slot ${slot}): PGD table page ${pgd} is not an allocated table page (1..${this.nrTables - 1})`,
+        });
         continue;
       }
       if (this.slotOfPid.has(pid)) {
-        this.report('pgtable-corrupt', { pid, slot, text: `${this.prefix()} pid ${pid} owns two mm slots (${this.slotOfPid.get(pid)!.slot} and ${slot})` });
+        this.report('pgtable-corrupt', {
+          pid,
+          slot,
+          text: `${this.prefix()} pid ${pid} owns two mm slots (${this.slotOfPid.get(pid)!.slot} and ${slot})`,
+        });
         continue;
       }
       const mm = { slot, pid, pgd };
@@ -138,7 +201,9 @@ class QuiescentChecker {
     }
   }
 
-  private tableOk(tp: number): boolean { return tp >= 1 && tp < this.nrTables; }
+  private tableOk(tp: number): boolean {
+    return tp >= 1 && tp < this.nrTables;
+  }
 
   /** walkNoAlloc with bounds: -1 where a level is missing or points outside the table pool. */
   private walk(pgd: number, va: number): number {
@@ -163,15 +228,31 @@ class QuiescentChecker {
       let bad = '';
       for (let e = this.meta(line, kMetaRmapHead); e !== 0; e = sh.rmap[sh.rmapIdx(e - 1, kRmapNext)]!) {
         const r = e - 1;
-        if (r < 0 || r >= nrRmaps) { bad = `links to rmap index ${r}, outside the pool (${nrRmaps})`; break; }
-        if (ownerLine[r] === line) { bad = `is cyclic (rmap ${r} appears twice)`; break; }
-        if (ownerLine[r]! >= 0) { bad = `shares rmap ${r} with line ${ownerLine[r]}`; break; }
-        if ((sh.rmap[sh.rmapIdx(r, kRmapFlags)]! & PCACHE_RMAP_used) === 0) { bad = `holds rmap ${r}, which is not in use (flags ${hex(sh.rmap[sh.rmapIdx(r, kRmapFlags)]!)})`; break; }
+        if (r < 0 || r >= nrRmaps) {
+          bad = `links to rmap index ${r}, outside the pool (${nrRmaps})`;
+          break;
+        }
+        if (ownerLine[r] === line) {
+          bad = `is cyclic (rmap ${r} appears twice)`;
+          break;
+        }
+        if (ownerLine[r]! >= 0) {
+          bad = `shares rmap ${r} with line ${ownerLine[r]}`;
+          break;
+        }
+        if ((sh.rmap[sh.rmapIdx(r, kRmapFlags)]! & PCACHE_RMAP_used) === 0) {
+          bad = `holds rmap ${r}, which is not in use (flags ${hex(sh.rmap[sh.rmapIdx(r, kRmapFlags)]!)})`;
+          break;
+        }
         ownerLine[r] = line;
         list.push(r);
       }
       if (bad) {
-        this.report('mapcount-mismatch', { line, set: sh.setOfLine(line), text: `${this.prefix()} rmap list of pcache line ${line} (set ${sh.setOfLine(line)}) ${bad}` });
+        this.report('mapcount-mismatch', {
+          line,
+          set: sh.setOfLine(line),
+          text: `${this.prefix()} rmap list of pcache line ${line} (set ${sh.setOfLine(line)}) ${bad}`,
+        });
       }
       this.lineRmaps.push(list);
       this.checked.rmaps += list.length;
@@ -186,7 +267,8 @@ class QuiescentChecker {
     const listSet = new Int32Array(this.nrLines).fill(-1);
     for (let set = 0; set < this.nrSets; set++) {
       this.checked.sets++;
-      const sc = (text: string, extra: Record<string, number> = {}) => this.report('set-conservation', { set, ...extra, text: `${this.prefix()} ${text}` });
+      const sc = (text: string, extra: Record<string, number> = {}) =>
+        this.report('set-conservation', { set, ...extra, text: `${this.prefix()} ${text}` });
       const lock = Atomics.load(sh.set, sh.setIdx(set, kSetLock));
       if (lock !== 0) sc(`set ${set}: set lock (lru_lock) still held (word ${lock})`);
       const nrFree = sh.set[sh.setIdx(set, kSetNrFree)]!;
@@ -196,9 +278,11 @@ class QuiescentChecker {
         appearances[line]! += 1;
         listSet[line] = set;
         if (list === kListFree || this.foundOn[line] === kListNone) this.foundOn[line] = list;
-        if (sh.setOfLine(line) !== set) sc(`pcache line ${line} (set ${sh.setOfLine(line)}) is on the ${name} list of set ${set}`, { line });
+        if (sh.setOfLine(line) !== set)
+          sc(`pcache line ${line} (set ${sh.setOfLine(line)}) is on the ${name} list of set ${set}`, { line });
         const tag = this.meta(line, kMetaList);
-        if (tag !== list) sc(`pcache line ${line} (set ${set}) is on the ${name} list but its list tag is ${listName(tag)}`, { line });
+        if (tag !== list)
+          sc(`pcache line ${line} (set ${set}) is on the ${name} list but its list tag is ${listName(tag)}`, { line });
       };
 
       // free list: singly linked through kMetaNext
@@ -207,8 +291,14 @@ class QuiescentChecker {
         const seen = new Set<number>();
         for (let e = sh.set[sh.setIdx(set, kSetFreeHead)]!; e !== 0; e = this.meta(e - 1, kMetaNext)) {
           const line = e - 1;
-          if (line < 0 || line >= this.nrLines) { sc(`set ${set}: free list links to line index ${line}, outside the pcache`); break; }
-          if (seen.has(line)) { sc(`set ${set}: free list is cyclic at pcache line ${line}`, { line }); break; }
+          if (line < 0 || line >= this.nrLines) {
+            sc(`set ${set}: free list links to line index ${line}, outside the pcache`);
+            break;
+          }
+          if (seen.has(line)) {
+            sc(`set ${set}: free list is cyclic at pcache line ${line}`, { line });
+            break;
+          }
           seen.add(line);
           nFree++;
           visit(line, kListFree, 'free');
@@ -221,33 +311,60 @@ class QuiescentChecker {
         let prev = 0;
         for (let e = sh.set[sh.setIdx(set, kSetLruHead)]!; e !== 0; e = this.meta(e - 1, kMetaNext)) {
           const line = e - 1;
-          if (line < 0 || line >= this.nrLines) { sc(`set ${set}: LRU list links to line index ${line}, outside the pcache`); prev = -1; break; }
-          if (seen.has(line)) { sc(`set ${set}: LRU list is cyclic at pcache line ${line}`, { line }); prev = -1; break; }
+          if (line < 0 || line >= this.nrLines) {
+            sc(`set ${set}: LRU list links to line index ${line}, outside the pcache`);
+            prev = -1;
+            break;
+          }
+          if (seen.has(line)) {
+            sc(`set ${set}: LRU list is cyclic at pcache line ${line}`, { line });
+            prev = -1;
+            break;
+          }
           seen.add(line);
           const back = this.meta(line, kMetaPrev);
-          if (back !== prev) sc(`set ${set}: LRU link broken: pcache line ${line}'s prev is ${back - 1}, expected ${prev - 1}`, { line });
+          if (back !== prev)
+            sc(`set ${set}: LRU link broken: pcache line ${line}'s prev is ${back - 1}, expected ${prev - 1}`, {
+              line,
+            });
           nLru++;
           visit(line, kListLru, 'LRU');
           prev = e;
         }
         const tail = sh.set[sh.setIdx(set, kSetLruTail)]!;
-        if (prev >= 0 && tail !== prev) sc(`set ${set}: LRU tail is line ${tail - 1} but the list ends at line ${prev - 1}`);
+        if (prev >= 0 && tail !== prev)
+          sc(`set ${set}: LRU tail is line ${tail - 1} but the list ends at line ${prev - 1}`);
       }
-      if (nFree !== nrFree) sc(`set ${set}: nr_free ${nrFree} but the free list holds ${nFree} lines`, { nrFree, listed: nFree });
-      if (nLru !== nrLru) sc(`set ${set}: nr_lru ${nrLru} but the LRU list holds ${nLru} lines`, { nrLru, listed: nLru });
-      if (nrFree + nrLru !== this.ways) sc(`set ${set}: nr_free ${nrFree} + nr_lru ${nrLru} != ${this.ways} ways`, { nrFree, nrLru });
+      if (nFree !== nrFree)
+        sc(`set ${set}: nr_free ${nrFree} but the free list holds ${nFree} lines`, { nrFree, listed: nFree });
+      if (nLru !== nrLru)
+        sc(`set ${set}: nr_lru ${nrLru} but the LRU list holds ${nLru} lines`, { nrLru, listed: nLru });
+      if (nrFree + nrLru !== this.ways)
+        sc(`set ${set}: nr_free ${nrFree} + nr_lru ${nrLru} != ${this.ways} ways`, { nrFree, nrLru });
     }
     for (let line = 0; line < this.nrLines; line++) {
       const set = sh.setOfLine(line);
       const n = appearances[line]!;
       if (n === 0) {
-        this.report('set-conservation', { line, set, text: `${this.prefix()} pcache line ${line} (set ${set}, tag ${listName(this.meta(line, kMetaList))}) is on no free or LRU list` });
+        this.report('set-conservation', {
+          line,
+          set,
+          text: `${this.prefix()} pcache line ${line} (set ${set}, tag ${listName(this.meta(line, kMetaList))}) is on no free or LRU list`,
+        });
       } else if (n > 1) {
-        this.report('set-conservation', { line, set, text: `${this.prefix()} pcache line ${line} (set ${set}) is on ${n} lists (last seen in set ${listSet[line]})` });
+        this.report('set-conservation', {
+          line,
+          set,
+          text: `${this.prefix()} pcache line ${line} (set ${set}) is on ${n} lists (last seen in set ${listSet[line]})`,
+        });
       }
       const flags = this.meta(line, kMetaFlags);
       if (this.foundOn[line] !== kListFree && (flags & kLeftover) !== 0) {
-        this.report('set-conservation', { line, set, text: `${this.prefix()} pcache line ${line} (set ${set}) still has flags (${pcFlagsString(flags & kLeftover)}) at a quiescent point` });
+        this.report('set-conservation', {
+          line,
+          set,
+          text: `${this.prefix()} pcache line ${line} (set ${set}) still has flags (${pcFlagsString(flags & kLeftover)}) at a quiescent point`,
+        });
       }
     }
   }
@@ -271,17 +388,30 @@ class QuiescentChecker {
         if (why.length) {
           const comm = this.k.comm || this.k.env.name;
           this.report('free-line-state', {
-            line, set, ref, mapcount, flags,
+            line,
+            set,
+            ref,
+            mapcount,
+            flags,
             text: `BUG: Bad pcache state in process [${comm}][pid:${this.k.pid} tgid: ${this.k.pid}]\n${dumpPcacheMeta(sh, line, why.join(', '))}`,
           });
         }
         continue;
       }
       const nr = this.lineRmaps[line]!.length;
-      const mc = (text: string) => this.report('mapcount-mismatch', { line, set, ref, mapcount, rmaps: nr, text: `${this.prefix()} pcache line ${line} (set ${set}): ${text}` });
+      const mc = (text: string) =>
+        this.report('mapcount-mismatch', {
+          line,
+          set,
+          ref,
+          mapcount,
+          rmaps: nr,
+          text: `${this.prefix()} pcache line ${line} (set ${set}): ${text}`,
+        });
       if (mapcount !== nr) mc(`mapcount ${mapcount} but ${nr} rmap${nr === 1 ? '' : 's'}`);
       const valid = (flags & PC_valid) !== 0;
-      if (valid !== mapcount > 0) mc(valid ? `PC_valid set with mapcount ${mapcount}` : `PC_valid clear with mapcount ${mapcount}`);
+      if (valid !== mapcount > 0)
+        mc(valid ? `PC_valid set with mapcount ${mapcount}` : `PC_valid clear with mapcount ${mapcount}`);
       if (this.foundOn[line] === kListLru && ref !== mapcount) mc(`refcount ${ref} != mapcount ${mapcount} on the LRU`);
     }
   }
@@ -298,17 +428,35 @@ class QuiescentChecker {
         const v = rmapView(sh, r);
         if (sh.setOfAddr(v.address) !== set) {
           this.report('set-index', {
-            line, set, pid: v.owner, addr: v.address, addrSet: sh.setOfAddr(v.address),
+            line,
+            set,
+            pid: v.owner,
+            addr: v.address,
+            addrSet: sh.setOfAddr(v.address),
             text: `${this.prefix()} rmap ${r} of pcache line ${line} (set ${set}): pid ${v.owner} address ${hex(v.address)} indexes set ${sh.setOfAddr(v.address)}`,
           });
         }
-        if (owners.has(v.owner)) this.lineMappedTwice(line, v.owner, `has two rmaps of pid ${v.owner} (second: address ${hex(v.address)}, ptep ${fmtPtep(v.pageTable)})`, v.address);
+        if (owners.has(v.owner))
+          this.lineMappedTwice(
+            line,
+            v.owner,
+            `has two rmaps of pid ${v.owner} (second: address ${hex(v.address)}, ptep ${fmtPtep(v.pageTable)})`,
+            v.address,
+          );
         owners.add(v.owner);
         const mm = this.slotOfPid.get(v.owner);
         const ptep = mm ? this.walk(mm.pgd, v.address) : -1;
         const pte = ptep >= 0 ? Atomics.load(sh.pgtable, ptep) : 0;
         if (ptep === v.pageTable && pteMapped(pte) && pteLine(pte) === line) continue;
-        if (this.allow('rmap-pte-mismatch')) reportBadRmap(this.k, line, r, ptep, pte, mm ? this.caller : `${this.caller}, owner pid ${v.owner} has no mm`);
+        if (this.allow('rmap-pte-mismatch'))
+          reportBadRmap(
+            this.k,
+            line,
+            r,
+            ptep,
+            pte,
+            mm ? this.caller : `${this.caller}, owner pid ${v.owner} has no mm`,
+          );
       }
     }
   }
@@ -317,7 +465,13 @@ class QuiescentChecker {
     const key = `${line}:${pid}`;
     if (this.mappedTwice.has(key)) return;
     this.mappedTwice.add(key);
-    this.report('line-mapped-twice', { line, set: this.sh.setOfLine(line), pid, addr, text: `${this.prefix()} pcache line ${line} (set ${this.sh.setOfLine(line)}) ${what}` });
+    this.report('line-mapped-twice', {
+      line,
+      set: this.sh.setOfLine(line),
+      pid,
+      addr,
+      text: `${this.prefix()} pcache line ${line} (set ${this.sh.setOfLine(line)}) ${what}`,
+    });
   }
 
   // ---- PTE -> rmap (2) ------------------------------------------------------------------------
@@ -326,26 +480,37 @@ class QuiescentChecker {
     const sh = this.sh;
     const pt = sh.pgtable;
     const mapped = new Map<number, number>(); // line -> VA of its first PTE in this mm
-    const corrupt = (level: number, va: number, e: number) => this.report('pgtable-corrupt', {
-      pid: mm.pid, addr: va,
-      text: `${this.prefix()} pid ${mm.pid}: level-${level} entry for ${hex(va)} (${hex(e >>> 0)}) points at table page ${e >>> 12}, not an allocated table page`,
-    });
+    const corrupt = (level: number, va: number, e: number) =>
+      this.report('pgtable-corrupt', {
+        pid: mm.pid,
+        addr: va,
+        text: `${this.prefix()} pid ${mm.pid}: level-${level} entry for ${hex(va)} (${hex(e >>> 0)}) points at table page ${e >>> 12}, not an allocated table page`,
+      });
     for (let i4 = 0; i4 < kPtrsPerTable; i4++) {
       const e4 = Atomics.load(pt, mm.pgd * kPtrsPerTable + i4);
       if ((e4 & _PAGE_PRESENT) === 0) continue;
       const pud = e4 >>> 12;
-      if (!this.tableOk(pud)) { corrupt(4, i4 * L4, e4); continue; }
+      if (!this.tableOk(pud)) {
+        corrupt(4, i4 * L4, e4);
+        continue;
+      }
       for (let i3 = 0; i3 < kPtrsPerTable; i3++) {
         const e3 = Atomics.load(pt, pud * kPtrsPerTable + i3);
         if ((e3 & _PAGE_PRESENT) === 0) continue;
         const pmd = e3 >>> 12;
-        if (!this.tableOk(pmd)) { corrupt(3, i4 * L4 + i3 * L3, e3); continue; }
+        if (!this.tableOk(pmd)) {
+          corrupt(3, i4 * L4 + i3 * L3, e3);
+          continue;
+        }
         for (let i2 = 0; i2 < kPtrsPerTable; i2++) {
           const e2 = Atomics.load(pt, pmd * kPtrsPerTable + i2);
           if ((e2 & _PAGE_PRESENT) === 0) continue;
           const ptp = e2 >>> 12;
           const base = i4 * L4 + i3 * L3 + i2 * L2;
-          if (!this.tableOk(ptp)) { corrupt(2, base, e2); continue; }
+          if (!this.tableOk(ptp)) {
+            corrupt(2, base, e2);
+            continue;
+          }
           for (let i1 = 0; i1 < kPtrsPerTable; i1++) {
             const slot = ptp * kPtrsPerTable + i1;
             const pte = Atomics.load(pt, slot);
@@ -364,7 +529,10 @@ class QuiescentChecker {
     const legoos = `pte: ${fmtPtep(slot)} ptent: ${hex(pte >>> 0)} address: ${hex(va)}`;
     if (line >= this.nrLines) {
       this.report('pte-without-rmap', {
-        pid: mm.pid, addr: va, ptep: slot, pte: pte >>> 0,
+        pid: mm.pid,
+        addr: va,
+        ptep: slot,
+        pte: pte >>> 0,
         text: `${this.prefix()} pid ${mm.pid}: PTE of ${hex(va)} maps pfn ${hex(sh.linePfn(line))}, outside the pcache (${this.nrLines} lines)\n${legoos}`,
       });
       return;
@@ -372,11 +540,22 @@ class QuiescentChecker {
     const set = sh.setOfLine(line);
     let found = false;
     for (const r of this.lineRmaps[line]!) {
-      if (sh.rmap[sh.rmapIdx(r, kRmapOwner)] === mm.pid && sh.rmapAddr[r] === va && sh.rmap[sh.rmapIdx(r, kRmapPageTable)] === slot) { found = true; break; }
+      if (
+        sh.rmap[sh.rmapIdx(r, kRmapOwner)] === mm.pid &&
+        sh.rmapAddr[r] === va &&
+        sh.rmap[sh.rmapIdx(r, kRmapPageTable)] === slot
+      ) {
+        found = true;
+        break;
+      }
     }
     if (!found) {
       this.report('pte-without-rmap', {
-        line, set, pid: mm.pid, addr: va, ptep: slot,
+        line,
+        set,
+        pid: mm.pid,
+        addr: va,
+        ptep: slot,
         text: `${this.prefix()} pid ${mm.pid}: PTE of ${hex(va)} (ptep ${fmtPtep(slot)}) maps pcache line ${line} (set ${set}) but the line has no rmap (pid ${mm.pid}, ${hex(va)}, that ptep)\n${legoos}`,
       });
     }
@@ -398,9 +577,17 @@ class QuiescentChecker {
       }
       if (nr === 0 && entries.length === 0) continue;
       // (at most 4 listed: the record must fit one kernel-log slot)
-      const list = entries.slice(0, 4).map((x) => `(pid ${x.pid}, ${hex(x.addr)})`).join(' ') + (entries.length > 4 ? ` (+${entries.length - 4} more)` : '');
+      const list =
+        entries
+          .slice(0, 4)
+          .map((x) => `(pid ${x.pid}, ${hex(x.addr)})`)
+          .join(' ') + (entries.length > 4 ? ` (+${entries.length - 4} more)` : '');
       this.report('pset-eviction-leftover', {
-        set, nrEviction: nr, entries: entries.length, pid: entries[0]?.pid, addr: entries[0]?.addr,
+        set,
+        nrEviction: nr,
+        entries: entries.length,
+        pid: entries[0]?.pid,
+        addr: entries[0]?.addr,
         text: `${this.prefix()} set ${set}: eviction list not empty at a quiescent point: nr_eviction_entries ${nr}, entries ${list || 'none'}`,
       });
     }

@@ -1,10 +1,10 @@
 // dump_pcache_meta, dump_pcache_rmap and dump_pte (managers/processor/pcache/debug.c): the text
 // blocks report_bad_rmap and the checkers print. They only read (Atomics.load where others write),
 // so a caller may hold any lock or none; what they print is as consistent as the caller's locks.
-import { kMetaMapcount,kMetaRef,RMAP_CALLER_NAMES,type Shared } from '../../kernel/layout.ts';
-import { fmtPtep,pteFlagsString,ptePfn } from '../pgtable.ts';
+import { kMetaMapcount, kMetaRef, RMAP_CALLER_NAMES, type Shared } from '../../kernel/layout.ts';
+import { fmtPtep, pteFlagsString, ptePfn } from '../pgtable.ts';
 
-import { pcFlagsString,pcacheFlags,rmapView } from './meta.ts';
+import { pcFlagsString, pcacheFlags, rmapView } from './meta.ts';
 
 export function dumpRmap(sh: Shared, r: number, why: string): string {
   const v = rmapView(sh, r);

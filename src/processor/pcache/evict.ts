@@ -6,22 +6,49 @@
 // lock order it keeps by trylocking each owner's mmap_sem).
 import { P2M_PCACHE_FLUSH } from '../../fabric/opcodes.ts';
 import {
-_PAGE_DIRTY,_PAGE_RW,kCtlVictimGen,kMetaFlags,kMetaMapcount,kMetaPrev,kMetaRef,kMmSem,kNodeMemory,kRmapFlags,kRmapOwner,kSetLruTail,PC_reclaim,PC_valid,
-PC_writeback,PCACHE_RMAP_reserved
+  _PAGE_DIRTY,
+  _PAGE_RW,
+  kCtlVictimGen,
+  kMetaFlags,
+  kMetaMapcount,
+  kMetaPrev,
+  kMetaRef,
+  kMmSem,
+  kNodeMemory,
+  kRmapFlags,
+  kRmapOwner,
+  kSetLruTail,
+  PC_reclaim,
+  PC_valid,
+  PC_writeback,
+  PCACHE_RMAP_reserved,
 } from '../../kernel/layout.ts';
 import { S } from '../../kernel/stats.ts';
-import { downReadTrylock,upRead } from '../../kernel/sync.ts';
+import { downReadTrylock, upRead } from '../../kernel/sync.ts';
 import { PAGE_SIZE } from '../../uapi/abi.ts';
 import type { Kern } from '../kern.ts';
 import { ptlUnlock } from '../pgtable.ts';
-import { flushTlbMmRange,tlbGatherEnd,tlbGatherStart } from '../tlb.ts';
+import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from '../tlb.ts';
 
 import { evictFifo } from './evict_fifo.ts';
 import { evictLru } from './evict_lru.ts';
 import { evictRandom } from './evict_random.ts';
-import { freePcache,getPcacheUnlessZero,lockSet,lruAddHead,lruDel,pcacheFlags,putPcache,rmapList,rmapView,trylockPcache,unlockPcache,unlockSet } from './meta.ts';
-import { psetAddEviction,psetRemoveEviction } from './perset.ts';
-import { movingRangeCovers,pcacheRemoveRmapLocked,rmapGetPteLocked } from './rmap.ts';
+import {
+  freePcache,
+  getPcacheUnlessZero,
+  lockSet,
+  lruAddHead,
+  lruDel,
+  pcacheFlags,
+  putPcache,
+  rmapList,
+  rmapView,
+  trylockPcache,
+  unlockPcache,
+  unlockSet,
+} from './meta.ts';
+import { psetAddEviction, psetRemoveEviction } from './perset.ts';
+import { movingRangeCovers, pcacheRemoveRmapLocked, rmapGetPteLocked } from './rmap.ts';
 import { victimInsert } from './victim.ts';
 import type { EvictPolicy as EvictPolicyName } from '../../kernel/config.ts';
 
@@ -55,7 +82,8 @@ function evictFindLine(k: Kern, set: number): number {
   const policy = POLICIES[k.env.config.evict];
   lockSet(k, set);
   const cands: number[] = [];
-  for (let e = sh.set[sh.setIdx(set, kSetLruTail)]!; e !== 0; e = sh.meta[sh.metaIdx(e - 1, kMetaPrev)]!) cands.push(e - 1);
+  for (let e = sh.set[sh.setIdx(set, kSetLruTail)]!; e !== 0; e = sh.meta[sh.metaIdx(e - 1, kMetaPrev)]!)
+    cands.push(e - 1);
   policy.order(k, cands);
   let picked = -1;
   const deferredPuts: number[] = [];
@@ -69,7 +97,10 @@ function evictFindLine(k: Kern, set: number): number {
       if (Atomics.sub(sh.meta, sh.metaIdx(line, kMetaRef), 1) === 1) deferredPuts.push(line);
       continue;
     }
-    if (Atomics.load(sh.meta, sh.metaIdx(line, kMetaRef)) > Atomics.load(sh.meta, sh.metaIdx(line, kMetaMapcount)) + 1) {
+    if (
+      Atomics.load(sh.meta, sh.metaIdx(line, kMetaRef)) >
+      Atomics.load(sh.meta, sh.metaIdx(line, kMetaMapcount)) + 1
+    ) {
       unlockPcache(sh, line);
       if (Atomics.sub(sh.meta, sh.metaIdx(line, kMetaRef), 1) === 1) deferredPuts.push(line);
       continue;
@@ -102,7 +133,10 @@ export function pcacheEvictLine(k: Kern, set: number): number {
   const sh = k.sh;
   k.env.stat(S.nr_pcache_eviction_triggered);
   const line = evictFindLine(k, set);
-  if (line < 0) { k.env.stat(S.nr_pcache_eviction_eagain_freeable); return EVICT_EAGAIN_FREEABLE; }
+  if (line < 0) {
+    k.env.stat(S.nr_pcache_eviction_eagain_freeable);
+    return EVICT_EAGAIN_FREEABLE;
+  }
   const rmaps = rmapList(sh, line);
   const nrMapped = Atomics.load(sh.meta, sh.metaIdx(line, kMetaMapcount));
   // Pin the owners' address spaces (reader-trylock; skip the line if an address-space change runs,
@@ -112,13 +146,22 @@ export function pcacheEvictLine(k: Kern, set: number): number {
   for (const r of rmaps) {
     const v = rmapView(sh, r);
     const slot = k.mmSlotOf(v.owner);
-    if (slot < 0) { ok = false; break; }
-    if (slot === k.mmSlot && movingRangeCovers(sh, slot, v.address)) { ok = false; break; }
+    if (slot < 0) {
+      ok = false;
+      break;
+    }
+    if (slot === k.mmSlot && movingRangeCovers(sh, slot, v.address)) {
+      ok = false;
+      break;
+    }
     if (pinned.includes(slot)) continue;
     // Our own mm while we hold its mmap_sem for write (mremap slowpath allocating in the new set):
     // M and P agree on every address outside the range being moved, so the write-back is safe.
     if (slot === k.mmSlot && k.mmapWriteHeld) continue;
-    if (!downReadTrylock(sh.mm, sh.mmIdx(slot, kMmSem))) { ok = false; break; }
+    if (!downReadTrylock(sh.mm, sh.mmIdx(slot, kMmSem))) {
+      ok = false;
+      break;
+    }
     pinned.push(slot);
   }
   if (!ok) {
@@ -143,7 +186,10 @@ export function pcacheEvictLine(k: Kern, set: number): number {
     const ownerSlot = k.mmSlotOf(v.owner);
     tlbGatherStart(k, ownerSlot);
     const ptep = rmapGetPteLocked(k, line, r, 'pcache_try_to_unmap_reserve_one');
-    if (ptep < 0) { tlbGatherEnd(k, ownerSlot); continue; }
+    if (ptep < 0) {
+      tlbGatherEnd(k, ownerSlot);
+      continue;
+    }
     const old = Atomics.exchange(sh.pgtable, ptep, 0);
     if (old & _PAGE_DIRTY) dirty = true;
     if (old & _PAGE_RW) writable = true;
@@ -164,7 +210,8 @@ export function pcacheEvictLine(k: Kern, set: number): number {
     }
     Atomics.and(sh.meta, sh.metaIdx(line, kMetaFlags), ~PC_writeback);
   } else k.env.stat(S.nr_clflush_clean_skipped);
-  if (sh.geo.victims > 0 && rmaps.length === 1) victimInsert(k, set, rmapView(sh, rmaps[0]!).owner, rmapView(sh, rmaps[0]!).address, data, gen, writable);
+  if (sh.geo.victims > 0 && rmaps.length === 1)
+    victimInsert(k, set, rmapView(sh, rmaps[0]!).owner, rmapView(sh, rmaps[0]!).address, data, gen, writable);
   // pcache_free_reserved_rmap
   for (const r of rmaps) pcacheRemoveRmapLocked(k, line, r);
   for (const e of entries) psetRemoveEviction(k, set, e);

@@ -5,7 +5,17 @@
 //   line -> set PTE -> add rmap. The MMU then refills its TLB from the new PTE.
 // Unlike LegoOS, a fault takes P's mmap_sem for read, so it serialises with mremap/munmap on P.
 import { P2M_PCACHE_MISS } from '../../fabric/opcodes.ts';
-import { _PAGE_PROTNONE, _PAGE_RW, kMmAsChanges, kMmKilled, kMmSem, kNodeMemory, kSetNrEviction, RMAP_FILL_PAGE_REMOTE, RMAP_VICTIM_FILL } from '../../kernel/layout.ts';
+import {
+  _PAGE_PROTNONE,
+  _PAGE_RW,
+  kMmAsChanges,
+  kMmKilled,
+  kMmSem,
+  kNodeMemory,
+  kSetNrEviction,
+  RMAP_FILL_PAGE_REMOTE,
+  RMAP_VICTIM_FILL,
+} from '../../kernel/layout.ts';
 import { S } from '../../kernel/stats.ts';
 import { downRead, upRead } from '../../kernel/sync.ts';
 import { EACCES, ENOMEM, PAGE_SIZE, PROT_WRITE } from '../../uapi/abi.ts';
@@ -33,7 +43,8 @@ export function pcacheHandleFault(k: Kern, va: number, write: boolean): number {
   downRead(k.env, sh.mm, sem, slot);
   // A fault inside an address-space change of its own mm: mmap_sem excludes it, unless the change
   // runs without it (mremap-unserialized): count it as that flag's broken branch at work.
-  if (Atomics.load(sh.mm, sh.mmIdx(slot, kMmAsChanges)) > 0 && k.env.bugs.has('mremap-unserialized')) k.env.bugRan('mremap-unserialized');
+  if (Atomics.load(sh.mm, sh.mmIdx(slot, kMmAsChanges)) > 0 && k.env.bugs.has('mremap-unserialized'))
+    k.env.bugRan('mremap-unserialized');
   try {
     return handlePteFault(k, slot, va, write);
   } finally {
@@ -70,10 +81,16 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
     const rmap = rmapReserve(k);
     if (rmap < 0) {
       putPcache(k, line);
-      k.env.printk('error', `pcache: rmap pool exhausted (${sh.geo.nrRmaps} entries) filling 0x${page.toString(16)} for pid ${pid}: FAULT_OOM`);
+      k.env.printk(
+        'error',
+        `pcache: rmap pool exhausted (${sh.geo.nrRmaps} entries) filling 0x${page.toString(16)} for pid ${pid}: FAULT_OOM`,
+      );
       return FAULT_OOM;
     }
-    const giveUp = (): void => { rmapUnreserve(k, rmap); putPcache(k, line); };
+    const giveUp = (): void => {
+      rmapUnreserve(k, rmap);
+      putPcache(k, line);
+    };
     k.env.sched('fault:allocated');
     const victimProt = victimTryFill(k, pid, va, line);
     ptlLock(k.env, ptep);

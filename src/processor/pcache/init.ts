@@ -1,6 +1,6 @@
 // pcache_early_init (managers/processor/pcache/init.c): run once by the host, before any worker
 // starts, so it takes no lock: every line goes on its set's free list, every rmap on the pool's.
-import { kCtlRmapFreeHead,kRmapNext,kSetFreeHead,kSetNrFree,type Shared } from '../../kernel/layout.ts';
+import { kCtlRmapFreeHead, kRmapNext, kSetFreeHead, kSetNrFree, type Shared } from '../../kernel/layout.ts';
 
 import { pushFree } from './meta.ts';
 

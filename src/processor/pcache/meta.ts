@@ -25,14 +25,35 @@
 // Refcount: one per rmap (the allocation ref becomes the first rmap's), plus transient refs of
 // evictors and lock-drop paths.
 import {
-kListFree,kListLru,kListNone,kMetaFlags,kMetaList,kMetaMapcount,kMetaNext,
-kMetaPrev,kMetaRef,kMetaRmapHead,kRmapCaller,kRmapFlags,kRmapNext,kRmapOwner,kRmapPageTable,kSetFreeHead,kSetLock,
-kSetLruHead,kSetLruTail,kSetNrFree,kSetNrLru,PC_FLAG_NAMES,PC_locked,PCACHE_FLAGS_CHECK_AT_FREE,type Shared
+  kListFree,
+  kListLru,
+  kListNone,
+  kMetaFlags,
+  kMetaList,
+  kMetaMapcount,
+  kMetaNext,
+  kMetaPrev,
+  kMetaRef,
+  kMetaRmapHead,
+  kRmapCaller,
+  kRmapFlags,
+  kRmapNext,
+  kRmapOwner,
+  kRmapPageTable,
+  kSetFreeHead,
+  kSetLock,
+  kSetLruHead,
+  kSetLruTail,
+  kSetNrFree,
+  kSetNrLru,
+  PC_FLAG_NAMES,
+  PC_locked,
+  PCACHE_FLAGS_CHECK_AT_FREE,
+  type Shared,
 } from '../../kernel/layout.ts';
-import { bitLock,bitTrylock,bitUnlock,spinLock,spinUnlock } from '../../kernel/sync.ts';
-import { kernelWarn,reportViolation } from '../../kernel/report.ts';
+import { bitLock, bitTrylock, bitUnlock, spinLock, spinUnlock } from '../../kernel/sync.ts';
+import { kernelWarn, reportViolation } from '../../kernel/report.ts';
 import type { Kern } from '../kern.ts';
-
 
 export function pushFree(sh: Shared, set: number, line: number): void {
   sh.meta[sh.metaIdx(line, kMetaNext)] = sh.set[sh.setIdx(set, kSetFreeHead)]!;
@@ -87,7 +108,8 @@ export function unlockSet(k: Kern, set: number): void {
 
 export const pcacheFlags = (sh: Shared, line: number): number => Atomics.load(sh.meta, sh.metaIdx(line, kMetaFlags));
 
-export const trylockPcache = (sh: Shared, line: number): boolean => bitTrylock(sh.meta, sh.metaIdx(line, kMetaFlags), PC_locked);
+export const trylockPcache = (sh: Shared, line: number): boolean =>
+  bitTrylock(sh.meta, sh.metaIdx(line, kMetaFlags), PC_locked);
 
 export function lockPcache(k: Kern, line: number): void {
   bitLock(k.env, k.sh.meta, k.sh.metaIdx(line, kMetaFlags), PC_locked, line);
@@ -115,7 +137,12 @@ export function getPcacheUnlessZero(sh: Shared, line: number): boolean {
 export function putPcache(k: Kern, line: number, n = 1): void {
   const old = Atomics.sub(k.sh.meta, k.sh.metaIdx(line, kMetaRef), n);
   if (old === n) freePcache(k, line);
-  else if (old < n) kernelWarn(k, { fn: 'put_pcache', file: 'managers/processor/pcache/alloc.c' }, `pcache line ${line}: refcount underflow (${old} - ${n})`);
+  else if (old < n)
+    kernelWarn(
+      k,
+      { fn: 'put_pcache', file: 'managers/processor/pcache/alloc.c' },
+      `pcache line ${line}: refcount underflow (${old} - ${n})`,
+    );
 }
 
 /** __put_pcache: detach from LRU and return to the set's free list, checking the free-line state. */
@@ -138,10 +165,19 @@ export function freePcache(k: Kern, line: number): void {
 }
 
 export function pcFlagsString(f: number): string {
-  return PC_FLAG_NAMES.filter(([b]) => f & b).map(([, n]) => n).join('|');
+  return PC_FLAG_NAMES.filter(([b]) => f & b)
+    .map(([, n]) => n)
+    .join('|');
 }
 
-export interface RmapView { r: number; owner: number; address: number; pageTable: number; flags: number; caller: number }
+export interface RmapView {
+  r: number;
+  owner: number;
+  address: number;
+  pageTable: number;
+  flags: number;
+  caller: number;
+}
 
 export function rmapView(sh: Shared, r: number): RmapView {
   return {
@@ -157,7 +193,8 @@ export function rmapView(sh: Shared, r: number): RmapView {
 /** rmap indices of a line (caller holds the line lock, or the world is stopped). */
 export function rmapList(sh: Shared, line: number): number[] {
   const out: number[] = [];
-  for (let e = sh.meta[sh.metaIdx(line, kMetaRmapHead)]!; e !== 0; e = sh.rmap[sh.rmapIdx(e - 1, kRmapNext)]!) out.push(e - 1);
+  for (let e = sh.meta[sh.metaIdx(line, kMetaRmapHead)]!; e !== 0; e = sh.rmap[sh.rmapIdx(e - 1, kRmapNext)]!)
+    out.push(e - 1);
   return out;
 }
 

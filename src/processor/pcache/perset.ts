@@ -3,13 +3,11 @@
 // entry exists. Entries (kEvictEntries per set: pid word + Float64 address) are added and removed
 // under the set lock; pset_find_eviction reads them lockless (the pid word by Atomics, written last
 // on add and first on remove).
-import {
-kEvictEntries,kSetNrEviction,type Shared
-} from '../../kernel/layout.ts';
+import { kEvictEntries, kSetNrEviction, type Shared } from '../../kernel/layout.ts';
 import { PAGE_SIZE } from '../../uapi/abi.ts';
 import type { Kern } from '../kern.ts';
 
-import { lockSet,unlockSet } from './meta.ts';
+import { lockSet, unlockSet } from './meta.ts';
 
 export function psetAddEviction(k: Kern, set: number, pid: number, address: number): number {
   const sh = k.sh;
@@ -46,7 +44,8 @@ export function psetFindEviction(sh: Shared, set: number, pid: number, va: numbe
   if (Atomics.load(sh.set, sh.setIdx(set, kSetNrEviction)) === 0) return -1;
   const page = va - (va % PAGE_SIZE);
   for (let e = 0; e < kEvictEntries; e++) {
-    if (Atomics.load(sh.set, sh.setEvictPidIdx(set, e)) === pid && sh.setEvictAddr[sh.setEvictAddrIdx(set, e)] === page) return e;
+    if (Atomics.load(sh.set, sh.setEvictPidIdx(set, e)) === pid && sh.setEvictAddr[sh.setEvictAddrIdx(set, e)] === page)
+      return e;
   }
   return -1;
 }

@@ -5,25 +5,44 @@
 // pcacheReferencedTrylock is rmap_get_pte_trylock's form for the aging walkers (LRU second chance,
 // kevict_sweepd), which only trylock each PTE lock.
 import {
-_PAGE_ACCESSED,kCtlRmapFreeHead,kCtlRmapFreeLock,kMetaFlags,kMetaMapcount,kMetaRmapHead,kMmFloatStride,kMmMovingEnd,kMmMovingStart,kRmapCaller,kRmapFlags,kRmapNext,kRmapOwner,kRmapPageTable,PC_valid,PCACHE_RMAP_used,type Shared
+  _PAGE_ACCESSED,
+  kCtlRmapFreeHead,
+  kCtlRmapFreeLock,
+  kMetaFlags,
+  kMetaMapcount,
+  kMetaRmapHead,
+  kMmFloatStride,
+  kMmMovingEnd,
+  kMmMovingStart,
+  kRmapCaller,
+  kRmapFlags,
+  kRmapNext,
+  kRmapOwner,
+  kRmapPageTable,
+  PC_valid,
+  PCACHE_RMAP_used,
+  type Shared,
 } from '../../kernel/layout.ts';
 import { S } from '../../kernel/stats.ts';
-import { spinLock,spinUnlock } from '../../kernel/sync.ts';
+import { spinLock, spinUnlock } from '../../kernel/sync.ts';
 import { PAGE_SIZE } from '../../uapi/abi.ts';
 import { reportViolation } from '../../kernel/report.ts';
 import type { Kern } from '../kern.ts';
-import { fmtPtep,pteLine,pteMapped,ptePfn,ptlLock,ptlTrylock,ptlUnlock,walkNoAlloc } from '../pgtable.ts';
+import { fmtPtep, pteLine, pteMapped, ptePfn, ptlLock, ptlTrylock, ptlUnlock, walkNoAlloc } from '../pgtable.ts';
 import { kMmPgd } from '../../kernel/layout.ts';
 
-import { dumpPcacheMeta,dumpRmap } from './dump.ts';
-import { lockPcache,rmapList,rmapView,unlockPcache,type RmapView } from './meta.ts';
+import { dumpPcacheMeta, dumpRmap } from './dump.ts';
+import { lockPcache, rmapList, rmapView, unlockPcache, type RmapView } from './meta.ts';
 import { hex } from '../../lib/text.ts';
 
 function rmapAlloc(k: Kern): number {
   const sh = k.sh;
   spinLock(k.env, sh.ctl, kCtlRmapFreeLock);
   const head = sh.ctl[kCtlRmapFreeHead]!;
-  if (head === 0) { spinUnlock(sh.ctl, kCtlRmapFreeLock); return -1; }
+  if (head === 0) {
+    spinUnlock(sh.ctl, kCtlRmapFreeLock);
+    return -1;
+  }
   sh.ctl[kCtlRmapFreeHead] = sh.rmap[sh.rmapIdx(head - 1, kRmapNext)]!;
   spinUnlock(sh.ctl, kCtlRmapFreeLock);
   k.env.stat(S.nr_pcache_rmap_alloc);
@@ -59,11 +78,22 @@ export function rmapUnreserve(k: Kern, r: number): void {
  * Sets PC_valid. With `reserved` (from rmapReserve) it cannot fail; without, it returns false if the
  * rmap pool is exhausted.
  */
-export function pcacheAddRmap(k: Kern, line: number, ptep: number, address: number, owner: number, caller: number, reserved = -1): boolean {
+export function pcacheAddRmap(
+  k: Kern,
+  line: number,
+  ptep: number,
+  address: number,
+  owner: number,
+  caller: number,
+  reserved = -1,
+): boolean {
   const sh = k.sh;
   lockPcache(k, line);
   const r = reserved >= 0 ? reserved : rmapAlloc(k);
-  if (r < 0) { unlockPcache(sh, line); return false; }
+  if (r < 0) {
+    unlockPcache(sh, line);
+    return false;
+  }
   sh.rmap[sh.rmapIdx(r, kRmapFlags)] = PCACHE_RMAP_used;
   sh.rmap[sh.rmapIdx(r, kRmapOwner)] = owner;
   sh.rmap[sh.rmapIdx(r, kRmapPageTable)] = ptep;
@@ -91,13 +121,19 @@ export function pcacheRemoveRmapLocked(k: Kern, line: number, r: number): void {
     prev = e - 1;
   }
   rmapFree(k, r);
-  if (Atomics.sub(sh.meta, sh.metaIdx(line, kMetaMapcount), 1) === 1) Atomics.and(sh.meta, sh.metaIdx(line, kMetaFlags), ~PC_valid);
+  if (Atomics.sub(sh.meta, sh.metaIdx(line, kMetaMapcount), 1) === 1)
+    Atomics.and(sh.meta, sh.metaIdx(line, kMetaFlags), ~PC_valid);
 }
 
 /** Find the rmap of (ptep, owner, address) on a locked line, -1 if none. */
 export function findRmap(sh: Shared, line: number, ptep: number, owner: number, address: number): number {
   for (const r of rmapList(sh, line)) {
-    if (sh.rmap[sh.rmapIdx(r, kRmapPageTable)] === ptep && sh.rmap[sh.rmapIdx(r, kRmapOwner)] === owner && sh.rmapAddr[r] === address) return r;
+    if (
+      sh.rmap[sh.rmapIdx(r, kRmapPageTable)] === ptep &&
+      sh.rmap[sh.rmapIdx(r, kRmapOwner)] === owner &&
+      sh.rmapAddr[r] === address
+    )
+      return r;
   }
   return -1;
 }
@@ -142,40 +178,63 @@ export function reportBadRmap(k: Kern, line: number, r: number, ptep: number, pt
   const sameSlot = ptep === v.pageTable ? '==' : '!=';
   const samePfn = pcachePfn === ptePfnV ? '==' : '!=';
   const facts = badRmapFacts(k, line, v, ptep, pte, caller);
-  const details = { line, pid: v.owner, addr: v.address, ptep, rmapPageTable: v.pageTable, pcachePfn, ptePfn: ptePfnV, caller, facts };
+  const details = {
+    line,
+    pid: v.owner,
+    addr: v.address,
+    ptep,
+    rmapPageTable: v.pageTable,
+    pcachePfn,
+    ptePfn: ptePfnV,
+    caller,
+    facts,
+  };
   if (++badRmapReports > kBadRmapReports) {
     // Past the first reports only a one-line record each (still collected), then nothing.
-    if (badRmapReports === kBadRmapReports + 1) k.env.printk('error', `report_bad_rmap: ${k.env.name}: further reports shortened`);
+    if (badRmapReports === kBadRmapReports + 1)
+      k.env.printk('error', `report_bad_rmap: ${k.env.name}: further reports shortened`);
     if (badRmapReports <= kBadRmapRecords) {
-      reportViolation(k, 'rmap-pte-mismatch', { ...details, text: `mismatched PTE and rmap: pcache:${line} uva:${hex(v.address)} [pte ${sameSlot} rmap->page_table] && [pcache_pfn ${samePfn} pte_pfn] caller: ${caller}` });
+      reportViolation(k, 'rmap-pte-mismatch', {
+        ...details,
+        text: `mismatched PTE and rmap: pcache:${line} uva:${hex(v.address)} [pte ${sameSlot} rmap->page_table] && [pcache_pfn ${samePfn} pte_pfn] caller: ${caller}`,
+      });
     }
     return;
   }
   // LegoOS's two formats (legoos-facts §5.4): the 2018-02 block (a873eba6) and HEAD's.
-  const lines = k.env.config.rmapReportFormat === 'head'
-    ? [
-        '',
-        '****    ERROR:',
-        `****    current: ${k.pid}:${k.comm || k.env.name} caller: ${caller}`,
-        `****    [pte ${sameSlot} rmap->page_table] && [pcache_pfn ${samePfn} pte_pfn]`,
-        `****    rmap->owner_process: ${commOf(k, v.owner)} rmap->address: ${hex(v.address)} rmap->page_table: ${fmtPtep(v.pageTable)}`,
-        `****    address: ${hex(v.address)} ptep: ${fmtPtep(ptep)}`,
-        `****    pcache_pfn: ${hex(pcachePfn)}, pte_pfn: ${hex(ptePfnV)}`,
-        '',
-      ]
-    : [
-        '',
-        '****    ERROR: mismatched PTE and rmap',
-        `****    rmap->owner_process: ${commOf(k, v.owner)} uva: ${hex(v.address)} ptep: ${fmtPtep(ptep)}, rmap->page_table: ${fmtPtep(v.pageTable)}`,
-        `****    pcache_pfn: ${hex(pcachePfn)}, pte_pfn: ${hex(ptePfnV)}`,
-        `****    current: ${k.pid}:${k.comm || k.env.name} caller: ${caller}`,
-        `****    [pte ${sameSlot} rmap->page_table] && [pcache_pfn ${samePfn} pte_pfn]`,
-        '',
-      ];
+  const lines =
+    k.env.config.rmapReportFormat === 'head'
+      ? [
+          '',
+          '****    ERROR:',
+          `****    current: ${k.pid}:${k.comm || k.env.name} caller: ${caller}`,
+          `****    [pte ${sameSlot} rmap->page_table] && [pcache_pfn ${samePfn} pte_pfn]`,
+          `****    rmap->owner_process: ${commOf(k, v.owner)} rmap->address: ${hex(v.address)} rmap->page_table: ${fmtPtep(v.pageTable)}`,
+          `****    address: ${hex(v.address)} ptep: ${fmtPtep(ptep)}`,
+          `****    pcache_pfn: ${hex(pcachePfn)}, pte_pfn: ${hex(ptePfnV)}`,
+          '',
+        ]
+      : [
+          '',
+          '****    ERROR: mismatched PTE and rmap',
+          `****    rmap->owner_process: ${commOf(k, v.owner)} uva: ${hex(v.address)} ptep: ${fmtPtep(ptep)}, rmap->page_table: ${fmtPtep(v.pageTable)}`,
+          `****    pcache_pfn: ${hex(pcachePfn)}, pte_pfn: ${hex(ptePfnV)}`,
+          `****    current: ${k.pid}:${k.comm || k.env.name} caller: ${caller}`,
+          `****    [pte ${sameSlot} rmap->page_table] && [pcache_pfn ${samePfn} pte_pfn]`,
+          '',
+        ];
   lines.push(dumpRmap(sh, r, 'Corrupted RMAP'), dumpPcacheMeta(sh, line, 'Corrupted RMAP'));
   if (pteMapped(pte) && pteLine(pte) !== line) lines.push(dumpPcacheMeta(sh, pteLine(pte), 'The weirdo'));
   reportViolation(k, 'rmap-pte-mismatch', {
-    line, pid: v.owner, addr: v.address, ptep, rmapPageTable: v.pageTable, pcachePfn, ptePfn: ptePfnV, facts, text: lines.join('\n'),
+    line,
+    pid: v.owner,
+    addr: v.address,
+    ptep,
+    rmapPageTable: v.pageTable,
+    pcachePfn,
+    ptePfn: ptePfnV,
+    facts,
+    text: lines.join('\n'),
   });
 }
 
@@ -189,7 +248,12 @@ function badRmapFacts(k: Kern, line: number, v: RmapView, ptep: number, pte: num
   const slot = k.mmSlotOf(v.owner);
   const during = slot >= 0 && movingRangeCovers(k.sh, slot, v.address) ? 'mremap' : 'none';
   const what = !pteMapped(pte) ? 'none' : pteLine(pte) === line ? 'this-line' : 'other-line';
-  return [`slot=${ptep === v.pageTable ? 'same' : 'differs'}`, `pte=${what}`, `during=${during}`, `by=${caller.split(' ')[0]}`];
+  return [
+    `slot=${ptep === v.pageTable ? 'same' : 'differs'}`,
+    `pte=${what}`,
+    `during=${during}`,
+    `by=${caller.split(' ')[0]}`,
+  ];
 }
 
 const commOf = (k: Kern, pid: number): string => (pid === k.pid && k.comm ? k.comm : `pid${pid}`);
@@ -219,7 +283,7 @@ export function pcacheReferencedTrylock(k: Kern, line: number): boolean {
       reportBadRmap(k, line, r, ptep, shown, 'pcache_referenced_trylock_one');
       continue;
     }
-    if (pteMapped(pte) && pteLine(pte) === line && (pte & _PAGE_ACCESSED)) {
+    if (pteMapped(pte) && pteLine(pte) === line && pte & _PAGE_ACCESSED) {
       Atomics.and(sh.pgtable, v.pageTable, ~_PAGE_ACCESSED);
       young = true;
     }

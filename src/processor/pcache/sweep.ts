@@ -2,16 +2,16 @@
 // the pcache's LRU lists while the CPUs run, racing with faults and evictions on the same sets.
 // pcacheSweepSet holds the set lock and only trylocks lines (a busy line is left for the next
 // pass); the PTE locks are trylocked by pcacheReferencedTrylock.
-import { parentPort,workerData } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { Env } from '../../kernel/env.ts';
 import { Fabric } from '../../fabric/ibapi.ts';
-import type { WorkerInit,WorkerMsg } from '../../kernel/workerdata.ts';
-import { kCtlShutdown,kMetaPrev,kSetLruTail,PC_valid,Shared } from '../../kernel/layout.ts';
+import type { WorkerInit, WorkerMsg } from '../../kernel/workerdata.ts';
+import { kCtlShutdown, kMetaPrev, kSetLruTail, PC_valid, Shared } from '../../kernel/layout.ts';
 import { S } from '../../kernel/stats.ts';
 import { Kern } from '../kern.ts';
 import { safePoint } from '../stop.ts';
 
-import { lockSet,lruAddHead,lruDel,pcacheFlags,trylockPcache,unlockPcache,unlockSet } from './meta.ts';
+import { lockSet, lruAddHead, lruDel, pcacheFlags, trylockPcache, unlockPcache, unlockSet } from './meta.ts';
 import { pcacheReferencedTrylock } from './rmap.ts';
 
 /**
@@ -24,7 +24,8 @@ export function pcacheSweepSet(k: Kern, set: number): number {
   let moved = 0;
   lockSet(k, set);
   const lines: number[] = [];
-  for (let e = sh.set[sh.setIdx(set, kSetLruTail)]!; e !== 0; e = sh.meta[sh.metaIdx(e - 1, kMetaPrev)]!) lines.push(e - 1);
+  for (let e = sh.set[sh.setIdx(set, kSetLruTail)]!; e !== 0; e = sh.meta[sh.metaIdx(e - 1, kMetaPrev)]!)
+    lines.push(e - 1);
   for (const line of lines) {
     if ((pcacheFlags(sh, line) & PC_valid) === 0 || !trylockPcache(sh, line)) continue;
     if (pcacheReferencedTrylock(k, line)) {
@@ -56,7 +57,13 @@ export function kevictSweepd(k: Kern, intervalMs: number): void {
 export function main(): void {
   const init = workerData as WorkerInit;
   const sh = new Shared(init.bufs);
-  const env = new Env(sh, { ctx: sh.geo.ctx.sweep, cpu: -1, name: 'kevict_sweepd', bootEpochMs: init.bootEpochMs, config: init.config });
+  const env = new Env(sh, {
+    ctx: sh.geo.ctx.sweep,
+    cpu: -1,
+    name: 'kevict_sweepd',
+    bootEpochMs: init.bootEpochMs,
+    config: init.config,
+  });
   const k = new Kern(env, new Fabric(env));
   env.irq = () => {}; // a kernel thread is not a CPU: no IPIs to answer
   env.printk('notice', `kevict_sweepd: started, interval ${init.config.sweepIntervalMs} ms over ${sh.geo.nrSets} sets`);

@@ -4,20 +4,44 @@
 // usable_victims_lock, a leaf lock) and each set's kSetNrVictims. An address-space generation
 // (kCtlVictimGen), bumped under that lock by every unmap/move, keeps an eviction that started
 // before an munmap from inserting a now-stale copy.
-import { kCtlVictimClock,kCtlVictimGen,kCtlVictimLock,kSetNrVictims,kVictimGen,kVictimPid,kVictimRw,kVictimSet,type Shared } from '../../kernel/layout.ts';
+import {
+  kCtlVictimClock,
+  kCtlVictimGen,
+  kCtlVictimLock,
+  kSetNrVictims,
+  kVictimGen,
+  kVictimPid,
+  kVictimRw,
+  kVictimSet,
+  type Shared,
+} from '../../kernel/layout.ts';
 import { S } from '../../kernel/stats.ts';
-import { spinLock,spinUnlock } from '../../kernel/sync.ts';
+import { spinLock, spinUnlock } from '../../kernel/sync.ts';
 import { PAGE_SIZE } from '../../uapi/abi.ts';
 import type { Kern } from '../kern.ts';
 
-
-export function victimInsert(k: Kern, set: number, pid: number, address: number, data: Uint8Array, gen: number, writable: boolean): void {
+export function victimInsert(
+  k: Kern,
+  set: number,
+  pid: number,
+  address: number,
+  data: Uint8Array,
+  gen: number,
+  writable: boolean,
+): void {
   const sh = k.sh;
   spinLock(k.env, sh.ctl, kCtlVictimLock);
-  if (Atomics.load(sh.ctl, kCtlVictimGen) !== gen) { spinUnlock(sh.ctl, kCtlVictimLock); return; }
+  if (Atomics.load(sh.ctl, kCtlVictimGen) !== gen) {
+    spinUnlock(sh.ctl, kCtlVictimLock);
+    return;
+  }
   k.env.stat(S.nr_victim_prepare_insert);
   let v = -1;
-  for (let i = 0; i < sh.geo.victims; i++) if (sh.victim[sh.victimIdx(i, kVictimPid)] === 0) { v = i; break; }
+  for (let i = 0; i < sh.geo.victims; i++)
+    if (sh.victim[sh.victimIdx(i, kVictimPid)] === 0) {
+      v = i;
+      break;
+    }
   if (v < 0) {
     // FIFO replacement (find_victim_to_evict); every entry is already flushed.
     v = sh.ctl[kCtlVictimClock]! % sh.geo.victims;

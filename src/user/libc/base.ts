@@ -4,7 +4,7 @@
 // other in this order, each using only those before it: base -> malloc -> string -> stdio ->
 // pthread -> Libc (../libc.ts). Addresses are 47-bit: only arithmetic is applied to them, never
 // 32-bit bit operators.
-import { type Mmu,type Syscalls,type UserContext } from '../../uapi/program.ts';
+import { type Mmu, type Syscalls, type UserContext } from '../../uapi/program.ts';
 
 export const SIGABRT = 6;
 export const BOUNCE = 64 * 1024;

@@ -1,8 +1,8 @@
-// A small user-space libc over a UserContext, shaped like glibc so the kernel sees glibc's syscall
-// pattern: a brk heap for small blocks (grown by brk with a 128 KiB top pad, trimmed by brk when the top
-// chunk exceeds the trim threshold), one mmap(MAP_PRIVATE|MAP_ANONYMOUS) per block of 128 KiB or more,
-// realloc of an mmapped block through mremap(MREMAP_MAYMOVE) (glibc's mremap_chunk), free of an mmapped
-// block through munmap.
+// glibc's malloc over a UserContext, shaped so the kernel sees glibc's syscall pattern: a brk heap
+// for small blocks (grown by brk with a 128 KiB top pad, trimmed by brk when the top chunk exceeds
+// the trim threshold), one mmap(MAP_PRIVATE|MAP_ANONYMOUS) per block of 128 KiB or more, realloc of
+// an mmapped block through mremap(MREMAP_MAYMOVE) (glibc's mremap_chunk), free of an mmapped block
+// through munmap.
 //
 // Design (see also the README-style notes in each section):
 // - Arenas: ONE arena (glibc's main_arena), shared by every thread of the process and protected by a
@@ -23,9 +23,18 @@
 //   (mmap/mremap/munmap) run outside the lock; brk runs inside it (libc owns the program break).
 // - Heap corruption is detected the way glibc detects it (double free, corrupted linked list, invalid
 //   sizes) and kills the thread with SIGABRT via a UserSignal.
-import { ENOMEM,MAP_ANONYMOUS,MAP_PRIVATE,MREMAP_MAYMOVE,PAGE_SIZE,PROT_READ,PROT_WRITE,pageAlignUp } from '../../uapi/abi.ts';
+import {
+  ENOMEM,
+  MAP_ANONYMOUS,
+  MAP_PRIVATE,
+  MREMAP_MAYMOVE,
+  PAGE_SIZE,
+  PROT_READ,
+  PROT_WRITE,
+  pageAlignUp,
+} from '../../uapi/abi.ts';
 import { UserSignal } from '../../uapi/program.ts';
-import { LibcBase,SIGABRT } from './base.ts';
+import { LibcBase, SIGABRT } from './base.ts';
 
 /** glibc DEFAULT_MMAP_THRESHOLD_MIN: chunks this big or bigger get their own mmap. */
 export const M_MMAP_THRESHOLD = 128 * 1024;
@@ -67,14 +76,13 @@ export const LIST_GUARD = 50_000_000;
 
 export const chunksize = (h: number): number => h - (h % 8);
 export const prevInuse = (h: number): boolean => h % 2 === 1;
-export const isMmapped = (h: number): boolean => (h % 8 & IS_MMAPPED) !== 0;
+export const isMmapped = (h: number): boolean => ((h % 8) & IS_MMAPPED) !== 0;
 export const align16 = (n: number): number => Math.ceil(n / MALLOC_ALIGNMENT) * MALLOC_ALIGNMENT;
 
 /** glibc request2size: the chunk size serving a request of n bytes. */
 export function request2size(n: number): number {
   return n + SIZE_SZ + (MALLOC_ALIGNMENT - 1) < MINSIZE ? MINSIZE : align16(n + SIZE_SZ);
 }
-
 
 export interface MallocStats {
   heapBase: number;
@@ -428,7 +436,8 @@ export abstract class Malloc extends LibcBase {
     }
     let csz = chunksize(m.load64(p + 8));
     const freshHeap = oldTop === 0 && m.load64(st + A_HEAP_BASE) === p;
-    if (freshHeap) csz = 0; // the whole heap was just obtained from brk
+    if (freshHeap)
+      csz = 0; // the whole heap was just obtained from brk
     else if (p === oldTop && csz > oldTopSize) csz = oldTopSize; // clear only non-fresh memory
     const clear = csz - SIZE_SZ;
     if (clear > 0) m.fill(p + HDR, 0, Math.min(clear, bytes));
@@ -645,7 +654,7 @@ export abstract class Malloc extends LibcBase {
           if (++n > 10_000_000) break;
         }
         const bit = ((m.load32(st + A_BINMAP + (i >> 5) * 4) >>> (i & 31)) & 1) === 1;
-        if (bit !== (n > 0)) errs.push(`binmap bit of bin ${i} is ${bit} but the bin has ${n} chunks`);
+        if (bit !== n > 0) errs.push(`binmap bit of bin ${i} is ${bit} but the bin has ${n} chunks`);
       }
       let p = base;
       let prevFree = false;
@@ -676,5 +685,4 @@ export abstract class Malloc extends LibcBase {
     }
     return errs;
   }
-
 }

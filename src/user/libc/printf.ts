@@ -3,7 +3,6 @@
 
 export type PrintfArg = string | number | bigint;
 
-
 const toBig = (a: PrintfArg | undefined): bigint => {
   if (typeof a === 'bigint') return a;
   if (typeof a === 'number') return BigInt(Math.trunc(Number.isFinite(a) ? a : 0));

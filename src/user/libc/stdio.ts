@@ -1,12 +1,9 @@
 // stdio.h's printf family (unbuffered stdout, as Phoenix's setbuf(stdout, NULL)) and the file
 // helpers the programs use, always through the kernel (open/read/fstat/mmap/write). The
 // formatting itself is printf.ts.
-import {
-EINVAL,ENOMEM,MAP_PRIVATE,O_RDONLY,PROT_READ,STAT_SIZE,STAT_ST_SIZE
-} from '../../uapi/abi.ts';
-import { formatPrintf,type PrintfArg } from './printf.ts';
+import { EINVAL, ENOMEM, MAP_PRIVATE, O_RDONLY, PROT_READ, STAT_SIZE, STAT_ST_SIZE } from '../../uapi/abi.ts';
+import { formatPrintf, type PrintfArg } from './printf.ts';
 import { StringH } from './string.ts';
-
 
 /** A file read into a malloc'd buffer (NUL-terminated; size excludes the NUL). */
 export interface FileBuffer {
@@ -38,7 +35,10 @@ export class Stdio extends StringH {
 
   /** dprintf(3). Returns the bytes written, or -1 (errno set). */
   dprintf(fd: number, fmt: string, ...args: PrintfArg[]): number {
-    const bytes = Buffer.from(formatPrintf(fmt, args, (va) => this.cstring(va)), 'latin1');
+    const bytes = Buffer.from(
+      formatPrintf(fmt, args, (va) => this.cstring(va)),
+      'latin1',
+    );
     if (bytes.length === 0) return 0;
     if (this.stdioBuf === 0) {
       this.stdioBuf = this.malloc(this.stdioSize);
@@ -139,5 +139,4 @@ export class Stdio extends StringH {
     }
     return n;
   }
-
 }

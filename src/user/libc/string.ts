@@ -14,7 +14,7 @@ export class StringH extends Malloc {
   /** memcpy(3): bulk copy through a bounce buffer (one translation per page). Returns dst. */
   memcpy(dst: number, src: number, n: number): number {
     const b = this.bounce;
-    for (let o = 0; o < n; ) {
+    for (let o = 0; o < n;) {
       const k = Math.min(n - o, BOUNCE);
       this.mmu.read(src + o, b, 0, k);
       this.mmu.write(dst + o, b, 0, k);
@@ -27,7 +27,7 @@ export class StringH extends Malloc {
   memmove(dst: number, src: number, n: number): number {
     if (dst <= src || dst >= src + n) return this.memcpy(dst, src, n);
     const b = this.bounce;
-    for (let end = n; end > 0; ) {
+    for (let end = n; end > 0;) {
       const k = Math.min(end, BOUNCE);
       const s = end - k;
       this.mmu.read(src + s, b, 0, k);
@@ -47,7 +47,7 @@ export class StringH extends Malloc {
   memcmp(a: number, b: number, n: number): number {
     const x = this.bounce;
     const y = this.bounce2;
-    for (let o = 0; o < n; ) {
+    for (let o = 0; o < n;) {
       const k = Math.min(n - o, BOUNCE);
       this.mmu.read(a + o, x, 0, k);
       this.mmu.read(b + o, y, 0, k);
@@ -170,7 +170,11 @@ export class StringH extends Malloc {
     for (let i = 0; i < n; i++) order[i] = i;
     order.sort((i, j) => cmp(base + i * size, base + j * size));
     let moved = false;
-    for (let i = 0; i < n; i++) if (order[i] !== i) { moved = true; break; }
+    for (let i = 0; i < n; i++)
+      if (order[i] !== i) {
+        moved = true;
+        break;
+      }
     if (!moved) return;
     const total = n * size;
     const src = new Uint8Array(total);
@@ -182,5 +186,4 @@ export class StringH extends Malloc {
     }
     this.mmu.write(base, dst);
   }
-
 }

@@ -54,8 +54,19 @@
 //   visits << 16 | (hash(tag checksum, visits) & 0xffff).
 
 import {
-  EAGAIN, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MREMAP_DONTUNMAP, MREMAP_FIXED, MREMAP_MAYMOVE, PAGE_SIZE, PROT_READ, PROT_WRITE,
-  STDERR_FILENO, STDOUT_FILENO, errnoName,
+  EAGAIN,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_PRIVATE,
+  MREMAP_DONTUNMAP,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
+  PAGE_SIZE,
+  PROT_READ,
+  PROT_WRITE,
+  STDERR_FILENO,
+  STDOUT_FILENO,
+  errnoName,
 } from '../../uapi/abi.ts';
 import type { Mmu, Program, UserContext } from '../../uapi/program.ts';
 import { Rng } from '../gen.ts';
@@ -88,10 +99,16 @@ const kMaxIterations = 1_000_000_000;
 const kMaxSeconds = 86_400;
 
 export const STRESS_DEFAULTS: StressOptions = {
-  threads: 2, regions: 2, pages: 16, iterations: 200, seconds: 0, pattern: 'chain',
+  threads: 2,
+  regions: 2,
+  pages: 16,
+  iterations: 200,
+  seconds: 0,
+  pattern: 'chain',
 };
 
-const kUsage = 'options: --threads T, --regions R, --pages P, --iterations N, --seconds S, --pattern chain|pingpong|random';
+const kUsage =
+  'options: --threads T, --regions R, --pages P, --iterations N, --seconds S, --pattern chain|pingpong|random';
 
 /** Parse argv; a string is the one-line error (without the program name). */
 export function parseStressArgs(argv: readonly string[]): StressOptions | string {
@@ -211,11 +228,21 @@ export class StressLayout {
     const idx = Math.floor(s / 2);
     return kStressArenaBase + lane * this.laneGap + (lane === 1 && idx % 2 === 1 ? PAGE_SIZE : 0) + idx * this.stride;
   }
-  stateVa(s: number): number { return kStressCtlBase + kSlotTablePage * PAGE_SIZE + s * 8; }
-  pagesVa(s: number): number { return this.stateVa(s) + 4; }
-  lastFreedVa(t: number): number { return kStressCtlBase + kHdrLastFreed + 4 * t; }
-  statsVa(t: number): number { return kStressCtlBase + PAGE_SIZE * (kSlotTablePage + this.slotTablePages + t); }
-  readyVa(t: number): number { return kStressCtlBase + kHdrReady + 4 * t; }
+  stateVa(s: number): number {
+    return kStressCtlBase + kSlotTablePage * PAGE_SIZE + s * 8;
+  }
+  pagesVa(s: number): number {
+    return this.stateVa(s) + 4;
+  }
+  lastFreedVa(t: number): number {
+    return kStressCtlBase + kHdrLastFreed + 4 * t;
+  }
+  statsVa(t: number): number {
+    return kStressCtlBase + PAGE_SIZE * (kSlotTablePage + this.slotTablePages + t);
+  }
+  readyVa(t: number): number {
+    return kStressCtlBase + kHdrReady + 4 * t;
+  }
   /**
    * Scratch range j (0..2) of thread t: 0 -> 1 is a move by 1 GiB (same pcache set), 1 -> 2 and 2 -> 0 are
    * not. All three stay mapped all the time (MREMAP_DONTUNMAP and MAP_FIXED replace, never unmap).
@@ -277,9 +304,11 @@ function visitCheck(sum: number, visits: number): number {
   x = Math.imul(x ^ (x >>> 16), 0x45d9f3b) >>> 0;
   return (x ^ (x >>> 16)) & 0xffff;
 }
-const visitWord = (sum: number, visits: number): number => (((visits & 0xffff) << 16) | visitCheck(sum, visits & 0xffff)) >>> 0;
+const visitWord = (sum: number, visits: number): number =>
+  (((visits & 0xffff) << 16) | visitCheck(sum, visits & 0xffff)) >>> 0;
 const kVisitOff = PAGE_SIZE - 4;
-const tagSum = (page: Uint8Array): number => new DataView(page.buffer, page.byteOffset, page.byteLength).getUint32(28, true);
+const tagSum = (page: Uint8Array): number =>
+  new DataView(page.buffer, page.byteOffset, page.byteLength).getUint32(28, true);
 
 /** A tagged page whose last 4 bytes are a visit word with 0 visits. */
 function stressPage(tag: PageTag, va: number): Uint8Array {
@@ -295,7 +324,9 @@ function stressPage(tag: PageTag, va: number): Uint8Array {
  * `visits0` requires a page nobody visits (the shared region) to have 0 visits.
  */
 function checkPage(
-  buf: Uint8Array, want: PageTag | undefined, names: ReadonlyMap<number, string>,
+  buf: Uint8Array,
+  want: PageTag | undefined,
+  names: ReadonlyMap<number, string>,
   opts: { visit?: number; anyGeneration?: boolean; visits0?: boolean } = {},
 ): string | undefined {
   if (want === undefined) {
@@ -306,14 +337,20 @@ function checkPage(
   const c = decodePageTag(buf.subarray(0, kVisitOff));
   if (c.kind !== 'tag') return `holds ${describePageContent(decodePageTag(buf), names)}`;
   const t = c.tag;
-  const good = c.intact && t.region === want.region && t.page === want.page && t.thread === want.thread
-    && (opts.anyGeneration === true || t.generation === want.generation);
+  const good =
+    c.intact &&
+    t.region === want.region &&
+    t.page === want.page &&
+    t.thread === want.thread &&
+    (opts.anyGeneration === true || t.generation === want.generation);
   if (!good) return `holds ${describePageContent(c, names)}`;
   const w = opts.visit ?? new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(kVisitOff, true);
   const visits = w >>> 16;
   if ((w & 0xffff) !== visitCheck(tagSum(buf), visits) || (opts.visits0 === true && visits !== 0)) {
-    return `holds ${describePageContent(c, names)} but its visit word ${hex(w)} does not belong to it`
-      + ' (a write through a stale mapping?)';
+    return (
+      `holds ${describePageContent(c, names)} but its visit word ${hex(w)} does not belong to it` +
+      ' (a write through a stale mapping?)'
+    );
   }
   return undefined;
 }
@@ -364,20 +401,45 @@ interface Region {
 }
 
 interface Counters {
-  iterations: number; moves: number; fastMoves: number; slowMoves: number; grows: number; shrinks: number;
-  churns: number; rewrites: number; visits: number; pagesVerified: number;
-  scratchMoves: number; scratchRemaps: number; scratchWrites: number;
+  iterations: number;
+  moves: number;
+  fastMoves: number;
+  slowMoves: number;
+  grows: number;
+  shrinks: number;
+  churns: number;
+  rewrites: number;
+  visits: number;
+  pagesVerified: number;
+  scratchMoves: number;
+  scratchRemaps: number;
+  scratchWrites: number;
 }
 
 const kCounterOffsets: Array<[keyof Counters, number]> = [
-  ['iterations', kStatIterations], ['moves', kStatMoves], ['fastMoves', kStatFastMoves], ['slowMoves', kStatSlowMoves],
-  ['grows', kStatGrows], ['shrinks', kStatShrinks], ['churns', kStatChurns], ['rewrites', kStatRewrites],
-  ['visits', kStatVisits], ['pagesVerified', kStatPagesVerified],
-  ['scratchMoves', kStatScratchMoves], ['scratchRemaps', kStatScratchRemaps], ['scratchWrites', kStatScratchWrites],
+  ['iterations', kStatIterations],
+  ['moves', kStatMoves],
+  ['fastMoves', kStatFastMoves],
+  ['slowMoves', kStatSlowMoves],
+  ['grows', kStatGrows],
+  ['shrinks', kStatShrinks],
+  ['churns', kStatChurns],
+  ['rewrites', kStatRewrites],
+  ['visits', kStatVisits],
+  ['pagesVerified', kStatPagesVerified],
+  ['scratchMoves', kStatScratchMoves],
+  ['scratchRemaps', kStatScratchRemaps],
+  ['scratchWrites', kStatScratchWrites],
 ];
 
 type Action = 'move' | 'grow' | 'shrink' | 'churn' | 'rewrite';
-const kActionWeights: Array<[Action, number]> = [['move', 35], ['grow', 15], ['shrink', 15], ['churn', 10], ['rewrite', 25]];
+const kActionWeights: Array<[Action, number]> = [
+  ['move', 35],
+  ['grow', 15],
+  ['shrink', 15],
+  ['churn', 10],
+  ['rewrite', 25],
+];
 /** Consecutive iterations without a region free of visitors before the thread gives up. */
 const kMaxBusyRetries = 1_000_000;
 /** How long the final check waits for visitors to leave a slot. */
@@ -387,8 +449,19 @@ class StressThread {
   readonly rng: Rng;
   readonly regions: Region[] = [];
   readonly c: Counters = {
-    iterations: 0, moves: 0, fastMoves: 0, slowMoves: 0, grows: 0, shrinks: 0, churns: 0, rewrites: 0, visits: 0, pagesVerified: 0,
-    scratchMoves: 0, scratchRemaps: 0, scratchWrites: 0,
+    iterations: 0,
+    moves: 0,
+    fastMoves: 0,
+    slowMoves: 0,
+    grows: 0,
+    shrinks: 0,
+    churns: 0,
+    rewrites: 0,
+    visits: 0,
+    pagesVerified: 0,
+    scratchMoves: 0,
+    scratchRemaps: 0,
+    scratchWrites: 0,
   };
   failed = false;
   private readonly mmu: Mmu;
@@ -466,8 +539,11 @@ class StressThread {
     const mine = (ownerWord(this.t, reg.r) | kBusy) >>> 0;
     const w = this.mmu.cas32(this.lay.stateVa(s), mine, 0);
     if (w !== mine) {
-      return this.fail(this.lay.slotAddr(s), `slot table: slot ${s} held ${hex(w)} when thread ${this.t} released it`
-        + ` (expected ${hex(mine)}): the control region was corrupted`);
+      return this.fail(
+        this.lay.slotAddr(s),
+        `slot table: slot ${s} held ${hex(w)} when thread ${this.t} released it` +
+          ` (expected ${hex(mine)}): the control region was corrupted`,
+      );
     }
     this.mmu.store32(this.lay.lastFreedVa(this.t), s + 1);
     return true;
@@ -480,8 +556,11 @@ class StressThread {
     const mine = ownerWord(this.t, reg.r);
     const w = this.mmu.xadd32(va, 0);
     if ((w & 0x1ffff) !== mine) {
-      this.fail(this.lay.slotAddr(reg.slot), `slot table: slot ${reg.slot} holds ${hex(w)} but region ${reg.name}`
-        + ` (owner word ${hex(mine)}) lives there: the control region was corrupted`);
+      this.fail(
+        this.lay.slotAddr(reg.slot),
+        `slot table: slot ${reg.slot} holds ${hex(w)} but region ${reg.name}` +
+          ` (owner word ${hex(mine)}) lives there: the control region was corrupted`,
+      );
       return -1;
     }
     if (w !== mine) return 0;
@@ -494,8 +573,11 @@ class StressThread {
     this.mmu.store32(this.lay.pagesVa(reg.slot), reg.pages);
     const w = this.mmu.cas32(this.lay.stateVa(reg.slot), mine | kBusy, mine);
     if (w !== (mine | kBusy)) {
-      return this.fail(this.lay.slotAddr(reg.slot), `slot table: slot ${reg.slot} holds ${hex(w)} while region ${reg.name}`
-        + ` works in it (expected ${hex(mine | kBusy)}): the control region was corrupted`);
+      return this.fail(
+        this.lay.slotAddr(reg.slot),
+        `slot table: slot ${reg.slot} holds ${hex(w)} while region ${reg.name}` +
+          ` works in it (expected ${hex(mine | kBusy)}): the control region was corrupted`,
+      );
     }
     return true;
   }
@@ -565,8 +647,11 @@ class StressThread {
       this.c.pagesVerified++;
       if (got !== undefined) {
         const where = reg.slot >= 0 ? `slot ${reg.slot}` : 'placed by the kernel';
-        return this.fail(va, `page ${i} of region ${reg.name} (${reg.pages} pages at ${hex(reg.addr)}, ${where}) at ${hex(va)}`
-          + ` ${got}, expected ${describeWant(want, this.names)}; last operation on the region: ${reg.history}`);
+        return this.fail(
+          va,
+          `page ${i} of region ${reg.name} (${reg.pages} pages at ${hex(reg.addr)}, ${where}) at ${hex(va)}` +
+            ` ${got}, expected ${describeWant(want, this.names)}; last operation on the region: ${reg.history}`,
+        );
       }
     }
     return true;
@@ -607,7 +692,17 @@ class StressThread {
   setup(): boolean {
     for (let r = 0; r < this.o.regions; r++) {
       const name = stressRegionName(this.t, r);
-      const reg: Region = { r, name, id: regionId(name), addr: 0, pages: 0, slot: -1, gens: [], nextGen: 1, history: '' };
+      const reg: Region = {
+        r,
+        name,
+        id: regionId(name),
+        addr: 0,
+        pages: 0,
+        slot: -1,
+        gens: [],
+        nextGen: 1,
+        history: '',
+      };
       this.regions.push(reg);
       const k = this.t * this.o.regions + r;
       // The initial slot may already be taken by a region that moved there: then any free one.
@@ -623,7 +718,13 @@ class StressThread {
     for (let j = 0; j < 3; j++) {
       const at = this.lay.scratchAddr(this.t, j);
       const ret = this.u.sys.mmap(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-      if (ret !== at) return this.sysFail(`mmap(${hex(at)}, ${hex(len)}, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED)`, ret, hex(at), at);
+      if (ret !== at)
+        return this.sysFail(
+          `mmap(${hex(at)}, ${hex(len)}, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED)`,
+          ret,
+          hex(at),
+          at,
+        );
     }
     for (let i = 0; i < kScratchPages; i++) this.scribble(this.t, 0, i);
     this.mmu.store32(this.lay.readyVa(this.t), 1);
@@ -649,11 +750,13 @@ class StressThread {
     const newLen = newPages * PAGE_SIZE;
     const flags = mode === 'inplace' ? 0 : mode === 'maymove' ? MREMAP_MAYMOVE : MREMAP_MAYMOVE | MREMAP_FIXED;
     const newAddr = mode === 'fixed' ? this.lay.slotAddr(dst) : undefined;
-    const ret = newAddr === undefined
-      ? this.u.sys.mremap(oldAddr, oldLen, newLen, flags)
-      : this.u.sys.mremap(oldAddr, oldLen, newLen, flags, newAddr);
-    const call = `mremap(${hex(oldAddr)}, ${hex(oldLen)}, ${hex(newLen)}, ${mremapFlagNames(flags)}`
-      + `${newAddr !== undefined ? `, ${hex(newAddr)} = slot ${dst}` : ''})`;
+    const ret =
+      newAddr === undefined
+        ? this.u.sys.mremap(oldAddr, oldLen, newLen, flags)
+        : this.u.sys.mremap(oldAddr, oldLen, newLen, flags, newAddr);
+    const call =
+      `mremap(${hex(oldAddr)}, ${hex(oldLen)}, ${hex(newLen)}, ${mremapFlagNames(flags)}` +
+      `${newAddr !== undefined ? `, ${hex(newAddr)} = slot ${dst}` : ''})`;
     const want = mode === 'fixed' ? newAddr! : mode === 'inplace' ? oldAddr : -1;
     if (ret < 0 || (want >= 0 && ret !== want)) {
       return this.sysFail(call, ret, want >= 0 ? hex(want) : 'an address', oldAddr);
@@ -723,15 +826,23 @@ class StressThread {
     let x = this.rng.int(100);
     let a: Action = 'rewrite';
     for (const [name, w] of kActionWeights) {
-      if (x < w) { a = name; break; }
+      if (x < w) {
+        a = name;
+        break;
+      }
       x -= w;
     }
     switch (a) {
-      case 'move': return this.move(reg);
-      case 'grow': return this.grow(reg);
-      case 'shrink': return this.shrink(reg);
-      case 'churn': return this.churn(reg);
-      case 'rewrite': return this.rewrite(reg);
+      case 'move':
+        return this.move(reg);
+      case 'grow':
+        return this.grow(reg);
+      case 'shrink':
+        return this.shrink(reg);
+      case 'churn':
+        return this.churn(reg);
+      case 'rewrite':
+        return this.rewrite(reg);
     }
   }
 
@@ -769,7 +880,12 @@ class StressThread {
       const b = this.lay.scratchAddr(this.t, to);
       const ret = this.u.sys.mremap(a, len, len, MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, b);
       if (ret !== b) {
-        return this.sysFail(`mremap(${hex(a)}, ${hex(len)}, ${hex(len)}, MREMAP_MAYMOVE|MREMAP_FIXED|MREMAP_DONTUNMAP, ${hex(b)})`, ret, hex(b), a);
+        return this.sysFail(
+          `mremap(${hex(a)}, ${hex(len)}, ${hex(len)}, MREMAP_MAYMOVE|MREMAP_FIXED|MREMAP_DONTUNMAP, ${hex(b)})`,
+          ret,
+          hex(b),
+          a,
+        );
       }
       this.c.scratchMoves++;
       this.countMove(a, b);
@@ -779,7 +895,13 @@ class StressThread {
       const j = this.rng.int(3);
       const at = this.lay.scratchAddr(this.t, j);
       const ret = this.u.sys.mmap(at, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-      if (ret !== at) return this.sysFail(`mmap(${hex(at)}, ${hex(len)}, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED)`, ret, hex(at), at);
+      if (ret !== at)
+        return this.sysFail(
+          `mmap(${hex(at)}, ${hex(len)}, PROT_READ|PROT_WRITE, MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED)`,
+          ret,
+          hex(at),
+          at,
+        );
       this.c.scratchRemaps++;
     }
     return true;
@@ -799,7 +921,11 @@ class StressThread {
       sgot = checkPage(this.buf, swant, this.names, { visits0: true });
     }
     this.c.pagesVerified++;
-    if (sgot !== undefined) return this.fail(sva, `page ${sp} of the shared region at ${hex(sva)} ${sgot}, expected ${describeWant(swant, this.names)}`);
+    if (sgot !== undefined)
+      return this.fail(
+        sva,
+        `page ${sp} of the shared region at ${hex(sva)} ${sgot}, expected ${describeWant(swant, this.names)}`,
+      );
     if (this.o.threads === 1) return true;
 
     for (let tries = 0; tries < 4; tries++) {
@@ -823,8 +949,11 @@ class StressThread {
     const base = this.lay.slotAddr(s);
     const n = m.load32(this.lay.pagesVa(s));
     if (owner < 0 || owner >= this.o.threads || r >= this.o.regions || n < 1 || n > this.lay.maxPages) {
-      return this.fail(base, `slot table: slot ${s} says region ${r} of thread ${owner} with ${n} pages lives there:`
-        + ' the control region was corrupted');
+      return this.fail(
+        base,
+        `slot table: slot ${s} says region ${r} of thread ${owner} with ${n} pages lives there:` +
+          ' the control region was corrupted',
+      );
     }
     const name = stressRegionName(owner, r);
     const id = regionId(name);
@@ -844,8 +973,11 @@ class StressThread {
       this.c.visits++;
       this.c.pagesVerified++;
       if (got !== undefined) {
-        return this.fail(va, `visiting slot ${s} (region ${name}, ${n} pages at ${hex(base)}, owned by thread ${owner}):`
-          + ` page ${i} at ${hex(va)} ${got}, expected ${describeWant(want, this.names, true)}`);
+        return this.fail(
+          va,
+          `visiting slot ${s} (region ${name}, ${n} pages at ${hex(base)}, owned by thread ${owner}):` +
+            ` page ${i} at ${hex(va)} ${got}, expected ${describeWant(want, this.names, true)}`,
+        );
       }
       m.cas32(va + kVisitOff, visit, visitWord(tagSum(this.buf), (visit >>> 16) + 1));
     }
@@ -893,7 +1025,10 @@ class StressThread {
         let b: number;
         while ((b = this.tryBusy(reg)) === 0) {
           if (Date.now() - t0 > kFinalWaitMs) {
-            this.fail(reg.addr, `visitors did not leave slot ${reg.slot} of region ${reg.name} within ${kFinalWaitMs} ms`);
+            this.fail(
+              reg.addr,
+              `visitors did not leave slot ${reg.slot} of region ${reg.name} within ${kFinalWaitMs} ms`,
+            );
             break;
           }
         }
@@ -932,9 +1067,25 @@ export interface StressReport {
 
 function emptyReport(o: StressOptions): StressReport {
   return {
-    kind: 'mremap-stress', threads: o.threads, regions: o.regions, pages: o.pages, pattern: o.pattern, iterations: 0,
-    moves: 0, fastMoves: 0, slowMoves: 0, grows: 0, shrinks: 0, churns: 0, rewrites: 0, visits: 0, pagesVerified: 0,
-    scratchMoves: 0, scratchRemaps: 0, scratchWrites: 0, failures: 0,
+    kind: 'mremap-stress',
+    threads: o.threads,
+    regions: o.regions,
+    pages: o.pages,
+    pattern: o.pattern,
+    iterations: 0,
+    moves: 0,
+    fastMoves: 0,
+    slowMoves: 0,
+    grows: 0,
+    shrinks: 0,
+    churns: 0,
+    rewrites: 0,
+    visits: 0,
+    pagesVerified: 0,
+    scratchMoves: 0,
+    scratchRemaps: 0,
+    scratchWrites: 0,
+    failures: 0,
   };
 }
 
@@ -959,8 +1110,11 @@ function collectReport(u: UserContext, o: StressOptions, lay: StressLayout): Str
     if (magic !== kStatsMagic || sum !== statsChecksum(page)) {
       rep.failures++;
       late.push({
-        thread: t, addr: a, message: `the statistics page of thread ${t} at ${hex(a)} was overwritten after the thread`
-          + ` sealed it (magic ${hex(magic)}, checksum ${hex(sum)}, content checksum ${hex(statsChecksum(page))})`,
+        thread: t,
+        addr: a,
+        message:
+          `the statistics page of thread ${t} at ${hex(a)} was overwritten after the thread` +
+          ` sealed it (magic ${hex(magic)}, checksum ${hex(sum)}, content checksum ${hex(statsChecksum(page))})`,
       });
       continue;
     }
@@ -972,7 +1126,9 @@ function collectReport(u: UserContext, o: StressOptions, lay: StressLayout): Str
     firstOrder = order;
     const len = Math.min(u64(kStatMsgLen), PAGE_SIZE - kStatMsg);
     rep.firstFailure = {
-      thread: t, iteration: u64(kStatFailIteration), addr: u64(kStatFailAddr),
+      thread: t,
+      iteration: u64(kStatFailIteration),
+      addr: u64(kStatFailAddr),
       message: new TextDecoder().decode(page.subarray(kStatMsg, kStatMsg + len)),
     };
   }
@@ -981,14 +1137,18 @@ function collectReport(u: UserContext, o: StressOptions, lay: StressLayout): Str
 }
 
 function summaryLine(r: StressReport): string {
-  const head = `mremap-stress: ${r.threads} thread${r.threads === 1 ? '' : 's'} x ${r.regions} region${r.regions === 1 ? '' : 's'}`
-    + ` x ${r.pages} pages, pattern ${r.pattern}: ${r.iterations} iterations, ${r.moves} moves (${r.fastMoves} fast, ${r.slowMoves} slow)`
-    + `, ${r.grows} grows, ${r.shrinks} shrinks, ${r.churns} munmap/mmap, ${r.visits} visits,`
-    + ` ${r.pagesVerified} pages verified`;
+  const head =
+    `mremap-stress: ${r.threads} thread${r.threads === 1 ? '' : 's'} x ${r.regions} region${r.regions === 1 ? '' : 's'}` +
+    ` x ${r.pages} pages, pattern ${r.pattern}: ${r.iterations} iterations, ${r.moves} moves (${r.fastMoves} fast, ${r.slowMoves} slow)` +
+    `, ${r.grows} grows, ${r.shrinks} shrinks, ${r.churns} munmap/mmap, ${r.visits} visits,` +
+    ` ${r.pagesVerified} pages verified`;
   if (r.failures === 0) return `${head}: OK\n`;
   const f = r.firstFailure;
-  return `${head}: FAILED in ${r.failures} thread${r.failures === 1 ? '' : 's'}`
-    + (f ? `; first: thread ${f.thread}, ${f.message}` : '') + '\n';
+  return (
+    `${head}: FAILED in ${r.failures} thread${r.failures === 1 ? '' : 's'}` +
+    (f ? `; first: thread ${f.thread}, ${f.message}` : '') +
+    '\n'
+  );
 }
 
 function stressMain(u: UserContext, argv: string[]): number {
@@ -1005,12 +1165,28 @@ function stressMain(u: UserContext, argv: string[]): number {
     u.report({ ...emptyReport(o), failures: 1, firstFailure: { thread: 0, iteration: 0, addr: 0, message } });
     return 1;
   };
-  const ctl = u.sys.mmap(kStressCtlBase, lay.ctlBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-  if (ctl !== kStressCtlBase) return fail(`cannot map the control region at ${hex(kStressCtlBase)}: mmap returned ${describeRet(ctl)}`);
+  const ctl = u.sys.mmap(
+    kStressCtlBase,
+    lay.ctlBytes,
+    PROT_READ | PROT_WRITE,
+    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+    -1,
+    0,
+  );
+  if (ctl !== kStressCtlBase)
+    return fail(`cannot map the control region at ${hex(kStressCtlBase)}: mmap returned ${describeRet(ctl)}`);
   m.store64(kStressCtlBase + kHdrDeadline, o.seconds > 0 ? Date.now() + Math.round(o.seconds * 1000) : 0);
   const shLen = kSharedPages * PAGE_SIZE;
-  const sh = u.sys.mmap(kStressSharedBase, shLen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
-  if (sh !== kStressSharedBase) return fail(`cannot map the shared region at ${hex(kStressSharedBase)}: mmap returned ${describeRet(sh)}`);
+  const sh = u.sys.mmap(
+    kStressSharedBase,
+    shLen,
+    PROT_READ | PROT_WRITE,
+    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+    -1,
+    0,
+  );
+  if (sh !== kStressSharedBase)
+    return fail(`cannot map the shared region at ${hex(kStressSharedBase)}: mmap returned ${describeRet(sh)}`);
   const sharedId = regionId(kSharedName);
   for (let i = 0; i < kSharedPages; i++) {
     const va = kStressSharedBase + i * PAGE_SIZE;
@@ -1025,8 +1201,10 @@ function stressMain(u: UserContext, argv: string[]): number {
   for (let t = 1; ok && t < o.threads; t++) {
     const tid = u.sys.clone('mremap-stress-thread', t);
     if (tid < 0) {
-      extra.push(`clone of thread ${t} returned ${describeRet(tid)}`
-        + (tid === -EAGAIN ? ` (one user thread per CPU: run --threads ${t} or more CPUs)` : ''));
+      extra.push(
+        `clone of thread ${t} returned ${describeRet(tid)}` +
+          (tid === -EAGAIN ? ` (one user thread per CPU: run --threads ${t} or more CPUs)` : ''),
+      );
       m.store32(kStressCtlBase + kHdrStop, 1);
       break;
     }

@@ -14,10 +14,10 @@
 // without passing pointers: clone's argument is just the scenario thread index.
 
 import type { Program } from '../../uapi/program.ts';
-import { collectScriptReport,printErr } from './script/report.ts';
+import { collectScriptReport, printErr } from './script/report.ts';
 import { parseScenario } from './script/parser.ts';
-import { describeRet,driveWithBarriers,mapScriptControl } from './script/interpreter.ts';
-import { Scenario,ScenarioError } from './script/format.ts';
+import { describeRet, driveWithBarriers, mapScriptControl } from './script/interpreter.ts';
+import { Scenario, ScenarioError } from './script/format.ts';
 import { hex } from '../../lib/text.ts';
 
 export const scriptProgram: Program = {
@@ -30,16 +30,33 @@ export const scriptProgram: Program = {
     } catch (e) {
       if (!(e instanceof ScenarioError)) throw e;
       printErr(u, e.message);
-      u.report({ kind: 'script', scenario: '', file, threads: 0, steps: 0, failures: 1, firstFailure: { line: e.line, thread: 0, message: e.message } });
+      u.report({
+        kind: 'script',
+        scenario: '',
+        file,
+        threads: 0,
+        steps: 0,
+        failures: 1,
+        firstFailure: { line: e.line, thread: 0, message: e.message },
+      });
       return 2;
     }
     const fail = (message: string): number => {
       printErr(u, `${file}: ${message}`);
-      u.report({ kind: 'script', scenario: sc.name, file, threads: sc.threads, steps: 0, failures: 1, firstFailure: { line: 0, thread: 0, message } });
+      u.report({
+        kind: 'script',
+        scenario: sc.name,
+        file,
+        threads: sc.threads,
+        steps: 0,
+        failures: 1,
+        firstFailure: { line: 0, thread: 0, message },
+      });
       return 1;
     };
     const mapped = mapScriptControl(u, sc);
-    if (mapped !== 0) return fail(`cannot map the control region at ${hex(sc.ctlBase)}: mmap returned ${describeRet(mapped)}`);
+    if (mapped !== 0)
+      return fail(`cannot map the control region at ${hex(sc.ctlBase)}: mmap returned ${describeRet(mapped)}`);
     const tids: number[] = [];
     for (let t = 1; t < sc.threads; t++) {
       const tid = u.sys.clone('script-thread', t);

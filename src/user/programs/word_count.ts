@@ -370,12 +370,12 @@ function main(u: UserContext, argv: string[]): number {
   const ents = new Uint8Array(table.used * ENTRY);
   if (table.used > 0) m.read(table.entries, ents);
   const ev = new DataView(ents.buffer);
-  const words: Array<[string, number]> = new Array(table.used);
+  const words: Array<[string, number]> = [];
   let totalWords = 0;
   for (let i = 0; i < table.used; i++) {
     const w = ev.getUint32(i * ENTRY + E_WORD, true) + ev.getUint32(i * ENTRY + E_WORD + 4, true) * 2 ** 32;
     const c = ev.getUint32(i * ENTRY + E_COUNT, true);
-    words[i] = [libc.cstring(w), c];
+    words.push([libc.cstring(w), c]);
     totalWords += c;
     libc.free(w);
   }

@@ -7,34 +7,69 @@ export interface NumExpr {
   terms: Array<{ sign: 1 | -1; lit: number; vars: string[] }>;
 }
 
-export type Expect =
-  | { kind: 'ok' }
-  | { kind: 'errno'; errno: number; name: string }
-  | { kind: 'value'; expr: NumExpr };
+export type Expect = { kind: 'ok' } | { kind: 'errno'; errno: number; name: string } | { kind: 'value'; expr: NumExpr };
 
 export type Pattern = { kind: 'tag' } | { kind: 'zero' } | { kind: 'byte'; byte: number };
 /** what a probe finds: no mapping, a PROT_NONE mapping, a read-only or a writable one */
 export const PROBE_STATES = ['unmapped', 'none', 'readonly', 'writable'] as const;
 export type ProbeState = (typeof PROBE_STATES)[number];
-export interface ProbeRun { pages?: NumExpr; len?: NumExpr; state: ProbeState }
+export interface ProbeRun {
+  pages?: NumExpr;
+  len?: NumExpr;
+  state: ProbeState;
+}
 export const TOUCH_ACCESSES = ['read', 'write'] as const;
 export type TouchAccess = (typeof TOUCH_ACCESSES)[number];
 
-export interface StepCommon { line: number; thread: number; repeat: number }
-export interface SyscallCommon extends StepCommon { as?: string; expect: Expect }
+export interface StepCommon {
+  line: number;
+  thread: number;
+  repeat: number;
+}
+export interface SyscallCommon extends StepCommon {
+  as?: string;
+  expect: Expect;
+}
 export type Step =
-  | (SyscallCommon & { op: 'mmap'; addr: NumExpr; len: NumExpr; prot: number; flags: number; fd: NumExpr; offset: NumExpr })
+  | (SyscallCommon & {
+      op: 'mmap';
+      addr: NumExpr;
+      len: NumExpr;
+      prot: number;
+      flags: number;
+      fd: NumExpr;
+      offset: NumExpr;
+    })
   | (SyscallCommon & { op: 'munmap'; addr: NumExpr; len: NumExpr })
   | (SyscallCommon & { op: 'mprotect'; addr: NumExpr; len: NumExpr; prot: number })
   | (SyscallCommon & {
-    op: 'mremap'; addr: NumExpr; oldLen: NumExpr; newLen: NumExpr; flags: number; newAddr?: NumExpr;
-  })
+      op: 'mremap';
+      addr: NumExpr;
+      oldLen: NumExpr;
+      newLen: NumExpr;
+      flags: number;
+      newAddr?: NumExpr;
+    })
   | (SyscallCommon & { op: 'brk'; addr: NumExpr })
-  | (StepCommon & { op: 'fill'; addr: NumExpr; len: NumExpr; pattern: Pattern; gen: number; region: string; page: NumExpr })
   | (StepCommon & {
-    op: 'check'; addr: NumExpr; len: NumExpr; pattern: Pattern; gen: number; region: string; page: NumExpr;
-    writer?: number;
-  })
+      op: 'fill';
+      addr: NumExpr;
+      len: NumExpr;
+      pattern: Pattern;
+      gen: number;
+      region: string;
+      page: NumExpr;
+    })
+  | (StepCommon & {
+      op: 'check';
+      addr: NumExpr;
+      len: NumExpr;
+      pattern: Pattern;
+      gen: number;
+      region: string;
+      page: NumExpr;
+      writer?: number;
+    })
   | (StepCommon & { op: 'probe'; addr: NumExpr; len: NumExpr; expectProbe?: ProbeRun[] })
   | (StepCommon & { op: 'touch'; addr: NumExpr; len: NumExpr; access: TouchAccess })
   | (StepCommon & { op: 'barrier'; label: string; ordinal: number });
@@ -68,4 +103,3 @@ export class ScenarioError extends Error {
     this.name = 'ScenarioError';
   }
 }
-

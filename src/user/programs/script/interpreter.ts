@@ -2,13 +2,33 @@
 // thread's statistics and output in its area of the control region (layout.ts). Threads meet at
 // kernel barriers; the program drives them (driveWithBarriers) and tests can drive several
 // round-robin (runScriptThread).
-import { MAP_ANONYMOUS,MAP_FIXED,MAP_PRIVATE,PAGE_SIZE,PROT_READ,PROT_WRITE,SEGV_ACCERR,STDOUT_FILENO,TASK_SIZE,errnoName } from '../../../uapi/abi.ts';
+import {
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_PRIVATE,
+  PAGE_SIZE,
+  PROT_READ,
+  PROT_WRITE,
+  SEGV_ACCERR,
+  STDOUT_FILENO,
+  TASK_SIZE,
+  errnoName,
+} from '../../../uapi/abi.ts';
 import type { UserContext } from '../../../uapi/program.ts';
-import { decodePageTag,describePageContent,regionId,writeTaggedPage } from './tags.ts';
-import { ctlRegionSize,kOutPages,kStatFailures,kStatFirstLine,kStatMsg,kStatMsgLen,kStatSteps,kVarBias,threadArea } from './layout.ts';
-import { Expect,NumExpr,ProbeState,Scenario,Step } from './format.ts';
+import { decodePageTag, describePageContent, regionId, writeTaggedPage } from './tags.ts';
+import {
+  ctlRegionSize,
+  kOutPages,
+  kStatFailures,
+  kStatFirstLine,
+  kStatMsg,
+  kStatMsgLen,
+  kStatSteps,
+  kVarBias,
+  threadArea,
+} from './layout.ts';
+import { Expect, NumExpr, ProbeState, Scenario, Step } from './format.ts';
 import { hex } from '../../../lib/text.ts';
-
 
 /** A step that did not do what the scenario expects; caught per step (never a UserSignal). */
 export class StepFailure extends Error {}
@@ -43,8 +63,10 @@ export class ScriptThread {
     const raw = this.u.mmu.load64(this.sc.ctlBase + 8 * slot);
     if (raw === 0) {
       const by = (this.sc.varSetters.get(name) ?? []).map((s) => `line ${s.line} (thread ${s.thread})`).join(', ');
-      throw new StepFailure(`variable ${name} in "${field}" is not set: it is set by ${by}; if that step ran it failed, `
-        + 'and if it runs on another thread, put a barrier between them');
+      throw new StepFailure(
+        `variable ${name} in "${field}" is not set: it is set by ${by}; if that step ran it failed, ` +
+          'and if it runs on another thread, put a barrier between them',
+      );
     }
     return raw - kVarBias;
   }
@@ -70,7 +92,8 @@ export class ScriptThread {
   pages(addrE: NumExpr, lenE: NumExpr): { addr: number; n: number } {
     const addr = this.eval(addrE, 'addr');
     const len = this.eval(lenE, 'len');
-    if (addr < 0 || addr % PAGE_SIZE !== 0) throw new StepFailure(`addr ${hex(addr)} is not a page-aligned user address`);
+    if (addr < 0 || addr % PAGE_SIZE !== 0)
+      throw new StepFailure(`addr ${hex(addr)} is not a page-aligned user address`);
     if (len <= 0) throw new StepFailure(`len ${len} must be positive`);
     return { addr, n: Math.ceil(len / PAGE_SIZE) };
   }
@@ -129,7 +152,13 @@ export class ScriptThread {
   }
 
   barrierDone(step: Extract<Step, { op: 'barrier' }>, ret: number): void {
-    const out: Record<string, OutValue> = { line: step.line, thread: this.t, op: 'barrier', id: step.label, ret: fmtRet(ret) };
+    const out: Record<string, OutValue> = {
+      line: step.line,
+      thread: this.t,
+      op: 'barrier',
+      id: step.label,
+      ret: fmtRet(ret),
+    };
     this.finish(out, ret < 0 ? `barrier returned ${describeRet(ret)}` : undefined, step.line);
   }
 
@@ -137,23 +166,42 @@ export class ScriptThread {
     const { sys } = this.u;
     switch (step.op) {
       case 'mmap':
-        return this.syscall(step, out, () => sys.mmap(
-          this.eval(step.addr, 'addr'), this.eval(step.len, 'len'), step.prot, step.flags,
-          this.eval(step.fd, 'fd'), this.eval(step.offset, 'offset')));
+        return this.syscall(step, out, () =>
+          sys.mmap(
+            this.eval(step.addr, 'addr'),
+            this.eval(step.len, 'len'),
+            step.prot,
+            step.flags,
+            this.eval(step.fd, 'fd'),
+            this.eval(step.offset, 'offset'),
+          ),
+        );
       case 'munmap':
         return this.syscall(step, out, () => sys.munmap(this.eval(step.addr, 'addr'), this.eval(step.len, 'len')));
       case 'mprotect':
-        return this.syscall(step, out, () => sys.mprotect(this.eval(step.addr, 'addr'), this.eval(step.len, 'len'), step.prot));
+        return this.syscall(step, out, () =>
+          sys.mprotect(this.eval(step.addr, 'addr'), this.eval(step.len, 'len'), step.prot),
+        );
       case 'mremap':
-        return this.syscall(step, out, () => sys.mremap(
-          this.eval(step.addr, 'addr'), this.eval(step.oldLen, 'old_len'), this.eval(step.newLen, 'new_len'), step.flags,
-          step.newAddr ? this.eval(step.newAddr, 'new_addr') : undefined));
+        return this.syscall(step, out, () =>
+          sys.mremap(
+            this.eval(step.addr, 'addr'),
+            this.eval(step.oldLen, 'old_len'),
+            this.eval(step.newLen, 'new_len'),
+            step.flags,
+            step.newAddr ? this.eval(step.newAddr, 'new_addr') : undefined,
+          ),
+        );
       case 'brk':
         return this.syscall(step, out, () => sys.brk(this.eval(step.addr, 'addr')));
-      case 'fill': return this.fill(step, out);
-      case 'check': return this.check(step, out);
-      case 'probe': return this.probe(step, out);
-      case 'touch': return this.touch(step, out);
+      case 'fill':
+        return this.fill(step, out);
+      case 'check':
+        return this.check(step, out);
+      case 'probe':
+        return this.probe(step, out);
+      case 'touch':
+        return this.touch(step, out);
     }
   }
 
@@ -165,8 +213,16 @@ export class ScriptThread {
     let ok: boolean;
     let want: string;
     switch (step.expect.kind) {
-      case 'ok': ok = ret >= 0; want = 'ok'; out.expect = want; break;
-      case 'errno': ok = ret === -step.expect.errno; want = step.expect.name; out.expect = want; break;
+      case 'ok':
+        ok = ret >= 0;
+        want = 'ok';
+        out.expect = want;
+        break;
+      case 'errno':
+        ok = ret === -step.expect.errno;
+        want = step.expect.name;
+        out.expect = want;
+        break;
       case 'value': {
         const v = this.eval(step.expect.expr, 'expect');
         ok = ret === v;
@@ -216,8 +272,9 @@ export class ScriptThread {
       const va = addr + i * PAGE_SIZE;
       let want: string;
       if (step.pattern.kind === 'tag') {
-        want = `region ${step.region} page ${page0 + i} generation ${step.gen}`
-          + (step.writer !== undefined ? ` written by thread ${step.writer}` : '');
+        want =
+          `region ${step.region} page ${page0 + i} generation ${step.gen}` +
+          (step.writer !== undefined ? ` written by thread ${step.writer}` : '');
       } else {
         want = step.pattern.kind === 'zero' ? 'zeros' : `bytes ${hex(step.pattern.byte)} throughout`;
       }
@@ -230,8 +287,13 @@ export class ScriptThread {
         const c = decodePageTag(buf);
         let good: boolean;
         if (step.pattern.kind === 'tag') {
-          good = c.kind === 'tag' && c.intact && c.tag.region === id && c.tag.page === page0 + i
-            && c.tag.generation === step.gen && (step.writer === undefined || c.tag.thread === step.writer);
+          good =
+            c.kind === 'tag' &&
+            c.intact &&
+            c.tag.region === id &&
+            c.tag.page === page0 + i &&
+            c.tag.generation === step.gen &&
+            (step.writer === undefined || c.tag.thread === step.writer);
         } else if (step.pattern.kind === 'zero') {
           good = c.kind === 'zeros';
         } else {
@@ -239,7 +301,8 @@ export class ScriptThread {
         }
         if (!good) got = `holds ${describePageContent(c, this.sc.regionNames)}`;
       }
-      if (got !== undefined && bad++ === 0) first = `page at ${hex(va)} (page ${i} of the range) ${got}, expected ${want}`;
+      if (got !== undefined && bad++ === 0)
+        first = `page at ${hex(va)} (page ${i} of the range) ${got}, expected ${want}`;
     }
     if (bad > 0) throw new StepFailure(`${bad} of ${plural(n, 'page')} wrong; first: ${first}`);
   }
@@ -255,7 +318,9 @@ export class ScriptThread {
     const len = this.eval(step.len, 'len');
     if (len <= 0) throw new StepFailure(`len ${len} must be positive`);
     if (addr < 0 || addr + len > TASK_SIZE) {
-      throw new StepFailure(`[${hex(addr)} - ${hex(addr + len)}) is not a user range (below TASK_SIZE ${hex(TASK_SIZE)})`);
+      throw new StepFailure(
+        `[${hex(addr)} - ${hex(addr + len)}) is not a user range (below TASK_SIZE ${hex(TASK_SIZE)})`,
+      );
     }
     out.range = `[${hex(addr)} - ${hex(addr + len)})`;
     out.access = step.access;
@@ -281,7 +346,9 @@ export class ScriptThread {
     if (!step.expectProbe) return;
     const want: ProbeState[] = [];
     step.expectProbe.forEach((r, k) => {
-      const pages = r.pages ? this.eval(r.pages, `expect_probe[${k}].pages`) : Math.ceil(this.eval(r.len!, `expect_probe[${k}].len`) / PAGE_SIZE);
+      const pages = r.pages
+        ? this.eval(r.pages, `expect_probe[${k}].pages`)
+        : Math.ceil(this.eval(r.len!, `expect_probe[${k}].len`) / PAGE_SIZE);
       for (let i = 0; i < pages && want.length <= n; i++) want.push(r.state);
     });
     if (want.length !== n) {
@@ -289,7 +356,9 @@ export class ScriptThread {
     }
     const i = states.findIndex((s, k) => s !== want[k]);
     if (i >= 0) {
-      throw new StepFailure(`page at ${hex(addr + i * PAGE_SIZE)} (page ${i} of the range) is ${states[i]}, expected ${want[i]}`);
+      throw new StepFailure(
+        `page at ${hex(addr + i * PAGE_SIZE)} (page ${i} of the range) is ${states[i]}, expected ${want[i]}`,
+      );
     }
   }
 }
@@ -315,7 +384,7 @@ export function* runScriptThread(u: UserContext, sc: Scenario, t: number): Gener
 
 export function driveWithBarriers(u: UserContext, sc: Scenario, t: number): number {
   const g = runScriptThread(u, sc, t);
-  for (let r = g.next(0); ; ) {
+  for (let r = g.next(0); ;) {
     if (r.done) return r.value;
     r = g.next(u.sys.barrier(r.value, sc.threads));
   }
@@ -323,8 +392,13 @@ export function driveWithBarriers(u: UserContext, sc: Scenario, t: number): numb
 
 /** Map the control region (main, before starting threads). Returns 0 or -errno. */
 export function mapScriptControl(u: UserContext, sc: Scenario): number {
-  const ret = u.sys.mmap(sc.ctlBase, ctlRegionSize(sc.threads), PROT_READ | PROT_WRITE,
-    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  const ret = u.sys.mmap(
+    sc.ctlBase,
+    ctlRegionSize(sc.threads),
+    PROT_READ | PROT_WRITE,
+    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED,
+    -1,
+    0,
+  );
   return ret === sc.ctlBase ? 0 : ret < 0 ? ret : -1;
 }
-

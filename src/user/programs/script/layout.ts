@@ -23,4 +23,3 @@ export const kStatMsg = 32;
 /** Bytes of the control region for a scenario with `threads` threads. */
 export const ctlRegionSize = (threads: number): number => PAGE_SIZE * (1 + threads * kThreadPages);
 export const threadArea = (ctl: number, t: number): number => ctl + PAGE_SIZE * (1 + t * kThreadPages);
-

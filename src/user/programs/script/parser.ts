@@ -3,17 +3,50 @@
 // scenario is one ScenarioError naming the file, line and field.
 import { z } from 'zod';
 import {
-ERRNO_NAMES,MAP_ANONYMOUS,MAP_FIXED,MAP_NAMES,MAP_PRIVATE,MREMAP_FIXED,MREMAP_NAMES,PAGE_SIZE,
-PROT_NAMES,PROT_READ,PROT_WRITE,TASK_SIZE,errnoByName
+  ERRNO_NAMES,
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_NAMES,
+  MAP_PRIVATE,
+  MREMAP_FIXED,
+  MREMAP_NAMES,
+  PAGE_SIZE,
+  PROT_NAMES,
+  PROT_READ,
+  PROT_WRITE,
+  TASK_SIZE,
+  errnoByName,
 } from '../../../uapi/abi.ts';
-import { closest,excerpt } from '../../../lib/text.ts';
+import { closest, excerpt } from '../../../lib/text.ts';
 import { regionId } from './tags.ts';
-import { ctlRegionSize,kDefaultCtlBase,kMaxRepeat,kMaxThreads,kMaxVars } from './layout.ts';
-import { Expect,NumExpr,PROBE_STATES,Pattern,ProbeRun,ProbeState,Scenario,ScenarioError,Step,TOUCH_ACCESSES,TouchAccess } from './format.ts';
+import { ctlRegionSize, kDefaultCtlBase, kMaxRepeat, kMaxThreads, kMaxVars } from './layout.ts';
+import {
+  Expect,
+  NumExpr,
+  PROBE_STATES,
+  Pattern,
+  ProbeRun,
+  ProbeState,
+  Scenario,
+  ScenarioError,
+  Step,
+  TOUCH_ACCESSES,
+  TouchAccess,
+} from './format.ts';
 import { hex } from '../../../lib/text.ts';
 
-
-export const OPS = ['mmap', 'munmap', 'mprotect', 'mremap', 'brk', 'fill', 'check', 'probe', 'touch', 'barrier'] as const;
+export const OPS = [
+  'mmap',
+  'munmap',
+  'mprotect',
+  'mremap',
+  'brk',
+  'fill',
+  'check',
+  'probe',
+  'touch',
+  'barrier',
+] as const;
 export type Op = (typeof OPS)[number];
 
 /** `; did you mean "X"?` for the closest candidate, or '' when nothing is close. */
@@ -22,9 +55,12 @@ export function didYouMean(word: string, candidates: Iterable<string>): string {
   return best !== undefined ? `; did you mean "${best}"?` : '';
 }
 
-export const kNumHelp = 'an integer like 4096 or "0x1000", a variable "$a", or an expression like "$a+0x1000" or "63*4096"';
+export const kNumHelp =
+  'an integer like 4096 or "0x1000", a variable "$a", or an expression like "$a+0x1000" or "63*4096"';
 export const zNum = z.union([z.number(), z.string()], { error: `must be ${kNumHelp}` });
-export const zFlags = z.union([z.number(), z.string()], { error: 'must be flag names like "MAP_PRIVATE|MAP_ANONYMOUS" or a number' });
+export const zFlags = z.union([z.number(), z.string()], {
+  error: 'must be flag names like "MAP_PRIVATE|MAP_ANONYMOUS" or a number',
+});
 export const zExpect = z.union([z.number(), z.string()], {
   error: 'must be "ok", an errno name like "EINVAL", a number, or a variable expression like "$a"',
 });
@@ -43,37 +79,66 @@ export const zCommon = {
 };
 export const zSyscall = { as: zVarName.optional(), expect: zExpect.optional() };
 export const zRange = { addr: zNum, len: zNum };
-export const zPatternFields = { pattern: zPattern.optional(), gen: zGen.optional(), region: zRegion.optional(), page: zNum.optional() };
+export const zPatternFields = {
+  pattern: zPattern.optional(),
+  gen: zGen.optional(),
+  region: zRegion.optional(),
+  page: zNum.optional(),
+};
 
 export const STEP_SCHEMAS = {
   mmap: z.strictObject({
-    ...zCommon, ...zSyscall, addr: zNum.optional(), len: zNum, prot: zFlags.optional(), flags: zFlags.optional(),
-    fd: zNum.optional(), offset: zNum.optional(),
+    ...zCommon,
+    ...zSyscall,
+    addr: zNum.optional(),
+    len: zNum,
+    prot: zFlags.optional(),
+    flags: zFlags.optional(),
+    fd: zNum.optional(),
+    offset: zNum.optional(),
   }),
   munmap: z.strictObject({ ...zCommon, ...zSyscall, ...zRange }),
   mprotect: z.strictObject({ ...zCommon, ...zSyscall, ...zRange, prot: zFlags }),
   mremap: z.strictObject({
-    ...zCommon, ...zSyscall, addr: zNum, old_len: zNum, new_len: zNum, flags: zFlags.optional(), new_addr: zNum.optional(),
+    ...zCommon,
+    ...zSyscall,
+    addr: zNum,
+    old_len: zNum,
+    new_len: zNum,
+    flags: zFlags.optional(),
+    new_addr: zNum.optional(),
   }),
   brk: z.strictObject({ ...zCommon, ...zSyscall, addr: zNum }),
   fill: z.strictObject({ ...zCommon, ...zRange, ...zPatternFields }),
   check: z.strictObject({
-    ...zCommon, ...zRange, ...zPatternFields,
+    ...zCommon,
+    ...zRange,
+    ...zPatternFields,
     writer: zInt(0, kMaxThreads - 1, 'must be the index of the thread expected to have written the pages').optional(),
   }),
   probe: z.strictObject({
-    ...zCommon, ...zRange,
-    expect_probe: z.union([
-      z.string(),
-      z.array(z.strictObject({ pages: zNum.optional(), len: zNum.optional(), state: z.string() })),
-    ], { error: 'must be a state ("unmapped", "none", "readonly", "writable") or a list of {"pages": n, "state": s} or {"len": n, "state": s} runs' }).optional(),
+    ...zCommon,
+    ...zRange,
+    expect_probe: z
+      .union(
+        [z.string(), z.array(z.strictObject({ pages: zNum.optional(), len: zNum.optional(), state: z.string() }))],
+        {
+          error:
+            'must be a state ("unmapped", "none", "readonly", "writable") or a list of {"pages": n, "state": s} or {"len": n, "state": s} runs',
+        },
+      )
+      .optional(),
   }),
   touch: z.strictObject({
-    ...zCommon, addr: zNum, len: zNum.optional(),
+    ...zCommon,
+    addr: zNum,
+    len: zNum.optional(),
     access: z.string({ error: 'must be "read" or "write"' }).optional(),
   }),
   barrier: z.strictObject({
-    thread: zCommon.thread, op: zCommon.op, comment: zCommon.comment,
+    thread: zCommon.thread,
+    op: zCommon.op,
+    comment: zCommon.comment,
     id: z.union([z.number(), z.string()], { error: 'must be a number or a string label' }).optional(),
   }),
 } satisfies Record<Op, z.ZodObject>;
@@ -108,7 +173,10 @@ export class Parser {
       const k = issue.keys[0] ?? '';
       return this.fail(line, `unknown field "${k}" in ${what}${didYouMean(k, fields)} (fields: ${fields.join(', ')})`);
     }
-    const field = issue.path.map((p) => (typeof p === 'number' ? `[${p}]` : String(p))).join('.').replace(/\.\[/g, '[');
+    const field = issue.path
+      .map((p) => (typeof p === 'number' ? `[${p}]` : String(p)))
+      .join('.')
+      .replace(/\.\[/g, '[');
     if (issue.path.length === 1 && !(String(issue.path[0]) in obj)) return this.fail(line, `${what} needs "${field}"`);
     return this.fail(line, `"${field}" ${issue.message}`);
   }
@@ -119,9 +187,17 @@ export class Parser {
 
   num(raw: number | string, field: string, line: number): NumExpr {
     const bad = (why: string): never =>
-      this.fail(line, `bad number ${typeof raw === 'string' ? JSON.stringify(excerpt(raw)) : raw} in "${field}"${why}: expected ${kNumHelp}`);
+      this.fail(
+        line,
+        `bad number ${typeof raw === 'string' ? JSON.stringify(excerpt(raw)) : raw} in "${field}"${why}: expected ${kNumHelp}`,
+      );
     if (typeof raw === 'number') {
-      if (!Number.isSafeInteger(raw)) bad(Number.isInteger(raw) ? ' (beyond 2^53: a JSON number loses precision there; write a 64-bit value as a hex string, "0xfffffffffffff001")' : ' (not an integer)');
+      if (!Number.isSafeInteger(raw))
+        bad(
+          Number.isInteger(raw)
+            ? ' (beyond 2^53: a JSON number loses precision there; write a 64-bit value as a hex string, "0xfffffffffffff001")'
+            : ' (not an integer)',
+        );
       return { text: String(raw), terms: [{ sign: 1, lit: raw, vars: [] }] };
     }
     // A lone literal is a 64-bit register value: up to 2^64 - 1, passed as its signed 64-bit value
@@ -132,7 +208,10 @@ export class Parser {
       if (b >= 2n ** 64n) bad(' (beyond 2^64 - 1: a syscall argument is 64 bits)');
       const signed = BigInt.asIntN(64, b);
       const v = Number(signed);
-      if (BigInt(v) !== signed) bad(' (a 64-bit value a double cannot hold exactly: splitkern passes syscall arguments as the signed 64-bit value in a double; use one within 2^53 of 0 or of 2^64)');
+      if (BigInt(v) !== signed)
+        bad(
+          ' (a 64-bit value a double cannot hold exactly: splitkern passes syscall arguments as the signed 64-bit value in a double; use one within 2^53 of 0 or of 2^64)',
+        );
       return { text: raw.trim(), terms: [{ sign: 1, lit: v, vars: [] }] };
     }
     const tok = /\s*(\$[A-Za-z_][A-Za-z0-9_]*|0[xX][0-9a-fA-F]+|[0-9]+|[-+*])\s*/y;
@@ -149,7 +228,10 @@ export class Parser {
     const terms: NumExpr['terms'] = [];
     let i = 0;
     let sign: 1 | -1 = 1;
-    if (toks[0] === '-' || toks[0] === '+') { sign = toks[0] === '-' ? -1 : 1; i++; }
+    if (toks[0] === '-' || toks[0] === '+') {
+      sign = toks[0] === '-' ? -1 : 1;
+      i++;
+    }
     for (;;) {
       const term = { sign, lit: 1, vars: [] as string[] };
       for (;;) {
@@ -184,18 +266,28 @@ export class Parser {
   literalUserRange(addrE: NumExpr, lenE: NumExpr, aligned: boolean, line: number): void {
     const a = constValue(addrE);
     const l = constValue(lenE);
-    if (a !== undefined && (a < 0 || a >= TASK_SIZE)) this.fail(line, `"addr" ${addrE.text} is not a user address (0 to TASK_SIZE ${hex(TASK_SIZE)})`);
-    if (a !== undefined && aligned && a % PAGE_SIZE !== 0) this.fail(line, `"addr" ${addrE.text} is not page-aligned (a multiple of ${hex(PAGE_SIZE)})`);
+    if (a !== undefined && (a < 0 || a >= TASK_SIZE))
+      this.fail(line, `"addr" ${addrE.text} is not a user address (0 to TASK_SIZE ${hex(TASK_SIZE)})`);
+    if (a !== undefined && aligned && a % PAGE_SIZE !== 0)
+      this.fail(line, `"addr" ${addrE.text} is not page-aligned (a multiple of ${hex(PAGE_SIZE)})`);
     if (l !== undefined && l <= 0) this.fail(line, `"len" ${lenE.text} must be positive`);
     if (a !== undefined && l !== undefined && a + l > TASK_SIZE) {
       this.fail(line, `[${hex(a)} - ${hex(a + l)}) is not a user range: it ends above TASK_SIZE ${hex(TASK_SIZE)}`);
     }
   }
 
-  flags(raw: number | string | undefined, dflt: number, table: Record<string, number>, kind: string, field: string, line: number): number {
+  flags(
+    raw: number | string | undefined,
+    dflt: number,
+    table: Record<string, number>,
+    kind: string,
+    field: string,
+    line: number,
+  ): number {
     if (raw === undefined) return dflt;
     if (typeof raw === 'number') {
-      if (!Number.isSafeInteger(raw) || raw < 0 || raw > 0xffffffff) this.fail(line, `bad ${field} ${raw}: flags are a non-negative 32-bit integer`);
+      if (!Number.isSafeInteger(raw) || raw < 0 || raw > 0xffffffff)
+        this.fail(line, `bad ${field} ${raw}: flags are a non-negative 32-bit integer`);
       return raw;
     }
     let v = 0;
@@ -203,12 +295,26 @@ export class Parser {
       const part = part0.trim();
       if (part === '') continue;
       const known = table[part];
-      if (known !== undefined) { v = (v | known) >>> 0; continue; }
-      if (/^(0[xX][0-9a-fA-F]+|[0-9]+)$/.test(part) && Number(part) <= 0xffffffff) { v = (v | Number(part)) >>> 0; continue; }
-      for (const [otherKind, other] of [['protection', PROT_NAMES], ['mmap flag', MAP_NAMES], ['mremap flag', MREMAP_NAMES]] as const) {
-        if (other !== table && part in other) this.fail(line, `"${part}" is a ${otherKind}, not a ${kind} (in "${field}")`);
+      if (known !== undefined) {
+        v = (v | known) >>> 0;
+        continue;
       }
-      this.fail(line, `unknown ${kind} "${part}" in "${field}"${didYouMean(part, Object.keys(table))} (known: ${Object.keys(table).join(', ')})`);
+      if (/^(0[xX][0-9a-fA-F]+|[0-9]+)$/.test(part) && Number(part) <= 0xffffffff) {
+        v = (v | Number(part)) >>> 0;
+        continue;
+      }
+      for (const [otherKind, other] of [
+        ['protection', PROT_NAMES],
+        ['mmap flag', MAP_NAMES],
+        ['mremap flag', MREMAP_NAMES],
+      ] as const) {
+        if (other !== table && part in other)
+          this.fail(line, `"${part}" is a ${otherKind}, not a ${kind} (in "${field}")`);
+      }
+      this.fail(
+        line,
+        `unknown ${kind} "${part}" in "${field}"${didYouMean(part, Object.keys(table))} (known: ${Object.keys(table).join(', ')})`,
+      );
     }
     return v;
   }
@@ -220,18 +326,23 @@ export class Parser {
       const name = raw.trim().replace(/^-/, '');
       const errno = errnoByName(name);
       if (errno === undefined) {
-        this.fail(line, `unknown errno "${raw}" in "expect"${didYouMean(name, Object.values(ERRNO_NAMES))} (or use "ok" or a number)`);
+        this.fail(
+          line,
+          `unknown errno "${raw}" in "expect"${didYouMean(name, Object.values(ERRNO_NAMES))} (or use "ok" or a number)`,
+        );
       }
-      return { kind: 'errno', errno: errno!, name };
+      return { kind: 'errno', errno: errno, name };
     }
     return { kind: 'value', expr: this.num(raw, 'expect', line) };
   }
 
   assign(name: string | undefined, line: number, thread: number): string | undefined {
     if (name === undefined) return undefined;
-    if (!/^\$[A-Za-z_][A-Za-z0-9_]*$/.test(name)) this.fail(line, `bad variable name "${name}" in "as": use "$" and a name, like "$a" or "$old_base"`);
+    if (!/^\$[A-Za-z_][A-Za-z0-9_]*$/.test(name))
+      this.fail(line, `bad variable name "${name}" in "as": use "$" and a name, like "$a" or "$old_base"`);
     if (!this.varSlots.has(name)) {
-      if (this.varSlots.size >= kMaxVars) this.fail(line, `too many variables (kMaxVars = ${kMaxVars}, one 8-byte slot each in the vars page)`);
+      if (this.varSlots.size >= kMaxVars)
+        this.fail(line, `too many variables (kMaxVars = ${kMaxVars}, one 8-byte slot each in the vars page)`);
       this.varSlots.set(name, this.varSlots.size);
     }
     const setters = this.varSetters.get(name) ?? [];
@@ -244,17 +355,22 @@ export class Parser {
     if (raw === undefined || raw === 'tag') return { kind: 'tag' };
     if (raw === 'zero') return { kind: 'zero' };
     if (typeof raw === 'number') {
-      if (!Number.isInteger(raw) || raw < 0 || raw > 255) this.fail(line, `bad pattern ${raw}: a byte pattern is an integer 0..255`);
+      if (!Number.isInteger(raw) || raw < 0 || raw > 255)
+        this.fail(line, `bad pattern ${raw}: a byte pattern is an integer 0..255`);
       return raw === 0 ? { kind: 'zero' } : { kind: 'byte', byte: raw };
     }
-    return this.fail(line, `unknown pattern "${raw}"${didYouMean(raw, ['tag', 'zero'])} (patterns: "tag", "zero", or a byte 0..255)`);
+    return this.fail(
+      line,
+      `unknown pattern "${raw}"${didYouMean(raw, ['tag', 'zero'])} (patterns: "tag", "zero", or a byte 0..255)`,
+    );
   }
 
   region(name: string | undefined, line: number): string {
     const r = name ?? 'main';
     const id = regionId(r);
     const had = this.regionNames.get(id);
-    if (had !== undefined && had !== r) this.fail(line, `region names "${had}" and "${r}" hash to the same tag id; rename one`);
+    if (had !== undefined && had !== r)
+      this.fail(line, `region names "${had}" and "${r}" hash to the same tag id; rename one`);
     this.regionNames.set(id, r);
     return r;
   }
@@ -262,14 +378,22 @@ export class Parser {
   touchAccess(raw: string | undefined, line: number): TouchAccess {
     if (raw === undefined) return 'read';
     const a = TOUCH_ACCESSES.find((x) => x === raw);
-    if (a === undefined) this.fail(line, `unknown access "${raw}" in "access"${didYouMean(raw, TOUCH_ACCESSES)} (accesses: ${TOUCH_ACCESSES.join(', ')})`);
-    return a!;
+    if (a === undefined)
+      this.fail(
+        line,
+        `unknown access "${raw}" in "access"${didYouMean(raw, TOUCH_ACCESSES)} (accesses: ${TOUCH_ACCESSES.join(', ')})`,
+      );
+    return a;
   }
 
   probeState(raw: string, line: number): ProbeState {
     const s = PROBE_STATES.find((x) => x === raw);
-    if (s === undefined) this.fail(line, `unknown probe state "${raw}"${didYouMean(raw, PROBE_STATES)} (states: ${PROBE_STATES.join(', ')})`);
-    return s!;
+    if (s === undefined)
+      this.fail(
+        line,
+        `unknown probe state "${raw}"${didYouMean(raw, PROBE_STATES)} (states: ${PROBE_STATES.join(', ')})`,
+      );
+    return s;
   }
 }
 
@@ -277,7 +401,13 @@ export const lit = (v: number): NumExpr => ({ text: String(v), terms: [{ sign: 1
 export const constValue = (e: NumExpr): number | undefined =>
   e.terms.every((t) => t.vars.length === 0) ? e.terms.reduce((s, t) => s + t.sign * t.lit, 0) : undefined;
 
-export function compileStep(p: Parser, op: Op, obj: Record<string, unknown>, line: number, barrierOrdinal: number): Step {
+export function compileStep(
+  p: Parser,
+  op: Op,
+  obj: Record<string, unknown>,
+  line: number,
+  barrierOrdinal: number,
+): Step {
   const what = `a ${op} step`;
   const common = (d: { thread?: number; repeat?: number }) => ({ line, thread: d.thread ?? 0, repeat: d.repeat ?? 1 });
   switch (op) {
@@ -288,28 +418,41 @@ export function compileStep(p: Parser, op: Op, obj: Record<string, unknown>, lin
       const flags = p.flags(d.flags, MAP_PRIVATE | MAP_ANONYMOUS, MAP_NAMES, 'mmap flag', 'flags', line);
       const dflt: Expect = flags & MAP_FIXED ? { kind: 'value', expr: addr } : { kind: 'ok' };
       return {
-        ...c, op, addr, len: p.num(d.len, 'len', line),
-        prot: p.flags(d.prot, PROT_READ | PROT_WRITE, PROT_NAMES, 'protection', 'prot', line), flags,
+        ...c,
+        op,
+        addr,
+        len: p.num(d.len, 'len', line),
+        prot: p.flags(d.prot, PROT_READ | PROT_WRITE, PROT_NAMES, 'protection', 'prot', line),
+        flags,
         fd: d.fd === undefined ? lit(-1) : p.num(d.fd, 'fd', line),
         offset: d.offset === undefined ? lit(0) : p.num(d.offset, 'offset', line),
-        as: p.assign(d.as, line, c.thread), expect: p.expect(d.expect, dflt, line),
+        as: p.assign(d.as, line, c.thread),
+        expect: p.expect(d.expect, dflt, line),
       };
     }
     case 'munmap': {
       const d = p.validate(STEP_SCHEMAS.munmap, obj, what, line);
       const c = common(d);
       return {
-        ...c, op, addr: p.num(d.addr, 'addr', line), len: p.num(d.len, 'len', line),
-        as: p.assign(d.as, line, c.thread), expect: p.expect(d.expect, { kind: 'ok' }, line),
+        ...c,
+        op,
+        addr: p.num(d.addr, 'addr', line),
+        len: p.num(d.len, 'len', line),
+        as: p.assign(d.as, line, c.thread),
+        expect: p.expect(d.expect, { kind: 'ok' }, line),
       };
     }
     case 'mprotect': {
       const d = p.validate(STEP_SCHEMAS.mprotect, obj, what, line);
       const c = common(d);
       return {
-        ...c, op, addr: p.num(d.addr, 'addr', line), len: p.num(d.len, 'len', line),
+        ...c,
+        op,
+        addr: p.num(d.addr, 'addr', line),
+        len: p.num(d.len, 'len', line),
         prot: p.flags(d.prot, 0, PROT_NAMES, 'protection', 'prot', line),
-        as: p.assign(d.as, line, c.thread), expect: p.expect(d.expect, { kind: 'ok' }, line),
+        as: p.assign(d.as, line, c.thread),
+        expect: p.expect(d.expect, { kind: 'ok' }, line),
       };
     }
     case 'mremap': {
@@ -319,9 +462,15 @@ export function compileStep(p: Parser, op: Op, obj: Record<string, unknown>, lin
       const newAddr = d.new_addr === undefined ? undefined : p.num(d.new_addr, 'new_addr', line);
       const dflt: Expect = flags & MREMAP_FIXED && newAddr ? { kind: 'value', expr: newAddr } : { kind: 'ok' };
       return {
-        ...c, op, addr: p.num(d.addr, 'addr', line), oldLen: p.num(d.old_len, 'old_len', line),
-        newLen: p.num(d.new_len, 'new_len', line), flags, newAddr,
-        as: p.assign(d.as, line, c.thread), expect: p.expect(d.expect, dflt, line),
+        ...c,
+        op,
+        addr: p.num(d.addr, 'addr', line),
+        oldLen: p.num(d.old_len, 'old_len', line),
+        newLen: p.num(d.new_len, 'new_len', line),
+        flags,
+        newAddr,
+        as: p.assign(d.as, line, c.thread),
+        expect: p.expect(d.expect, dflt, line),
       };
     }
     case 'brk': {
@@ -334,11 +483,18 @@ export function compileStep(p: Parser, op: Op, obj: Record<string, unknown>, lin
     }
     case 'fill':
     case 'check': {
-      const d = op === 'fill' ? p.validate(STEP_SCHEMAS.fill, obj, what, line) : p.validate(STEP_SCHEMAS.check, obj, what, line);
+      const d =
+        op === 'fill'
+          ? p.validate(STEP_SCHEMAS.fill, obj, what, line)
+          : p.validate(STEP_SCHEMAS.check, obj, what, line);
       const writer = 'writer' in d && typeof d.writer === 'number' ? d.writer : undefined;
       const base = {
-        ...common(d), addr: p.num(d.addr, 'addr', line), len: p.num(d.len, 'len', line),
-        pattern: p.pattern(d.pattern, line), gen: d.gen ?? 0, region: p.region(d.region, line),
+        ...common(d),
+        addr: p.num(d.addr, 'addr', line),
+        len: p.num(d.len, 'len', line),
+        pattern: p.pattern(d.pattern, line),
+        gen: d.gen ?? 0,
+        region: p.region(d.region, line),
         page: d.page === undefined ? lit(0) : p.num(d.page, 'page', line),
       };
       p.literalUserRange(base.addr, base.len, true, line);
@@ -376,7 +532,12 @@ export function compileStep(p: Parser, op: Op, obj: Record<string, unknown>, lin
     }
     case 'barrier': {
       const d = p.validate(STEP_SCHEMAS.barrier, obj, what, line);
-      return { ...common(d), op, label: d.id === undefined ? String(barrierOrdinal) : String(d.id), ordinal: barrierOrdinal };
+      return {
+        ...common(d),
+        op,
+        label: d.id === undefined ? String(barrierOrdinal) : String(d.id),
+        ordinal: barrierOrdinal,
+      };
     }
   }
 }
@@ -389,10 +550,20 @@ export function literalRanges(s: Step): Array<[number, number]> {
     return av !== undefined && lv !== undefined && lv > 0 ? [[av, av + lv]] : [];
   };
   switch (s.op) {
-    case 'mmap': return s.flags & MAP_FIXED ? r(s.addr, s.len) : [];
-    case 'munmap': case 'mprotect': case 'fill': case 'check': case 'probe': case 'touch': return r(s.addr, s.len);
-    case 'mremap': return [...r(s.addr, s.oldLen), ...(s.newAddr ? r(s.newAddr, s.newLen) : [])];
-    case 'brk': case 'barrier': return [];
+    case 'mmap':
+      return s.flags & MAP_FIXED ? r(s.addr, s.len) : [];
+    case 'munmap':
+    case 'mprotect':
+    case 'fill':
+    case 'check':
+    case 'probe':
+    case 'touch':
+      return r(s.addr, s.len);
+    case 'mremap':
+      return [...r(s.addr, s.oldLen), ...(s.newAddr ? r(s.newAddr, s.newLen) : [])];
+    case 'brk':
+    case 'barrier':
+      return [];
   }
 }
 
@@ -420,13 +591,22 @@ export function parseScenario(text: string, fileName: string): Scenario {
       p.fail(line, `invalid JSON: ${msg} (each line is one complete JSON object; comment lines start with #)`);
     }
     if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) {
-      p.fail(line, `expected a JSON object like {"thread": 0, "op": "mmap", ...}, got ${Array.isArray(obj) ? 'an array' : JSON.stringify(obj)}`);
+      p.fail(
+        line,
+        `expected a JSON object like {"thread": 0, "op": "mmap", ...}, got ${Array.isArray(obj) ? 'an array' : JSON.stringify(obj)}`,
+      );
     }
     const rec = obj as Record<string, unknown>;
     if ('scenario' in rec) {
       if (seenObject) p.fail(line, 'the header {"scenario": ...} must be the first JSON line of the file');
       const h = p.validate(zHeader, rec, 'the header', line);
-      header = { line, name: h.scenario, description: h.description, threads: h.threads, ctl: h.ctl === undefined ? undefined : p.num(h.ctl, 'ctl', line) };
+      header = {
+        line,
+        name: h.scenario,
+        description: h.description,
+        threads: h.threads,
+        ctl: h.ctl === undefined ? undefined : p.num(h.ctl, 'ctl', line),
+      };
       seenObject = true;
       continue;
     }
@@ -434,7 +614,8 @@ export function parseScenario(text: string, fileName: string): Scenario {
     const op = rec.op;
     if (typeof op !== 'string') p.fail(line, `a step needs "op" (one of ${OPS.join(', ')})`);
     const known = OPS.find((o) => o === op);
-    if (known === undefined) p.fail(line, `unknown op "${String(op)}"${didYouMean(String(op), OPS)} (ops: ${OPS.join(', ')})`);
+    if (known === undefined)
+      p.fail(line, `unknown op "${String(op)}"${didYouMean(String(op), OPS)} (ops: ${OPS.join(', ')})`);
     const t = typeof rec.thread === 'number' ? rec.thread : 0;
     const ordinal = (barrierCount.get(t) ?? 0) + 1;
     const step = compileStep(p, known!, rec, line, ordinal);
@@ -446,13 +627,19 @@ export function parseScenario(text: string, fileName: string): Scenario {
   const threads = header?.threads ?? maxThread + 1;
   for (const s of steps) {
     if (s.thread >= threads) {
-      p.fail(s.line, `thread ${s.thread} is out of range: the header declares "threads": ${threads} (threads 0..${threads - 1}); raise "threads" or fix the step`);
+      p.fail(
+        s.line,
+        `thread ${s.thread} is out of range: the header declares "threads": ${threads} (threads 0..${threads - 1}); raise "threads" or fix the step`,
+      );
     }
   }
 
   for (const u of p.varUses) {
     if (!p.varSlots.has(u.name)) {
-      p.fail(u.line, `unknown variable "${u.name}" in "${u.field}": no step sets it with "as": "${u.name}"${didYouMean(u.name, p.varSlots.keys())}`);
+      p.fail(
+        u.line,
+        `unknown variable "${u.name}" in "${u.field}": no step sets it with "as": "${u.name}"${didYouMean(u.name, p.varSlots.keys())}`,
+      );
     }
   }
 
@@ -466,10 +653,16 @@ export function parseScenario(text: string, fileName: string): Scenario {
     for (let t = 0; t < threads; t++) {
       const other = perThread[t]![k];
       if (!other) {
-        p.fail(b.line, `barrier ${JSON.stringify(b.label)} (barrier #${k + 1} of thread ${b.thread}) is never reached by thread ${t}: every thread must pass every barrier, in the same order, or the others wait forever`);
+        p.fail(
+          b.line,
+          `barrier ${JSON.stringify(b.label)} (barrier #${k + 1} of thread ${b.thread}) is never reached by thread ${t}: every thread must pass every barrier, in the same order, or the others wait forever`,
+        );
       }
       if (other!.label !== b.label) {
-        p.fail(other!.line, `thread ${t}'s barrier #${k + 1} is ${JSON.stringify(other!.label)} but thread ${b.thread}'s is ${JSON.stringify(b.label)} (line ${b.line}): threads must pass barriers in the same order`);
+        p.fail(
+          other!.line,
+          `thread ${t}'s barrier #${k + 1} is ${JSON.stringify(other!.label)} but thread ${b.thread}'s is ${JSON.stringify(b.label)} (line ${b.line}): threads must pass barriers in the same order`,
+        );
       }
     }
   }
@@ -478,7 +671,10 @@ export function parseScenario(text: string, fileName: string): Scenario {
   if (header?.ctl) {
     const v = constValue(header.ctl);
     if (v === undefined || v % PAGE_SIZE !== 0 || v <= 0 || v + ctlRegionSize(threads) > TASK_SIZE) {
-      p.fail(header.line, `"ctl" must be a literal page-aligned user address with room for ${hex(ctlRegionSize(threads))} bytes below TASK_SIZE`);
+      p.fail(
+        header.line,
+        `"ctl" must be a literal page-aligned user address with room for ${hex(ctlRegionSize(threads))} bytes below TASK_SIZE`,
+      );
     }
     ctlBase = v!;
   }
@@ -486,7 +682,10 @@ export function parseScenario(text: string, fileName: string): Scenario {
   for (const s of steps) {
     for (const [a, e] of literalRanges(s)) {
       if (a < ctlEnd && e > ctlBase) {
-        p.fail(s.line, `[${hex(a)} - ${hex(e)}) overlaps the script's control region [${hex(ctlBase)} - ${hex(ctlEnd)}); move the step's range or set "ctl" in the header`);
+        p.fail(
+          s.line,
+          `[${hex(a)} - ${hex(e)}) overlaps the script's control region [${hex(ctlBase)} - ${hex(ctlEnd)}); move the step's range or set "ctl" in the header`,
+        );
       }
     }
   }
@@ -495,8 +694,12 @@ export function parseScenario(text: string, fileName: string): Scenario {
     file: fileName,
     name: header?.name ?? fileName.replace(/^.*\//, '').replace(/\.jsonl$/, ''),
     description: header?.description,
-    threads, ctlBase, steps,
-    varSlots: p.varSlots, varSetters: p.varSetters, regionNames: p.regionNames, barriers,
+    threads,
+    ctlBase,
+    steps,
+    varSlots: p.varSlots,
+    varSetters: p.varSetters,
+    regionNames: p.regionNames,
+    barriers,
   };
 }
-

@@ -1,8 +1,8 @@
 // The report of a `script` run, collected by main after every thread joined, from the threads'
 // statistics pages in the control region.
-import { MAP_ANONYMOUS,MAP_PRIVATE,PAGE_SIZE,PROT_READ,PROT_WRITE,STDERR_FILENO } from '../../../uapi/abi.ts';
+import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE, STDERR_FILENO } from '../../../uapi/abi.ts';
 import type { UserContext } from '../../../uapi/program.ts';
-import { kStatFailures,kStatFirstLine,kStatMsg,kStatMsgLen,kStatSteps,threadArea } from './layout.ts';
+import { kStatFailures, kStatFirstLine, kStatMsg, kStatMsgLen, kStatSteps, threadArea } from './layout.ts';
 import { Scenario } from './format.ts';
 
 export interface ScriptReport {
@@ -17,7 +17,14 @@ export interface ScriptReport {
 
 /** Read every thread's stats from the control region (main, after joining the threads). */
 export function collectScriptReport(u: UserContext, sc: Scenario): ScriptReport {
-  const report: ScriptReport = { kind: 'script', scenario: sc.name, file: sc.file, threads: sc.threads, steps: 0, failures: 0 };
+  const report: ScriptReport = {
+    kind: 'script',
+    scenario: sc.name,
+    file: sc.file,
+    threads: sc.threads,
+    steps: 0,
+    failures: 0,
+  };
   for (let t = 0; t < sc.threads; t++) {
     const a = threadArea(sc.ctlBase, t);
     const failures = u.mmu.load64(a + kStatFailures);
@@ -42,4 +49,3 @@ export function printErr(u: UserContext, msg: string): void {
   u.sys.write(STDERR_FILENO, va, bytes.length);
   u.sys.munmap(va, PAGE_SIZE);
 }
-

@@ -81,8 +81,10 @@ export function decodePageTag(bytes: Uint8Array): PageContent {
     const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     if (dv.getUint32(0, true) === kTagMagic && dv.getUint32(28, true) === fnv1a(bytes, 0, 28)) {
       const tag: PageTag = {
-        region: dv.getUint32(4, true), page: dv.getUint32(8, true),
-        generation: dv.getUint32(12, true), thread: dv.getUint32(16, true),
+        region: dv.getUint32(4, true),
+        page: dv.getUint32(8, true),
+        generation: dv.getUint32(12, true),
+        thread: dv.getUint32(16, true),
       };
       const writtenAt = (dv.getUint32(20, true) + dv.getUint32(24, true) * 2 ** 32) * PAGE_SIZE;
       const want = new Uint8Array(bytes.length);
@@ -99,21 +101,25 @@ export function decodePageTag(bytes: Uint8Array): PageContent {
   return { kind: 'garbage', firstBytes };
 }
 
-
 /** Human description of a page's content, naming regions by the names a scenario gave them. */
 export function describePageContent(c: PageContent, regionNames?: ReadonlyMap<number, string>): string {
   switch (c.kind) {
-    case 'zeros': return 'zeros';
-    case 'byte': return `bytes ${hex(c.byte)} throughout`;
-    case 'garbage': return `garbage (no valid tag; first bytes ${c.firstBytes})`;
+    case 'zeros':
+      return 'zeros';
+    case 'byte':
+      return `bytes ${hex(c.byte)} throughout`;
+    case 'garbage':
+      return `garbage (no valid tag; first bytes ${c.firstBytes})`;
     case 'tag': {
       const name = regionNames?.get(c.tag.region);
       const region = name !== undefined ? `region ${name}` : `region #${hex(c.tag.region)}`;
-      const s = `${region} page ${c.tag.page} generation ${c.tag.generation} written by thread ${c.tag.thread}`
-        + ` at ${hex(c.writtenAt)}`;
-      return c.intact ? s : `${s}, but its bytes from offset ${hex(c.firstBadOffset ?? 0)} do not match its tag`
-        + ' (torn or overwritten)';
+      const s =
+        `${region} page ${c.tag.page} generation ${c.tag.generation} written by thread ${c.tag.thread}` +
+        ` at ${hex(c.writtenAt)}`;
+      return c.intact
+        ? s
+        : `${s}, but its bytes from offset ${hex(c.firstBadOffset ?? 0)} do not match its tag` +
+            ' (torn or overwritten)';
     }
   }
 }
-
