@@ -30,8 +30,8 @@ function machine(over: Partial<MachineConfig> = {}) {
   const geo = geometryFor(cfg);
   const sh = new Shared(allocateShared(geo));
   pcacheEarlyInit(sh);
-  sh.ctl[kCtlPgtableNext] = 1;
-  sh.tlbVpn.fill(-1);
+  sh.ctl.set(kCtlPgtableNext, 1);
+  sh.tlbVpn.a.fill(-1);
   const env = new Env(sh, { ctx: 0, cpu: 0, name: 'cpu0', bootEpochMs: performance.timeOrigin, config: cfg });
   const log: string[] = [];
   env.printk = (_l: Level, msg: string) => {
@@ -39,13 +39,13 @@ function machine(over: Partial<MachineConfig> = {}) {
   };
   const k = new Kern(env, new Fabric(env));
   const pid = 5;
-  sh.mm[sh.mmIdx(0, kMmPid)] = pid;
-  sh.mm[sh.mmIdx(0, kMmPgd)] = allocTablePage(sh);
+  sh.mm.set(0, kMmPid, pid);
+  sh.mm.set(0, kMmPgd, allocTablePage(sh));
   k.setCurrent(pid, 0, 1, 'test');
   const map = (va: number) => {
     const ptep = walk(env, 0, va, true);
     const line = pcacheAlloc(k, va);
-    Atomics.store(sh.pgtable, ptep, mkPte(line, true));
+    sh.pgtable.store(ptep, mkPte(line, true));
     pcacheAddRmap(k, line, ptep, va, pid, 0);
     return { ptep, line };
   };
@@ -72,9 +72,9 @@ describe('stale-TLB detector (at allocation)', () => {
     const m = machine({ check: 'end' });
     const { line } = m.map(VA);
     // CPU1 filled its TLB from the PTE and never got a shootdown (its bit is not in mm_cpumask)
-    const e = m.sh.tlbIdx(1, (VA / PAGE_SIZE) % 64);
-    m.sh.tlbVal[e] = mkPte(line, true);
-    m.sh.tlbVpn[e] = VA / PAGE_SIZE;
+    const e = (VA / PAGE_SIZE) % 64;
+    m.sh.tlbVal.set(1, e, mkPte(line, true));
+    m.sh.tlbVpn.set(1, e, VA / PAGE_SIZE);
     m.map(VA + 16 * PAGE_SIZE); // evicts `line` and reallocates it
     const v = m.violations();
     expect(v.map((x) => x.kind)).toEqual(['stale-tlb']);
@@ -86,9 +86,9 @@ describe('stale-TLB detector (at allocation)', () => {
   it('is off without --check', () => {
     const m = machine({ check: 'none' });
     const { line } = m.map(VA);
-    const e = m.sh.tlbIdx(1, (VA / PAGE_SIZE) % 64);
-    m.sh.tlbVal[e] = mkPte(line, true);
-    m.sh.tlbVpn[e] = VA / PAGE_SIZE;
+    const e = (VA / PAGE_SIZE) % 64;
+    m.sh.tlbVal.set(1, e, mkPte(line, true));
+    m.sh.tlbVpn.set(1, e, VA / PAGE_SIZE);
     m.map(VA + 16 * PAGE_SIZE);
     expect(m.violations()).toEqual([]);
   });
@@ -103,7 +103,7 @@ describe('rmap walkers check rmap against PTE (the sweep)', () => {
     expect(pcacheSweepSet(m.k, m.sh.setOfAddr(VA))).toBe(1);
     expect(m.violations()).toEqual([]);
     // the PTE moved away without its rmap (mremap-pte-before-rmap's window)
-    Atomics.store(m.sh.pgtable, ptep, 0);
+    m.sh.pgtable.store(ptep, 0);
     pcacheSweepSet(m.k, m.sh.setOfAddr(VA));
     const v = m.violations();
     expect(v.map((x) => x.kind)).toEqual(['rmap-pte-mismatch']);
@@ -116,7 +116,7 @@ describe('rmap walkers check rmap against PTE (the sweep)', () => {
     const m = machine({ pcacheBytes: 16 * 4096, ways: 4 });
     const { line } = m.map(VA);
     const r = rmapList(m.sh, line)[0]!;
-    m.sh.rmap[m.sh.rmapIdx(r, kRmapPageTable)]! += 1;
+    m.sh.rmap.add(r, kRmapPageTable, 1);
     pcacheSweepSet(m.k, m.sh.setOfAddr(VA));
     expect(m.violations().map((x) => x.kind)).toEqual(['rmap-pte-mismatch']);
   });
@@ -137,7 +137,7 @@ describe('stale-TLB detector (at use)', () => {
 
   it('fires when a CPU uses a translation whose PTE changed and no flush is pending', () => {
     const m = rig();
-    Atomics.store(m.sh.pgtable, m.a.ptep, 0); // the PTE is cleared, nobody flushed, nothing pending
+    m.sh.pgtable.store(m.a.ptep, 0); // the PTE is cleared, nobody flushed, nothing pending
     expect(m.mmu.load8(VA)).toBe(42); // the stale entry still translates, like hardware
     const v = m.violations();
     expect(v.map((x) => x.kind)).toEqual(['stale-tlb']);
@@ -149,7 +149,7 @@ describe('stale-TLB detector (at use)', () => {
   it('is silent inside the window between a PTE change and its flush (hardware behaviour)', () => {
     const m = rig();
     tlbGatherStart(m.k, 0);
-    Atomics.store(m.sh.pgtable, m.a.ptep, 0);
+    m.sh.pgtable.store(m.a.ptep, 0);
     expect(m.mmu.load8(VA)).toBe(42);
     tlbGatherEnd(m.k, 0);
     expect(m.violations()).toEqual([]);

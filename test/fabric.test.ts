@@ -64,8 +64,7 @@ async function rpc<T extends FabricWorkerMsg['type']>(
   return r;
 }
 
-const statBase = (ctx: number, op: number): number =>
-  sh.statIdx(ctx, kFabricBase + opInfo(kNodeMemory, op, false).slot * kFabricSlot);
+const statBase = (op: number): number => kFabricBase + opInfo(kNodeMemory, op, false).slot * kFabricSlot;
 
 beforeAll(async () => {
   const init = (role: FabricWorkerInit['role']): FabricWorkerInit => ({
@@ -189,38 +188,38 @@ describe('fabric: sendReply <-> serveForever', () => {
     expect(sent.size).toBe(5);
     const slots = new Set<number>();
     for (const [op, n] of sent) {
-      const base = statBase(CLIENT, op);
+      const base = statBase(op);
       slots.add(opInfo(kNodeMemory, op, false).slot);
-      expect(sh.stats[base + FAB_COUNT], opInfo(kNodeMemory, op, false).name).toBe(n);
+      expect(sh.stats.get(CLIENT, base + FAB_COUNT), opInfo(kNodeMemory, op, false).name).toBe(n);
       let hist = 0;
-      for (let b = 0; b < kFabricHistBuckets; b++) hist += sh.stats[base + FAB_HIST + b]!;
+      for (let b = 0; b < kFabricHistBuckets; b++) hist += sh.stats.get(CLIENT, base + FAB_HIST + b);
       expect(hist).toBe(n); // every RPC in exactly one latency bucket
     }
     expect(slots.size).toBe(5); // five distinct slots
     expect(opInfo(kNodeMemory, OP_PAGE, false).name).toBe('P2M_PCACHE_FLUSH');
     expect(opInfo(kNodeMemory, OP_COUNTER, false).name).toBe('P2M_PCACHE_MISS');
     // pages are counted both ways
-    const page = statBase(CLIENT, OP_PAGE);
-    expect(sh.stats[page + FAB_BYTES_OUT]).toBeGreaterThanOrEqual(sent.get(OP_PAGE)! * PAGE_SIZE);
-    expect(sh.stats[page + FAB_BYTES_IN]).toBeGreaterThanOrEqual(sent.get(OP_PAGE)! * PAGE_SIZE);
-    const status = statBase(CLIENT, OP_STATUS);
-    expect(sh.stats[status + FAB_BYTES_IN]).toBeLessThan(PAGE_SIZE);
+    const page = statBase(OP_PAGE);
+    expect(sh.stats.get(CLIENT, page + FAB_BYTES_OUT)).toBeGreaterThanOrEqual(sent.get(OP_PAGE)! * PAGE_SIZE);
+    expect(sh.stats.get(CLIENT, page + FAB_BYTES_IN)).toBeGreaterThanOrEqual(sent.get(OP_PAGE)! * PAGE_SIZE);
+    const status = statBase(OP_STATUS);
+    expect(sh.stats.get(CLIENT, status + FAB_BYTES_IN)).toBeLessThan(PAGE_SIZE);
     // no other slot of the client moved, and the server (a receiver) counts nothing
     for (let slot = 0; slot < kFabricOpcodes; slot++) {
       if (slots.has(slot)) continue;
-      expect(sh.stats[sh.statIdx(CLIENT, kFabricBase + slot * kFabricSlot + FAB_COUNT)], `slot ${slot}`).toBe(0);
+      expect(sh.stats.get(CLIENT, kFabricBase + slot * kFabricSlot + FAB_COUNT), `slot ${slot}`).toBe(0);
     }
     for (let slot = 0; slot < kFabricOpcodes; slot++) {
-      expect(sh.stats[sh.statIdx(sh.geo.ctx.memory, kFabricBase + slot * kFabricSlot + FAB_COUNT)]).toBe(0);
+      expect(sh.stats.get(sh.geo.ctx.memory, kFabricBase + slot * kFabricSlot + FAB_COUNT)).toBe(0);
     }
   });
 
   it('the server loop exits on shutdown + a doorbell', async () => {
     server.expectExit();
-    Atomics.store(sh.ctl, kCtlShutdown, 1);
-    const db = sh.recvIdx(kNodeMemory, kRecvDoorbell);
-    Atomics.add(sh.recv, db, 1);
-    Atomics.notify(sh.recv, db);
+    sh.ctl.store(kCtlShutdown, 1);
+    const db = sh.recv.idx(kNodeMemory, kRecvDoorbell);
+    Atomics.add(sh.recv.a, db, 1);
+    Atomics.notify(sh.recv.a, db);
     await server.expect('exited');
     expect(await server.exited).toBe(0);
   });

@@ -39,6 +39,7 @@ import { getPcache, rmapList } from '../src/processor/pcache/meta.ts';
 import { pcacheAddRmap } from '../src/processor/pcache/rmap.ts';
 import { allocTablePage, mkPte, walk } from '../src/processor/pgtable.ts';
 import { PAGE_SIZE } from '../src/uapi/abi.ts';
+import { kSetEvictPid } from '../src/kernel/layout.ts';
 
 interface Rig {
   sh: Shared;
@@ -61,7 +62,7 @@ function makeRig(): Rig {
   const geo = geometryFor(cfg);
   const sh = new Shared(allocateShared(geo));
   pcacheEarlyInit(sh);
-  sh.ctl[kCtlPgtableNext] = 1;
+  sh.ctl.set(kCtlPgtableNext, 1);
   const env = new Env(sh, {
     ctx: geo.ctx.host,
     cpu: -1,
@@ -83,14 +84,14 @@ function makeRig(): Rig {
     slot: 0,
     pid: 7,
     newMm(pid, slot) {
-      sh.mm[sh.mmIdx(slot, kMmPid)] = pid;
-      sh.mm[sh.mmIdx(slot, kMmPgd)] = allocTablePage(sh);
+      sh.mm.set(slot, kMmPid, pid);
+      sh.mm.set(slot, kMmPgd, allocTablePage(sh));
     },
     map(va, pid = rig.pid, slot = rig.slot) {
       k.setCurrent(pid, slot, 1, 'test');
       const ptep = walk(env, slot, va, true);
       const line = pcacheAlloc(k, va);
-      Atomics.store(sh.pgtable, ptep, mkPte(line, true));
+      sh.pgtable.store(ptep, mkPte(line, true));
       expect(pcacheAddRmap(k, line, ptep, va, pid, 0)).toBe(true);
       return { ptep, line };
     },
@@ -138,7 +139,7 @@ describe('checkQuiescent', () => {
 
   it('a cleared PTE: rmap-pte-mismatch with the LegoOS text', () => {
     const p = pages[1]!;
-    Atomics.store(rig.sh.pgtable, p.ptep, 0);
+    rig.sh.pgtable.store(p.ptep, 0);
     const r = check();
     expect(r.violations).toBe(1);
     expect(rig.kinds()).toEqual(['rmap-pte-mismatch']);
@@ -153,7 +154,7 @@ describe('checkQuiescent', () => {
   it('an rmap repointed at another slot: rmap-pte-mismatch and pte-without-rmap', () => {
     const p = pages[0]!;
     const [r0] = rmapList(rig.sh, p.line);
-    rig.sh.rmap[rig.sh.rmapIdx(r0!, kRmapPageTable)] = p.ptep + 3;
+    rig.sh.rmap.set(r0!, kRmapPageTable, p.ptep + 3);
     check();
     expect(rig.kinds()).toEqual(['pte-without-rmap', 'rmap-pte-mismatch']);
     expect(rig.log.some((l) => l.includes('[pte != rmap->page_table]'))).toBe(true);
@@ -164,8 +165,8 @@ describe('checkQuiescent', () => {
 
   it('a bumped mapcount: mapcount-mismatch only', () => {
     const p = pages[2]!;
-    Atomics.add(rig.sh.meta, rig.sh.metaIdx(p.line, kMetaMapcount), 1);
-    Atomics.add(rig.sh.meta, rig.sh.metaIdx(p.line, kMetaRef), 1); // keep ref == mapcount
+    rig.sh.meta.add(p.line, kMetaMapcount, 1);
+    rig.sh.meta.add(p.line, kMetaRef, 1); // keep ref == mapcount
     const r = check();
     expect(rig.kinds()).toEqual(['mapcount-mismatch']);
     expect(r.violations).toBe(1);
@@ -183,7 +184,7 @@ describe('checkQuiescent', () => {
     // an allocated line never mapped: ref 1, mapcount 0 (a leak) and, with Valid, a flag mismatch
     rig.k.setCurrent(7, 0, 1, 'test');
     const line = pcacheAlloc(rig.k, BASE + 5 * PAGE_SIZE);
-    Atomics.or(rig.sh.meta, rig.sh.metaIdx(line, kMetaFlags), PC_valid);
+    rig.sh.meta.or(line, kMetaFlags, PC_valid);
     check();
     const texts = rig.violations().map((v) => v.text);
     expect(texts.some((t) => t.includes(`pcache line ${line} (set 5): PC_valid set with mapcount 0`))).toBe(true);
@@ -195,7 +196,7 @@ describe('checkQuiescent', () => {
   it('an rmap address in the wrong set: set-index', () => {
     const p = pages[3]!; // set 0
     const [r0] = rmapList(rig.sh, p.line);
-    rig.sh.rmapAddr[r0!] = p.va + PAGE_SIZE; // set 1
+    rig.sh.rmapAddr.set(r0!, p.va + PAGE_SIZE); // set 1
     check();
     expect(rig.kinds()).toContain('set-index');
     const v = rig.violations().find((x) => x.kind === 'set-index')!;
@@ -205,9 +206,9 @@ describe('checkQuiescent', () => {
 
   it('a flag left on a free line: free-line-state in the LegoOS format', () => {
     const set = 7;
-    const line = rig.sh.set[rig.sh.setIdx(set, kSetFreeHead)]! - 1;
+    const line = rig.sh.set.get(set, kSetFreeHead) - 1;
     expect(line).toBeGreaterThanOrEqual(0);
-    Atomics.or(rig.sh.meta, rig.sh.metaIdx(line, kMetaFlags), PC_dirty);
+    rig.sh.meta.or(line, kMetaFlags, PC_dirty);
     const r = check();
     expect(r.violations).toBe(1);
     expect(rig.kinds()).toEqual(['free-line-state']);
@@ -219,24 +220,24 @@ describe('checkQuiescent', () => {
   it('a line unlinked from the LRU without adjusting the counts: set-conservation', () => {
     const sh = rig.sh;
     const set = 0; // LRU, newest first: pid 9's BASE, then pid 7's 32, 16, 0
-    const head = sh.set[sh.setIdx(set, kSetLruHead)]! - 1;
-    const next = sh.meta[sh.metaIdx(head, kMetaNext)]!;
-    sh.set[sh.setIdx(set, kSetLruHead)] = next;
-    sh.meta[sh.metaIdx(next - 1, kMetaPrev)] = 0;
+    const head = sh.set.get(set, kSetLruHead) - 1;
+    const next = sh.meta.get(head, kMetaNext);
+    sh.set.set(set, kSetLruHead, next);
+    sh.meta.set(next - 1, kMetaPrev, 0);
     check();
     expect(rig.kinds()).toEqual(['set-conservation']);
     const texts = rig.violations().map((v) => v.text);
     expect(texts).toContain('splitkern check (test): set 0: nr_lru 4 but the LRU list holds 3 lines');
     expect(texts.some((t) => t.includes(`pcache line ${head} (set 0, tag LRU) is on no free or LRU list`))).toBe(true);
-    expect(sh.meta[sh.metaIdx(head, kMetaList)]).toBe(kListLru);
+    expect(sh.meta.get(head, kMetaList)).toBe(kListLru);
   });
 
   it('a held set lock, a locked line and a broken LRU back link: set-conservation', () => {
     const sh = rig.sh;
-    sh.set[sh.setIdx(3, kSetLock)] = 1;
-    Atomics.or(sh.meta, sh.metaIdx(pages[1]!.line, kMetaFlags), PC_locked);
-    const tail = sh.set[sh.setIdx(0, kSetLruTail)]! - 1;
-    sh.meta[sh.metaIdx(tail, kMetaPrev)] = 0;
+    sh.set.set(3, kSetLock, 1);
+    sh.meta.or(pages[1]!.line, kMetaFlags, PC_locked);
+    const tail = sh.set.get(0, kSetLruTail) - 1;
+    sh.meta.set(tail, kMetaPrev, 0);
     check();
     expect(rig.kinds()).toEqual(['set-conservation']);
     const texts = rig.violations().map((v) => v.text);
@@ -247,9 +248,9 @@ describe('checkQuiescent', () => {
 
   it('an eviction entry left over: pset-eviction-leftover', () => {
     const sh = rig.sh;
-    sh.set[sh.setEvictPidIdx(4, 2)] = 7;
-    sh.setEvictAddr[sh.setEvictAddrIdx(4, 2)] = BASE + 4 * PAGE_SIZE;
-    sh.set[sh.setIdx(4, kSetNrEviction)] = 1;
+    sh.set.set(4, kSetEvictPid(2), 7);
+    sh.setEvictAddr.set(4, 2, BASE + 4 * PAGE_SIZE);
+    sh.set.set(4, kSetNrEviction, 1);
     const r = check();
     expect(r.violations).toBe(1);
     expect(rig.kinds()).toEqual(['pset-eviction-leftover']);
@@ -267,7 +268,7 @@ describe('checkQuiescent', () => {
     rig.k.setCurrent(7, 0, 1, 'test');
     const ptep2 = walk(rig.env, 0, va2, true);
     getPcache(sh, p.line);
-    Atomics.store(sh.pgtable, ptep2, mkPte(p.line, true));
+    sh.pgtable.store(ptep2, mkPte(p.line, true));
     expect(pcacheAddRmap(rig.k, p.line, ptep2, va2, 7, 0)).toBe(true);
     const r = check();
     expect(rig.kinds()).toEqual(['line-mapped-twice']);
@@ -281,7 +282,7 @@ describe('checkQuiescent', () => {
     const va2 = BASE + 48 * PAGE_SIZE;
     rig.k.setCurrent(7, 0, 1, 'test');
     const ptep2 = walk(rig.env, 0, va2, true);
-    Atomics.store(sh.pgtable, ptep2, mkPte(p.line, true));
+    sh.pgtable.store(ptep2, mkPte(p.line, true));
     check();
     expect(rig.kinds()).toEqual(['line-mapped-twice', 'pte-without-rmap']);
     expect(rig.violations().find((v) => v.kind === 'line-mapped-twice')!.text).toContain(
@@ -290,7 +291,7 @@ describe('checkQuiescent', () => {
   });
 
   it('an rmap whose owner has no mm: rmap-pte-mismatch', () => {
-    rig.sh.mm[rig.sh.mmIdx(1, kMmPid)] = 0; // pid 9 gone, its line still mapped
+    rig.sh.mm.set(1, kMmPid, 0); // pid 9 gone, its line still mapped
     const r = check();
     expect(r.violations).toBe(1);
     expect(rig.kinds()).toEqual(['rmap-pte-mismatch']);
@@ -301,8 +302,8 @@ describe('checkQuiescent', () => {
   it('a cyclic rmap list is reported, not looped on', () => {
     const sh = rig.sh;
     const line = pages[0]!.line;
-    const r0 = sh.meta[sh.metaIdx(line, kMetaRmapHead)]! - 1;
-    sh.rmap[sh.rmapIdx(r0, kRmapNext)] = r0 + 1;
+    const r0 = sh.meta.get(line, kMetaRmapHead) - 1;
+    sh.rmap.set(r0, kRmapNext, r0 + 1);
     check();
     expect(rig.violations().map((v) => v.text)).toContain(
       `splitkern check (test): rmap list of pcache line ${line} (set 0) is cyclic (rmap ${r0} appears twice)`,
@@ -312,8 +313,7 @@ describe('checkQuiescent', () => {
   it('caps detailed reports per kind but counts every violation', () => {
     const sh = rig.sh;
     // flag every free line (64 - 6 mapped = 58 free lines)
-    for (let line = 0; line < 64; line++)
-      if (sh.meta[sh.metaIdx(line, kMetaRef)] === 0) Atomics.or(sh.meta, sh.metaIdx(line, kMetaFlags), PC_dirty);
+    for (let line = 0; line < 64; line++) if (sh.meta.get(line, kMetaRef) === 0) sh.meta.or(line, kMetaFlags, PC_dirty);
     const r = check();
     expect(r.violations).toBe(58);
     expect(rig.violations()).toHaveLength(16);

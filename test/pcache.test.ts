@@ -133,7 +133,7 @@ function makeRig(o: RigOpts = {}): Rig {
   const geo = geometryFor(cfg);
   const sh = new Shared(allocateShared(geo));
   pcacheEarlyInit(sh);
-  sh.ctl[kCtlPgtableNext] = 1; // table page 0 is never handed out (the checker's valid range is 1..)
+  sh.ctl.set(kCtlPgtableNext, 1); // table page 0 is never handed out (the checker's valid range is 1..)
   const env = new Env(sh, { ctx: 0, cpu: 0, name: 'cpu0', bootEpochMs: performance.timeOrigin, config: cfg });
   const log: string[] = [];
   if ((o.printk ?? 'capture') === 'capture')
@@ -143,8 +143,8 @@ function makeRig(o: RigOpts = {}): Rig {
   const k = new Kern(env, new Fabric(env));
   const slots = new Map<number, number>();
   const newMm = (pid: number, slot: number): void => {
-    sh.mm[sh.mmIdx(slot, kMmPid)] = pid;
-    sh.mm[sh.mmIdx(slot, kMmPgd)] = allocTablePage(sh);
+    sh.mm.set(slot, kMmPid, pid);
+    sh.mm.set(slot, kMmPgd, allocTablePage(sh));
     slots.set(pid, slot);
   };
   newMm(PID, 0);
@@ -163,8 +163,8 @@ function makeRig(o: RigOpts = {}): Rig {
       k.setCurrent(pid, slot, 1, 'test');
       const ptep = walk(env, slot, va, true);
       ptlLock(env, ptep);
-      expect(Atomics.load(sh.pgtable, ptep)).toBe(0);
-      Atomics.store(sh.pgtable, ptep, mkPte(line, writable));
+      expect(sh.pgtable.load(ptep)).toBe(0);
+      sh.pgtable.store(ptep, mkPte(line, writable));
       expect(pcacheAddRmap(k, line, ptep, va, pid, caller)).toBe(true);
       ptlUnlock(env, ptep);
       return { va, ptep, line, pid };
@@ -179,10 +179,10 @@ function makeRig(o: RigOpts = {}): Rig {
       return rig.install(va, line, m.writable ?? true, RMAP_FILL_PAGE_REMOTE, pid);
     },
     pte(p) {
-      return Atomics.load(sh.pgtable, p.ptep);
+      return sh.pgtable.load(p.ptep);
     },
     stat(name) {
-      return sh.stats[sh.statIdx(env.ctx, S[name])]!;
+      return sh.stats.get(env.ctx, S[name]);
     },
     violations() {
       drainReports(sh, reports);
@@ -231,8 +231,7 @@ function expectInOrder(log: string[], from: number, want: string[]): number {
 /** Number of rmaps on the pool's free list. */
 function rmapFreeCount(sh: Shared): number {
   let n = 0;
-  for (let e = sh.ctl[kCtlRmapFreeHead]!; e !== 0 && n <= sh.geo.nrRmaps; e = sh.rmap[sh.rmapIdx(e - 1, kRmapNext)]!)
-    n++;
+  for (let e = sh.ctl.get(kCtlRmapFreeHead); e !== 0 && n <= sh.geo.nrRmaps; e = sh.rmap.get(e - 1, kRmapNext)) n++;
   return n;
 }
 
@@ -288,8 +287,8 @@ describe('set index', () => {
     expect(sh.setOfLine(hi.line)).toBe(set);
     expect(hi.ptep).not.toBe(lo.ptep);
     expect(hi.line).not.toBe(lo.line);
-    expect(walkNoAlloc(sh, sh.mm[sh.mmIdx(0, kMmPgd)]!, VA47)).toBe(hi.ptep);
-    expect(walkNoAlloc(sh, sh.mm[sh.mmIdx(0, kMmPgd)]!, alias)).toBe(lo.ptep);
+    expect(walkNoAlloc(sh, sh.mm.get(0, kMmPgd), VA47)).toBe(hi.ptep);
+    expect(walkNoAlloc(sh, sh.mm.get(0, kMmPgd), alias)).toBe(lo.ptep);
     const [r] = rmapList(sh, hi.line);
     expect(rmapView(sh, r!).address).toBe(VA47);
     expect(rmapView(sh, r!).pageTable).toBe(hi.ptep);
@@ -341,8 +340,8 @@ describe('allocation and eviction', () => {
       expect(line).toBe(victim.line);
       expect(rig.pte(victim)).toBe(0);
       expect(rig.stat('nr_pcache_rmap_free')).toBe(freesBefore + 1);
-      expect(sh.rmap[sh.rmapIdx(vr!, kRmapFlags)]).toBe(0);
-      expect(sh.ctl[kCtlRmapFreeHead]).toBe(vr! + 1);
+      expect(sh.rmap.get(vr!, kRmapFlags)).toBe(0);
+      expect(sh.ctl.get(kCtlRmapFreeHead)).toBe(vr! + 1);
       for (const p of live.slice(1)) expect(isMapped(rig, p)).toBe(true);
       expect(setCounts(sh, set)).toEqual({ free: 0, lru: WAYS });
       expect(othersFree()).toEqual(Array(NR_SETS - 1).fill(WAYS));
@@ -358,7 +357,7 @@ describe('allocation and eviction', () => {
 
 describe('eviction policies', () => {
   const clearAccessed = (rig: Rig, pages: Page[]): void => {
-    for (const p of pages) Atomics.and(rig.sh.pgtable, p.ptep, ~_PAGE_ACCESSED);
+    for (const p of pages) rig.sh.pgtable.and(p.ptep, ~_PAGE_ACCESSED);
   };
 
   it('fifo evicts the oldest-allocated line, accessed or not', () => {
@@ -367,12 +366,7 @@ describe('eviction policies', () => {
     const pages = fillSet(rig, set);
     // allocation order is the LRU from its tail (nothing but allocation moves a line on fifo)
     const fromTail: number[] = [];
-    for (
-      let e = rig.sh.set[rig.sh.setIdx(set, kSetLruTail)]!;
-      e !== 0;
-      e = rig.sh.meta[rig.sh.metaIdx(e - 1, kMetaPrev)]!
-    )
-      fromTail.push(e - 1);
+    for (let e = rig.sh.set.get(set, kSetLruTail); e !== 0; e = rig.sh.meta.get(e - 1, kMetaPrev)) fromTail.push(e - 1);
     expect(fromTail).toEqual(pages.map((p) => p.line));
     expect(rig.pte(pages[0]!) & _PAGE_ACCESSED).not.toBe(0); // mkPte marks it young
     rig.map(vaIn(set, WAYS));
@@ -392,7 +386,7 @@ describe('eviction policies', () => {
     const pages = fillSet(rig, set);
     clearAccessed(rig, pages);
     const [a, b, c] = pages as [Page, Page, Page, Page];
-    Atomics.or(rig.sh.pgtable, a.ptep, _PAGE_ACCESSED); // the oldest line was referenced
+    rig.sh.pgtable.or(a.ptep, _PAGE_ACCESSED); // the oldest line was referenced
     const e = rig.map(vaIn(set, WAYS));
     expect(rig.stat('nr_pcache_eviction_triggered')).toBe(1);
     expect(rig.stat('nr_pcache_eviction_succeed')).toBe(1);
@@ -402,7 +396,7 @@ describe('eviction policies', () => {
     expect(e.line).toBe(b.line);
     rig.expectQuiescent();
     // nothing referenced now: a was moved to the LRU head, so c is the coldest
-    Atomics.and(rig.sh.pgtable, e.ptep, ~_PAGE_ACCESSED);
+    rig.sh.pgtable.and(e.ptep, ~_PAGE_ACCESSED);
     rig.map(vaIn(set, WAYS + 1));
     expect(rig.pte(c)).toBe(0);
     expect(isMapped(rig, a)).toBe(true);
@@ -466,10 +460,10 @@ describe('victim cache', () => {
     expect(rig.pte(a)).toBe(0);
     expect(rig.stat('nr_victim_prepare_insert')).toBe(1);
     expect(rig.stat('nr_victim_finish_insert')).toBe(1);
-    expect(sh.set[sh.setIdx(set, kSetNrVictims)]).toBe(1);
-    const entry = Array.from({ length: 4 }, (_, v) => v).find((v) => sh.victim[sh.victimIdx(v, kVictimPid)] === PID)!;
-    expect(sh.victimAddr[entry]).toBe(a.va);
-    expect(sh.victim[sh.victimIdx(entry, kVictimRw)]).toBe(1);
+    expect(sh.set.get(set, kSetNrVictims)).toBe(1);
+    const entry = Array.from({ length: 4 }, (_, v) => v).find((v) => sh.victim.get(v, kVictimPid) === PID)!;
+    expect(sh.victimAddr.get(entry)).toBe(a.va);
+    expect(sh.victim.get(entry, kVictimRw)).toBe(1);
     expect(sh.victimData.slice(entry * PAGE_SIZE, (entry + 1) * PAGE_SIZE)).toEqual(pattern(100));
     rig.expectQuiescent();
 
@@ -482,7 +476,7 @@ describe('victim cache', () => {
     expect(victimTryFill(k, PID, a.va + 123, la)).toBe(1); // writable when evicted
     expect(rig.lineBytes(la)).toEqual(pattern(100));
     expect(rig.stat('nr_victim_hit')).toBe(1);
-    expect(sh.set[sh.setIdx(set, kSetNrVictims)]).toBe(1); // a's entry dropped after the refill, b's remains
+    expect(sh.set.get(set, kSetNrVictims)).toBe(1); // a's entry dropped after the refill, b's remains
     const a2 = rig.install(a.va, la, true, RMAP_VICTIM_FILL);
     expect(rmapView(sh, rmapList(sh, la)[0]!).caller).toBe(RMAP_VICTIM_FILL);
     rig.expectQuiescent();
@@ -497,18 +491,18 @@ describe('victim cache', () => {
     rig.expectQuiescent();
 
     // c is in the victim cache now; invalidating its range drops it, and another pid never hits it
-    expect(sh.set[sh.setIdx(set, kSetNrVictims)]).toBe(1);
-    const gen = Atomics.load(sh.ctl, kCtlVictimGen);
+    expect(sh.set.get(set, kSetNrVictims)).toBe(1);
+    const gen = sh.ctl.load(kCtlVictimGen);
     victimInvalidateRange(k, PID2, c.va, c.va + PAGE_SIZE); // wrong pid: nothing dropped
     expect(rig.stat('nr_victim_invalidate')).toBe(0);
-    expect(sh.set[sh.setIdx(set, kSetNrVictims)]).toBe(1);
+    expect(sh.set.get(set, kSetNrVictims)).toBe(1);
     victimInvalidateRange(k, PID, c.va, c.va + PAGE_SIZE);
     expect(rig.stat('nr_victim_invalidate')).toBe(1);
-    expect(Atomics.load(sh.ctl, kCtlVictimGen)).toBe(gen + 2);
-    expect(sh.set[sh.setIdx(set, kSetNrVictims)]).toBe(0);
+    expect(sh.ctl.load(kCtlVictimGen)).toBe(gen + 2);
+    expect(sh.set.get(set, kSetNrVictims)).toBe(0);
     const lc = pcacheAlloc(k, c.va); // evicts d into the victim cache
     expect(lc).toBe(d.line);
-    expect(sh.set[sh.setIdx(set, kSetNrVictims)]).toBe(1);
+    expect(sh.set.get(set, kSetNrVictims)).toBe(1);
     const lookups = rig.stat('nr_victim_lookup');
     expect(victimTryFill(k, PID, c.va, lc)).toBe(-1); // c is gone
     expect(victimTryFill(k, PID2, d.va, lc)).toBe(-1); // d is PID's, not PID2's
@@ -519,10 +513,10 @@ describe('victim cache', () => {
 
     // a range covering several entries drops them all
     rig.map(vaIn(set, WAYS + 1)); // evicts e
-    expect(sh.set[sh.setIdx(set, kSetNrVictims)]).toBe(2);
+    expect(sh.set.get(set, kSetNrVictims)).toBe(2);
     victimInvalidateRange(k, PID, BASE, BASE + 2 ** 30);
     expect(rig.stat('nr_victim_invalidate')).toBe(3);
-    expect(sh.set[sh.setIdx(set, kSetNrVictims)]).toBe(0);
+    expect(sh.set.get(set, kSetNrVictims)).toBe(0);
     expect(victimTryFill(k, PID, e.va, a2.line)).toBe(-1); // a miss leaves the line alone
     expect(rig.lineBytes(a2.line)).toEqual(pattern(100));
     rig.expectQuiescent();
@@ -535,8 +529,8 @@ describe('victim cache', () => {
     for (let n = 0; n < 3; n++) rig.map(vaIn(set, WAYS + n)); // evicts pages 0, 1, 2
     expect(rig.stat('nr_victim_finish_insert')).toBe(3);
     expect(rig.stat('nr_victim_eviction_triggered')).toBe(1);
-    expect(rig.sh.set[rig.sh.setIdx(set, kSetNrVictims)]).toBe(2);
-    const held = [0, 1].map((v) => rig.sh.victimAddr[v]).sort((x, y) => x! - y!);
+    expect(rig.sh.set.get(set, kSetNrVictims)).toBe(2);
+    const held = [0, 1].map((v) => rig.sh.victimAddr.get(v)).sort((x, y) => x! - y!);
     expect(held).toEqual([pages[1]!.va, pages[2]!.va]);
     rig.expectQuiescent();
   });
@@ -555,8 +549,8 @@ describe('rmap bookkeeping', () => {
     expect(poolFree).toBe(sh.geo.nrRmaps);
     const va = vaIn(4, 0);
     const p = rig.map(va);
-    const mapcount = (): number => Atomics.load(sh.meta, sh.metaIdx(p.line, kMetaMapcount));
-    const ref = (): number => Atomics.load(sh.meta, sh.metaIdx(p.line, kMetaRef));
+    const mapcount = (): number => sh.meta.load(p.line, kMetaMapcount);
+    const ref = (): number => sh.meta.load(p.line, kMetaRef);
     expect(mapcount()).toBe(1);
     expect(ref()).toBe(1);
     expect(pcacheFlags(sh, p.line) & PC_valid).toBe(PC_valid);
@@ -577,7 +571,7 @@ describe('rmap bookkeeping', () => {
     const ptep2 = walk(env, 1, va, true);
     getPcache(sh, p.line);
     ptlLock(env, ptep2);
-    Atomics.store(sh.pgtable, ptep2, mkPte(p.line, false));
+    sh.pgtable.store(ptep2, mkPte(p.line, false));
     expect(pcacheAddRmap(k, p.line, ptep2, va + 77, PID2, RMAP_FILL_PAGE_REMOTE)).toBe(true);
     ptlUnlock(env, ptep2);
     expect(mapcount()).toBe(2);
@@ -585,14 +579,14 @@ describe('rmap bookkeeping', () => {
     expect(rl).toHaveLength(2);
     expect(rl[1]).toBe(r1);
     const r2 = rl[0]!;
-    expect(sh.rmap[sh.rmapIdx(r2, kRmapOwner)]).toBe(PID2);
-    expect(sh.rmapAddr[r2]).toBe(va); // page-aligned
+    expect(sh.rmap.get(r2, kRmapOwner)).toBe(PID2);
+    expect(sh.rmapAddr.get(r2)).toBe(va); // page-aligned
     expect(rig.stat('nr_pcache_rmap_alloc')).toBe(2);
     rig.expectQuiescent();
 
     // remove pid 9's mapping: mapcount 1, still valid
     ptlLock(env, ptep2);
-    Atomics.store(sh.pgtable, ptep2, 0);
+    sh.pgtable.store(ptep2, 0);
     ptlUnlock(env, ptep2);
     lockPcache(k, p.line);
     expect(pcacheFlags(sh, p.line) & PC_locked).toBe(PC_locked);
@@ -608,7 +602,7 @@ describe('rmap bookkeeping', () => {
 
     // remove the last one: mapcount 0, PC_valid cleared; the final put frees the line
     ptlLock(env, p.ptep);
-    Atomics.store(sh.pgtable, p.ptep, 0);
+    sh.pgtable.store(p.ptep, 0);
     ptlUnlock(env, p.ptep);
     lockPcache(k, p.line);
     pcacheRemoveRmapLocked(k, p.line, r1!);
@@ -639,9 +633,9 @@ describe('rmap_get_pte_locked', () => {
     lockPcache(k, p.line);
     const ptep = rmapGetPteLocked(k, p.line, r!, 'test');
     expect(ptep).toBe(p.ptep);
-    expect(Atomics.load(sh.ptl, tableOfSlot(ptep))).not.toBe(0); // PTE lock held
+    expect(sh.ptl.load(tableOfSlot(ptep))).not.toBe(0); // PTE lock held
     ptlUnlock(env, ptep);
-    expect(Atomics.load(sh.ptl, tableOfSlot(ptep))).toBe(0);
+    expect(sh.ptl.load(tableOfSlot(ptep))).toBe(0);
     unlockPcache(sh, p.line);
     expect(rig.violations()).toEqual([]);
     rig.expectQuiescent();
@@ -653,10 +647,10 @@ describe('rmap_get_pte_locked', () => {
     const p = rig.map(VA47);
     const [r] = rmapList(sh, p.line);
     const bad = p.ptep + 3;
-    sh.rmap[sh.rmapIdx(r!, kRmapPageTable)] = bad;
+    sh.rmap.set(r!, kRmapPageTable, bad);
     lockPcache(k, p.line);
     expect(rmapGetPteLocked(k, p.line, r!, 'pcache_try_to_unmap_reserve_one')).toBe(-1);
-    expect(Atomics.load(sh.ptl, tableOfSlot(p.ptep))).toBe(0); // not left locked
+    expect(sh.ptl.load(tableOfSlot(p.ptep))).toBe(0); // not left locked
     unlockPcache(sh, p.line);
 
     const log = readPrintkRing(sh);
@@ -685,7 +679,7 @@ describe('rmap_get_pte_locked', () => {
     expect(rec.text).toBe('****    ERROR: mismatched PTE and rmap');
 
     // repaired, the machine is consistent again
-    sh.rmap[sh.rmapIdx(r!, kRmapPageTable)] = p.ptep;
+    sh.rmap.set(r!, kRmapPageTable, p.ptep);
     const before = log.length;
     const res = checkQuiescent(k, 'test');
     expect(res.violations).toBe(0);
@@ -699,12 +693,12 @@ describe('rmap_get_pte_locked', () => {
     const q = rig.map(vaIn(1, 1));
     const [r] = rmapList(sh, p.line);
     ptlLock(env, p.ptep);
-    Atomics.store(sh.pgtable, p.ptep, mkPte(q.line, true));
+    sh.pgtable.store(p.ptep, mkPte(q.line, true));
     ptlUnlock(env, p.ptep);
     lockPcache(k, p.line);
     expect(rmapGetPteLocked(k, p.line, r!, 'test')).toBe(-1);
     unlockPcache(sh, p.line);
-    expect(Atomics.load(sh.ptl, tableOfSlot(p.ptep))).toBe(0);
+    expect(sh.ptl.load(tableOfSlot(p.ptep))).toBe(0);
     expect(rig.log).toContain('****    ERROR: mismatched PTE and rmap');
     expect(rig.log).toContain(
       `****    pcache_pfn: 0x${sh.linePfn(p.line).toString(16)}, pte_pfn: 0x${sh.linePfn(q.line).toString(16)}`,
@@ -712,6 +706,6 @@ describe('rmap_get_pte_locked', () => {
     expect(rig.log).toContain('pcache dumped because: The weirdo');
     expect(rig.violations().map((v) => v.kind)).toEqual(['rmap-pte-mismatch']);
     // (meta flags of the corrupted line are untouched by the report)
-    expect(Atomics.load(sh.meta, sh.metaIdx(p.line, kMetaFlags)) & PC_locked).toBe(0);
+    expect(sh.meta.load(p.line, kMetaFlags) & PC_locked).toBe(0);
   });
 });

@@ -64,7 +64,7 @@ describe('report channel', () => {
     const { sh, envs } = rig();
     reportViolation({ env: envs[0]! }, 'a', { text: 'first' });
     // a writer reserved the next index and died before its commit
-    Atomics.add(sh.repHdr, 0, 1);
+    sh.repHdr.add(0, 1);
     reportViolation({ env: envs[0]! }, 'c', { text: 'third' });
     const got: Violation[] = [];
     drainReports(sh, got);

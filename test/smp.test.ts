@@ -37,11 +37,11 @@ function cpus(n: number, prepared: (c: number) => boolean) {
   });
   for (let c = 0; c < n; c++) if (prepared(c)) smpcfdPrepareCpu(sh, c);
   // a TLB entry for VA on every CPU, so a delivered flush is visible
-  const e = (c: number) => sh.tlbIdx(c, (VA / PAGE_SIZE) % 64);
-  for (let c = 0; c < n; c++) sh.tlbVpn[e(c)] = VA / PAGE_SIZE;
-  const flushed = (c: number) => sh.tlbVpn[e(c)] === -1;
+  const e = (VA / PAGE_SIZE) % 64;
+  for (let c = 0; c < n; c++) sh.tlbVpn.set(c, e, VA / PAGE_SIZE);
+  const flushed = (c: number) => sh.tlbVpn.get(c, e) === -1;
   const refill = (c: number) => {
-    sh.tlbVpn[e(c)] = VA / PAGE_SIZE;
+    sh.tlbVpn.set(c, e, VA / PAGE_SIZE);
   };
   const reports: Violation[] = [];
   const violations = () => {

@@ -62,11 +62,11 @@ describe('single thread', () => {
   const onIrq = (at: number, release: () => void): void => {
     env.irq = () => {
       irqs++;
-      seen.push([Atomics.load(sh.ctl, sh.cpuIdx(0, kCpuLockWait)), Atomics.load(sh.ctl, sh.cpuIdx(0, kCpuLockKind))]);
+      seen.push([sh.cpu.load(0, kCpuLockWait), sh.cpu.load(0, kCpuLockKind)]);
       if (irqs === at) release();
     };
   };
-  const lockWait = (): number => Atomics.load(sh.ctl, sh.cpuIdx(0, kCpuLockWait));
+  const lockWait = (): number => sh.cpu.load(0, kCpuLockWait);
 
   beforeEach(() => {
     env = new Env(sh, { ctx: 0, cpu: 0, name: 'cpu0', bootEpochMs: performance.timeOrigin, config });
@@ -201,7 +201,7 @@ describe('single thread', () => {
       let waitingSeen = 0;
       env.irq = () => {
         irqs++;
-        seen.push([lockWait(), Atomics.load(sh.ctl, sh.cpuIdx(0, kCpuLockKind))]);
+        seen.push([lockWait(), sh.cpu.load(0, kCpuLockKind)]);
         if (s[0]! & RWSEM_WRITER_WAITING) waitingSeen++;
         if (irqs <= 2) upRead(s, 0); // the two readers leave, one per IPI
       };

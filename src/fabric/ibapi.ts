@@ -14,6 +14,8 @@ import type { z } from 'zod';
 import type { Env } from '../kernel/env.ts';
 import {
   kCpuDoorbell,
+  type Rec32,
+  Vec32,
   kCtlShutdown,
   kMboxAux,
   kMboxBytes,
@@ -58,7 +60,7 @@ export const MBOX_REPLIED = 2;
 
 /** One context's mailbox views. */
 export class Mailbox {
-  readonly hdr: Int32Array;
+  readonly hdr: Vec32;
   readonly f64: Float64Array;
   readonly page: Uint8Array;
   readonly payload: Uint8Array;
@@ -67,13 +69,13 @@ export class Mailbox {
     readonly ctx: number,
   ) {
     const base = ctx * kMboxBytes;
-    this.hdr = new Int32Array(fabric, base, kMboxHeaderWords);
+    this.hdr = new Vec32(new Int32Array(fabric, base, kMboxHeaderWords), `mailbox ${ctx}`);
     this.f64 = new Float64Array(fabric, base + kMboxFloatOff, kMboxFloatWords);
     this.page = new Uint8Array(fabric, base + kMboxPageOff, PAGE_SIZE);
     this.payload = new Uint8Array(fabric, base + kMboxPayloadOff, kMboxPayloadBytes);
   }
   get vaddr(): number {
-    return this.f64[0]!;
+    return this.f64[0] ?? 0;
   }
   set vaddr(v: number) {
     this.f64[0] = v;
@@ -144,9 +146,9 @@ export interface SendOpts {
 /** The requester side: ibapi_send_reply for one context. */
 export class Fabric {
   readonly mbox: Mailbox;
-  private readonly recv: Int32Array;
-  private readonly ctl: Int32Array;
-  private readonly doorbellIdx: number;
+  private readonly recv: Rec32;
+  private readonly cpu: Rec32;
+  private readonly ctl: Vec32;
   private readonly fromMemory: boolean;
   /** serialize all RPCs behind one lock (LegoOS CONFIG_FIT_SEQUENTIAL_IBAPI, --ib-serialize) */
   serializeLock: ((held: boolean) => void) | undefined;
@@ -154,8 +156,8 @@ export class Fabric {
   constructor(private readonly env: Env) {
     this.mbox = new Mailbox(env.sh.fabric, env.ctx);
     this.recv = env.sh.recv;
+    this.cpu = env.sh.cpu;
     this.ctl = env.sh.ctl;
-    this.doorbellIdx = env.sh.cpuIdx(env.ctx, kCpuDoorbell);
     this.fromMemory = env.ctx === env.sh.geo.ctx.memory;
   }
 
@@ -171,49 +173,49 @@ export class Fabric {
     env.sched('fabric:send');
     const t0 = performance.now();
     let bytesOut = 16;
-    h[kMboxOpcode] = opcode;
-    h[kMboxSrc] = env.ctx;
-    h[kMboxDst] = dst;
-    h[kMboxPid] = opts.pid ?? 0;
-    h[kMboxAux] = opts.flags ?? 0;
+    h.set(kMboxOpcode, opcode);
+    h.set(kMboxSrc, env.ctx);
+    h.set(kMboxDst, dst);
+    h.set(kMboxPid, opts.pid ?? 0);
+    h.set(kMboxAux, opts.flags ?? 0);
     m.vaddr = opts.vaddr ?? 0;
-    h[kMboxReqLen] = opts.payload === undefined ? 0 : m.writePayload(opts.payload);
-    bytesOut += h[kMboxReqLen];
+    h.set(kMboxReqLen, opts.payload === undefined ? 0 : m.writePayload(opts.payload));
+    bytesOut += h.get(kMboxReqLen);
     if (opts.page) {
       m.page.set(opts.page);
-      h[kMboxPageIn] = 1;
+      h.set(kMboxPageIn, 1);
       bytesOut += PAGE_SIZE;
-    } else h[kMboxPageIn] = 0;
-    h[kMboxPageOut] = 0;
-    h[kMboxReplyLen] = 0;
+    } else h.set(kMboxPageIn, 0);
+    h.set(kMboxPageOut, 0);
+    h.set(kMboxReplyLen, 0);
     this.serializeLock?.(true);
-    Atomics.store(h, kMboxState, MBOX_POSTED);
+    h.store(kMboxState, MBOX_POSTED);
     const w = Math.floor(env.ctx / 32);
-    Atomics.or(this.recv, env.sh.recvIdx(dst, kRecvPendingBase + w), 1 << (env.ctx % 32));
-    if (Atomics.load(this.recv, env.sh.recvIdx(dst, kRecvSleeping)) !== 0) {
-      Atomics.add(this.recv, env.sh.recvIdx(dst, kRecvDoorbell), 1);
-      Atomics.notify(this.recv, env.sh.recvIdx(dst, kRecvDoorbell), 1);
+    this.recv.or(dst, kRecvPendingBase + w, 1 << (env.ctx % 32));
+    if (this.recv.load(dst, kRecvSleeping) !== 0) {
+      this.recv.add(dst, kRecvDoorbell, 1);
+      this.recv.notify(dst, kRecvDoorbell, 1);
     }
     // Wait for the reply: short poll, then sleep on our doorbell (bumped by the reply or by an IPI).
     let n = 0;
     for (;;) {
-      if (Atomics.load(h, kMboxState) === MBOX_REPLIED) break;
+      if (h.load(kMboxState) === MBOX_REPLIED) break;
       env.irq();
       if (++n < 64) continue;
-      const seen = Atomics.load(this.ctl, this.doorbellIdx);
-      if (Atomics.load(h, kMboxState) === MBOX_REPLIED) break;
-      if (Atomics.load(this.ctl, kCtlShutdown) === 2) throw new Error('fabric: shutdown while waiting for a reply');
-      Atomics.wait(this.ctl, this.doorbellIdx, seen, 100);
+      const seen = this.cpu.load(env.ctx, kCpuDoorbell);
+      if (h.load(kMboxState) === MBOX_REPLIED) break;
+      if (this.ctl.load(kCtlShutdown) === 2) throw new Error('fabric: shutdown while waiting for a reply');
+      this.cpu.wait(env.ctx, kCpuDoorbell, seen, 100);
     }
     this.serializeLock?.(false);
-    Atomics.store(h, kMboxState, MBOX_IDLE);
+    h.store(kMboxState, MBOX_IDLE);
     env.sched('fabric:reply');
-    const replyLen = h[kMboxReplyLen];
-    const bytesIn = 8 + replyLen + (h[kMboxPageOut] ? PAGE_SIZE : 0);
+    const replyLen = h.get(kMboxReplyLen);
+    const bytesIn = 8 + replyLen + (h.get(kMboxPageOut) ? PAGE_SIZE : 0);
     this.account(dst, opcode, bytesOut, bytesIn, (performance.now() - t0) * 1000);
     return {
-      status: h[kMboxStatus]!,
-      aux: h[kMboxAux],
+      status: h.get(kMboxStatus),
+      aux: h.get(kMboxAux),
       body:
         replyLen > 0 && reply
           ? m.readPayload(replyLen, reply, `${opInfo(dst, opcode, this.fromMemory).name} reply from node ${dst}`)
@@ -225,13 +227,14 @@ export class Fabric {
   private account(dst: number, opcode: number, out: number, inn: number, us: number): void {
     const info = opInfo(dst, opcode, this.fromMemory);
     const st = this.env.sh.stats;
-    const base = this.env.sh.statIdx(this.env.ctx, kFabricBase + info.slot * kFabricSlot);
-    st[base + FAB_COUNT]! += 1;
-    st[base + FAB_BYTES_OUT]! += out;
-    st[base + FAB_BYTES_IN]! += inn;
-    st[base + FAB_LAT_SUM]! += us;
+    const ctx = this.env.ctx;
+    const slot = kFabricBase + info.slot * kFabricSlot;
+    st.bump(ctx, slot + FAB_COUNT, 1);
+    st.bump(ctx, slot + FAB_BYTES_OUT, out);
+    st.bump(ctx, slot + FAB_BYTES_IN, inn);
+    st.bump(ctx, slot + FAB_LAT_SUM, us);
     const b = Math.min(kFabricHistBuckets - 1, us < 1 ? 0 : Math.floor(Math.log2(us)) + 1);
-    st[base + FAB_HIST + b]! += 1;
+    st.bump(ctx, slot + FAB_HIST + b, 1);
   }
 }
 
@@ -261,7 +264,6 @@ export interface ReplyWriter {
 export function serveForever(env: Env, node: number, handle: (req: IncomingRequest, out: ReplyWriter) => void): void {
   const recv = env.sh.recv;
   const ctl = env.sh.ctl;
-  const base = env.sh.recvIdx(node, 0);
   const mboxes = new Map<number, Mailbox>();
   const mboxOf = (c: number) => {
     let m = mboxes.get(c);
@@ -275,7 +277,7 @@ export function serveForever(env: Env, node: number, handle: (req: IncomingReque
   for (;;) {
     let any = false;
     for (let w = 0; w < kRecvPendingWords; w++) {
-      let bits = Atomics.exchange(recv, base + kRecvPendingBase + w, 0);
+      let bits = recv.xchg(node, kRecvPendingBase + w, 0);
       while (bits !== 0) {
         const b = 31 - Math.clz32(bits);
         bits &= ~(1 << b);
@@ -287,15 +289,14 @@ export function serveForever(env: Env, node: number, handle: (req: IncomingReque
       idle = 0;
       continue;
     }
-    if (Atomics.load(ctl, kCtlShutdown) !== 0) return;
+    if (ctl.load(kCtlShutdown) !== 0) return;
     if (++idle < 200) continue;
-    const seen = Atomics.load(recv, base + kRecvDoorbell);
-    Atomics.store(recv, base + kRecvSleeping, 1);
+    const seen = recv.load(node, kRecvDoorbell);
+    recv.store(node, kRecvSleeping, 1);
     let pending = false;
-    for (let w = 0; w < kRecvPendingWords; w++)
-      if (Atomics.load(recv, base + kRecvPendingBase + w) !== 0) pending = true;
-    if (!pending) Atomics.wait(recv, base + kRecvDoorbell, seen, 50);
-    Atomics.store(recv, base + kRecvSleeping, 0);
+    for (let w = 0; w < kRecvPendingWords; w++) if (recv.load(node, kRecvPendingBase + w) !== 0) pending = true;
+    if (!pending) recv.wait(node, kRecvDoorbell, seen, 50);
+    recv.store(node, kRecvSleeping, 0);
   }
 }
 
@@ -306,34 +307,34 @@ function dispatchOne(
   handle: (req: IncomingRequest, out: ReplyWriter) => void,
 ): void {
   const h = m.hdr;
-  if (Atomics.load(h, kMboxState) !== MBOX_POSTED) return;
-  const reqLen = h[kMboxReqLen]!;
+  if (h.load(kMboxState) !== MBOX_POSTED) return;
+  const reqLen = h.get(kMboxReqLen);
   const req: IncomingRequest = {
-    src: h[kMboxSrc]!,
-    opcode: h[kMboxOpcode]!,
-    pid: h[kMboxPid]!,
-    flags: h[kMboxAux]!,
+    src: h.get(kMboxSrc),
+    opcode: h.get(kMboxOpcode),
+    pid: h.get(kMboxPid),
+    flags: h.get(kMboxAux),
     vaddr: m.vaddr,
     mbox: m,
-    hasPage: h[kMboxPageIn] === 1,
+    hasPage: h.get(kMboxPageIn) === 1,
     bodyLen: reqLen,
     body: <T>(schema: z.ZodType<T>) =>
       m.readPayload(
         reqLen,
         schema,
-        `${opInfo(node, h[kMboxOpcode] ?? 0, h[kMboxSrc] === env.sh.geo.ctx.memory).name} request from ctx ${h[kMboxSrc]}`,
+        `${opInfo(node, h.get(kMboxOpcode) ?? 0, h.get(kMboxSrc) === env.sh.geo.ctx.memory).name} request from ctx ${h.get(kMboxSrc)}`,
       ),
   };
   let replied = false;
   const out: ReplyWriter = {
     reply(status, aux = 0, body, page) {
-      h[kMboxStatus] = status;
-      h[kMboxAux] = aux;
-      h[kMboxReplyLen] = body === undefined ? 0 : m.writePayload(body);
+      h.set(kMboxStatus, status);
+      h.set(kMboxAux, aux);
+      h.set(kMboxReplyLen, body === undefined ? 0 : m.writePayload(body));
       if (page) {
         m.page.set(page);
-        h[kMboxPageOut] = 1;
-      } else h[kMboxPageOut] = 0;
+        h.set(kMboxPageOut, 1);
+      } else h.set(kMboxPageOut, 0);
       replied = true;
     },
   };
@@ -344,20 +345,19 @@ function dispatchOne(
       'error',
       `${env.name}: handler for opcode ${req.opcode} from ctx ${req.src} failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`,
     );
-    h[kMboxStatus] = -5; // -EIO
-    h[kMboxReplyLen] = 0;
+    h.set(kMboxStatus, -5); // -EIO
+    h.set(kMboxReplyLen, 0);
     replied = true;
     throw e;
   } finally {
     // "Handler MUST call reply message" (managers/memory/core.c): a handler that forgot is a bug.
     if (!replied) {
-      h[kMboxStatus] = -5;
-      h[kMboxReplyLen] = 0;
+      h.set(kMboxStatus, -5);
+      h.set(kMboxReplyLen, 0);
     }
-    Atomics.store(h, kMboxState, MBOX_REPLIED);
-    const db = env.sh.cpuIdx(req.src, kCpuDoorbell);
-    Atomics.add(env.sh.ctl, db, 1);
-    Atomics.notify(env.sh.ctl, db, 1);
+    h.store(kMboxState, MBOX_REPLIED);
+    env.sh.cpu.add(req.src, kCpuDoorbell, 1);
+    env.sh.cpu.notify(req.src, kCpuDoorbell, 1);
   }
 }
 

@@ -34,7 +34,6 @@ import {
   kCtlSpawnHead,
   kCtlSpawnTail,
   kMaxProcs,
-  kMmFloatStride,
   kMmMovingEnd,
   kMmMovingStart,
   kPrintkDropped,
@@ -146,11 +145,11 @@ export class Machine {
     const { sh, env, cfg } = this;
     const t0 = performance.now();
     pcacheEarlyInit(sh);
-    Atomics.store(sh.ctl, kCtlPgtableNext, 1);
-    Atomics.store(sh.ctl, kCtlNextTid, 1);
+    sh.ctl.store(kCtlPgtableNext, 1);
+    sh.ctl.store(kCtlNextTid, 1);
     for (let s = 0; s < kMaxProcs; s++) {
-      sh.mmF[s * kMmFloatStride + kMmMovingStart] = -1;
-      sh.mmF[s * kMmFloatStride + kMmMovingEnd] = -1;
+      sh.mmF.set(s, kMmMovingStart, -1);
+      sh.mmF.set(s, kMmMovingEnd, -1);
     }
     const geo = sh.geo;
     env.printk(
@@ -186,7 +185,7 @@ export class Machine {
     });
     this.pool.on('error', (e: unknown) => this.fail(`a CPU worker crashed: ${errText(e)}`));
     const all = (1 << cfg.cpus) - 1;
-    await this.waitFor(() => (Atomics.load(sh.ctl, kCtlCpusOnline) & all) === all, 60_000, 'CPU bring-up');
+    await this.waitFor(() => (sh.ctl.load(kCtlCpusOnline) & all) === all, 60_000, 'CPU bring-up');
     if (cfg.sweep) await this.startWorker('sweep', 'sweep.cjs', this.init());
     this.bootMs = performance.now() - t0;
     env.printk('notice', `splitkern: ${cfg.topology} up in ${this.bootMs.toFixed(0)} ms: ${cfg.cpus} CPUs online`);
@@ -214,7 +213,7 @@ export class Machine {
       });
       w.on('exit', (code) => {
         this.workers.delete(name);
-        if (Atomics.load(this.sh.ctl, kCtlShutdown) === 0) {
+        if (this.sh.ctl.load(kCtlShutdown) === 0) {
           const f = this.fail(`${name} worker exited unexpectedly (code ${code})`);
           if (!online) reject(f);
         }
@@ -232,7 +231,7 @@ export class Machine {
   fail(msg: string): EmulatorFailure {
     if (!this.failure) {
       this.failure = new EmulatorFailure(msg);
-      Atomics.store(this.sh.ctl, kCtlShutdown, 2);
+      this.sh.ctl.store(kCtlShutdown, 2);
       for (const w of this.failWaiters) w(this.failure);
       this.failWaiters = [];
     }
@@ -259,9 +258,9 @@ export class Machine {
   async run(program: string, argv: string[]): Promise<RunOutcome> {
     const { sh } = this;
     const t0 = performance.now();
-    const pid = Atomics.add(sh.ctl, kCtlNextTid, 1);
-    Atomics.add(sh.ctl, kCtlLiveThreads, 1);
-    sh.threads[sh.threadIdx(pid, kThreadPid)] = pid;
+    const pid = sh.ctl.add(kCtlNextTid, 1);
+    sh.ctl.add(kCtlLiveThreads, 1);
+    sh.threads.set(pid, kThreadPid, pid);
     const mainTask: CpuTask = { tid: pid, pid, program, argv, main: true };
     this.results = [];
     this.startTask(mainTask);
@@ -275,8 +274,8 @@ export class Machine {
       return { pid, main, threads: this.results.filter((r) => r.tid !== pid), wallMs: performance.now() - t0 };
     } finally {
       this.spawning = false;
-      Atomics.add(sh.ctl, kCtlHostDoorbell, 1);
-      Atomics.notify(sh.ctl, kCtlHostDoorbell);
+      sh.ctl.add(kCtlHostDoorbell, 1);
+      sh.ctl.notify(kCtlHostDoorbell);
       await spawnLoop;
     }
   }
@@ -304,19 +303,19 @@ export class Machine {
     const { sh } = this;
     this.spawning = true;
     while (this.spawning && !this.failure) {
-      const seen = Atomics.load(sh.ctl, kCtlHostDoorbell);
-      let tail = Atomics.load(sh.ctl, kCtlSpawnTail);
-      while (tail < Atomics.load(sh.ctl, kCtlSpawnHead)) {
+      const seen = sh.ctl.load(kCtlHostDoorbell);
+      let tail = sh.ctl.load(kCtlSpawnTail);
+      while (tail < sh.ctl.load(kCtlSpawnHead)) {
         const idx = spawnRingBase + (tail % kSpawnRing);
-        const tid = Atomics.load(sh.ctl, idx);
+        const tid = sh.ctl.load(idx);
         if (tid === 0) break; // reserved, not yet written
-        Atomics.store(sh.ctl, idx, 0);
+        sh.ctl.store(idx, 0);
         tail++;
-        Atomics.store(sh.ctl, kCtlSpawnTail, tail);
-        const pid = sh.threads[sh.threadIdx(tid, kThreadPid)]!;
+        sh.ctl.store(kCtlSpawnTail, tail);
+        const pid = sh.threads.get(tid, kThreadPid);
         this.startTask({ tid, pid, program, argv, main: false });
       }
-      const w = Atomics.waitAsync(sh.ctl, kCtlHostDoorbell, seen, 50);
+      const w = sh.ctl.waitAsync(kCtlHostDoorbell, seen, 50);
       if (w.async) await w.value;
     }
   }
@@ -381,27 +380,25 @@ export class Machine {
     const { sh, cfg } = this;
     const now = this.env.nowMs();
     for (let c = 0; c < cfg.cpus; c++) {
-      const since = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuKernelEnterMs));
-      if (Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuState)) !== kCpuStateKernel || since < 0) continue;
+      const since = sh.cpu.load(c, kCpuKernelEnterMs);
+      if (sh.cpu.load(c, kCpuState) !== kCpuStateKernel || since < 0) continue;
       const stuck = (now - since) / 1000;
       if (stuck < cfg.watchdogSec) continue;
-      const pid = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuPid));
+      const pid = sh.cpu.load(c, kCpuPid);
       this.env.printk('error', `watchdog: BUG: soft lockup - CPU#${c} stuck for ${Math.floor(stuck)}s! [pid:${pid}]`);
       // Like an NMI backtrace of every CPU: what each one is doing.
       for (let o = 0; o < cfg.cpus; o++) this.env.printk('error', `watchdog: ${this.describeCpu(o)}`);
       for (let s = 0; s < kMaxProcs; s++) {
-        const pidS = Atomics.load(sh.mm, sh.mmIdx(s, kMmPid));
-        const owner = Atomics.load(sh.mm, sh.mmIdx(s, kMmSemOwner));
+        const pidS = sh.mm.load(s, kMmPid);
+        const owner = sh.mm.load(s, kMmSemOwner);
         if (pidS)
           this.env.printk(
             'error',
-            `watchdog: mm of pid ${pidS}: mmap_sem 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmSem)).toString(16)}${owner ? ` (held for write by CPU#${owner - 1})` : ''} cpumask 0x${Atomics.load(sh.mm, sh.mmIdx(s, kMmCpumask)).toString(16)} shootdowns in flight ${Atomics.load(sh.mm, sh.mmIdx(s, kMmShootdowns))}`,
+            `watchdog: mm of pid ${pidS}: mmap_sem 0x${sh.mm.load(s, kMmSem).toString(16)}${owner ? ` (held for write by CPU#${owner - 1})` : ''} cpumask 0x${sh.mm.load(s, kMmCpumask).toString(16)} shootdowns in flight ${sh.mm.load(s, kMmShootdowns)}`,
           );
       }
       this.drainLog();
-      const waitKind = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockWait))
-        ? lockKindName(Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockKind)))
-        : '';
+      const waitKind = sh.cpu.load(c, kCpuLockWait) ? lockKindName(sh.cpu.load(c, kCpuLockKind)) : '';
       this.fail(
         `soft lockup: CPU#${c} stuck in the kernel for ${Math.floor(stuck)} s${waitKind ? ` waiting for ${waitKind}` : ''} (--watchdog ${cfg.watchdogSec})`,
       );
@@ -411,21 +408,19 @@ export class Machine {
 
   describeCpu(c: number): string {
     const { sh } = this;
-    const state = ['idle', 'user', 'kernel'][Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuState))] ?? '?';
-    const wait = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockWait));
-    const kind = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockKind));
+    const state = ['idle', 'user', 'kernel'][sh.cpu.load(c, kCpuState)] ?? '?';
+    const wait = sh.cpu.load(c, kCpuLockWait);
+    const kind = sh.cpu.load(c, kCpuLockKind);
     const kindName = lockKindName(kind);
-    const pid = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuPid));
+    const pid = sh.cpu.load(c, kCpuPid);
     const pending = callSingleQueued(sh, c);
     // the last lock this CPU took (it may have released it since: unlocks are not tracked)
-    const held = Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockLastTaken));
-    const heldKind = lockKindName(Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuLockLastTakenKind)));
+    const held = sh.cpu.load(c, kCpuLockLastTaken);
+    const heldKind = lockKindName(sh.cpu.load(c, kCpuLockLastTakenKind));
     const holders = wait
       ? [...Array(this.cfg.cpus).keys()].filter(
           (o) =>
-            o !== c &&
-            Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockLastTaken)) === wait &&
-            Atomics.load(sh.ctl, sh.cpuIdx(o, kCpuLockLastTakenKind)) === kind,
+            o !== c && sh.cpu.load(o, kCpuLockLastTaken) === wait && sh.cpu.load(o, kCpuLockLastTakenKind) === kind,
         )
       : [];
     return `CPU#${c} ${state}${pid ? ` pid ${pid}` : ''}${wait ? `, waiting for ${kindName} ${wait - 1}${holders.length ? ` (last taken by CPU#${holders.join(', CPU#')})` : ''}` : ''}${held ? `, last lock taken: ${heldKind} ${held - 1}` : ''}${pending ? ', call_single_queue not empty' : ''}`;
@@ -439,20 +434,20 @@ export class Machine {
   interrupt(signo: number): void {
     const { sh } = this;
     for (let s = 0; s < kMaxProcs; s++) {
-      if (Atomics.load(sh.mm, sh.mmIdx(s, kMmPid)) === 0) continue;
-      const ki = sh.mmIdx(s, kMmKilled);
-      Atomics.compareExchange(sh.mm, ki, 0, signo);
-      Atomics.notify(sh.mm, ki);
+      if (sh.mm.load(s, kMmPid) === 0) continue;
+      const ki = sh.mm.idx(s, kMmKilled);
+      Atomics.compareExchange(sh.mm.a, ki, 0, signo);
+      Atomics.notify(sh.mm.a, ki);
     }
   }
 
   /** Stop every worker. Never leaves one behind, whatever state the machine is in. */
   async shutdown(): Promise<void> {
     const { sh } = this;
-    if (Atomics.load(sh.ctl, kCtlShutdown) === 0) Atomics.store(sh.ctl, kCtlShutdown, 1);
+    if (sh.ctl.load(kCtlShutdown) === 0) sh.ctl.store(kCtlShutdown, 1);
     for (let n = 0; n < kNrNodes; n++) {
-      Atomics.add(sh.recv, sh.recvIdx(n, kRecvDoorbell), 1);
-      Atomics.notify(sh.recv, sh.recvIdx(n, kRecvDoorbell));
+      sh.recv.add(n, kRecvDoorbell, 1);
+      sh.recv.notify(n, kRecvDoorbell);
     }
     const clean = !this.failure;
     const exits = [...this.workers.values()].map(

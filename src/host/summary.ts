@@ -50,7 +50,7 @@ export function collectStats(sh: Shared): MachineStats {
   const nCtx = sh.geo.ctx.total;
   const sum = (i: number): number => {
     let s = 0;
-    for (let c = 0; c < nCtx; c++) s += sh.stats[sh.statIdx(c, i)]!;
+    for (let c = 0; c < nCtx; c++) s += sh.stats.get(c, i);
     return s;
   };
   const pcache: Record<string, number> = {};
@@ -82,8 +82,8 @@ export function collectStats(sh: Shared): MachineStats {
   for (let c = 0; c < sh.geo.ctx.cpus; c++)
     perCpu.push({
       cpu: c,
-      faults: sh.stats[sh.statIdx(c, S.nr_pgfault)]!,
-      syscalls: sh.stats[sh.statIdx(c, S.syscall)]!,
+      faults: sh.stats.get(c, S.nr_pgfault),
+      syscalls: sh.stats.get(c, S.syscall),
     });
   return {
     pcache,

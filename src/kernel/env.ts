@@ -90,11 +90,10 @@ export class Env {
   }
 
   stat(i: number, n = 1): void {
-    this.sh.stats[this.sh.statIdx(this.ctx, i)]! += n;
+    this.sh.stats.bump(this.ctx, i, n);
   }
   statMax(i: number, v: number): void {
-    const k = this.sh.statIdx(this.ctx, i);
-    if (v > this.sh.stats[k]!) this.sh.stats[k] = v;
+    if (v > this.sh.stats.get(this.ctx, i)) this.sh.stats.set(this.ctx, i, v);
   }
 }
 

@@ -137,6 +137,8 @@ export const kSetNrEviction = 7; // nr_eviction_entries (eviction list lock = se
 export const kSetNrVictims = 12; // victims tagged with this set (victim lock)
 // Per-set eviction list (perset.c): kEvictEntries entries {pid} + Float64 {address}; pid 0 = free.
 export const kEvictEntries = 8;
+/** the pid word of eviction entry e, after the set's kSetStride words (Atomics; written under the set lock) */
+export const kSetEvictPid = (e: number): number => kSetStride + e;
 
 // rmap (struct pcache_rmap), Int32 x kRmapStride + Float64 address. Fields under the line lock.
 export const kRmapStride = 8;
@@ -441,99 +443,252 @@ export function allocateShared(geo: Geometry): SharedBuffers {
   };
 }
 
-/** Typed views over SharedBuffers; every worker builds one. */
+// ---------------------------------------------------------------------------------------------
+// Accessors: the only way kernel code reaches a shared word. A region of records (Rec32, RecF64)
+// is addressed by (record, word), a flat region (Vec32, VecF64) by its word index; each computes
+// the raw index itself, so no caller does. get/set are plain accesses, for a word whose guard the
+// caller holds (or that only the caller writes: see its declaration above); everything else is an
+// Atomics operation. A read beyond the region is a RangeError, never an `undefined` turned NaN.
+// `a` and idx() hand the raw array and index to the lock primitives of sync.ts and to Atomics.wait.
+
+const outOfRange = (what: string, i: number): RangeError => new RangeError(`${what}: word ${i} is outside the region`);
+
+/** Int32 records: word w of record i is a[i * stride + w]. */
+export class Rec32 {
+  constructor(
+    readonly a: Int32Array,
+    readonly stride: number,
+    readonly what: string,
+  ) {}
+  idx(i: number, w: number): number {
+    return i * this.stride + w;
+  }
+  get(i: number, w: number): number {
+    const v = this.a[i * this.stride + w];
+    if (v === undefined) throw outOfRange(this.what, i * this.stride + w);
+    return v;
+  }
+  set(i: number, w: number, v: number): void {
+    this.a[i * this.stride + w] = v;
+  }
+  load(i: number, w: number): number {
+    return Atomics.load(this.a, i * this.stride + w);
+  }
+  store(i: number, w: number, v: number): number {
+    return Atomics.store(this.a, i * this.stride + w, v);
+  }
+  add(i: number, w: number, v: number): number {
+    return Atomics.add(this.a, i * this.stride + w, v);
+  }
+  sub(i: number, w: number, v: number): number {
+    return Atomics.sub(this.a, i * this.stride + w, v);
+  }
+  or(i: number, w: number, v: number): number {
+    return Atomics.or(this.a, i * this.stride + w, v);
+  }
+  and(i: number, w: number, v: number): number {
+    return Atomics.and(this.a, i * this.stride + w, v);
+  }
+  xchg(i: number, w: number, v: number): number {
+    return Atomics.exchange(this.a, i * this.stride + w, v);
+  }
+  cas(i: number, w: number, expected: number, replacement: number): number {
+    return Atomics.compareExchange(this.a, i * this.stride + w, expected, replacement);
+  }
+  notify(i: number, w: number, count?: number): number {
+    return Atomics.notify(this.a, i * this.stride + w, count);
+  }
+  wait(i: number, w: number, value: number, timeoutMs?: number): 'ok' | 'not-equal' | 'timed-out' {
+    return Atomics.wait(this.a, i * this.stride + w, value, timeoutMs);
+  }
+  waitAsync(i: number, w: number, value: number, timeoutMs?: number): ReturnType<typeof Atomics.waitAsync> {
+    return Atomics.waitAsync(this.a, i * this.stride + w, value, timeoutMs);
+  }
+}
+
+/** Float64 records: no Atomics exist for them, so each word has one writer or a lock (see its declaration). */
+export class RecF64 {
+  constructor(
+    readonly a: Float64Array,
+    readonly stride: number,
+    readonly what: string,
+  ) {}
+  get(i: number, w: number): number {
+    const v = this.a[i * this.stride + w];
+    if (v === undefined) throw outOfRange(this.what, i * this.stride + w);
+    return v;
+  }
+  set(i: number, w: number, v: number): void {
+    this.a[i * this.stride + w] = v;
+  }
+  /** add to a word only this context writes (a statistics counter): plain, not atomic */
+  bump(i: number, w: number, v: number): void {
+    this.a[i * this.stride + w] = this.get(i, w) + v;
+  }
+}
+
+/** A flat Int32 region addressed by word index (global words, PTEs, PTE locks, percpu pointers). */
+export class Vec32 {
+  constructor(
+    readonly a: Int32Array,
+    readonly what: string,
+  ) {}
+  get(i: number): number {
+    const v = this.a[i];
+    if (v === undefined) throw outOfRange(this.what, i);
+    return v;
+  }
+  set(i: number, v: number): void {
+    this.a[i] = v;
+  }
+  load(i: number): number {
+    return Atomics.load(this.a, i);
+  }
+  store(i: number, v: number): number {
+    return Atomics.store(this.a, i, v);
+  }
+  add(i: number, v: number): number {
+    return Atomics.add(this.a, i, v);
+  }
+  sub(i: number, v: number): number {
+    return Atomics.sub(this.a, i, v);
+  }
+  or(i: number, v: number): number {
+    return Atomics.or(this.a, i, v);
+  }
+  and(i: number, v: number): number {
+    return Atomics.and(this.a, i, v);
+  }
+  xchg(i: number, v: number): number {
+    return Atomics.exchange(this.a, i, v);
+  }
+  cas(i: number, expected: number, replacement: number): number {
+    return Atomics.compareExchange(this.a, i, expected, replacement);
+  }
+  notify(i: number, count?: number): number {
+    return Atomics.notify(this.a, i, count);
+  }
+  wait(i: number, value: number, timeoutMs?: number): 'ok' | 'not-equal' | 'timed-out' {
+    return Atomics.wait(this.a, i, value, timeoutMs);
+  }
+  waitAsync(i: number, value: number, timeoutMs?: number): ReturnType<typeof Atomics.waitAsync> {
+    return Atomics.waitAsync(this.a, i, value, timeoutMs);
+  }
+}
+
+/** A flat Float64 region (rmap and victim addresses, thread arguments): one writer or a lock per word. */
+export class VecF64 {
+  constructor(
+    readonly a: Float64Array,
+    readonly what: string,
+  ) {}
+  get(i: number): number {
+    const v = this.a[i];
+    if (v === undefined) throw outOfRange(this.what, i);
+    return v;
+  }
+  set(i: number, v: number): void {
+    this.a[i] = v;
+  }
+}
+
+/** Typed views over SharedBuffers, as accessors; every worker builds one. */
 export class Shared {
   readonly geo: Geometry;
-  readonly ctl: Int32Array;
+  /** ctl's global words (kCtl*), by word index */
+  readonly ctl: Vec32;
+  /** the spawn ring (kSpawnRing entries after the global words) */
+  readonly spawn: Vec32;
+  /** ctl's per-context rows (kCpu*): record = context */
+  readonly cpu: Rec32;
   readonly pcdata: Uint8Array;
   readonly pcdata32: Int32Array;
   readonly pcdataView: DataView;
-  readonly meta: Int32Array;
-  readonly set: Int32Array;
-  readonly setEvictAddr: Float64Array;
-  readonly rmap: Int32Array;
-  readonly rmapAddr: Float64Array;
-  readonly pgtable: Int32Array;
-  readonly ptl: Int32Array;
-  readonly mm: Int32Array;
-  readonly mmF: Float64Array;
-  readonly tlbVpn: Float64Array;
-  readonly tlbVal: Int32Array;
-  readonly percpu: Int32Array;
-  readonly csdInfo: Float64Array;
-  readonly victim: Int32Array;
-  readonly victimAddr: Float64Array;
+  /** struct pcache_meta per line (kMeta*) */
+  readonly meta: Rec32;
+  /** struct pcache_set per set (kSet*), then its eviction list's pid words (kSetEvictPid(e)) */
+  readonly set: Rec32;
+  /** the eviction lists' addresses: record = set, word = entry */
+  readonly setEvictAddr: RecF64;
+  /** struct pcache_rmap per rmap (kRmap*) */
+  readonly rmap: Rec32;
+  /** an rmap's user address, by rmap index (line lock) */
+  readonly rmapAddr: VecF64;
+  /** page-table entries, by slot (the "ptep") */
+  readonly pgtable: Vec32;
+  /** the split PTE locks, by table page */
+  readonly ptl: Vec32;
+  /** P-side mm per process slot (kMm*) */
+  readonly mm: Rec32;
+  /** the mm's Float64 words (kMmMovingStart/End, kMmFaultAddr) */
+  readonly mmF: RecF64;
+  /** TLB tags (vpn, -1 invalid): record = CPU, word = entry */
+  readonly tlbVpn: RecF64;
+  /** TLB values: record = CPU, word = entry */
+  readonly tlbVal: Rec32;
+  /** the per-CPU areas and on-stack csds, by kernel pointer (word index; 0 is NULL) */
+  readonly percpu: Vec32;
+  /** struct flush_tlb_info per sending context (kCsdInfo*) */
+  readonly csdInfo: RecF64;
+  /** victim cache entries (kVictim*) */
+  readonly victim: Rec32;
+  /** a victim's user address, by entry */
+  readonly victimAddr: VecF64;
   readonly victimData: Uint8Array;
   readonly fabric: SharedArrayBuffer;
-  readonly recv: Int32Array;
+  /** receiver words per node (kRecv*) */
+  readonly recv: Rec32;
   readonly printk: SharedArrayBuffer;
-  /** the reports header (counters, head, tail) and the record bytes */
-  readonly repHdr: Int32Array;
+  /** the reports header (kRep*: counters, head, tail) */
+  readonly repHdr: Vec32;
+  /** the report records' bytes */
   readonly repBytes: Uint8Array;
-  readonly threads: Int32Array;
-  readonly threadArgs: Float64Array;
-  readonly stats: Float64Array;
+  /** the thread table (kThread*), record = tid */
+  readonly threads: Rec32;
+  /** a thread's entry argument, by tid */
+  readonly threadArgs: VecF64;
+  /** per-context counter rows (src/kernel/stats.ts): record = context, one writer each */
+  readonly stats: RecF64;
 
   constructor(readonly bufs: SharedBuffers) {
     this.geo = bufs.geo;
-    this.ctl = new Int32Array(bufs.ctl);
+    this.ctl = new Vec32(new Int32Array(bufs.ctl, 0, kCtlGlobalWords), 'ctl');
+    this.spawn = new Vec32(new Int32Array(bufs.ctl, spawnRingBase * 4, kSpawnRing), 'spawn ring');
+    this.cpu = new Rec32(
+      new Int32Array(bufs.ctl, perCpuBase(0) * 4, bufs.geo.ctx.total * kPerCpuStride),
+      kPerCpuStride,
+      'per-cpu',
+    );
     this.pcdata = new Uint8Array(bufs.pcdata);
     this.pcdata32 = new Int32Array(bufs.pcdata);
     this.pcdataView = new DataView(bufs.pcdata);
-    this.meta = new Int32Array(bufs.pcmeta);
-    this.set = new Int32Array(bufs.pcset);
-    this.setEvictAddr = new Float64Array(bufs.pcsetEvictAddr);
-    this.rmap = new Int32Array(bufs.rmap);
-    this.rmapAddr = new Float64Array(bufs.rmapAddr);
-    this.pgtable = new Int32Array(bufs.pgtable);
-    this.ptl = new Int32Array(bufs.ptl);
-    this.mm = new Int32Array(bufs.mm);
-    this.mmF = new Float64Array(bufs.mmF);
-    this.tlbVpn = new Float64Array(bufs.tlbVpn);
-    this.tlbVal = new Int32Array(bufs.tlbVal);
-    this.percpu = new Int32Array(bufs.percpu);
-    this.csdInfo = new Float64Array(bufs.csdInfo);
-    this.victim = new Int32Array(bufs.victim);
-    this.victimAddr = new Float64Array(bufs.victimAddr);
+    this.meta = new Rec32(new Int32Array(bufs.pcmeta), kMetaStride, 'pcmeta');
+    this.set = new Rec32(new Int32Array(bufs.pcset), kSetStride + kEvictEntries, 'pcset');
+    this.setEvictAddr = new RecF64(new Float64Array(bufs.pcsetEvictAddr), kEvictEntries, 'pcset eviction addresses');
+    this.rmap = new Rec32(new Int32Array(bufs.rmap), kRmapStride, 'rmap');
+    this.rmapAddr = new VecF64(new Float64Array(bufs.rmapAddr), 'rmap addresses');
+    this.pgtable = new Vec32(new Int32Array(bufs.pgtable), 'pgtable');
+    this.ptl = new Vec32(new Int32Array(bufs.ptl), 'ptl');
+    this.mm = new Rec32(new Int32Array(bufs.mm), kMmStride, 'mm');
+    this.mmF = new RecF64(new Float64Array(bufs.mmF), kMmFloatStride, 'mm floats');
+    this.tlbVpn = new RecF64(new Float64Array(bufs.tlbVpn), kTlbEntries, 'tlb tags');
+    this.tlbVal = new Rec32(new Int32Array(bufs.tlbVal), kTlbEntries, 'tlb values');
+    this.percpu = new Vec32(new Int32Array(bufs.percpu), 'percpu');
+    this.csdInfo = new RecF64(new Float64Array(bufs.csdInfo), kCsdInfoStride, 'csd info');
+    this.victim = new Rec32(new Int32Array(bufs.victim), kVictimStride, 'victim');
+    this.victimAddr = new VecF64(new Float64Array(bufs.victimAddr), 'victim addresses');
     this.victimData = new Uint8Array(bufs.victimData);
     this.fabric = bufs.fabric;
-    this.recv = new Int32Array(bufs.recv);
+    this.recv = new Rec32(new Int32Array(bufs.recv), kRecvStride, 'recv');
     this.printk = bufs.printk;
-    this.repHdr = new Int32Array(bufs.reports, 0, kReportHeaderWords);
+    this.repHdr = new Vec32(new Int32Array(bufs.reports, 0, kReportHeaderWords), 'reports header');
     this.repBytes = new Uint8Array(bufs.reports, kReportHeaderWords * 4);
-    this.threads = new Int32Array(bufs.threads);
-    this.threadArgs = new Float64Array(bufs.threadArgs);
-    this.stats = new Float64Array(bufs.stats);
+    this.threads = new Rec32(new Int32Array(bufs.threads), kThreadStride, 'threads');
+    this.threadArgs = new VecF64(new Float64Array(bufs.threadArgs), 'thread args');
+    this.stats = new RecF64(new Float64Array(bufs.stats), kStatsPerContext, 'stats');
   }
 
-  // --- index helpers (the only place raw offsets are computed) ---
-  metaIdx(line: number, field: number): number {
-    return line * kMetaStride + field;
-  }
-  setIdx(set: number, field: number): number {
-    return set * (kSetStride + kEvictEntries) + field;
-  }
-  setEvictPidIdx(set: number, e: number): number {
-    return set * (kSetStride + kEvictEntries) + kSetStride + e;
-  }
-  setEvictAddrIdx(set: number, e: number): number {
-    return set * kEvictEntries + e;
-  }
-  rmapIdx(r: number, field: number): number {
-    return r * kRmapStride + field;
-  }
-  mmIdx(slot: number, field: number): number {
-    return slot * kMmStride + field;
-  }
-  mmFIdx(slot: number, field: number): number {
-    return slot * kMmFloatStride + field;
-  }
-  cpuIdx(ctx: number, field: number): number {
-    return perCpuBase(ctx) + field;
-  }
-  tlbIdx(cpu: number, e: number): number {
-    return cpu * kTlbEntries + e;
-  }
+  // --- pointers and offsets that are not a record's word ---
   /** the base word of CPU c's percpu area */
   percpuArea(cpu: number): number {
     return kPercpuBase + cpu * kPercpuAreaWords;
@@ -545,21 +700,6 @@ export class Shared {
   /** the on-stack csd of a context (smp_call_function_single's csd_stack) */
   csdStackPtr(ctx: number): number {
     return kPercpuBase + this.geo.ctx.cpus * kPercpuAreaWords + ctx * kCsdStackStride;
-  }
-  csdInfoIdx(ctx: number, field: number): number {
-    return ctx * kCsdInfoStride + field;
-  }
-  victimIdx(v: number, field: number): number {
-    return v * kVictimStride + field;
-  }
-  threadIdx(tid: number, field: number): number {
-    return tid * kThreadStride + field;
-  }
-  statIdx(ctx: number, stat: number): number {
-    return ctx * kStatsPerContext + stat;
-  }
-  recvIdx(node: number, field: number): number {
-    return node * kRecvStride + field;
   }
   /** the byte offset of a report slot in repBytes */
   reportSlotByte(index: number): number {

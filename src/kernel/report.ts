@@ -54,7 +54,7 @@ const kRecordBytes = kReportSlotBytes - kReportSlotHeaderBytes;
 export function reportViolation(k: HasEnv, kind: string, d: ViolationDetails): void {
   const env = k.env;
   const sh = env.sh;
-  Atomics.add(sh.repHdr, kRepCountBase + env.ctx, 1);
+  sh.repHdr.add(kRepCountBase + env.ctx, 1);
   env.printk('error', d.text);
   const { text, ...rest } = d;
   const details: Record<string, unknown> = {};
@@ -91,12 +91,12 @@ function postRecord(sh: Shared, bytes: Uint8Array): void {
   const hdr = sh.repHdr;
   let index: number;
   for (;;) {
-    index = Atomics.load(hdr, kRepHead);
-    if (index - Atomics.load(hdr, kRepTail) >= kReportSlots) {
-      Atomics.add(hdr, kRepDropped, 1);
+    index = hdr.load(kRepHead);
+    if (index - hdr.load(kRepTail) >= kReportSlots) {
+      hdr.add(kRepDropped, 1);
       return;
     }
-    if (Atomics.compareExchange(hdr, kRepHead, index, index + 1) === index) break;
+    if (hdr.cas(kRepHead, index, index + 1) === index) break;
   }
   const off = sh.reportSlotByte(index);
   const slot = slotHeader(sh, off);
@@ -112,8 +112,8 @@ function postRecord(sh: Shared, bytes: Uint8Array): void {
  */
 export function drainReports(sh: Shared, into: Violation[], final = false): void {
   const hdr = sh.repHdr;
-  let tail = Atomics.load(hdr, kRepTail);
-  const head = Atomics.load(hdr, kRepHead);
+  let tail = hdr.load(kRepTail);
+  const head = hdr.load(kRepHead);
   while (tail < head) {
     const off = sh.reportSlotByte(tail);
     const slot = slotHeader(sh, off);
@@ -127,20 +127,20 @@ export function drainReports(sh: Shared, into: Violation[], final = false): void
     } else if (!final) break; // reserved, not yet committed
     Atomics.store(slot, 0, 0);
     tail++;
-    Atomics.store(hdr, kRepTail, tail);
+    hdr.store(kRepTail, tail);
   }
 }
 
 /** Violations counted by every context (the truth the exit code is computed from). */
 export function violationCount(sh: Shared): number {
   let n = 0;
-  for (let c = 0; c < sh.geo.ctx.total; c++) n += Atomics.load(sh.repHdr, kRepCountBase + c);
+  for (let c = 0; c < sh.geo.ctx.total; c++) n += sh.repHdr.load(kRepCountBase + c);
   return n;
 }
 
 /** Records that found the ring full. */
 export function reportsDropped(sh: Shared): number {
-  return Atomics.load(sh.repHdr, kRepDropped);
+  return sh.repHdr.load(kRepDropped);
 }
 
 /**

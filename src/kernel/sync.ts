@@ -24,18 +24,18 @@ export const LOCK_KIND = {
 
 function noteWait(env: Env, id: number, kind: number): void {
   if (env.cpu < 0) return;
-  Atomics.store(env.sh.ctl, env.sh.cpuIdx(env.ctx, kCpuLockWait), id + 1);
-  Atomics.store(env.sh.ctl, env.sh.cpuIdx(env.ctx, kCpuLockKind), kind);
+  env.sh.cpu.store(env.ctx, kCpuLockWait, id + 1);
+  env.sh.cpu.store(env.ctx, kCpuLockKind, kind);
 }
 function clearWait(env: Env): void {
   if (env.cpu < 0) return;
-  Atomics.store(env.sh.ctl, env.sh.cpuIdx(env.ctx, kCpuLockWait), 0);
+  env.sh.cpu.store(env.ctx, kCpuLockWait, 0);
 }
 
 function noteHeld(env: Env, id: number, kind: number): void {
   if (env.cpu < 0) return;
-  Atomics.store(env.sh.ctl, env.sh.cpuIdx(env.ctx, kCpuLockLastTaken), id + 1);
-  Atomics.store(env.sh.ctl, env.sh.cpuIdx(env.ctx, kCpuLockLastTakenKind), kind);
+  env.sh.cpu.store(env.ctx, kCpuLockLastTaken, id + 1);
+  env.sh.cpu.store(env.ctx, kCpuLockLastTakenKind, kind);
 }
 
 /** spin_trylock: 0 = unlocked, 1 = locked, 2 = locked with sleepers. */

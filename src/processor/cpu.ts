@@ -22,7 +22,6 @@ import {
   kMaxProcs,
   kMmCpumask,
   kMmFaultAddr,
-  kMmFloatStride,
   kMmKilled,
   kMmSiCode,
   kMmMovingEnd,
@@ -91,7 +90,9 @@ const CPUHP_STEPS: CpuhpStep[] = [
   // First: this CPU's statistics row starts from zero, so the steps below may count into it.
   {
     name: 'stats:online',
-    startup: (c) => c.sh.stats.fill(0, c.sh.statIdx(c.env.ctx, 0), c.sh.statIdx(c.env.ctx, 0) + kStatsPerContext),
+    startup: (c) => {
+      for (let i = 0; i < kStatsPerContext; i++) c.sh.stats.set(c.env.ctx, i, 0);
+    },
   },
   {
     // kernel/smp.c: the boot CPU's csd array comes from call_function_init, a secondary CPU's from
@@ -132,7 +133,7 @@ export class Cpu {
     private readonly programs: Readonly<Record<string, Program>>,
   ) {
     this.sh = new Shared(init.bufs);
-    const id = Atomics.add(this.sh.ctl, kCtlCpuBootCounter, 1);
+    const id = this.sh.ctl.add(kCtlCpuBootCounter, 1);
     if (id >= this.sh.geo.ctx.cpus)
       throw new Error(`cpu bring-up: more CPU workers than --cpus ${this.sh.geo.ctx.cpus}`);
     this.env = new Env(this.sh, {
@@ -145,7 +146,7 @@ export class Cpu {
     this.k = new Kern(this.env, new Fabric(this.env));
     if (init.config.ibSerialize) {
       // --ib-serialize: one lock around every ibapi_send_reply of P (CONFIG_FIT_SEQUENTIAL_IBAPI).
-      const ctl = this.sh.ctl;
+      const ctl = this.sh.ctl.a;
       this.k.fab.serializeLock = (take) => {
         if (take) spinLock(this.env, ctl, kCtlIbLock);
         else spinUnlock(ctl, kCtlIbLock);
@@ -159,14 +160,14 @@ export class Cpu {
 
   private bringUp(): void {
     const { env, sh } = this;
-    Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuKernelEnterMs), -1);
+    sh.cpu.store(env.ctx, kCpuKernelEnterMs, -1);
     for (const step of CPUHP_STEPS) {
       step.startup(this);
       env.printk('debug', `cpuhp/${env.cpu}: ${step.name}`);
     }
     env.irq = () => handleIpis(this.k);
-    Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateIdle);
-    Atomics.or(sh.ctl, kCtlCpusOnline, 1 << env.cpu);
+    sh.cpu.store(env.ctx, kCpuState, kCpuStateIdle);
+    sh.ctl.or(kCtlCpusOnline, 1 << env.cpu);
     const csdDone = smpcfdPrepared(sh, env.cpu);
     env.printk(
       'notice',
@@ -190,16 +191,16 @@ export class Cpu {
         });
     }
     if (inject === 'cpu-hang') {
-      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuKernelEnterMs), Math.floor(env.nowMs()));
-      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateKernel);
-      for (;;) Atomics.wait(sh.ctl, kCtlCpusOnline, -1, 1000); // stuck in the kernel: the watchdog must fire
+      sh.cpu.store(env.ctx, kCpuKernelEnterMs, Math.floor(env.nowMs()));
+      sh.cpu.store(env.ctx, kCpuState, kCpuStateKernel);
+      for (;;) sh.ctl.wait(kCtlCpusOnline, -1, 1000); // stuck in the kernel: the watchdog must fire
     }
     const prog = this.programs[task.program];
     if (!prog) throw new Error(`no program "${task.program}"`);
-    Atomics.or(sh.ctl, kCtlCpusBusy, 1 << env.cpu);
+    sh.ctl.or(kCtlCpusBusy, 1 << env.cpu);
     safePoint(env); // a checker may be stopping the machine: do not start under it
-    Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateKernel);
-    Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuTid), task.tid);
+    sh.cpu.store(env.ctx, kCpuState, kCpuStateKernel);
+    sh.cpu.store(env.ctx, kCpuTid, task.tid);
     const res: CpuTaskResult = { tid: task.tid, pid: task.pid, cpu: env.cpu, exit: 0, signal: 0, reports: [] };
     const entries = Object.keys(prog.threads ?? {}).sort();
     const comm = prog.name.slice(0, 15);
@@ -207,8 +208,8 @@ export class Cpu {
     try {
       slot = task.main ? this.execve(task.pid, comm) : this.mmSlotOrThrow(task.pid);
       k.setCurrent(task.pid, slot, task.tid, comm);
-      sh.threads[sh.threadIdx(task.tid, kThreadCpu)] = env.cpu;
-      Atomics.store(sh.threads, sh.threadIdx(task.tid, kThreadState), THREAD_RUNNING);
+      sh.threads.set(task.tid, kThreadCpu, env.cpu);
+      sh.threads.store(task.tid, kThreadState, THREAD_RUNNING);
       switchMmIn(k, slot);
       const sys = new ProcSyscalls(k, this.mmu, entries, this.console);
       let lastProgress = 0;
@@ -234,15 +235,15 @@ export class Cpu {
           this.console.postMessage({ type: 'progress', tid: task.tid, done, total });
         },
       };
-      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateUser);
+      sh.cpu.store(env.ctx, kCpuState, kCpuStateUser);
       res.exit = this.runUser(prog, u, task, entries, res);
     } finally {
-      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateKernel);
+      sh.cpu.store(env.ctx, kCpuState, kCpuStateKernel);
       if (slot >= 0) this.threadExit(task, slot, res);
-      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuPid), 0);
-      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuKernelEnterMs), -1);
-      Atomics.store(sh.ctl, sh.cpuIdx(env.ctx, kCpuState), kCpuStateIdle);
-      Atomics.and(sh.ctl, kCtlCpusBusy, ~(1 << env.cpu));
+      sh.cpu.store(env.ctx, kCpuPid, 0);
+      sh.cpu.store(env.ctx, kCpuKernelEnterMs, -1);
+      sh.cpu.store(env.ctx, kCpuState, kCpuStateIdle);
+      sh.ctl.and(kCtlCpusBusy, ~(1 << env.cpu));
       k.setCurrent(0, -1, 0, '');
     }
     return res;
@@ -252,21 +253,17 @@ export class Cpu {
     const { sh, k } = this;
     try {
       if (task.main) return prog.main(u, task.argv);
-      const name = entries[sh.threads[sh.threadIdx(task.tid, kThreadEntry)]!]!;
+      const name = entries[sh.threads.get(task.tid, kThreadEntry)]!;
       const fn = prog.threads![name]!;
-      return fn(u, sh.threadArgs[task.tid]!);
+      return fn(u, sh.threadArgs.get(task.tid));
     } catch (e) {
       if (e instanceof ThreadExit) return e.code;
       if (e instanceof UserSignal) {
         // The first fatal signal of the process wins and kills every thread of it.
-        const ki = sh.mmIdx(k.mmSlot, kMmKilled);
-        if (Atomics.compareExchange(sh.mm, ki, 0, e.signo) === 0) {
-          sh.mmF[k.mmSlot * kMmFloatStride + kMmFaultAddr] = e.addr;
-          Atomics.store(
-            sh.mm,
-            sh.mmIdx(k.mmSlot, kMmSiCode),
-            e.why === 'SEGV_MAPERR' ? 1 : e.why === 'SEGV_ACCERR' ? 2 : 0,
-          );
+        const ki = sh.mm.idx(k.mmSlot, kMmKilled);
+        if (Atomics.compareExchange(sh.mm.a, ki, 0, e.signo) === 0) {
+          sh.mmF.set(k.mmSlot, kMmFaultAddr, e.addr);
+          sh.mm.store(k.mmSlot, kMmSiCode, e.why === 'SEGV_MAPERR' ? 1 : e.why === 'SEGV_ACCERR' ? 2 : 0);
         }
         res.signal = e.signo;
         res.faultAddr = e.addr;
@@ -288,20 +285,19 @@ export class Cpu {
     const { sh, k } = this;
     let slot = -1;
     for (let s = 0; s < kMaxProcs; s++) {
-      if (Atomics.compareExchange(sh.mm, sh.mmIdx(s, kMmPid), 0, pid) === 0) {
+      if (sh.mm.cas(s, kMmPid, 0, pid) === 0) {
         slot = s;
         break;
       }
     }
     if (slot < 0) throw new Error(`too many processes (${kMaxProcs})`);
-    sh.mm[sh.mmIdx(slot, kMmPgd)] = allocTablePage(sh);
-    for (const f of [kMmSem, kMmCpumask, kMmKilled, kMmShootdowns, kMmSiCode])
-      Atomics.store(sh.mm, sh.mmIdx(slot, f), 0);
-    Atomics.store(sh.mm, sh.mmIdx(slot, kMmUsers), 1);
-    sh.mmF[slot * kMmFloatStride + kMmMovingStart] = -1;
-    sh.mmF[slot * kMmFloatStride + kMmMovingEnd] = -1;
-    sh.mmF[slot * kMmFloatStride + kMmFaultAddr] = -1;
-    sh.threads[sh.threadIdx(pid, kThreadPid)] = pid;
+    sh.mm.set(slot, kMmPgd, allocTablePage(sh));
+    for (const f of [kMmSem, kMmCpumask, kMmKilled, kMmShootdowns, kMmSiCode]) sh.mm.store(slot, f, 0);
+    sh.mm.store(slot, kMmUsers, 1);
+    sh.mmF.set(slot, kMmMovingStart, -1);
+    sh.mmF.set(slot, kMmMovingEnd, -1);
+    sh.mmF.set(slot, kMmFaultAddr, -1);
+    sh.threads.set(pid, kThreadPid, pid);
     const rep = k.fab.sendReply(kNodeMemory, P2M_EXECVE, { pid, payload: { comm } satisfies ExecveReq });
     if (rep.status < 0) throw new Error(`P2M_EXECVE failed: ${rep.status}`);
     this.env.printk('debug', `execve: pid ${pid} (${comm}) on cpu${this.env.cpu}, mm slot ${slot}`);
@@ -314,21 +310,21 @@ export class Cpu {
    */
   private threadExit(task: CpuTask, slot: number, res: CpuTaskResult): void {
     const { sh, k, env } = this;
-    const users = sh.mmIdx(slot, kMmUsers);
+    const users = sh.mm.idx(slot, kMmUsers);
     if (task.main) {
       // exit_group: if main ended normally with threads left, kill them (that SIGKILL is not the
       // process's fate: its exit code is main's). Otherwise the first fatal signal any thread took
       // is what the process died of, whatever unwound main afterwards.
-      const ki = sh.mmIdx(slot, kMmKilled);
-      const exitGroup = res.signal === 0 && Atomics.compareExchange(sh.mm, ki, 0, SIGKILL) === 0;
-      if (Atomics.load(sh.mm, users) > 1)
-        waitUntil(env, sh.mm, users, () => Atomics.load(sh.mm, users) <= 1, slot, LOCK_KIND.join);
+      const ki = sh.mm.idx(slot, kMmKilled);
+      const exitGroup = res.signal === 0 && Atomics.compareExchange(sh.mm.a, ki, 0, SIGKILL) === 0;
+      if (Atomics.load(sh.mm.a, users) > 1)
+        waitUntil(env, sh.mm.a, users, () => Atomics.load(sh.mm.a, users) <= 1, slot, LOCK_KIND.join);
       if (!exitGroup) {
-        const first = Atomics.load(sh.mm, ki);
+        const first = Atomics.load(sh.mm.a, ki);
         res.signal = first;
-        res.faultAddr = sh.mmF[slot * kMmFloatStride + kMmFaultAddr];
+        res.faultAddr = sh.mmF.get(slot, kMmFaultAddr);
         res.exit = 128 + first;
-        const code = Atomics.load(sh.mm, sh.mmIdx(slot, kMmSiCode));
+        const code = sh.mm.load(slot, kMmSiCode);
         res.why = code === 1 ? 'SEGV_MAPERR' : code === 2 ? 'SEGV_ACCERR' : res.why;
       }
       if (env.config.check !== 'none') {
@@ -337,21 +333,21 @@ export class Cpu {
       }
       this.teardown(task.pid, slot);
     } else {
-      Atomics.sub(sh.mm, users, 1);
-      Atomics.notify(sh.mm, users);
+      Atomics.sub(sh.mm.a, users, 1);
+      Atomics.notify(sh.mm.a, users);
       switchMmOut(k, slot);
     }
-    sh.threads[sh.threadIdx(task.tid, kThreadExit)] = res.exit;
-    sh.threads[sh.threadIdx(task.tid, kThreadSignal)] = res.signal;
-    Atomics.store(sh.threads, sh.threadIdx(task.tid, kThreadState), THREAD_EXITED);
-    Atomics.notify(sh.threads, sh.threadIdx(task.tid, kThreadState));
-    Atomics.sub(sh.ctl, kCtlLiveThreads, 1);
+    sh.threads.set(task.tid, kThreadExit, res.exit);
+    sh.threads.set(task.tid, kThreadSignal, res.signal);
+    sh.threads.store(task.tid, kThreadState, THREAD_EXITED);
+    sh.threads.notify(task.tid, kThreadState);
+    sh.ctl.sub(kCtlLiveThreads, 1);
   }
 
   private teardown(pid: number, slot: number): void {
     const { sh, k } = this;
-    const sem = sh.mmIdx(slot, kMmSem);
-    downWrite(this.env, sh.mm, sem, slot);
+    const sem = sh.mm.idx(slot, kMmSem);
+    downWrite(this.env, sh.mm.a, sem, slot);
     k.mmapWriteHeld = true;
     try {
       const rep = k.fab.sendReply(kNodeMemory, P2M_EXIT, { pid }, zExitReply);
@@ -361,9 +357,9 @@ export class Cpu {
         k.fab.sendReply(kNodeStorage, P2S_CLOSE, { pid, payload: { fd: -1 } satisfies CloseReq });
     } finally {
       k.mmapWriteHeld = false;
-      upWrite(sh.mm, sem);
+      upWrite(sh.mm.a, sem);
     }
     switchMmOut(k, slot);
-    Atomics.store(sh.mm, sh.mmIdx(slot, kMmPid), 0);
+    sh.mm.store(slot, kMmPid, 0);
   }
 }

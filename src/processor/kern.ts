@@ -45,7 +45,7 @@ export class Kern {
   /** mm slot of a pid, -1 if the process is gone. */
   mmSlotOf(pid: number): number {
     if (pid === this.pid && this.mmSlot >= 0) return this.mmSlot;
-    for (let s = 0; s < kMaxProcs; s++) if (Atomics.load(this.sh.mm, this.sh.mmIdx(s, kMmPid)) === pid) return s;
+    for (let s = 0; s < kMaxProcs; s++) if (this.sh.mm.load(s, kMmPid) === pid) return s;
     return -1;
   }
 
@@ -54,6 +54,6 @@ export class Kern {
     this.mmSlot = mmSlot;
     this.tid = tid;
     this.comm = comm;
-    if (this.env.cpu >= 0) Atomics.store(this.sh.ctl, this.sh.cpuIdx(this.env.ctx, kCpuPid), pid);
+    if (this.env.cpu >= 0) this.sh.cpu.store(this.env.ctx, kCpuPid, pid);
   }
 }

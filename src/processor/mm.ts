@@ -26,7 +26,7 @@ import { kernelWarn } from '../kernel/report.ts';
 const PMD_SIZE = 2 ** 21;
 
 function pgdOf(k: Kern): number {
-  return k.sh.mm[k.sh.mmIdx(k.mmSlot, kMmPgd)]!;
+  return k.sh.mm.get(k.mmSlot, kMmPgd);
 }
 
 /**
@@ -47,7 +47,7 @@ export function lockLineUnderPtl(
   unlock();
   lockPcache(k, line);
   relock();
-  if (Atomics.load(k.sh.pgtable, ptep) !== pte) {
+  if (k.sh.pgtable.load(ptep) !== pte) {
     unlockPcache(k.sh, line);
     unlock();
     putPcache(k, line);
@@ -79,12 +79,12 @@ export function releasePgtable(k: Kern, start: number, end: number): void {
         continue;
       }
       for (;;) {
-        const pte = Atomics.load(sh.pgtable, ptep);
+        const pte = sh.pgtable.load(ptep);
         if (pte === 0) break;
         ptlLock(k.env, ptep);
-        const cur = Atomics.load(sh.pgtable, ptep);
+        const cur = sh.pgtable.load(ptep);
         if (!pteMapped(cur)) {
-          Atomics.store(sh.pgtable, ptep, 0);
+          sh.pgtable.store(ptep, 0);
           ptlUnlock(k.env, ptep);
           break;
         }
@@ -109,7 +109,7 @@ export function releasePgtable(k: Kern, start: number, end: number): void {
           );
         } else {
           // The PTE is cleared only when its rmap is found (7207dd02).
-          Atomics.store(sh.pgtable, ptep, 0);
+          sh.pgtable.store(ptep, 0);
           pcacheRemoveRmapLocked(k, line, r);
           k.env.sched('zap:pte_cleared');
           if (earlyFree) {
@@ -153,15 +153,15 @@ export function changeProtection(k: Kern, start: number, end: number, prot: numb
         va = Math.min(end, (Math.floor(va / PMD_SIZE) + 1) * PMD_SIZE);
         continue;
       }
-      if (Atomics.load(sh.pgtable, ptep) !== 0) {
+      if (sh.pgtable.load(ptep) !== 0) {
         ptlLock(k.env, ptep);
-        const pte = Atomics.load(sh.pgtable, ptep);
+        const pte = sh.pgtable.load(ptep);
         if (pteMapped(pte)) {
           const keep = pte & ~(_PAGE_PRESENT | _PAGE_RW | _PAGE_PROTNONE);
           const npte = accessible
             ? keep | _PAGE_PRESENT | _PAGE_USER | (prot & PROT_WRITE ? _PAGE_RW : 0)
             : keep | _PAGE_PROTNONE;
-          Atomics.store(sh.pgtable, ptep, npte | (pte & (_PAGE_ACCESSED | _PAGE_DIRTY)));
+          sh.pgtable.store(ptep, npte | (pte & (_PAGE_ACCESSED | _PAGE_DIRTY)));
           changed++;
         }
         ptlUnlock(k.env, ptep);

@@ -23,6 +23,8 @@ import {
   kMmKilled,
   kMmPgd,
   kTlbEntries,
+  type Rec32,
+  type RecF64,
 } from '../kernel/layout.ts';
 import { S } from '../kernel/stats.ts';
 import { PAGE_SIZE, SEGV_ACCERR, SEGV_MAPERR, X86_PF_PROT, X86_PF_USER, X86_PF_WRITE } from '../uapi/abi.ts';
@@ -51,9 +53,9 @@ export class CpuMmu implements Mmu {
   private readonly data: Uint8Array;
   private readonly data32: Int32Array;
   private readonly view: DataView;
-  private readonly tlbVpn: Float64Array;
-  private readonly tlbVal: Int32Array;
-  private readonly tlbBase: number;
+  private readonly tlbVpn: RecF64;
+  private readonly tlbVal: Rec32;
+  private readonly cpu: number;
   // one-page fast translations: VA of the page and the byte offset of its line in pcdata
   private rBase = -1;
   private rOff = 0;
@@ -69,7 +71,7 @@ export class CpuMmu implements Mmu {
     this.view = sh.pcdataView;
     this.tlbVpn = sh.tlbVpn;
     this.tlbVal = sh.tlbVal;
-    this.tlbBase = sh.tlbIdx(k.cpu, 0);
+    this.cpu = k.cpu;
     k.mmu = {
       invalidateFast: () => {
         this.rBase = -1;
@@ -87,10 +89,10 @@ export class CpuMmu implements Mmu {
   private checkStaleUse(va: number, val: number): void {
     const k = this.k;
     const sh = k.sh;
-    const ptep = walkNoAlloc(sh, sh.mm[sh.mmIdx(k.mmSlot, kMmPgd)]!, va);
-    const cur = ptep < 0 ? 0 : Atomics.load(sh.pgtable, ptep);
+    const ptep = walkNoAlloc(sh, sh.mm.get(k.mmSlot, kMmPgd), va);
+    const cur = ptep < 0 ? 0 : sh.pgtable.load(ptep);
     if ((cur & _PAGE_PRESENT) !== 0 && cur >>> 12 === val >>> 12) return;
-    if (Atomics.load(sh.mm, sh.mmIdx(k.mmSlot, kMmPendingFlush)) !== 0) return;
+    if (sh.mm.load(k.mmSlot, kMmPendingFlush) !== 0) return;
     if (++this.staleReports > 16) return;
     const hx = (n: number) => `0x${(n >>> 0).toString(16)}`;
     reportViolation(k, 'stale-tlb', {
@@ -107,7 +109,7 @@ export class CpuMmu implements Mmu {
     this.k.env.irq();
     safePoint(this.k.env);
     const sh = this.k.sh;
-    if (this.k.mmSlot >= 0 && Atomics.load(sh.mm, sh.mmIdx(this.k.mmSlot, kMmKilled)) !== 0) {
+    if (this.k.mmSlot >= 0 && sh.mm.load(this.k.mmSlot, kMmKilled) !== 0) {
       throw new UserSignal(SIGKILL, 0, 'killed: another thread of the process took a fatal signal');
     }
   }
@@ -119,19 +121,20 @@ export class CpuMmu implements Mmu {
     const sh = k.sh;
     const vpn = Math.floor(va / PAGE_SIZE);
     const page = vpn * PAGE_SIZE;
-    const ti = this.tlbBase + (vpn % kTlbEntries);
+    const cpu = this.cpu;
+    const ti = vpn % kTlbEntries;
     for (let attempt = 0; ; attempt++) {
-      if (this.tlbVpn[ti] === vpn) {
-        const val = this.tlbVal[ti]!;
+      if (this.tlbVpn.get(cpu, ti) === vpn) {
+        const val = this.tlbVal.get(cpu, ti);
         if (!write || (val & _PAGE_RW) !== 0) {
           if (this.checkTlb) this.checkStaleUse(va, val);
           const off = (val >>> 12) * PAGE_SIZE;
           if (write && (val & _PAGE_DIRTY) === 0) {
             if (!this.setDirty(va, val >>> 12)) {
-              this.tlbVpn[ti] = -1;
+              this.tlbVpn.set(cpu, ti, -1);
               continue;
             }
-            this.tlbVal[ti] = val | _PAGE_DIRTY;
+            this.tlbVal.store(cpu, ti, val | _PAGE_DIRTY);
           }
           // (The detector checks TLB hits here; accesses within the one-page shortcut are not checked.)
           if (write) {
@@ -144,22 +147,22 @@ export class CpuMmu implements Mmu {
         }
       }
       // TLB miss (or a write through a read-only entry): walk, like the hardware page walker.
-      const pgd = sh.mm[sh.mmIdx(k.mmSlot, kMmPgd)]!;
+      const pgd = sh.mm.get(k.mmSlot, kMmPgd);
       const ptep = walkNoAlloc(sh, pgd, va);
-      const pte = ptep < 0 ? 0 : Atomics.load(sh.pgtable, ptep);
+      const pte = ptep < 0 ? 0 : sh.pgtable.load(ptep);
       if ((pte & _PAGE_PRESENT) !== 0 && (!write || (pte & _PAGE_RW) !== 0)) {
         // Invalidate, write the value, then the tag: a checker reading this CPU's TLB never sees a
         // valid tag with another entry's value.
-        this.tlbVpn[ti] = -1;
-        Atomics.store(this.tlbVal, ti, pte);
-        this.tlbVpn[ti] = vpn;
+        this.tlbVpn.set(cpu, ti, -1);
+        this.tlbVal.store(cpu, ti, pte);
+        this.tlbVpn.set(cpu, ti, vpn);
         k.env.stat(S.tlb_fill);
         continue;
       }
       if (attempt > 64)
         throw new Error(`mmu: no progress translating 0x${va.toString(16)} (pte 0x${(pte >>> 0).toString(16)})`);
       // Page fault.
-      this.tlbVpn[ti] = -1;
+      this.tlbVpn.set(cpu, ti, -1);
       const r = this.fault(va, write);
       if (r === FAULT_OK) continue;
       // a probe reports what a SIGSEGV handler would see; a fatal non-SIGSEGV fault (OOM, a kill) is delivered
@@ -171,14 +174,14 @@ export class CpuMmu implements Mmu {
   private fault(va: number, write: boolean): number {
     const k = this.k;
     const sh = k.sh;
-    const st = sh.cpuIdx(k.env.ctx, kCpuState);
-    Atomics.store(sh.ctl, st, kCpuStateKernel);
-    Atomics.store(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuKernelEnterMs), Math.floor(k.env.nowMs()));
+    const st = sh.cpu.idx(k.env.ctx, kCpuState);
+    sh.ctl.store(st, kCpuStateKernel);
+    sh.cpu.store(k.env.ctx, kCpuKernelEnterMs, Math.floor(k.env.nowMs()));
     try {
       return pcacheHandleFault(k, va, write);
     } finally {
-      Atomics.store(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuKernelEnterMs), -1);
-      Atomics.store(sh.ctl, st, kCpuStateUser);
+      sh.cpu.store(k.env.ctx, kCpuKernelEnterMs, -1);
+      sh.ctl.store(st, kCpuStateUser);
     }
   }
 
@@ -215,13 +218,13 @@ export class CpuMmu implements Mmu {
   /** Set _PAGE_DIRTY if the PTE still maps `line` writable; false if it changed (refault). */
   private setDirty(va: number, line: number): boolean {
     const sh = this.k.sh;
-    const ptep = walkNoAlloc(sh, sh.mm[sh.mmIdx(this.k.mmSlot, kMmPgd)]!, va);
+    const ptep = walkNoAlloc(sh, sh.mm.get(this.k.mmSlot, kMmPgd), va);
     if (ptep < 0) return false;
     for (;;) {
-      const pte = Atomics.load(sh.pgtable, ptep);
+      const pte = sh.pgtable.load(ptep);
       if ((pte & _PAGE_PRESENT) === 0 || (pte & _PAGE_RW) === 0 || pteLine(pte) !== line) return false;
       if (pte & _PAGE_DIRTY) return true;
-      if (Atomics.compareExchange(sh.pgtable, ptep, pte, pte | _PAGE_DIRTY) === pte) return true;
+      if (sh.pgtable.cas(ptep, pte, pte | _PAGE_DIRTY) === pte) return true;
     }
   }
 

@@ -23,7 +23,6 @@
 import { P2M_PCACHE_FLUSH } from '../fabric/opcodes.ts';
 import {
   _PAGE_DIRTY,
-  kMmFloatStride,
   kMmMovingEnd,
   kMmMovingStart,
   kMmPgd,
@@ -93,11 +92,10 @@ const MOVE_SKIPPED = 2;
  */
 export function movePageTables(k: Kern, oldAddr: number, newAddr: number, len: number): number {
   const sh = k.sh;
-  const f = k.mmSlot * kMmFloatStride;
   // The range being moved, for the evictor (which must not write a line of it back while its rmap and
   // M disagree about where it lives) and for the detectors (a report inside it is "during mremap").
-  sh.mmF[f + kMmMovingStart] = oldAddr;
-  sh.mmF[f + kMmMovingEnd] = oldAddr + len;
+  sh.mmF.set(k.mmSlot, kMmMovingStart, oldAddr);
+  sh.mmF.set(k.mmSlot, kMmMovingEnd, oldAddr + len);
   // Victim entries of the old range name addresses that no longer map them (M moved the VMA): drop
   // them first, or a fault at the old address would be filled from the victim cache without asking M.
   // (Every victim is clean, M already has its data.) Bumping the generation also stops an eviction in
@@ -126,8 +124,8 @@ export function movePageTables(k: Kern, oldAddr: number, newAddr: number, len: n
     }
     return done;
   } finally {
-    sh.mmF[f + kMmMovingStart] = -1;
-    sh.mmF[f + kMmMovingEnd] = -1;
+    sh.mmF.set(k.mmSlot, kMmMovingStart, -1);
+    sh.mmF.set(k.mmSlot, kMmMovingEnd, -1);
   }
 }
 
@@ -139,20 +137,20 @@ export function movePageTables(k: Kern, oldAddr: number, newAddr: number, len: n
  */
 function movePtes(k: Kern, form: MoveForm, oldStart: number, newStart: number, len: number, bounce: Uint8Array): void {
   const sh = k.sh;
-  const pgd = sh.mm[sh.mmIdx(k.mmSlot, kMmPgd)]!;
+  const pgd = sh.mm.get(k.mmSlot, kMmPgd);
   const c: MoveCtx = { k, form, oldVa: 0, newVa: 0, oldPtep: -1, newPtep: -1, detached: [], bounce };
   let moved = 0;
   for (let off = 0; off < len; off += PAGE_SIZE) {
     c.oldVa = oldStart + off;
     c.newVa = newStart + off;
     c.oldPtep = walkNoAlloc(sh, pgd, c.oldVa);
-    if (c.oldPtep < 0 || Atomics.load(sh.pgtable, c.oldPtep) === 0) continue;
+    if (c.oldPtep < 0 || sh.pgtable.load(c.oldPtep) === 0) continue;
     c.newPtep = walk(k.env, k.mmSlot, c.newVa, true);
     for (;;) {
       // Both PTE locks: the old slot must not change under us (a concurrent eviction clears it under
       // its lock), and nothing may appear at the new slot between our check and our store.
       ptlLockPair(k.env, c.oldPtep, c.newPtep);
-      const pte = Atomics.load(sh.pgtable, c.oldPtep);
+      const pte = sh.pgtable.load(c.oldPtep);
       if (pte === 0) {
         ptlUnlockPair(k.env, c.oldPtep, c.newPtep);
         break;
@@ -163,8 +161,8 @@ function movePtes(k: Kern, form: MoveForm, oldStart: number, newStart: number, l
       }
       if (!pteMapped(pte)) {
         // A PTE that maps no line (none of splitkern's PTEs today; LegoOS's zero-fill PTEs): move it.
-        Atomics.store(sh.pgtable, c.oldPtep, 0);
-        Atomics.store(sh.pgtable, c.newPtep, pte);
+        sh.pgtable.store(c.oldPtep, 0);
+        sh.pgtable.store(c.newPtep, pte);
         ptlUnlockPair(k.env, c.oldPtep, c.newPtep);
         break;
       }
@@ -193,7 +191,7 @@ function movePtes(k: Kern, form: MoveForm, oldStart: number, newStart: number, l
  */
 function destinationNone(c: MoveCtx): boolean {
   const { k } = c;
-  const dst = Atomics.load(k.sh.pgtable, c.newPtep);
+  const dst = k.sh.pgtable.load(c.newPtep);
   if (dst === 0) return true;
   if (k.env.bugs.has('mremap-dest-overwrite')) {
     k.env.bugRan('mremap-dest-overwrite');
@@ -224,7 +222,7 @@ function pcacheMovePte(c: MoveCtx, pte: number): number {
 function movePteNoPcache(c: MoveCtx): number {
   const { k } = c;
   // ptep_get_and_clear(old); pte_set(new): both PTE locks held.
-  Atomics.store(k.sh.pgtable, c.newPtep, Atomics.exchange(k.sh.pgtable, c.oldPtep, 0));
+  k.sh.pgtable.store(c.newPtep, k.sh.pgtable.xchg(c.oldPtep, 0));
   ptlUnlockPair(k.env, c.oldPtep, c.newPtep);
   k.env.bugRan('mremap-no-pcache-move');
   return MOVE_DONE;
@@ -242,7 +240,7 @@ function pcacheMovePtePteFirst(c: MoveCtx, pte: number): number {
   const sh = k.sh;
   const line = pteLine(pte);
   // ptep_get_and_clear(old); pte_set(new): both PTE locks held, the line lock not taken.
-  Atomics.store(sh.pgtable, c.newPtep, Atomics.exchange(sh.pgtable, c.oldPtep, 0));
+  sh.pgtable.store(c.newPtep, sh.pgtable.xchg(c.oldPtep, 0));
   ptlUnlockPair(k.env, c.oldPtep, c.newPtep);
   // The window: the PTE is at the new slot, the rmap still names the old one, nothing is locked.
   k.env.bugRan('mremap-pte-before-rmap');
@@ -294,7 +292,7 @@ function pcacheMovePteFastpath(c: MoveCtx, pte: number): number {
   const line = pteLine(pte);
   k.env.sched('mremap:line_locked');
   rmapRepoint(sh, r, c.newPtep, c.newVa);
-  Atomics.store(sh.pgtable, c.newPtep, Atomics.exchange(sh.pgtable, c.oldPtep, 0));
+  sh.pgtable.store(c.newPtep, sh.pgtable.xchg(c.oldPtep, 0));
   unlockPcache(sh, line);
   ptlUnlockPair(k.env, c.oldPtep, c.newPtep);
   k.env.stat(S.nr_mremap_pset_same);
@@ -312,7 +310,7 @@ function pcacheMovePteSlowpath(c: MoveCtx, pte: number): number {
   const { r, res } = lockLineAndFindRmap(c, pte);
   if (r < 0) return res;
   k.env.sched('mremap:line_locked');
-  const v = Atomics.exchange(sh.pgtable, c.oldPtep, 0);
+  const v = sh.pgtable.xchg(c.oldPtep, 0);
   ptlUnlockPair(k.env, c.oldPtep, c.newPtep);
   c.detached.push({ line: pteLine(pte), r, pte: v, newPtep: c.newPtep, newVa: c.newVa });
   k.env.stat(S.nr_mremap_pset_diff);
@@ -330,7 +328,7 @@ function pcacheMovePteSlowpathHead(c: MoveCtx, pte: number): number {
   const { r, res } = lockLineAndFindRmap(c, pte);
   if (r < 0) return res;
   k.env.sched('mremap:line_locked');
-  const v = Atomics.exchange(sh.pgtable, c.oldPtep, 0);
+  const v = sh.pgtable.xchg(c.oldPtep, 0);
   ptlUnlockPair(k.env, c.oldPtep, c.newPtep);
   k.env.stat(S.nr_mremap_pset_diff);
   k.env.bugRan('free-before-flush');
@@ -374,7 +372,7 @@ function attachSlowpath(k: Kern, d: Detached, bounce: Uint8Array): void {
   }
   sh.pcdata.set(bounce, sh.lineOffset(nl));
   ptlLock(k.env, d.newPtep);
-  Atomics.store(sh.pgtable, d.newPtep, (nl << 12) | (d.pte & kPteFlagsMask));
+  sh.pgtable.store(d.newPtep, (nl << 12) | (d.pte & kPteFlagsMask));
   pcacheAddRmap(k, nl, d.newPtep, d.newVa, k.pid, RMAP_MREMAP_SLOWPATH, rmap);
   ptlUnlock(k.env, d.newPtep);
 }

@@ -71,13 +71,13 @@ export function tableOfSlot(slot: number): number {
 
 /** Allocate a zeroed table page from the pool. */
 export function allocTablePage(sh: Shared): number {
-  const tp = Atomics.add(sh.ctl, kCtlPgtableNext, 1);
+  const tp = sh.ctl.add(kCtlPgtableNext, 1);
   if (tp >= sh.geo.nrTablePages) {
     throw new PgtableExhausted(
       `page-table pool exhausted (${sh.geo.nrTablePages} table pages): the address space is too sparse for splitkern's limit`,
     );
   }
-  sh.pgtable.fill(0, tp * kPtrsPerTable, (tp + 1) * kPtrsPerTable);
+  sh.pgtable.a.fill(0, tp * kPtrsPerTable, (tp + 1) * kPtrsPerTable); // a fresh page no one else sees yet
   return tp;
 }
 
@@ -92,24 +92,24 @@ export function indexAt(va: number, level: number): number {
  */
 export function walk(env: Env, mmSlot: number, va: number, alloc: boolean): number {
   const sh = env.sh;
-  let tp = sh.mm[sh.mmIdx(mmSlot, kMmPgd)]!;
+  if (!alloc) return walkNoAlloc(sh, sh.mm.get(mmSlot, kMmPgd), va);
+  let tp = sh.mm.get(mmSlot, kMmPgd);
   for (let level = 4; level >= 2; level--) {
     const i = tp * kPtrsPerTable + indexAt(va, level);
-    let e = Atomics.load(sh.pgtable, i);
+    let e = sh.pgtable.load(i);
     if ((e & _PAGE_PRESENT) === 0) {
-      if (!alloc) return -1;
-      const lockIdx = sh.mmIdx(mmSlot, kMmPageTableLock);
-      spinLock(env, sh.mm, lockIdx);
-      e = Atomics.load(sh.pgtable, i);
+      const lockIdx = sh.mm.idx(mmSlot, kMmPageTableLock);
+      spinLock(env, sh.mm.a, lockIdx);
+      e = sh.pgtable.load(i);
       if ((e & _PAGE_PRESENT) === 0) {
         try {
           const ntp = allocTablePage(sh);
           e = (ntp << 12) | _PAGE_PRESENT;
-          Atomics.store(sh.pgtable, i, e);
+          sh.pgtable.store(i, e);
         } finally {
-          spinUnlock(sh.mm, lockIdx);
+          spinUnlock(sh.mm.a, lockIdx);
         }
-      } else spinUnlock(sh.mm, lockIdx);
+      } else spinUnlock(sh.mm.a, lockIdx);
     }
     tp = e >>> 12;
   }
@@ -120,25 +120,59 @@ export function walk(env: Env, mmSlot: number, va: number, alloc: boolean): numb
 export function walkNoAlloc(sh: Shared, pgd: number, va: number): number {
   let tp = pgd;
   for (let level = 4; level >= 2; level--) {
-    const e = Atomics.load(sh.pgtable, tp * kPtrsPerTable + indexAt(va, level));
+    const e = sh.pgtable.load(tp * kPtrsPerTable + indexAt(va, level));
     if ((e & _PAGE_PRESENT) === 0) return -1;
     tp = e >>> 12;
   }
   return tp * kPtrsPerTable + indexAt(va, 1);
 }
 
+/** What walkPageTable calls: each mapped PTE, and each upper-level entry that cannot be walked. */
+export interface PageTableVisitor {
+  /** may `tablePage` be walked (an allocated table page)? */
+  tableOk(tablePage: number): boolean;
+  /** a present entry at `level` (4 = PGD) for `va` that points at a table page tableOk refuses */
+  bad(level: number, va: number, entry: number): void;
+  /** a mapped PTE at `slot` for the page at `va` */
+  pte(slot: number, pte: number, va: number): void;
+}
+
+/**
+ * walk_page_range over a whole address space, for checkers in a stopped world: every present
+ * entry, top down, by Atomics loads; an entry pointing outside the table pages is reported and not
+ * followed, so a corrupted tree is never walked into.
+ */
+export function walkPageTable(sh: Shared, pgd: number, v: PageTableVisitor): void {
+  const down = (tp: number, level: number, base: number): void => {
+    const span = level === 4 ? L4 : level === 3 ? L3 : level === 2 ? L2 : PAGE_SIZE;
+    for (let i = 0; i < kPtrsPerTable; i++) {
+      const slot = tp * kPtrsPerTable + i;
+      const e = sh.pgtable.load(slot);
+      const va = base + i * span;
+      if (level === 1) {
+        if (pteMapped(e)) v.pte(slot, e, va);
+        continue;
+      }
+      if ((e & _PAGE_PRESENT) === 0) continue;
+      if (!v.tableOk(e >>> 12)) v.bad(level, va, e);
+      else down(e >>> 12, level - 1, va);
+    }
+  };
+  down(pgd, 4, 0);
+}
+
 // PTE-page locks (pte_lockptr): one per table page.
 export function ptlLock(env: Env, slot: number): void {
   const tp = tableOfSlot(slot);
-  spinLock(env, env.sh.ptl, tp, tp);
+  spinLock(env, env.sh.ptl.a, tp, tp);
 }
 /** spin_trylock of the PTE page's lock (rmap_get_pte_trylock) */
 export function ptlTrylock(env: Env, slot: number): boolean {
   const tp = tableOfSlot(slot);
-  return spinTrylock(env.sh.ptl, tp);
+  return spinTrylock(env.sh.ptl.a, tp);
 }
 export function ptlUnlock(env: Env, slot: number): void {
-  spinUnlock(env.sh.ptl, tableOfSlot(slot));
+  spinUnlock(env.sh.ptl.a, tableOfSlot(slot));
 }
 /** Lock the PTE pages of two slots in a fixed global order (lower table page first), once if shared. */
 export function ptlLockPair(env: Env, a: number, b: number): void {

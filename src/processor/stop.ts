@@ -8,17 +8,17 @@ import { kCpuParked, kCpuState, kCpuStateIdle, kCtlCpusBusy, kCtlShutdown, kCtlS
 /** Park here if another context is stopping the machine. Call only where no kernel lock is held. */
 export function safePoint(env: Env): void {
   const sh = env.sh;
-  const owner = Atomics.load(sh.ctl, kCtlStopMachine);
+  const owner = sh.ctl.load(kCtlStopMachine);
   if (owner === 0 || owner === env.ctx + 1) return;
-  const p = sh.cpuIdx(env.ctx, kCpuParked);
-  Atomics.store(sh.ctl, p, 1);
-  Atomics.notify(sh.ctl, p);
+  const p = sh.cpu.idx(env.ctx, kCpuParked);
+  sh.ctl.store(p, 1);
+  sh.ctl.notify(p);
   // A parked CPU still answers IPIs: a CPU that is not yet parked may be waiting for its ack.
-  while (Atomics.load(sh.ctl, kCtlStopMachine) !== 0 && Atomics.load(sh.ctl, kCtlShutdown) === 0) {
+  while (sh.ctl.load(kCtlStopMachine) !== 0 && sh.ctl.load(kCtlShutdown) === 0) {
     env.irq();
-    Atomics.wait(sh.ctl, kCtlStopMachine, Atomics.load(sh.ctl, kCtlStopMachine), 0.5);
+    sh.ctl.wait(kCtlStopMachine, sh.ctl.load(kCtlStopMachine), 0.5);
   }
-  Atomics.store(sh.ctl, p, 0);
+  sh.ctl.store(p, 0);
 }
 
 /**
@@ -27,7 +27,7 @@ export function safePoint(env: Env): void {
  */
 export function stopMachine<T>(env: Env, withSweep: boolean, fn: () => T): T {
   const sh = env.sh;
-  while (Atomics.compareExchange(sh.ctl, kCtlStopMachine, 0, env.ctx + 1) !== 0) {
+  while (sh.ctl.cas(kCtlStopMachine, 0, env.ctx + 1) !== 0) {
     safePoint(env); // someone else is stopping the machine: be stopped first
     env.irq();
   }
@@ -38,21 +38,16 @@ export function stopMachine<T>(env: Env, withSweep: boolean, fn: () => T): T {
     for (const c of others) {
       const isCpu = c < sh.geo.ctx.cpus;
       for (let n = 0; ; n++) {
-        if (Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuParked)) === 1) break;
-        if (
-          isCpu &&
-          Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuState)) === kCpuStateIdle &&
-          (Atomics.load(sh.ctl, kCtlCpusBusy) & (1 << c)) === 0
-        )
-          break;
-        if (Atomics.load(sh.ctl, kCtlShutdown) !== 0) break;
+        if (sh.cpu.load(c, kCpuParked) === 1) break;
+        if (isCpu && sh.cpu.load(c, kCpuState) === kCpuStateIdle && (sh.ctl.load(kCtlCpusBusy) & (1 << c)) === 0) break;
+        if (sh.ctl.load(kCtlShutdown) !== 0) break;
         env.irq();
-        if (n > 64) Atomics.wait(sh.ctl, sh.cpuIdx(c, kCpuParked), 0, 1);
+        if (n > 64) sh.cpu.wait(c, kCpuParked, 0, 1);
       }
     }
     return fn();
   } finally {
-    Atomics.store(sh.ctl, kCtlStopMachine, 0);
-    Atomics.notify(sh.ctl, kCtlStopMachine);
+    sh.ctl.store(kCtlStopMachine, 0);
+    sh.ctl.notify(kCtlStopMachine);
   }
 }

@@ -113,17 +113,17 @@ export class ProcSyscalls implements Syscalls {
     const sh = k.sh;
     k.env.stat(S.syscall);
     k.env.stat(kSyscallBase + SYSCALL_NAMES.indexOf(name));
-    const prev = Atomics.load(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuState));
-    Atomics.store(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuState), kCpuStateKernel);
-    Atomics.store(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuKernelEnterMs), Math.floor(k.env.nowMs()));
+    const prev = sh.cpu.load(k.env.ctx, kCpuState);
+    sh.cpu.store(k.env.ctx, kCpuState, kCpuStateKernel);
+    sh.cpu.store(k.env.ctx, kCpuKernelEnterMs, Math.floor(k.env.nowMs()));
     return prev;
   }
   private leave(prev: number, ret: number): number {
     const k = this.k;
     const sh = k.sh;
     if (ret < 0 && ret > -4096) k.env.stat(S.syscall_error);
-    Atomics.store(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuKernelEnterMs), -1);
-    Atomics.store(sh.ctl, sh.cpuIdx(k.env.ctx, kCpuState), prev);
+    sh.cpu.store(k.env.ctx, kCpuKernelEnterMs, -1);
+    sh.cpu.store(k.env.ctx, kCpuState, prev);
     return ret;
   }
   private sys(name: SyscallName, body: () => number): number {
@@ -148,17 +148,17 @@ export class ProcSyscalls implements Syscalls {
   ): number {
     const k = this.k;
     const sh = k.sh;
-    const sem = sh.mmIdx(k.mmSlot, kMmSem);
+    const sem = sh.mm.idx(k.mmSlot, kMmSem);
     const locked = opts.locked ?? true;
     if (locked) {
-      downWrite(k.env, sh.mm, sem, k.mmSlot);
-      Atomics.store(sh.mm, sh.mmIdx(k.mmSlot, kMmSemOwner), k.cpu + 1);
+      downWrite(k.env, sh.mm.a, sem, k.mmSlot);
+      sh.mm.store(k.mmSlot, kMmSemOwner, k.cpu + 1);
     }
     k.mmapWriteHeld = locked;
     // Two address-space changes of one mm in progress at once: only possible when one of them runs
     // without mmap_sem (mremap-unserialized). Counted as that flag's broken branch running.
-    const changes = sh.mmIdx(k.mmSlot, kMmAsChanges);
-    if (Atomics.add(sh.mm, changes, 1) > 0 && k.env.bugs.has('mremap-unserialized'))
+    const changes = sh.mm.idx(k.mmSlot, kMmAsChanges);
+    if (Atomics.add(sh.mm.a, changes, 1) > 0 && k.env.bugs.has('mremap-unserialized'))
       k.env.bugRan('mremap-unserialized');
     try {
       const rep = k.fab.sendReply(kNodeMemory, opcode, { pid: k.pid, payload }, zAsReply);
@@ -167,11 +167,11 @@ export class ProcSyscalls implements Syscalls {
       (opts.apply ?? ((b) => this.replay(b.ops)))(body);
       return body.ret;
     } finally {
-      Atomics.sub(sh.mm, changes, 1);
+      Atomics.sub(sh.mm.a, changes, 1);
       k.mmapWriteHeld = false;
       if (locked) {
-        Atomics.store(sh.mm, sh.mmIdx(k.mmSlot, kMmSemOwner), 0);
-        upWrite(sh.mm, sem);
+        sh.mm.store(k.mmSlot, kMmSemOwner, 0);
+        upWrite(sh.mm.a, sem);
       }
     }
   }
@@ -437,25 +437,25 @@ export class ProcSyscalls implements Syscalls {
       // One user thread per CPU, without preemption: a thread that cannot get a CPU would wait forever
       // behind threads that join it. Refuse like RLIMIT_NPROC would.
       for (;;) {
-        const live = Atomics.load(sh.ctl, kCtlLiveThreads);
+        const live = sh.ctl.load(kCtlLiveThreads);
         if (live >= sh.geo.ctx.cpus) return -EAGAIN;
-        if (Atomics.compareExchange(sh.ctl, kCtlLiveThreads, live, live + 1) === live) break;
+        if (sh.ctl.cas(kCtlLiveThreads, live, live + 1) === live) break;
       }
-      const tid = Atomics.add(sh.ctl, kCtlNextTid, 1);
+      const tid = sh.ctl.add(kCtlNextTid, 1);
       if (tid >= kMaxThreads) {
-        Atomics.sub(sh.ctl, kCtlLiveThreads, 1);
+        sh.ctl.sub(kCtlLiveThreads, 1);
         return -EAGAIN;
       }
-      sh.threads[sh.threadIdx(tid, kThreadPid)] = k.pid;
-      sh.threads[sh.threadIdx(tid, kThreadEntry)] = ei;
-      sh.threadArgs[tid] = arg;
-      Atomics.add(sh.mm, sh.mmIdx(k.mmSlot, kMmUsers), 1);
-      Atomics.store(sh.threads, sh.threadIdx(tid, kThreadState), THREAD_CREATED);
+      sh.threads.set(tid, kThreadPid, k.pid);
+      sh.threads.set(tid, kThreadEntry, ei);
+      sh.threadArgs.set(tid, arg);
+      sh.mm.add(k.mmSlot, kMmUsers, 1);
+      sh.threads.store(tid, kThreadState, THREAD_CREATED);
       // Hand the new thread to the host, which queues it on the CPU pool.
-      const i = Atomics.add(sh.ctl, kCtlSpawnHead, 1);
-      Atomics.store(sh.ctl, spawnRingBase + (i % kSpawnRing), tid);
-      Atomics.add(sh.ctl, kCtlHostDoorbell, 1);
-      Atomics.notify(sh.ctl, kCtlHostDoorbell);
+      const i = sh.ctl.add(kCtlSpawnHead, 1);
+      sh.ctl.store(spawnRingBase + (i % kSpawnRing), tid);
+      sh.ctl.add(kCtlHostDoorbell, 1);
+      sh.ctl.notify(kCtlHostDoorbell);
       return tid;
     });
   }
@@ -464,28 +464,23 @@ export class ProcSyscalls implements Syscalls {
     return this.sys('join', () => {
       const k = this.k;
       const sh = k.sh;
-      if (
-        !Number.isInteger(tid) ||
-        tid <= 0 ||
-        tid >= kMaxThreads ||
-        sh.threads[sh.threadIdx(tid, kThreadPid)] !== k.pid
-      )
+      if (!Number.isInteger(tid) || tid <= 0 || tid >= kMaxThreads || sh.threads.get(tid, kThreadPid) !== k.pid)
         return -ESRCH;
       if (tid === k.tid) return -EDEADLK;
-      const si = sh.threadIdx(tid, kThreadState);
+      const si = sh.threads.idx(tid, kThreadState);
       waitUntil(
         k.env,
-        sh.threads,
+        sh.threads.a,
         si,
         () => {
           safePoint(k.env);
-          return Atomics.load(sh.threads, si) === THREAD_EXITED || this.killed();
+          return Atomics.load(sh.threads.a, si) === THREAD_EXITED || this.killed();
         },
         tid,
         LOCK_KIND.join,
       );
       this.mmu.interrupt(); // unwinds if the process is being killed
-      return sh.threads[sh.threadIdx(tid, kThreadExit)]!;
+      return sh.threads.get(tid, kThreadExit);
     });
   }
 
@@ -496,20 +491,20 @@ export class ProcSyscalls implements Syscalls {
       if (!Number.isInteger(count) || count <= 0 || count > sh.geo.ctx.cpus) return -EINVAL;
       const c = kCtlBarrierBase + 2 * (((id % 16) + 16) % 16);
       const g = c + 1;
-      const gen = Atomics.load(sh.ctl, g);
-      if (Atomics.add(sh.ctl, c, 1) + 1 === count) {
-        Atomics.store(sh.ctl, c, 0);
-        Atomics.add(sh.ctl, g, 1);
-        Atomics.notify(sh.ctl, g);
+      const gen = sh.ctl.load(g);
+      if (sh.ctl.add(c, 1) + 1 === count) {
+        sh.ctl.store(c, 0);
+        sh.ctl.add(g, 1);
+        sh.ctl.notify(g);
         return 0;
       }
       waitUntil(
         k.env,
-        sh.ctl,
+        sh.ctl.a,
         g,
         () => {
           safePoint(k.env);
-          return Atomics.load(sh.ctl, g) !== gen || this.killed();
+          return sh.ctl.load(g) !== gen || this.killed();
         },
         id,
         LOCK_KIND.barrier,
@@ -521,7 +516,7 @@ export class ProcSyscalls implements Syscalls {
 
   private killed(): boolean {
     const sh = this.k.sh;
-    return Atomics.load(sh.mm, sh.mmIdx(this.k.mmSlot, kMmKilled)) !== 0;
+    return sh.mm.load(this.k.mmSlot, kMmKilled) !== 0;
   }
 
   getpid(): number {

@@ -35,14 +35,14 @@ import { LOCK_KIND, waitUntil } from '../kernel/sync.ts';
 import { PAGE_SIZE } from '../uapi/abi.ts';
 import { kernelWarn, reportViolation } from '../kernel/report.ts';
 import type { Kern } from './kern.ts';
+import { type Vec32 } from '../kernel/layout.ts';
 
 /** tlb_single_page_flush_ceiling (arch/x86/mm/tlb.c) */
 export const kTlbSinglePageFlushCeiling = 33;
 
 export function tlbFlushAllLocal(k: Kern): void {
   const sh = k.sh;
-  const base = sh.tlbIdx(k.cpu, 0);
-  sh.tlbVpn.fill(-1, base, base + kTlbEntries);
+  for (let e = 0; e < kTlbEntries; e++) sh.tlbVpn.set(k.cpu, e, -1);
   k.mmu.invalidateFast();
   k.env.stat(S.tlb_flush_all_local);
 }
@@ -54,11 +54,10 @@ export function tlbFlushRangeLocal(k: Kern, start: number, end: number): void {
     return;
   }
   const sh = k.sh;
-  const base = sh.tlbIdx(k.cpu, 0);
   const first = Math.floor(start / PAGE_SIZE);
   for (let vpn = first; vpn < first + pages; vpn++) {
-    const i = base + (vpn % kTlbEntries);
-    if (sh.tlbVpn[i] === vpn) sh.tlbVpn[i] = -1;
+    const e = vpn % kTlbEntries;
+    if (sh.tlbVpn.get(k.cpu, e) === vpn) sh.tlbVpn.set(k.cpu, e, -1);
   }
   k.mmu.invalidateFast();
   k.env.stat(S.tlb_flush_local);
@@ -74,10 +73,10 @@ export function flushTlbMmRange(k: Kern, pid: number, mmSlot: number, start: num
   if (k.cpu >= 0 && k.pid === pid) tlbFlushRangeLocal(k, start, end);
   // Announce the shootdown before reading mm_cpumask, so a CPU leaving the mm concurrently either is
   // not in the mask we read or waits in switchMmOut until we are done (and answers our IPI meanwhile).
-  const inflight = sh.mmIdx(mmSlot, kMmShootdowns);
-  Atomics.add(sh.mm, inflight, 1);
+  const inflight = sh.mm.idx(mmSlot, kMmShootdowns);
+  Atomics.add(sh.mm.a, inflight, 1);
   try {
-    const mask = Atomics.load(sh.mm, sh.mmIdx(mmSlot, kMmCpumask)) & ~(k.cpu >= 0 ? 1 << k.cpu : 0);
+    const mask = sh.mm.load(mmSlot, kMmCpumask) & ~(k.cpu >= 0 ? 1 << k.cpu : 0);
     if (mask === 0) return;
     if (k.env.bugs.has('tlb-shootdown-skip')) {
       k.env.bugRan('tlb-shootdown-skip');
@@ -87,7 +86,7 @@ export function flushTlbMmRange(k: Kern, pid: number, mmSlot: number, start: num
     smpCallFunctionMany(k, mask, pages > kTlbSinglePageFlushCeiling ? kIpiFlushTlbAll : kIpiFlushTlb, pid, start, end);
     k.env.stat(S.tlb_shootdown);
   } finally {
-    if (Atomics.sub(sh.mm, inflight, 1) === 1) Atomics.notify(sh.mm, inflight);
+    if (Atomics.sub(sh.mm.a, inflight, 1) === 1) Atomics.notify(sh.mm.a, inflight);
   }
 }
 
@@ -101,37 +100,37 @@ function nrCsds(k: Kern): number {
 function csdLock(k: Kern, csd: number, target: number): void {
   const pc = k.sh.percpu;
   const f = csd + kCsdFlags;
-  waitUntil(k.env, pc, f, () => Atomics.compareExchange(pc, f, 0, CSD_FLAG_LOCK) === 0, target, LOCK_KIND.csd);
+  waitUntil(k.env, pc.a, f, () => pc.cas(f, 0, CSD_FLAG_LOCK) === 0, target, LOCK_KIND.csd);
 }
 
 /** csd_lock_wait: until the target's csd_unlock. */
 function csdLockWait(k: Kern, csd: number, target: number): void {
   const pc = k.sh.percpu;
   const f = csd + kCsdFlags;
-  waitUntil(k.env, pc, f, () => (Atomics.load(pc, f) & CSD_FLAG_LOCK) === 0, target, LOCK_KIND.csd);
+  waitUntil(k.env, pc.a, f, () => (pc.load(f) & CSD_FLAG_LOCK) === 0, target, LOCK_KIND.csd);
 }
 
 /** csd_unlock: WARN_ON(!(csd->flags & CSD_FLAG_LOCK)), then release the csd to its sender. */
 function csdUnlock(k: Kern, csd: number): void {
   const pc = k.sh.percpu;
   const f = csd + kCsdFlags;
-  if ((Atomics.load(pc, f) & CSD_FLAG_LOCK) === 0) {
+  if ((pc.load(f) & CSD_FLAG_LOCK) === 0) {
     kernelWarn(
       k,
       { fn: 'csd_unlock', file: 'kernel/smp.c' },
-      `csd 0x${csd.toString(16)} unlocked while not locked (flags 0x${Atomics.load(pc, f).toString(16)})`,
+      `csd 0x${csd.toString(16)} unlocked while not locked (flags 0x${pc.load(f).toString(16)})`,
     );
   }
-  Atomics.store(pc, f, 0);
-  Atomics.notify(pc, f);
+  pc.store(f, 0);
+  pc.notify(f);
 }
 
 /** llist_add(node, head): true if the list was empty (the target needs an IPI). */
-function llistAdd(pc: Int32Array, node: number, head: number): boolean {
+function llistAdd(pc: Vec32, node: number, head: number): boolean {
   for (;;) {
-    const first = Atomics.load(pc, head);
-    Atomics.store(pc, node + kCsdLlist, first);
-    if (Atomics.compareExchange(pc, head, first, node) === first) return first === 0;
+    const first = pc.load(head);
+    pc.store(node + kCsdLlist, first);
+    if (pc.cas(head, first, node) === first) return first === 0;
   }
 }
 
@@ -139,13 +138,13 @@ function llistAdd(pc: Int32Array, node: number, head: number): boolean {
 function queueCsd(k: Kern, csd: number, target: number, func: number): void {
   const sh = k.sh;
   const pc = sh.percpu;
-  Atomics.store(pc, csd + kCsdFunc, func);
-  Atomics.store(pc, csd + kCsdInfo, k.env.ctx + 1);
+  pc.store(csd + kCsdFunc, func);
+  pc.store(csd + kCsdInfo, k.env.ctx + 1);
   k.env.sched('smp:llist_add');
   llistAdd(pc, csd, sh.perCpuPtr(kPcpuCallSingleQueue, target));
-  const db = sh.cpuIdx(target, kCpuDoorbell);
-  Atomics.add(sh.ctl, db, 1);
-  Atomics.notify(sh.ctl, db, 1);
+  const db = sh.cpu.idx(target, kCpuDoorbell);
+  sh.ctl.add(db, 1);
+  sh.ctl.notify(db, 1);
   k.env.stat(S.ipi_sent);
 }
 
@@ -167,9 +166,9 @@ export function smpCallFunctionMany(
   const sh = k.sh;
   const cpus = sh.geo.ctx.cpus;
   // the flush_tlb_info the csds point at: this context's, alive until every target answered
-  sh.csdInfo[sh.csdInfoIdx(k.env.ctx, kCsdInfoPid)] = pid;
-  sh.csdInfo[sh.csdInfoIdx(k.env.ctx, kCsdInfoStart)] = start;
-  sh.csdInfo[sh.csdInfoIdx(k.env.ctx, kCsdInfoEnd)] = end;
+  sh.csdInfo.set(k.env.ctx, kCsdInfoPid, pid);
+  sh.csdInfo.set(k.env.ctx, kCsdInfoStart, start);
+  sh.csdInfo.set(k.env.ctx, kCsdInfoEnd, end);
   const targets: number[] = [];
   for (let t = 0; t < cpus; t++) if ((mask & (1 << t)) !== 0) targets.push(t);
   if (targets.length === 1) {
@@ -177,11 +176,11 @@ export function smpCallFunctionMany(
     return;
   }
   // cfd->csd: 0 (NULL) if smpcfd_prepare_cpu never ran for the owner CPU
-  const cfdCsd = Atomics.load(sh.percpu, sh.perCpuPtr(kPcpuCfdCsd, cfdOwner(k)));
+  const cfdCsd = sh.percpu.load(sh.perCpuPtr(kPcpuCfdCsd, cfdOwner(k)));
   for (const t of targets) {
     const csd = sh.perCpuPtr(cfdCsd, t);
     csdLock(k, csd, t);
-    Atomics.or(sh.percpu, csd + kCsdFlags, CSD_FLAG_SYNCHRONOUS);
+    sh.percpu.or(csd + kCsdFlags, CSD_FLAG_SYNCHRONOUS);
     queueCsd(k, csd, t, func);
   }
   for (const t of targets) csdLockWait(k, sh.perCpuPtr(cfdCsd, t), t);
@@ -191,7 +190,7 @@ export function smpCallFunctionMany(
 function smpCallFunctionSingle(k: Kern, target: number, func: number): void {
   const sh = k.sh;
   const csd = sh.csdStackPtr(k.env.ctx);
-  Atomics.store(sh.percpu, csd + kCsdFlags, CSD_FLAG_LOCK | CSD_FLAG_SYNCHRONOUS);
+  sh.percpu.store(csd + kCsdFlags, CSD_FLAG_LOCK | CSD_FLAG_SYNCHRONOUS);
   queueCsd(k, csd, target, func);
   csdLockWait(k, csd, target);
 }
@@ -206,18 +205,18 @@ function cfdOwner(k: Kern): number {
  * Run by the boot CPU for itself (call_function_init) and by each secondary CPU's bring-up.
  */
 export function smpcfdPrepareCpu(sh: Shared, cpu: number): void {
-  const off = kPcpuChunk + Atomics.add(sh.percpu, kPcpuChunkNext, kCsdWords);
-  Atomics.store(sh.percpu, sh.perCpuPtr(kPcpuCfdCsd, cpu), off);
+  const off = kPcpuChunk + sh.percpu.add(kPcpuChunkNext, kCsdWords);
+  sh.percpu.store(sh.perCpuPtr(kPcpuCfdCsd, cpu), off);
 }
 
 /** Was this CPU's cfd_data prepared (for the bring-up's online notice)? */
 export function smpcfdPrepared(sh: Shared, cpu: number): boolean {
-  return Atomics.load(sh.percpu, sh.perCpuPtr(kPcpuCfdCsd, cpu)) !== 0;
+  return sh.percpu.load(sh.perCpuPtr(kPcpuCfdCsd, cpu)) !== 0;
 }
 
 /** Is anything queued for this CPU (watchdog backtraces)? */
 export function callSingleQueued(sh: Shared, cpu: number): boolean {
-  return Atomics.load(sh.percpu, sh.perCpuPtr(kPcpuCallSingleQueue, cpu)) !== 0;
+  return sh.percpu.load(sh.perCpuPtr(kPcpuCallSingleQueue, cpu)) !== 0;
 }
 
 /**
@@ -231,8 +230,8 @@ export function handleIpis(k: Kern): void {
   const sh = k.sh;
   const pc = sh.percpu;
   const head = sh.perCpuPtr(kPcpuCallSingleQueue, k.cpu);
-  if (Atomics.load(pc, head) === 0) return;
-  let entry = Atomics.exchange(pc, head, 0);
+  if (pc.load(head) === 0) return;
+  let entry = pc.xchg(head, 0);
   k.env.sched('smp:llist_del_all');
   const bound = nrCsds(k);
   // llist_reverse_order
@@ -243,8 +242,8 @@ export function handleIpis(k: Kern): void {
       csdQueueLoops(k, bound);
       break;
     }
-    const next = Atomics.load(pc, entry + kCsdLlist);
-    Atomics.store(pc, entry + kCsdLlist, list);
+    const next = pc.load(entry + kCsdLlist);
+    pc.store(entry + kCsdLlist, list);
     list = entry;
     entry = next;
   }
@@ -255,10 +254,10 @@ export function handleIpis(k: Kern): void {
       csdQueueLoops(k, bound);
       break;
     }
-    const next = Atomics.load(pc, csd + kCsdLlist);
-    const func = Atomics.load(pc, csd + kCsdFunc);
-    const info = Atomics.load(pc, csd + kCsdInfo) - 1;
-    if ((Atomics.load(pc, csd + kCsdFlags) & CSD_FLAG_SYNCHRONOUS) !== 0) {
+    const next = pc.load(csd + kCsdLlist);
+    const func = pc.load(csd + kCsdFunc);
+    const info = pc.load(csd + kCsdInfo) - 1;
+    if ((pc.load(csd + kCsdFlags) & CSD_FLAG_SYNCHRONOUS) !== 0) {
       flushTlbFunc(k, func, info);
       csdUnlock(k, csd);
     } else {
@@ -281,19 +280,14 @@ function csdQueueLoops(k: Kern, bound: number): void {
 function flushTlbFunc(k: Kern, func: number, info: number): void {
   const sh = k.sh;
   if (info < 0 || info >= sh.geo.ctx.total) return;
-  if (sh.csdInfo[sh.csdInfoIdx(info, kCsdInfoPid)] !== k.pid) return;
+  if (sh.csdInfo.get(info, kCsdInfoPid) !== k.pid) return;
   if (func === kIpiFlushTlbAll) tlbFlushAllLocal(k);
-  else
-    tlbFlushRangeLocal(
-      k,
-      sh.csdInfo[sh.csdInfoIdx(info, kCsdInfoStart)]!,
-      sh.csdInfo[sh.csdInfoIdx(info, kCsdInfoEnd)]!,
-    );
+  else tlbFlushRangeLocal(k, sh.csdInfo.get(info, kCsdInfoStart), sh.csdInfo.get(info, kCsdInfoEnd));
 }
 
 /** switch_mm: join the mm's cpumask (the TLB is empty: flushed when the last task left). */
 export function switchMmIn(k: Kern, mmSlot: number): void {
-  Atomics.or(k.sh.mm, k.sh.mmIdx(mmSlot, kMmCpumask), 1 << k.cpu);
+  k.sh.mm.or(mmSlot, kMmCpumask, 1 << k.cpu);
 }
 /**
  * Leave the mm: flush everything, clear the cpumask bit, then answer IPIs until no shootdown that may
@@ -302,9 +296,9 @@ export function switchMmIn(k: Kern, mmSlot: number): void {
 export function switchMmOut(k: Kern, mmSlot: number): void {
   const sh = k.sh;
   tlbFlushAllLocal(k);
-  Atomics.and(sh.mm, sh.mmIdx(mmSlot, kMmCpumask), ~(1 << k.cpu));
-  const inflight = sh.mmIdx(mmSlot, kMmShootdowns);
-  waitUntil(k.env, sh.mm, inflight, () => Atomics.load(sh.mm, inflight) === 0, mmSlot, LOCK_KIND.csd);
+  sh.mm.and(mmSlot, kMmCpumask, ~(1 << k.cpu));
+  const inflight = sh.mm.idx(mmSlot, kMmShootdowns);
+  waitUntil(k.env, sh.mm.a, inflight, () => Atomics.load(sh.mm.a, inflight) === 0, mmSlot, LOCK_KIND.csd);
   handleIpis(k);
 }
 
@@ -314,8 +308,8 @@ export function switchMmOut(k: Kern, mmSlot: number): void {
  * changed while nothing is pending for its mm is using a translation the kernel believes is gone.
  */
 export function tlbGatherStart(k: Kern, mmSlot: number): void {
-  if (mmSlot >= 0) Atomics.add(k.sh.mm, k.sh.mmIdx(mmSlot, kMmPendingFlush), 1);
+  if (mmSlot >= 0) k.sh.mm.add(mmSlot, kMmPendingFlush, 1);
 }
 export function tlbGatherEnd(k: Kern, mmSlot: number): void {
-  if (mmSlot >= 0) Atomics.sub(k.sh.mm, k.sh.mmIdx(mmSlot, kMmPendingFlush), 1);
+  if (mmSlot >= 0) k.sh.mm.sub(mmSlot, kMmPendingFlush, 1);
 }

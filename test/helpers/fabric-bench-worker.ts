@@ -141,9 +141,9 @@ function client(sh: Shared, init: FabricBenchInit, ctrl: Int32Array, pp: Int32Ar
     return ((performance.now() - t0) * 1000) / n;
   };
   const stopServing = (): void => {
-    Atomics.store(sh.ctl, kCtlShutdown, 1);
-    Atomics.add(sh.recv, sh.recvIdx(kNodeMemory, kRecvDoorbell), 1);
-    Atomics.notify(sh.recv, sh.recvIdx(kNodeMemory, kRecvDoorbell));
+    sh.ctl.store(kCtlShutdown, 1);
+    sh.recv.add(kNodeMemory, kRecvDoorbell, 1);
+    sh.recv.notify(kNodeMemory, kRecvDoorbell);
   };
 
   const pingPongs = (n: number, spin: boolean): number => {
@@ -171,7 +171,7 @@ function client(sh: Shared, init: FabricBenchInit, ctrl: Int32Array, pp: Int32Ar
         case 'fabric':
         case 'fabric-page':
           us = batch(kCmdServe, 0, () => fabricRtts(req.n, req.kind === 'fabric-page'), stopServing);
-          Atomics.store(sh.ctl, kCtlShutdown, 0);
+          sh.ctl.store(kCtlShutdown, 0);
           break;
         case 'atomics-wait':
         case 'atomics-spin':

@@ -106,7 +106,7 @@ function server(sh: Shared, init: FabricWorkerInit): void {
     flags: req.flags,
     vaddr: req.vaddr,
     hasPage: req.hasPage,
-    reqLen: req.mbox.hdr[kMboxReqLen]!,
+    reqLen: req.mbox.hdr.get(kMboxReqLen),
   });
   const handle = (req: IncomingRequest, out: ReplyWriter): void => {
     switch (req.opcode) {
@@ -163,7 +163,7 @@ function client(sh: Shared, init: FabricWorkerInit): void {
           aux: rep.aux,
           body: rep.body,
           types: typesOf(rep.body?.echo),
-          replyLen: rep.mbox.hdr[kMboxReplyLen]!,
+          replyLen: rep.mbox.hdr.get(kMboxReplyLen),
         };
       }
       case 'page': {
@@ -174,7 +174,7 @@ function client(sh: Shared, init: FabricWorkerInit): void {
           status: rep.status,
           body: rep.body,
           page: rep.mbox.page.slice(),
-          replyLen: rep.mbox.hdr[kMboxReplyLen]!,
+          replyLen: rep.mbox.hdr.get(kMboxReplyLen),
         };
       }
       case 'status': {

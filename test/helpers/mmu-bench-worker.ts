@@ -72,20 +72,20 @@ export function buildMmuRig(): MmuRig {
   };
   const sh = new Shared(allocateShared(geometryFor(cfg)));
   pcacheEarlyInit(sh);
-  sh.ctl[kCtlPgtableNext] = 1;
+  sh.ctl.set(kCtlPgtableNext, 1);
   const env = new Env(sh, { ctx: 0, cpu: 0, name: 'cpu0', bootEpochMs: performance.timeOrigin, config: cfg });
   const k = new Kern(env, new Fabric(env));
   const mmu = new CpuMmu(k);
   tlbFlushAllLocal(k); // TLB tags start as 0 (zeroed memory): invalidate them as CPU bring-up does
-  sh.mm[sh.mmIdx(SLOT, kMmPid)] = PID;
-  sh.mm[sh.mmIdx(SLOT, kMmPgd)] = allocTablePage(sh);
+  sh.mm.set(SLOT, kMmPid, PID);
+  sh.mm.set(SLOT, kMmPgd, allocTablePage(sh));
   k.setCurrent(PID, SLOT, 1, 'bench');
   const off: number[] = [];
   for (let i = 0; i < PAGES; i++) {
     const va = BASE + i * PS;
     const ptep = walk(env, SLOT, va, true);
     const line = pcacheAlloc(k, va);
-    Atomics.store(sh.pgtable, ptep, mkPte(line, true));
+    sh.pgtable.store(ptep, mkPte(line, true));
     if (!pcacheAddRmap(k, line, ptep, va, PID, 0)) throw new Error('mmu bench: rmap pool exhausted');
     off.push(sh.lineOffset(line));
     for (let j = 0; j < PS; j++) sh.pcdata[sh.lineOffset(line) + j] = (j * 31 + i * 7) & 0xff;

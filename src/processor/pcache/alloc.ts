@@ -22,10 +22,10 @@ export function pcacheAlloc(k: Kern, va: number, maxEvictTries = Infinity): numb
     lockSet(k, set);
     const line = popFree(sh, set);
     if (line >= 0) {
-      Atomics.store(sh.meta, sh.metaIdx(line, kMetaFlags), 0);
-      Atomics.store(sh.meta, sh.metaIdx(line, kMetaRef), 1);
-      Atomics.store(sh.meta, sh.metaIdx(line, kMetaMapcount), 0);
-      sh.meta[sh.metaIdx(line, kMetaRmapHead)] = 0;
+      sh.meta.store(line, kMetaFlags, 0);
+      sh.meta.store(line, kMetaRef, 1);
+      sh.meta.store(line, kMetaMapcount, 0);
+      sh.meta.set(line, kMetaRmapHead, 0);
       lruAddHead(sh, set, line);
       unlockSet(k, set);
       if (k.env.config.check !== 'none') checkLineNotInTlbs(k, line, va);
@@ -45,7 +45,7 @@ export function pcacheAlloc(k: Kern, va: number, maxEvictTries = Infinity): numb
       // Every way is busy (being filled, evicted or flushed): let the holders make progress.
       if (++tries > 4) {
         k.env.irq();
-        Atomics.wait(sh.set, sh.setIdx(set, kSetLock), -1, 0.2);
+        sh.set.wait(set, kSetLock, -1, 0.2);
       }
     }
   }
@@ -61,16 +61,15 @@ function checkLineNotInTlbs(k: Kern, line: number, va: number): void {
   const sh = k.sh;
   for (let c = 0; c < sh.geo.ctx.cpus; c++) {
     for (let e = 0; e < kTlbEntries; e++) {
-      const i = sh.tlbIdx(c, e);
-      const vpn = sh.tlbVpn[i]!;
-      if (vpn < 0 || Atomics.load(sh.tlbVal, i) >>> 12 !== line || sh.tlbVpn[i] !== vpn) continue;
+      const vpn = sh.tlbVpn.get(c, e);
+      if (vpn < 0 || sh.tlbVal.load(c, e) >>> 12 !== line || sh.tlbVpn.get(c, e) !== vpn) continue;
       // Was the flush that will remove this entry still on its way (the line was freed before its
       // flush: free-before-flush), or had it completed and left the entry (a shootdown that never
       // reached this CPU: tlb-shootdown-skip)? The IPI removes the entry before the gather ends, so
       // read the pending count, then the entry again: pending, or gone since, means "before its flush".
-      const slot = k.mmSlotOf(Atomics.load(sh.ctl, sh.cpuIdx(c, kCpuPid)));
-      const pending = slot >= 0 && Atomics.load(sh.mm, sh.mmIdx(slot, kMmPendingFlush)) > 0;
-      const still = sh.tlbVpn[i] === vpn && Atomics.load(sh.tlbVal, i) >>> 12 === line;
+      const slot = k.mmSlotOf(sh.cpu.load(c, kCpuPid));
+      const pending = slot >= 0 && sh.mm.load(slot, kMmPendingFlush) > 0;
+      const still = sh.tlbVpn.get(c, e) === vpn && sh.tlbVal.load(c, e) >>> 12 === line;
       reportViolation(k, 'stale-tlb', {
         line,
         addr: vpn * PAGE_SIZE,

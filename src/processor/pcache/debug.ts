@@ -63,9 +63,10 @@ import { dumpPcacheMeta } from './dump.ts';
 import { pcFlagsString, rmapView } from './meta.ts';
 import { reportBadRmap } from './rmap.ts';
 import { fmtPtep, indexAt, pteLine, pteMapped } from '../pgtable.ts';
-import { PAGE_SIZE } from '../../uapi/abi.ts';
 import { reportViolation, type ViolationDetails } from '../../kernel/report.ts';
 import { hex } from '../../lib/text.ts';
+import { kSetEvictPid } from '../../kernel/layout.ts';
+import { walkPageTable } from '../pgtable.ts';
 
 export interface CheckResult {
   violations: number;
@@ -89,9 +90,6 @@ export type InvariantKind =
  */
 export const kCheckReportsPerKind = 16;
 
-const L4 = 2 ** 39;
-const L3 = 2 ** 30;
-const L2 = 2 ** 21;
 const kLeftover = PC_locked | PC_reclaim | PC_writeback;
 
 interface LiveMm {
@@ -127,7 +125,7 @@ class QuiescentChecker {
     this.nrLines = this.sh.geo.nrLines;
     this.nrSets = this.sh.geo.nrSets;
     this.ways = this.sh.geo.ways;
-    this.nrTables = Math.min(this.sh.geo.nrTablePages, Atomics.load(this.sh.ctl, kCtlPgtableNext));
+    this.nrTables = Math.min(this.sh.geo.nrTablePages, this.sh.ctl.load(kCtlPgtableNext));
     this.caller = `check_quiescent (${when})`;
     this.foundOn = new Uint8Array(this.nrLines);
   }
@@ -149,7 +147,7 @@ class QuiescentChecker {
   }
 
   private meta(line: number, field: number): number {
-    return Atomics.load(this.sh.meta, this.sh.metaIdx(line, field));
+    return this.sh.meta.load(line, field);
   }
 
   run(): CheckResult {
@@ -175,9 +173,9 @@ class QuiescentChecker {
   private collectMms(): void {
     const sh = this.sh;
     for (let slot = 0; slot < kMaxProcs; slot++) {
-      const pid = Atomics.load(sh.mm, sh.mmIdx(slot, kMmPid));
+      const pid = sh.mm.load(slot, kMmPid);
       if (pid === 0) continue;
-      const pgd = sh.mm[sh.mmIdx(slot, kMmPgd)]!;
+      const pgd = sh.mm.get(slot, kMmPgd);
       if (!this.tableOk(pgd)) {
         this.report('pgtable-corrupt', {
           pid,
@@ -210,7 +208,7 @@ class QuiescentChecker {
     let tp = pgd;
     for (let level = 4; level >= 2; level--) {
       if (!this.tableOk(tp)) return -1;
-      const e = Atomics.load(this.sh.pgtable, tp * kPtrsPerTable + indexAt(va, level));
+      const e = this.sh.pgtable.load(tp * kPtrsPerTable + indexAt(va, level));
       if ((e & _PAGE_PRESENT) === 0) return -1;
       tp = e >>> 12;
     }
@@ -226,7 +224,7 @@ class QuiescentChecker {
     for (let line = 0; line < this.nrLines; line++) {
       const list: number[] = [];
       let bad = '';
-      for (let e = this.meta(line, kMetaRmapHead); e !== 0; e = sh.rmap[sh.rmapIdx(e - 1, kRmapNext)]!) {
+      for (let e = this.meta(line, kMetaRmapHead); e !== 0; e = sh.rmap.get(e - 1, kRmapNext)) {
         const r = e - 1;
         if (r < 0 || r >= nrRmaps) {
           bad = `links to rmap index ${r}, outside the pool (${nrRmaps})`;
@@ -240,8 +238,8 @@ class QuiescentChecker {
           bad = `shares rmap ${r} with line ${ownerLine[r]}`;
           break;
         }
-        if ((sh.rmap[sh.rmapIdx(r, kRmapFlags)]! & PCACHE_RMAP_used) === 0) {
-          bad = `holds rmap ${r}, which is not in use (flags ${hex(sh.rmap[sh.rmapIdx(r, kRmapFlags)]!)})`;
+        if ((sh.rmap.get(r, kRmapFlags) & PCACHE_RMAP_used) === 0) {
+          bad = `holds rmap ${r}, which is not in use (flags ${hex(sh.rmap.get(r, kRmapFlags))})`;
           break;
         }
         ownerLine[r] = line;
@@ -269,10 +267,10 @@ class QuiescentChecker {
       this.checked.sets++;
       const sc = (text: string, extra: Record<string, number> = {}) =>
         this.report('set-conservation', { set, ...extra, text: `${this.prefix()} ${text}` });
-      const lock = Atomics.load(sh.set, sh.setIdx(set, kSetLock));
+      const lock = sh.set.load(set, kSetLock);
       if (lock !== 0) sc(`set ${set}: set lock (lru_lock) still held (word ${lock})`);
-      const nrFree = sh.set[sh.setIdx(set, kSetNrFree)]!;
-      const nrLru = sh.set[sh.setIdx(set, kSetNrLru)]!;
+      const nrFree = sh.set.get(set, kSetNrFree);
+      const nrLru = sh.set.get(set, kSetNrLru);
 
       const visit = (line: number, list: number, name: string): void => {
         appearances[line]! += 1;
@@ -289,7 +287,7 @@ class QuiescentChecker {
       let nFree = 0;
       {
         const seen = new Set<number>();
-        for (let e = sh.set[sh.setIdx(set, kSetFreeHead)]!; e !== 0; e = this.meta(e - 1, kMetaNext)) {
+        for (let e = sh.set.get(set, kSetFreeHead); e !== 0; e = this.meta(e - 1, kMetaNext)) {
           const line = e - 1;
           if (line < 0 || line >= this.nrLines) {
             sc(`set ${set}: free list links to line index ${line}, outside the pcache`);
@@ -309,7 +307,7 @@ class QuiescentChecker {
       {
         const seen = new Set<number>();
         let prev = 0;
-        for (let e = sh.set[sh.setIdx(set, kSetLruHead)]!; e !== 0; e = this.meta(e - 1, kMetaNext)) {
+        for (let e = sh.set.get(set, kSetLruHead); e !== 0; e = this.meta(e - 1, kMetaNext)) {
           const line = e - 1;
           if (line < 0 || line >= this.nrLines) {
             sc(`set ${set}: LRU list links to line index ${line}, outside the pcache`);
@@ -331,7 +329,7 @@ class QuiescentChecker {
           visit(line, kListLru, 'LRU');
           prev = e;
         }
-        const tail = sh.set[sh.setIdx(set, kSetLruTail)]!;
+        const tail = sh.set.get(set, kSetLruTail);
         if (prev >= 0 && tail !== prev)
           sc(`set ${set}: LRU tail is line ${tail - 1} but the list ends at line ${prev - 1}`);
       }
@@ -446,7 +444,7 @@ class QuiescentChecker {
         owners.add(v.owner);
         const mm = this.slotOfPid.get(v.owner);
         const ptep = mm ? this.walk(mm.pgd, v.address) : -1;
-        const pte = ptep >= 0 ? Atomics.load(sh.pgtable, ptep) : 0;
+        const pte = ptep >= 0 ? sh.pgtable.load(ptep) : 0;
         if (ptep === v.pageTable && pteMapped(pte) && pteLine(pte) === line) continue;
         if (this.allow('rmap-pte-mismatch'))
           reportBadRmap(
@@ -478,7 +476,6 @@ class QuiescentChecker {
 
   private checkPageTable(mm: LiveMm): void {
     const sh = this.sh;
-    const pt = sh.pgtable;
     const mapped = new Map<number, number>(); // line -> VA of its first PTE in this mm
     const corrupt = (level: number, va: number, e: number) =>
       this.report('pgtable-corrupt', {
@@ -486,41 +483,14 @@ class QuiescentChecker {
         addr: va,
         text: `${this.prefix()} pid ${mm.pid}: level-${level} entry for ${hex(va)} (${hex(e >>> 0)}) points at table page ${e >>> 12}, not an allocated table page`,
       });
-    for (let i4 = 0; i4 < kPtrsPerTable; i4++) {
-      const e4 = Atomics.load(pt, mm.pgd * kPtrsPerTable + i4);
-      if ((e4 & _PAGE_PRESENT) === 0) continue;
-      const pud = e4 >>> 12;
-      if (!this.tableOk(pud)) {
-        corrupt(4, i4 * L4, e4);
-        continue;
-      }
-      for (let i3 = 0; i3 < kPtrsPerTable; i3++) {
-        const e3 = Atomics.load(pt, pud * kPtrsPerTable + i3);
-        if ((e3 & _PAGE_PRESENT) === 0) continue;
-        const pmd = e3 >>> 12;
-        if (!this.tableOk(pmd)) {
-          corrupt(3, i4 * L4 + i3 * L3, e3);
-          continue;
-        }
-        for (let i2 = 0; i2 < kPtrsPerTable; i2++) {
-          const e2 = Atomics.load(pt, pmd * kPtrsPerTable + i2);
-          if ((e2 & _PAGE_PRESENT) === 0) continue;
-          const ptp = e2 >>> 12;
-          const base = i4 * L4 + i3 * L3 + i2 * L2;
-          if (!this.tableOk(ptp)) {
-            corrupt(2, base, e2);
-            continue;
-          }
-          for (let i1 = 0; i1 < kPtrsPerTable; i1++) {
-            const slot = ptp * kPtrsPerTable + i1;
-            const pte = Atomics.load(pt, slot);
-            if (!pteMapped(pte)) continue;
-            this.checked.ptes++;
-            this.checkPte(mm, slot, pte, base + i1 * PAGE_SIZE, mapped);
-          }
-        }
-      }
-    }
+    walkPageTable(sh, mm.pgd, {
+      tableOk: (tp) => this.tableOk(tp),
+      bad: corrupt,
+      pte: (slot, pte, va) => {
+        this.checked.ptes++;
+        this.checkPte(mm, slot, pte, va, mapped);
+      },
+    });
   }
 
   private checkPte(mm: LiveMm, slot: number, pte: number, va: number, mapped: Map<number, number>): void {
@@ -541,9 +511,9 @@ class QuiescentChecker {
     let found = false;
     for (const r of this.lineRmaps[line]!) {
       if (
-        sh.rmap[sh.rmapIdx(r, kRmapOwner)] === mm.pid &&
-        sh.rmapAddr[r] === va &&
-        sh.rmap[sh.rmapIdx(r, kRmapPageTable)] === slot
+        sh.rmap.get(r, kRmapOwner) === mm.pid &&
+        sh.rmapAddr.get(r) === va &&
+        sh.rmap.get(r, kRmapPageTable) === slot
       ) {
         found = true;
         break;
@@ -569,11 +539,11 @@ class QuiescentChecker {
   private checkEvictionLists(): void {
     const sh = this.sh;
     for (let set = 0; set < this.nrSets; set++) {
-      const nr = Atomics.load(sh.set, sh.setIdx(set, kSetNrEviction));
+      const nr = sh.set.load(set, kSetNrEviction);
       const entries: Array<{ pid: number; addr: number }> = [];
       for (let e = 0; e < kEvictEntries; e++) {
-        const pid = Atomics.load(sh.set, sh.setEvictPidIdx(set, e));
-        if (pid !== 0) entries.push({ pid, addr: sh.setEvictAddr[sh.setEvictAddrIdx(set, e)]! });
+        const pid = sh.set.load(set, kSetEvictPid(e));
+        if (pid !== 0) entries.push({ pid, addr: sh.setEvictAddr.get(set, e) });
       }
       if (nr === 0 && entries.length === 0) continue;
       // (at most 4 listed: the record must fit one kernel-log slot)

@@ -13,7 +13,7 @@ export function dumpRmap(sh: Shared, r: number, why: string): string {
 
 export function dumpPcacheMeta(sh: Shared, line: number, why: string): string {
   const f = pcacheFlags(sh, line);
-  return `pcache:${line} mapcount:${Atomics.load(sh.meta, sh.metaIdx(line, kMetaMapcount))} refcount:${Atomics.load(sh.meta, sh.metaIdx(line, kMetaRef))} flags:(${pcFlagsString(f)}) pfn: 0x${sh.linePfn(line).toString(16)}\npcache dumped because: ${why}`;
+  return `pcache:${line} mapcount:${sh.meta.load(line, kMetaMapcount)} refcount:${sh.meta.load(line, kMetaRef)} flags:(${pcFlagsString(f)}) pfn: 0x${sh.linePfn(line).toString(16)}\npcache dumped because: ${why}`;
 }
 
 export function dumpPte(pte: number): string {

@@ -82,8 +82,7 @@ function evictFindLine(k: Kern, set: number): number {
   const policy = POLICIES[k.env.config.evict];
   lockSet(k, set);
   const cands: number[] = [];
-  for (let e = sh.set[sh.setIdx(set, kSetLruTail)]!; e !== 0; e = sh.meta[sh.metaIdx(e - 1, kMetaPrev)]!)
-    cands.push(e - 1);
+  for (let e = sh.set.get(set, kSetLruTail); e !== 0; e = sh.meta.get(e - 1, kMetaPrev)) cands.push(e - 1);
   policy.order(k, cands);
   let picked = -1;
   const deferredPuts: number[] = [];
@@ -94,24 +93,21 @@ function evictFindLine(k: Kern, set: number): number {
     // fresh line meanwhile): drop it with put_pcache semantics, outside the set lock, or the line
     // leaks with ref 0 and the set shrinks forever.
     if ((flags & PC_valid) === 0 || (flags & PC_writeback) !== 0 || !trylockPcache(sh, line)) {
-      if (Atomics.sub(sh.meta, sh.metaIdx(line, kMetaRef), 1) === 1) deferredPuts.push(line);
+      if (sh.meta.sub(line, kMetaRef, 1) === 1) deferredPuts.push(line);
       continue;
     }
-    if (
-      Atomics.load(sh.meta, sh.metaIdx(line, kMetaRef)) >
-      Atomics.load(sh.meta, sh.metaIdx(line, kMetaMapcount)) + 1
-    ) {
+    if (sh.meta.load(line, kMetaRef) > sh.meta.load(line, kMetaMapcount) + 1) {
       unlockPcache(sh, line);
-      if (Atomics.sub(sh.meta, sh.metaIdx(line, kMetaRef), 1) === 1) deferredPuts.push(line);
+      if (sh.meta.sub(line, kMetaRef, 1) === 1) deferredPuts.push(line);
       continue;
     }
     if (policy.secondChance(k, set, line, cands.length)) {
       unlockPcache(sh, line);
-      if (Atomics.sub(sh.meta, sh.metaIdx(line, kMetaRef), 1) === 1) deferredPuts.push(line);
+      if (sh.meta.sub(line, kMetaRef, 1) === 1) deferredPuts.push(line);
       continue;
     }
     lruDel(sh, set, line);
-    Atomics.or(sh.meta, sh.metaIdx(line, kMetaFlags), PC_reclaim);
+    sh.meta.or(line, kMetaFlags, PC_reclaim);
     picked = line;
     break;
   }
@@ -138,7 +134,7 @@ export function pcacheEvictLine(k: Kern, set: number): number {
     return EVICT_EAGAIN_FREEABLE;
   }
   const rmaps = rmapList(sh, line);
-  const nrMapped = Atomics.load(sh.meta, sh.metaIdx(line, kMetaMapcount));
+  const nrMapped = sh.meta.load(line, kMetaMapcount);
   // Pin the owners' address spaces (reader-trylock; skip the line if an address-space change runs,
   // or if it is the very range this CPU is moving in mremap).
   const pinned: number[] = [];
@@ -158,16 +154,16 @@ export function pcacheEvictLine(k: Kern, set: number): number {
     // Our own mm while we hold its mmap_sem for write (mremap slowpath allocating in the new set):
     // M and P agree on every address outside the range being moved, so the write-back is safe.
     if (slot === k.mmSlot && k.mmapWriteHeld) continue;
-    if (!downReadTrylock(sh.mm, sh.mmIdx(slot, kMmSem))) {
+    if (!downReadTrylock(sh.mm.a, sh.mm.idx(slot, kMmSem))) {
       ok = false;
       break;
     }
     pinned.push(slot);
   }
   if (!ok) {
-    for (const s of pinned) upRead(sh.mm, sh.mmIdx(s, kMmSem));
+    for (const s of pinned) upRead(sh.mm.a, sh.mm.idx(s, kMmSem));
     lockSet(k, set);
-    Atomics.and(sh.meta, sh.metaIdx(line, kMetaFlags), ~PC_reclaim);
+    sh.meta.and(line, kMetaFlags, ~PC_reclaim);
     lruAddHead(sh, set, line);
     unlockSet(k, set);
     unlockPcache(sh, line);
@@ -175,8 +171,8 @@ export function pcacheEvictLine(k: Kern, set: number): number {
     k.env.stat(S.nr_pcache_eviction_failure_evict);
     return EVICT_FAILURE_EVICT;
   }
-  const gen = Atomics.load(sh.ctl, kCtlVictimGen);
-  const entries = rmaps.map((r) => psetAddEviction(k, set, sh.rmap[sh.rmapIdx(r, kRmapOwner)]!, sh.rmapAddr[r]!));
+  const gen = sh.ctl.load(kCtlVictimGen);
+  const entries = rmaps.map((r) => psetAddEviction(k, set, sh.rmap.get(r, kRmapOwner), sh.rmapAddr.get(r)));
   k.env.sched('evict:entries_added');
   // pcache_try_to_unmap_reserve_check_dirty
   let dirty = false;
@@ -190,36 +186,36 @@ export function pcacheEvictLine(k: Kern, set: number): number {
       tlbGatherEnd(k, ownerSlot);
       continue;
     }
-    const old = Atomics.exchange(sh.pgtable, ptep, 0);
+    const old = sh.pgtable.xchg(ptep, 0);
     if (old & _PAGE_DIRTY) dirty = true;
     if (old & _PAGE_RW) writable = true;
     ptlUnlock(k.env, ptep);
     k.env.sched('evict:pte_cleared');
     flushTlbMmRange(k, v.owner, ownerSlot, v.address, v.address + PAGE_SIZE);
     tlbGatherEnd(k, ownerSlot);
-    sh.rmap[sh.rmapIdx(r, kRmapFlags)]! |= PCACHE_RMAP_reserved;
+    sh.rmap.or(r, kRmapFlags, PCACHE_RMAP_reserved);
   }
   // Write back (pcache_flush_one): one P2M_PCACHE_FLUSH per mapping.
   const data = sh.pcdata.subarray(sh.lineOffset(line), sh.lineOffset(line) + PAGE_SIZE);
   if (dirty) {
-    Atomics.or(sh.meta, sh.metaIdx(line, kMetaFlags), PC_writeback);
+    sh.meta.or(line, kMetaFlags, PC_writeback);
     for (const r of rmaps) {
       const v = rmapView(sh, r);
       const rep = k.fab.sendReply(kNodeMemory, P2M_PCACHE_FLUSH, { pid: v.owner, vaddr: v.address, page: data });
       k.env.stat(rep.status < 0 ? S.nr_clflush_fail : S.nr_clflush);
     }
-    Atomics.and(sh.meta, sh.metaIdx(line, kMetaFlags), ~PC_writeback);
+    sh.meta.and(line, kMetaFlags, ~PC_writeback);
   } else k.env.stat(S.nr_clflush_clean_skipped);
   if (sh.geo.victims > 0 && rmaps.length === 1)
     victimInsert(k, set, rmapView(sh, rmaps[0]!).owner, rmapView(sh, rmaps[0]!).address, data, gen, writable);
   // pcache_free_reserved_rmap
   for (const r of rmaps) pcacheRemoveRmapLocked(k, line, r);
   for (const e of entries) psetRemoveEviction(k, set, e);
-  for (const s of pinned) upRead(sh.mm, sh.mmIdx(s, kMmSem));
+  for (const s of pinned) upRead(sh.mm.a, sh.mm.idx(s, kMmSem));
   // pcache_ref_freeze(pcm, nr_mapped + 1): the mappings' refs and ours.
-  Atomics.and(sh.meta, sh.metaIdx(line, kMetaFlags), ~PC_reclaim);
-  const refIdx = sh.metaIdx(line, kMetaRef);
-  if (Atomics.compareExchange(sh.meta, refIdx, nrMapped + 1, 0) === nrMapped + 1) {
+  sh.meta.and(line, kMetaFlags, ~PC_reclaim);
+  const refIdx = sh.meta.idx(line, kMetaRef);
+  if (Atomics.compareExchange(sh.meta.a, refIdx, nrMapped + 1, 0) === nrMapped + 1) {
     unlockPcache(sh, line);
     freePcache(k, line);
     k.env.stat(S.nr_pcache_eviction_succeed);

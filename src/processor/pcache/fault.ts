@@ -38,17 +38,16 @@ export function pcacheHandleFault(k: Kern, va: number, write: boolean): number {
   const sh = k.sh;
   const slot = k.mmSlot;
   k.env.stat(S.nr_pgfault);
-  if (Atomics.load(sh.mm, sh.mmIdx(slot, kMmKilled)) !== 0) return FAULT_KILLED;
-  const sem = sh.mmIdx(slot, kMmSem);
-  downRead(k.env, sh.mm, sem, slot);
+  if (sh.mm.load(slot, kMmKilled) !== 0) return FAULT_KILLED;
+  const sem = sh.mm.idx(slot, kMmSem);
+  downRead(k.env, sh.mm.a, sem, slot);
   // A fault inside an address-space change of its own mm: mmap_sem excludes it, unless the change
   // runs without it (mremap-unserialized): count it as that flag's broken branch at work.
-  if (Atomics.load(sh.mm, sh.mmIdx(slot, kMmAsChanges)) > 0 && k.env.bugs.has('mremap-unserialized'))
-    k.env.bugRan('mremap-unserialized');
+  if (sh.mm.load(slot, kMmAsChanges) > 0 && k.env.bugs.has('mremap-unserialized')) k.env.bugRan('mremap-unserialized');
   try {
     return handlePteFault(k, slot, va, write);
   } finally {
-    upRead(sh.mm, sem);
+    upRead(sh.mm.a, sem);
   }
 }
 
@@ -59,7 +58,7 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
   const set = sh.setOfAddr(va);
   for (;;) {
     const ptep = walk(k.env, slot, va, true);
-    const orig = Atomics.load(sh.pgtable, ptep);
+    const orig = sh.pgtable.load(ptep);
     if (pteMapped(orig)) {
       if (orig & _PAGE_PROTNONE) return FAULT_SIGSEGV_ACCERR;
       if (write && (orig & _PAGE_RW) === 0) return FAULT_SIGSEGV_ACCERR; // no fork, so no COW
@@ -72,7 +71,7 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
     if (psetFindEviction(sh, set, pid, va) >= 0) {
       k.env.stat(S.nr_pset_list_hit);
       k.env.irq();
-      Atomics.wait(sh.set, sh.setIdx(set, kSetNrEviction), Atomics.load(sh.set, sh.setIdx(set, kSetNrEviction)), 0.2);
+      sh.set.wait(set, kSetNrEviction, sh.set.load(set, kSetNrEviction), 0.2);
       continue;
     }
     const line = pcacheAlloc(k, va);
@@ -94,7 +93,7 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
     k.env.sched('fault:allocated');
     const victimProt = victimTryFill(k, pid, va, line);
     ptlLock(k.env, ptep);
-    if (Atomics.load(sh.pgtable, ptep) !== orig) {
+    if (sh.pgtable.load(ptep) !== orig) {
       // A concurrent fault won the race (pte_same failed).
       ptlUnlock(k.env, ptep);
       giveUp();
@@ -137,7 +136,7 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
       return FAULT_SIGSEGV_ACCERR;
     }
     // "Set pte before adding rmap, cause rmap may need to validate pte"
-    Atomics.store(sh.pgtable, ptep, mkPte(line, writable));
+    sh.pgtable.store(ptep, mkPte(line, writable));
     k.env.sched('fault:pte_set');
     pcacheAddRmap(k, line, ptep, page, pid, caller, rmap);
     ptlUnlock(k.env, ptep);

@@ -7,14 +7,14 @@ import { pushFree } from './meta.ts';
 export function pcacheEarlyInit(sh: Shared): void {
   const { nrSets, nrLines } = sh.geo;
   for (let s = 0; s < nrSets; s++) {
-    sh.set[sh.setIdx(s, kSetFreeHead)] = 0;
-    sh.set[sh.setIdx(s, kSetNrFree)] = 0;
+    sh.set.set(s, kSetFreeHead, 0);
+    sh.set.set(s, kSetNrFree, 0);
   }
   // Push every line on its set's free list (LIFO), highest way first so way 0 is handed out first.
   for (let line = nrLines - 1; line >= 0; line--) pushFree(sh, sh.setOfLine(line), line);
   // rmap pool free list
   for (let r = sh.geo.nrRmaps - 1; r >= 0; r--) {
-    sh.rmap[sh.rmapIdx(r, kRmapNext)] = sh.ctl[kCtlRmapFreeHead]!;
-    sh.ctl[kCtlRmapFreeHead] = r + 1;
+    sh.rmap.set(r, kRmapNext, sh.ctl.get(kCtlRmapFreeHead));
+    sh.ctl.set(kCtlRmapFreeHead, r + 1);
   }
 }

@@ -56,86 +56,86 @@ import { kernelWarn, reportViolation } from '../../kernel/report.ts';
 import type { Kern } from '../kern.ts';
 
 export function pushFree(sh: Shared, set: number, line: number): void {
-  sh.meta[sh.metaIdx(line, kMetaNext)] = sh.set[sh.setIdx(set, kSetFreeHead)]!;
-  sh.meta[sh.metaIdx(line, kMetaPrev)] = 0;
-  sh.meta[sh.metaIdx(line, kMetaList)] = kListFree;
-  sh.set[sh.setIdx(set, kSetFreeHead)] = line + 1;
-  sh.set[sh.setIdx(set, kSetNrFree)]! += 1;
+  sh.meta.set(line, kMetaNext, sh.set.get(set, kSetFreeHead));
+  sh.meta.set(line, kMetaPrev, 0);
+  sh.meta.set(line, kMetaList, kListFree);
+  sh.set.set(set, kSetFreeHead, line + 1);
+  sh.set.add(set, kSetNrFree, 1);
 }
 
 export function popFree(sh: Shared, set: number): number {
-  const head = sh.set[sh.setIdx(set, kSetFreeHead)]!;
+  const head = sh.set.get(set, kSetFreeHead);
   if (head === 0) return -1;
   const line = head - 1;
-  sh.set[sh.setIdx(set, kSetFreeHead)] = sh.meta[sh.metaIdx(line, kMetaNext)]!;
-  sh.set[sh.setIdx(set, kSetNrFree)]! -= 1;
-  sh.meta[sh.metaIdx(line, kMetaList)] = kListNone;
+  sh.set.set(set, kSetFreeHead, sh.meta.get(line, kMetaNext));
+  sh.set.sub(set, kSetNrFree, 1);
+  sh.meta.set(line, kMetaList, kListNone);
   return line;
 }
 
 // LRU list: head = newest, tail = oldest. Under the set lock.
 export function lruAddHead(sh: Shared, set: number, line: number): void {
-  const head = sh.set[sh.setIdx(set, kSetLruHead)]!;
-  sh.meta[sh.metaIdx(line, kMetaPrev)] = 0;
-  sh.meta[sh.metaIdx(line, kMetaNext)] = head;
-  if (head) sh.meta[sh.metaIdx(head - 1, kMetaPrev)] = line + 1;
-  else sh.set[sh.setIdx(set, kSetLruTail)] = line + 1;
-  sh.set[sh.setIdx(set, kSetLruHead)] = line + 1;
-  sh.set[sh.setIdx(set, kSetNrLru)]! += 1;
-  sh.meta[sh.metaIdx(line, kMetaList)] = kListLru;
+  const head = sh.set.get(set, kSetLruHead);
+  sh.meta.set(line, kMetaPrev, 0);
+  sh.meta.set(line, kMetaNext, head);
+  if (head) sh.meta.set(head - 1, kMetaPrev, line + 1);
+  else sh.set.set(set, kSetLruTail, line + 1);
+  sh.set.set(set, kSetLruHead, line + 1);
+  sh.set.add(set, kSetNrLru, 1);
+  sh.meta.set(line, kMetaList, kListLru);
 }
 
 export function lruDel(sh: Shared, set: number, line: number): void {
-  const prev = sh.meta[sh.metaIdx(line, kMetaPrev)]!;
-  const next = sh.meta[sh.metaIdx(line, kMetaNext)]!;
-  if (prev) sh.meta[sh.metaIdx(prev - 1, kMetaNext)] = next;
-  else sh.set[sh.setIdx(set, kSetLruHead)] = next;
-  if (next) sh.meta[sh.metaIdx(next - 1, kMetaPrev)] = prev;
-  else sh.set[sh.setIdx(set, kSetLruTail)] = prev;
-  sh.set[sh.setIdx(set, kSetNrLru)]! -= 1;
-  sh.meta[sh.metaIdx(line, kMetaList)] = kListNone;
-  sh.meta[sh.metaIdx(line, kMetaPrev)] = 0;
-  sh.meta[sh.metaIdx(line, kMetaNext)] = 0;
+  const prev = sh.meta.get(line, kMetaPrev);
+  const next = sh.meta.get(line, kMetaNext);
+  if (prev) sh.meta.set(prev - 1, kMetaNext, next);
+  else sh.set.set(set, kSetLruHead, next);
+  if (next) sh.meta.set(next - 1, kMetaPrev, prev);
+  else sh.set.set(set, kSetLruTail, prev);
+  sh.set.sub(set, kSetNrLru, 1);
+  sh.meta.set(line, kMetaList, kListNone);
+  sh.meta.set(line, kMetaPrev, 0);
+  sh.meta.set(line, kMetaNext, 0);
 }
 
 export function lockSet(k: Kern, set: number): void {
-  spinLock(k.env, k.sh.set, k.sh.setIdx(set, kSetLock), set);
+  spinLock(k.env, k.sh.set.a, k.sh.set.idx(set, kSetLock), set);
 }
 
 export function unlockSet(k: Kern, set: number): void {
-  spinUnlock(k.sh.set, k.sh.setIdx(set, kSetLock));
+  spinUnlock(k.sh.set.a, k.sh.set.idx(set, kSetLock));
 }
 
-export const pcacheFlags = (sh: Shared, line: number): number => Atomics.load(sh.meta, sh.metaIdx(line, kMetaFlags));
+export const pcacheFlags = (sh: Shared, line: number): number => sh.meta.load(line, kMetaFlags);
 
 export const trylockPcache = (sh: Shared, line: number): boolean =>
-  bitTrylock(sh.meta, sh.metaIdx(line, kMetaFlags), PC_locked);
+  bitTrylock(sh.meta.a, sh.meta.idx(line, kMetaFlags), PC_locked);
 
 export function lockPcache(k: Kern, line: number): void {
-  bitLock(k.env, k.sh.meta, k.sh.metaIdx(line, kMetaFlags), PC_locked, line);
+  bitLock(k.env, k.sh.meta.a, k.sh.meta.idx(line, kMetaFlags), PC_locked, line);
 }
 
 export function unlockPcache(sh: Shared, line: number): void {
-  bitUnlock(sh.meta, sh.metaIdx(line, kMetaFlags), PC_locked);
+  bitUnlock(sh.meta.a, sh.meta.idx(line, kMetaFlags), PC_locked);
 }
 
 export function getPcache(sh: Shared, line: number): void {
-  Atomics.add(sh.meta, sh.metaIdx(line, kMetaRef), 1);
+  sh.meta.add(line, kMetaRef, 1);
 }
 
 /** get_pcache_unless_zero */
 export function getPcacheUnlessZero(sh: Shared, line: number): boolean {
-  const i = sh.metaIdx(line, kMetaRef);
+  const i = sh.meta.idx(line, kMetaRef);
   for (;;) {
-    const r = Atomics.load(sh.meta, i);
+    const r = Atomics.load(sh.meta.a, i);
     if (r === 0) return false;
-    if (Atomics.compareExchange(sh.meta, i, r, r + 1) === r) return true;
+    if (Atomics.compareExchange(sh.meta.a, i, r, r + 1) === r) return true;
   }
 }
 
 /** put_pcache: drop `n` references; the last one frees the line (__put_pcache). */
 export function putPcache(k: Kern, line: number, n = 1): void {
-  const old = Atomics.sub(k.sh.meta, k.sh.metaIdx(line, kMetaRef), n);
+  const old = k.sh.meta.sub(line, kMetaRef, n);
   if (old === n) freePcache(k, line);
   else if (old < n)
     kernelWarn(
@@ -150,16 +150,16 @@ export function freePcache(k: Kern, line: number): void {
   const sh = k.sh;
   const set = sh.setOfLine(line);
   lockSet(k, set);
-  if (sh.meta[sh.metaIdx(line, kMetaList)] === kListLru) lruDel(sh, set, line);
+  if (sh.meta.get(line, kMetaList) === kListLru) lruDel(sh, set, line);
   const flags = pcacheFlags(sh, line) & ~PC_locked;
-  const mapcount = Atomics.load(sh.meta, sh.metaIdx(line, kMetaMapcount));
-  if (mapcount !== 0 || (flags & PCACHE_FLAGS_CHECK_AT_FREE) !== 0 || sh.meta[sh.metaIdx(line, kMetaRmapHead)] !== 0) {
+  const mapcount = sh.meta.load(line, kMetaMapcount);
+  if (mapcount !== 0 || (flags & PCACHE_FLAGS_CHECK_AT_FREE) !== 0 || sh.meta.get(line, kMetaRmapHead) !== 0) {
     reportViolation(k, 'free-line-state', {
       line,
       text: `BUG: Bad pcache state in process [${k.comm}][pid:${k.pid}]\npcache:${line} mapcount:${mapcount} flags:(${pcFlagsString(flags)})`,
     });
   }
-  Atomics.store(sh.meta, sh.metaIdx(line, kMetaFlags), 0);
+  sh.meta.store(line, kMetaFlags, 0);
   pushFree(sh, set, line);
   unlockSet(k, set);
 }
@@ -182,25 +182,24 @@ export interface RmapView {
 export function rmapView(sh: Shared, r: number): RmapView {
   return {
     r,
-    owner: sh.rmap[sh.rmapIdx(r, kRmapOwner)]!,
-    address: sh.rmapAddr[r]!,
-    pageTable: sh.rmap[sh.rmapIdx(r, kRmapPageTable)]!,
-    flags: sh.rmap[sh.rmapIdx(r, kRmapFlags)]!,
-    caller: sh.rmap[sh.rmapIdx(r, kRmapCaller)]!,
+    owner: sh.rmap.get(r, kRmapOwner),
+    address: sh.rmapAddr.get(r),
+    pageTable: sh.rmap.get(r, kRmapPageTable),
+    flags: sh.rmap.get(r, kRmapFlags),
+    caller: sh.rmap.get(r, kRmapCaller),
   };
 }
 
 /** rmap indices of a line (caller holds the line lock, or the world is stopped). */
 export function rmapList(sh: Shared, line: number): number[] {
   const out: number[] = [];
-  for (let e = sh.meta[sh.metaIdx(line, kMetaRmapHead)]!; e !== 0; e = sh.rmap[sh.rmapIdx(e - 1, kRmapNext)]!)
-    out.push(e - 1);
+  for (let e = sh.meta.get(line, kMetaRmapHead); e !== 0; e = sh.rmap.get(e - 1, kRmapNext)) out.push(e - 1);
   return out;
 }
 
 /** Lines in `set`: free + LRU + off-list (being evicted or freed) must equal the ways (set conservation). */
 export function setCounts(sh: Shared, set: number): { free: number; lru: number } {
-  return { free: sh.set[sh.setIdx(set, kSetNrFree)]!, lru: sh.set[sh.setIdx(set, kSetNrLru)]! };
+  return { free: sh.set.get(set, kSetNrFree), lru: sh.set.get(set, kSetNrLru) };
 }
 
 export { kListFree, kListLru, kListNone };

@@ -8,44 +8,43 @@ import { PAGE_SIZE } from '../../uapi/abi.ts';
 import type { Kern } from '../kern.ts';
 
 import { lockSet, unlockSet } from './meta.ts';
+import { kSetEvictPid } from '../../kernel/layout.ts';
 
 export function psetAddEviction(k: Kern, set: number, pid: number, address: number): number {
   const sh = k.sh;
   for (;;) {
     lockSet(k, set);
     for (let e = 0; e < kEvictEntries; e++) {
-      const pi = sh.setEvictPidIdx(set, e);
-      if (sh.set[pi] === 0) {
-        sh.setEvictAddr[sh.setEvictAddrIdx(set, e)] = address;
-        Atomics.store(sh.set, pi, pid);
-        sh.set[sh.setIdx(set, kSetNrEviction)]! += 1;
+      if (sh.set.get(set, kSetEvictPid(e)) === 0) {
+        sh.setEvictAddr.set(set, e, address);
+        sh.set.store(set, kSetEvictPid(e), pid);
+        sh.set.add(set, kSetNrEviction, 1);
         unlockSet(k, set);
         return e;
       }
     }
     unlockSet(k, set);
     k.env.irq();
-    Atomics.wait(sh.set, sh.setIdx(set, kSetNrEviction), kEvictEntries, 0.2);
+    sh.set.wait(set, kSetNrEviction, kEvictEntries, 0.2);
   }
 }
 
 export function psetRemoveEviction(k: Kern, set: number, e: number): void {
   const sh = k.sh;
   lockSet(k, set);
-  Atomics.store(sh.set, sh.setEvictPidIdx(set, e), 0);
-  sh.set[sh.setIdx(set, kSetNrEviction)]! -= 1;
+  sh.set.store(set, kSetEvictPid(e), 0);
+  sh.set.sub(set, kSetNrEviction, 1);
   unlockSet(k, set);
-  Atomics.notify(sh.set, sh.setEvictPidIdx(set, e));
-  Atomics.notify(sh.set, sh.setIdx(set, kSetNrEviction));
+  sh.set.notify(set, kSetEvictPid(e));
+  sh.set.notify(set, kSetNrEviction);
 }
 
 /** pset_find_eviction: is (pid, page of va) being written back? Lockless quick check first. */
 export function psetFindEviction(sh: Shared, set: number, pid: number, va: number): number {
-  if (Atomics.load(sh.set, sh.setIdx(set, kSetNrEviction)) === 0) return -1;
+  if (sh.set.load(set, kSetNrEviction) === 0) return -1;
   const page = va - (va % PAGE_SIZE);
   for (let e = 0; e < kEvictEntries; e++) {
-    if (Atomics.load(sh.set, sh.setEvictPidIdx(set, e)) === pid && sh.setEvictAddr[sh.setEvictAddrIdx(set, e)] === page)
-      return e;
+    if (sh.set.load(set, kSetEvictPid(e)) === pid && sh.setEvictAddr.get(set, e) === page) return e;
   }
   return -1;
 }

@@ -11,7 +11,6 @@ import {
   kMetaFlags,
   kMetaMapcount,
   kMetaRmapHead,
-  kMmFloatStride,
   kMmMovingEnd,
   kMmMovingStart,
   kRmapCaller,
@@ -37,25 +36,25 @@ import { hex } from '../../lib/text.ts';
 
 function rmapAlloc(k: Kern): number {
   const sh = k.sh;
-  spinLock(k.env, sh.ctl, kCtlRmapFreeLock);
-  const head = sh.ctl[kCtlRmapFreeHead]!;
+  spinLock(k.env, sh.ctl.a, kCtlRmapFreeLock);
+  const head = sh.ctl.get(kCtlRmapFreeHead);
   if (head === 0) {
-    spinUnlock(sh.ctl, kCtlRmapFreeLock);
+    spinUnlock(sh.ctl.a, kCtlRmapFreeLock);
     return -1;
   }
-  sh.ctl[kCtlRmapFreeHead] = sh.rmap[sh.rmapIdx(head - 1, kRmapNext)]!;
-  spinUnlock(sh.ctl, kCtlRmapFreeLock);
+  sh.ctl.set(kCtlRmapFreeHead, sh.rmap.get(head - 1, kRmapNext));
+  spinUnlock(sh.ctl.a, kCtlRmapFreeLock);
   k.env.stat(S.nr_pcache_rmap_alloc);
   return head - 1;
 }
 
 function rmapFree(k: Kern, r: number): void {
   const sh = k.sh;
-  sh.rmap[sh.rmapIdx(r, kRmapFlags)] = 0;
-  spinLock(k.env, sh.ctl, kCtlRmapFreeLock);
-  sh.rmap[sh.rmapIdx(r, kRmapNext)] = sh.ctl[kCtlRmapFreeHead]!;
-  sh.ctl[kCtlRmapFreeHead] = r + 1;
-  spinUnlock(sh.ctl, kCtlRmapFreeLock);
+  sh.rmap.set(r, kRmapFlags, 0);
+  spinLock(k.env, sh.ctl.a, kCtlRmapFreeLock);
+  sh.rmap.set(r, kRmapNext, sh.ctl.get(kCtlRmapFreeHead));
+  sh.ctl.set(kCtlRmapFreeHead, r + 1);
+  spinUnlock(sh.ctl.a, kCtlRmapFreeLock);
   k.env.stat(S.nr_pcache_rmap_free);
 }
 
@@ -94,15 +93,15 @@ export function pcacheAddRmap(
     unlockPcache(sh, line);
     return false;
   }
-  sh.rmap[sh.rmapIdx(r, kRmapFlags)] = PCACHE_RMAP_used;
-  sh.rmap[sh.rmapIdx(r, kRmapOwner)] = owner;
-  sh.rmap[sh.rmapIdx(r, kRmapPageTable)] = ptep;
-  sh.rmap[sh.rmapIdx(r, kRmapCaller)] = caller;
-  sh.rmapAddr[r] = address - (address % PAGE_SIZE);
-  sh.rmap[sh.rmapIdx(r, kRmapNext)] = sh.meta[sh.metaIdx(line, kMetaRmapHead)]!;
-  sh.meta[sh.metaIdx(line, kMetaRmapHead)] = r + 1;
-  Atomics.add(sh.meta, sh.metaIdx(line, kMetaMapcount), 1);
-  Atomics.or(sh.meta, sh.metaIdx(line, kMetaFlags), PC_valid);
+  sh.rmap.set(r, kRmapFlags, PCACHE_RMAP_used);
+  sh.rmap.set(r, kRmapOwner, owner);
+  sh.rmap.set(r, kRmapPageTable, ptep);
+  sh.rmap.set(r, kRmapCaller, caller);
+  sh.rmapAddr.set(r, address - (address % PAGE_SIZE));
+  sh.rmap.set(r, kRmapNext, sh.meta.get(line, kMetaRmapHead));
+  sh.meta.set(line, kMetaRmapHead, r + 1);
+  sh.meta.add(line, kMetaMapcount, 1);
+  sh.meta.or(line, kMetaFlags, PC_valid);
   unlockPcache(sh, line);
   return true;
 }
@@ -111,27 +110,26 @@ export function pcacheAddRmap(
 export function pcacheRemoveRmapLocked(k: Kern, line: number, r: number): void {
   const sh = k.sh;
   let prev = -1;
-  for (let e = sh.meta[sh.metaIdx(line, kMetaRmapHead)]!; e !== 0; e = sh.rmap[sh.rmapIdx(e - 1, kRmapNext)]!) {
+  for (let e = sh.meta.get(line, kMetaRmapHead); e !== 0; e = sh.rmap.get(e - 1, kRmapNext)) {
     if (e - 1 === r) {
-      const next = sh.rmap[sh.rmapIdx(r, kRmapNext)]!;
-      if (prev < 0) sh.meta[sh.metaIdx(line, kMetaRmapHead)] = next;
-      else sh.rmap[sh.rmapIdx(prev, kRmapNext)] = next;
+      const next = sh.rmap.get(r, kRmapNext);
+      if (prev < 0) sh.meta.set(line, kMetaRmapHead, next);
+      else sh.rmap.set(prev, kRmapNext, next);
       break;
     }
     prev = e - 1;
   }
   rmapFree(k, r);
-  if (Atomics.sub(sh.meta, sh.metaIdx(line, kMetaMapcount), 1) === 1)
-    Atomics.and(sh.meta, sh.metaIdx(line, kMetaFlags), ~PC_valid);
+  if (sh.meta.sub(line, kMetaMapcount, 1) === 1) sh.meta.and(line, kMetaFlags, ~PC_valid);
 }
 
 /** Find the rmap of (ptep, owner, address) on a locked line, -1 if none. */
 export function findRmap(sh: Shared, line: number, ptep: number, owner: number, address: number): number {
   for (const r of rmapList(sh, line)) {
     if (
-      sh.rmap[sh.rmapIdx(r, kRmapPageTable)] === ptep &&
-      sh.rmap[sh.rmapIdx(r, kRmapOwner)] === owner &&
-      sh.rmapAddr[r] === address
+      sh.rmap.get(r, kRmapPageTable) === ptep &&
+      sh.rmap.get(r, kRmapOwner) === owner &&
+      sh.rmapAddr.get(r) === address
     )
       return r;
   }
@@ -140,8 +138,8 @@ export function findRmap(sh: Shared, line: number, ptep: number, owner: number, 
 
 /** Update an rmap to a new (ptep, address) — the mremap fastpath, line locked. */
 export function rmapRepoint(sh: Shared, r: number, ptep: number, address: number): void {
-  sh.rmap[sh.rmapIdx(r, kRmapPageTable)] = ptep;
-  sh.rmapAddr[r] = address;
+  sh.rmap.set(r, kRmapPageTable, ptep);
+  sh.rmapAddr.set(r, address);
 }
 
 /**
@@ -154,9 +152,9 @@ export function rmapGetPteLocked(k: Kern, line: number, r: number, caller: strin
   const sh = k.sh;
   const v = rmapView(sh, r);
   const slot = k.mmSlotOf(v.owner);
-  const ptep = slot < 0 ? -1 : walkNoAlloc(sh, sh.mm[sh.mmIdx(slot, kMmPgd)]!, v.address);
+  const ptep = slot < 0 ? -1 : walkNoAlloc(sh, sh.mm.get(slot, kMmPgd), v.address);
   if (ptep >= 0) ptlLock(k.env, ptep);
-  const pte = ptep >= 0 ? Atomics.load(sh.pgtable, ptep) : 0;
+  const pte = ptep >= 0 ? sh.pgtable.load(ptep) : 0;
   if (ptep === v.pageTable && pteMapped(pte) && pteLine(pte) === line) return ptep;
   if (ptep >= 0) ptlUnlock(k.env, ptep);
   reportBadRmap(k, line, r, ptep, pte, caller);
@@ -259,8 +257,8 @@ function badRmapFacts(k: Kern, line: number, v: RmapView, ptep: number, pte: num
 const commOf = (k: Kern, pid: number): string => (pid === k.pid && k.comm ? k.comm : `pid${pid}`);
 
 export function movingRangeCovers(sh: Shared, slot: number, va: number): boolean {
-  const s = sh.mmF[slot * kMmFloatStride + kMmMovingStart]!;
-  const e = sh.mmF[slot * kMmFloatStride + kMmMovingEnd]!;
+  const s = sh.mmF.get(slot, kMmMovingStart);
+  const e = sh.mmF.get(slot, kMmMovingEnd);
   return s >= 0 && va >= s && va < e;
 }
 
@@ -275,16 +273,16 @@ export function pcacheReferencedTrylock(k: Kern, line: number): boolean {
     // rmap_get_pte_trylock's two comparisons, under the line lock (held by the caller) and the PTE
     // lock: where every fixed path changes a PTE and its rmap together, so a mismatch is never transient.
     const slot = k.mmSlotOf(v.owner);
-    const ptep = slot < 0 ? -1 : walkNoAlloc(sh, sh.mm[sh.mmIdx(slot, kMmPgd)]!, v.address);
-    const pte = Atomics.load(sh.pgtable, v.pageTable);
+    const ptep = slot < 0 ? -1 : walkNoAlloc(sh, sh.mm.get(slot, kMmPgd), v.address);
+    const pte = sh.pgtable.load(v.pageTable);
     if (slot >= 0 && (ptep !== v.pageTable || !pteMapped(pte) || pteLine(pte) !== line)) {
-      const shown = ptep >= 0 ? Atomics.load(sh.pgtable, ptep) : 0;
+      const shown = ptep >= 0 ? sh.pgtable.load(ptep) : 0;
       ptlUnlock(k.env, v.pageTable);
       reportBadRmap(k, line, r, ptep, shown, 'pcache_referenced_trylock_one');
       continue;
     }
     if (pteMapped(pte) && pteLine(pte) === line && pte & _PAGE_ACCESSED) {
-      Atomics.and(sh.pgtable, v.pageTable, ~_PAGE_ACCESSED);
+      sh.pgtable.and(v.pageTable, ~_PAGE_ACCESSED);
       young = true;
     }
     ptlUnlock(k.env, v.pageTable);

@@ -24,8 +24,7 @@ export function pcacheSweepSet(k: Kern, set: number): number {
   let moved = 0;
   lockSet(k, set);
   const lines: number[] = [];
-  for (let e = sh.set[sh.setIdx(set, kSetLruTail)]!; e !== 0; e = sh.meta[sh.metaIdx(e - 1, kMetaPrev)]!)
-    lines.push(e - 1);
+  for (let e = sh.set.get(set, kSetLruTail); e !== 0; e = sh.meta.get(e - 1, kMetaPrev)) lines.push(e - 1);
   for (const line of lines) {
     if ((pcacheFlags(sh, line) & PC_valid) === 0 || !trylockPcache(sh, line)) continue;
     if (pcacheReferencedTrylock(k, line)) {
@@ -42,9 +41,9 @@ export function pcacheSweepSet(k: Kern, set: number): number {
 export function kevictSweepd(k: Kern, intervalMs: number): void {
   const sh = k.sh;
   const nap = new Int32Array(new SharedArrayBuffer(4));
-  while (Atomics.load(sh.ctl, kCtlShutdown) === 0) {
+  while (sh.ctl.load(kCtlShutdown) === 0) {
     k.env.stat(S.nr_sweep_run);
-    for (let set = 0; set < sh.geo.nrSets && Atomics.load(sh.ctl, kCtlShutdown) === 0; set++) {
+    for (let set = 0; set < sh.geo.nrSets && sh.ctl.load(kCtlShutdown) === 0; set++) {
       safePoint(k.env);
       k.env.stat(S.nr_sweep_nr_pset);
       const moved = pcacheSweepSet(k, set);

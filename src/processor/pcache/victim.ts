@@ -30,41 +30,41 @@ export function victimInsert(
   writable: boolean,
 ): void {
   const sh = k.sh;
-  spinLock(k.env, sh.ctl, kCtlVictimLock);
-  if (Atomics.load(sh.ctl, kCtlVictimGen) !== gen) {
-    spinUnlock(sh.ctl, kCtlVictimLock);
+  spinLock(k.env, sh.ctl.a, kCtlVictimLock);
+  if (sh.ctl.load(kCtlVictimGen) !== gen) {
+    spinUnlock(sh.ctl.a, kCtlVictimLock);
     return;
   }
   k.env.stat(S.nr_victim_prepare_insert);
   let v = -1;
   for (let i = 0; i < sh.geo.victims; i++)
-    if (sh.victim[sh.victimIdx(i, kVictimPid)] === 0) {
+    if (sh.victim.get(i, kVictimPid) === 0) {
       v = i;
       break;
     }
   if (v < 0) {
     // FIFO replacement (find_victim_to_evict); every entry is already flushed.
-    v = sh.ctl[kCtlVictimClock]! % sh.geo.victims;
-    sh.ctl[kCtlVictimClock] = v + 1;
+    v = sh.ctl.get(kCtlVictimClock) % sh.geo.victims;
+    sh.ctl.set(kCtlVictimClock, v + 1);
     victimDrop(sh, v);
     k.env.stat(S.nr_victim_eviction_triggered);
     k.env.stat(S.nr_victim_eviction_succeed);
   }
-  sh.victim[sh.victimIdx(v, kVictimPid)] = pid;
-  sh.victim[sh.victimIdx(v, kVictimSet)] = set;
-  sh.victim[sh.victimIdx(v, kVictimGen)] = gen;
-  sh.victim[sh.victimIdx(v, kVictimRw)] = writable ? 1 : 0;
-  sh.victimAddr[v] = address;
+  sh.victim.set(v, kVictimPid, pid);
+  sh.victim.set(v, kVictimSet, set);
+  sh.victim.set(v, kVictimGen, gen);
+  sh.victim.set(v, kVictimRw, writable ? 1 : 0);
+  sh.victimAddr.set(v, address);
   sh.victimData.set(data, v * PAGE_SIZE);
-  sh.set[sh.setIdx(set, kSetNrVictims)]! += 1;
+  sh.set.add(set, kSetNrVictims, 1);
   k.env.stat(S.nr_victim_finish_insert);
-  spinUnlock(sh.ctl, kCtlVictimLock);
+  spinUnlock(sh.ctl.a, kCtlVictimLock);
 }
 
 function victimDrop(sh: Shared, v: number): void {
-  const set = sh.victim[sh.victimIdx(v, kVictimSet)]!;
-  sh.set[sh.setIdx(set, kSetNrVictims)]! -= 1;
-  sh.victim[sh.victimIdx(v, kVictimPid)] = 0;
+  const set = sh.victim.get(v, kVictimSet);
+  sh.set.sub(set, kSetNrVictims, 1);
+  sh.victim.set(v, kVictimPid, 0);
 }
 
 /**
@@ -76,34 +76,34 @@ export function victimTryFill(k: Kern, pid: number, va: number, line: number): n
   const sh = k.sh;
   if (sh.geo.victims === 0) return -1;
   const set = sh.setOfAddr(va);
-  if (Atomics.load(sh.set, sh.setIdx(set, kSetNrVictims)) === 0) return -1;
+  if (sh.set.load(set, kSetNrVictims) === 0) return -1;
   const page = va - (va % PAGE_SIZE);
   k.env.stat(S.nr_victim_lookup);
-  spinLock(k.env, sh.ctl, kCtlVictimLock);
+  spinLock(k.env, sh.ctl.a, kCtlVictimLock);
   for (let v = 0; v < sh.geo.victims; v++) {
-    if (sh.victim[sh.victimIdx(v, kVictimPid)] === pid && sh.victimAddr[v] === page) {
+    if (sh.victim.get(v, kVictimPid) === pid && sh.victimAddr.get(v) === page) {
       sh.pcdata.set(sh.victimData.subarray(v * PAGE_SIZE, (v + 1) * PAGE_SIZE), sh.lineOffset(line));
-      const rw = sh.victim[sh.victimIdx(v, kVictimRw)]!;
+      const rw = sh.victim.get(v, kVictimRw);
       victimDrop(sh, v);
-      spinUnlock(sh.ctl, kCtlVictimLock);
+      spinUnlock(sh.ctl.a, kCtlVictimLock);
       k.env.stat(S.nr_victim_hit);
       return rw;
     }
   }
-  spinUnlock(sh.ctl, kCtlVictimLock);
+  spinUnlock(sh.ctl.a, kCtlVictimLock);
   return -1;
 }
 
 /** Drop victim entries of pid in [start, end) and bump the generation (munmap/mremap/brk shrink). */
 export function victimInvalidateRange(k: Kern, pid: number, start: number, end: number): void {
   const sh = k.sh;
-  spinLock(k.env, sh.ctl, kCtlVictimLock);
-  Atomics.add(sh.ctl, kCtlVictimGen, 1);
+  spinLock(k.env, sh.ctl.a, kCtlVictimLock);
+  sh.ctl.add(kCtlVictimGen, 1);
   for (let v = 0; v < sh.geo.victims; v++) {
-    if (sh.victim[sh.victimIdx(v, kVictimPid)] === pid && sh.victimAddr[v]! >= start && sh.victimAddr[v]! < end) {
+    if (sh.victim.get(v, kVictimPid) === pid && sh.victimAddr.get(v) >= start && sh.victimAddr.get(v) < end) {
       victimDrop(sh, v);
       k.env.stat(S.nr_victim_invalidate);
     }
   }
-  spinUnlock(sh.ctl, kCtlVictimLock);
+  spinUnlock(sh.ctl.a, kCtlVictimLock);
 }
