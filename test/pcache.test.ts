@@ -27,7 +27,9 @@ import {
   kMmPgd,
   kMmPid,
   kPrintkHead,
-  kPrintkHeaderWords,
+  kPrintkSlotLen,
+  kPrintkSlotSeq,
+  kPrintkTextOff,
   kPrintkSlotBytes,
   kPrintkSlots,
   kRmapFlags,
@@ -202,16 +204,14 @@ function makeRig(o: RigOpts = {}): Rig {
 
 /** Lines of the kernel log ring (what the host would drain), without the dmesg timestamp. */
 function readPrintkRing(sh: Shared): string[] {
-  const hdr = new Int32Array(sh.printk, 0, kPrintkHeaderWords);
-  const bytes = new Uint8Array(sh.printk, kPrintkHeaderWords * 4);
   const dec = new TextDecoder();
   const out: string[] = [];
-  const head = Atomics.load(hdr, kPrintkHead);
+  const head = sh.printkHdr.load(kPrintkHead);
   for (let seq = Math.max(0, head - kPrintkSlots); seq < head; seq++) {
-    const base = (seq % kPrintkSlots) * kPrintkSlotBytes;
-    const slot = new Int32Array(sh.printk, kPrintkHeaderWords * 4 + base, 3);
-    expect(Atomics.load(slot, 0)).toBe(seq + 1);
-    const text = dec.decode(bytes.subarray(base + 12, base + 12 + slot[1]!));
+    const slot = seq % kPrintkSlots;
+    expect(sh.printkSlots.load(slot, kPrintkSlotSeq)).toBe(seq + 1);
+    const base = slot * kPrintkSlotBytes + kPrintkTextOff;
+    const text = dec.decode(sh.printkBytes.subarray(base, base + sh.printkSlots.load(slot, kPrintkSlotLen)));
     out.push(text.replace(/^\[\s*\d+\.\d{6}\] /, ''));
   }
   return out;
@@ -530,7 +530,7 @@ describe('victim cache', () => {
     expect(rig.stat('nr_victim_finish_insert')).toBe(3);
     expect(rig.stat('nr_victim_eviction_triggered')).toBe(1);
     expect(rig.sh.set.get(set, kSetNrVictims)).toBe(2);
-    const held = [0, 1].map((v) => rig.sh.victimAddr.get(v)).sort((x, y) => x! - y!);
+    const held = [0, 1].map((v) => rig.sh.victimAddr.get(v)).sort((x, y) => x - y);
     expect(held).toEqual([pages[1]!.va, pages[2]!.va]);
     rig.expectQuiescent();
   });

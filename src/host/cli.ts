@@ -21,6 +21,7 @@ import { EmulatorFailure, errText, fmtBytes, Machine, type RunOutcome } from './
 import { buildConfig, excerpt, oneLine, parseNumber, parseSize, UsageError, type RawOptions } from './options.ts';
 import { collectStats, formatStats } from './summary.ts';
 import { hex } from '../lib/text.ts';
+import { at } from '../lib/at.ts';
 
 const WORKLOADS = ['word_count', 'dpkg-status', 'script', 'mremap-stress'] as const;
 type Workload = (typeof WORKLOADS)[number];
@@ -332,7 +333,7 @@ function prepare(workload: Workload, args: string[], o: RunOptions, cfg: Machine
   // script
   if (args.length !== 1)
     throw new UsageError('script needs exactly one scenario FILE (JSON Lines; see traces/README.md)');
-  const file = args[0]!;
+  const file = at(args, 0);
   const text = readHostFile(file, 'script: scenario', {
     bytes: kMaxScenarioBytes,
     why: 'a scenario may hold',

@@ -38,7 +38,6 @@ import {
   kMmMovingStart,
   kPrintkDropped,
   kPrintkHead,
-  kPrintkHeaderWords,
   kPrintkSlotBytes,
   kPrintkSlots,
   kPrintkTail,
@@ -47,7 +46,6 @@ import {
   kThreadPid,
   kNrNodes,
   Shared,
-  spawnRingBase,
   type SharedBuffers,
 } from '../kernel/layout.ts';
 import { pcacheEarlyInit } from '../processor/pcache/init.ts';
@@ -59,6 +57,7 @@ import type { CpuTask, CpuTaskResult } from '../processor/cpu.ts';
 import { drainReports, reportsDropped, violationCount, type Violation } from '../kernel/report.ts';
 import { LOCK_KIND } from '../kernel/sync.ts';
 import { consoleChannel, type WorkerInit, type WorkerMsg } from '../kernel/workerdata.ts';
+import { kPrintkSlotLen, kPrintkSlotLevel, kPrintkSlotSeq, kPrintkTextOff } from '../kernel/layout.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const workersDir = path.resolve(here, '..', '..', 'workers');
@@ -266,7 +265,9 @@ export class Machine {
     this.startTask(mainTask);
     const spawnLoop = this.spawnLoop(program, argv);
     try {
-      const main = await Promise.race([this.running.get(pid)!.promise, this.failed()]);
+      const running = this.running.get(pid);
+      if (!running) throw new Error(`machine: the main thread of pid ${pid} was never started`);
+      const main = await Promise.race([running.promise, this.failed()]);
       // Threads end before main does (exit_group waits for them), but their promises settle after.
       while (this.running.size > 0)
         await Promise.race([Promise.all([...this.running.values()].map((r) => r.promise)), this.failed()]);
@@ -283,7 +284,8 @@ export class Machine {
   private spawning = false;
 
   private startTask(task: CpuTask): void {
-    const promise = (this.pool!.run(task) as Promise<CpuTaskResult>).then(
+    if (!this.pool) throw new Error('machine: a task was started before the CPU pool');
+    const promise = (this.pool.run(task) as Promise<CpuTaskResult>).then(
       (r) => {
         this.results.push(r);
         this.running.delete(task.tid);
@@ -306,10 +308,10 @@ export class Machine {
       const seen = sh.ctl.load(kCtlHostDoorbell);
       let tail = sh.ctl.load(kCtlSpawnTail);
       while (tail < sh.ctl.load(kCtlSpawnHead)) {
-        const idx = spawnRingBase + (tail % kSpawnRing);
-        const tid = sh.ctl.load(idx);
+        const entry = tail % kSpawnRing;
+        const tid = sh.spawn.load(entry);
         if (tid === 0) break; // reserved, not yet written
-        sh.ctl.store(idx, 0);
+        sh.spawn.store(entry, 0);
         tail++;
         sh.ctl.store(kCtlSpawnTail, tail);
         const pid = sh.threads.get(tid, kThreadPid);
@@ -343,18 +345,17 @@ export class Machine {
   drainLog(final = false): void {
     const { sh } = this;
     drainReports(sh, this.violations, final);
-    const hdr = new Int32Array(sh.printk, 0, kPrintkHeaderWords);
-    const bytes = new Uint8Array(sh.printk, kPrintkHeaderWords * 4);
-    let tail = hdr[kPrintkTail]!;
-    const head = Atomics.load(hdr, kPrintkHead);
+    const hdr = sh.printkHdr;
+    const slots = sh.printkSlots;
+    let tail = hdr.load(kPrintkTail);
+    const head = hdr.load(kPrintkHead);
     if (head - tail > kPrintkSlots) {
       this.logDropped += head - tail - kPrintkSlots;
       tail = head - kPrintkSlots;
     }
     while (tail < head) {
-      const base = (tail % kPrintkSlots) * kPrintkSlotBytes;
-      const h = new Int32Array(sh.printk, kPrintkHeaderWords * 4 + base, 3);
-      const seq = Atomics.load(h, 0);
+      const slot = tail % kPrintkSlots;
+      const seq = slots.load(slot, kPrintkSlotSeq);
       if (seq !== tail + 1) {
         if (seq > tail + 1) {
           this.logDropped++;
@@ -363,15 +364,16 @@ export class Machine {
         } // overwritten
         break; // not committed yet
       }
-      const len = h[1]!;
-      const level = h[2]!;
-      const line = this.dec.decode(bytes.slice(base + 12, base + 12 + len));
-      Atomics.store(h, 0, 0);
+      const len = slots.load(slot, kPrintkSlotLen);
+      const level = slots.load(slot, kPrintkSlotLevel);
+      const base = slot * kPrintkSlotBytes + kPrintkTextOff;
+      const line = this.dec.decode(sh.printkBytes.slice(base, base + len));
+      slots.store(slot, kPrintkSlotSeq, 0);
       tail++;
       this.sink.log(line, level);
     }
-    hdr[kPrintkTail] = tail;
-    this.logDropped += Atomics.exchange(hdr, kPrintkDropped, 0);
+    hdr.store(kPrintkTail, tail);
+    this.logDropped += hdr.xchg(kPrintkDropped, 0);
   }
 
   /** Soft-lockup detector (kernel/watchdog.c): a CPU in the kernel for longer than --watchdog. */

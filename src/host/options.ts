@@ -15,6 +15,7 @@ import {
 } from '../kernel/config.ts';
 import { PAGE_SIZE } from '../uapi/abi.ts';
 import { closest, isBugFlag, KERNELS } from '../racelab/bugzoo.ts';
+import { at } from '../lib/at.ts';
 
 export class UsageError extends Error {}
 
@@ -34,7 +35,7 @@ export function parseSize(text: string, what: string): number {
     throw new UsageError(
       `${what}: "${excerpt(text)}" is not a size (use a number of bytes or a suffix K, M or G, e.g. 16M)`,
     );
-  const mult = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2]!.toUpperCase() as '' | 'K' | 'M' | 'G'];
+  const mult = { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[at(m, 2).toUpperCase() as '' | 'K' | 'M' | 'G'];
   return Math.min(Number(m[1]) * mult, Number.MAX_SAFE_INTEGER);
 }
 
@@ -196,7 +197,7 @@ export function buildConfig(o: RawOptions): MachineConfig {
   if (o.out !== undefined) cfg.outPath = o.out;
   const r = configSchema.safeParse(cfg);
   if (!r.success) {
-    const issue = r.error.issues[0]!;
+    const issue = at(r.error.issues, 0);
     const key = String(issue.path[0] ?? '');
     const given: unknown = (o as Record<string, unknown>)[OPTION_OF_KEY[key] ?? key];
     const shown = typeof given === 'string' ? given : (JSON.stringify(given) ?? '');

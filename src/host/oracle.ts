@@ -1,4 +1,5 @@
 // Independent oracles for the workloads: plain TypeScript over Buffers, never the emulator.
+import { at as elem } from '../lib/at.ts';
 
 // ---- word_count ----------------------------------------------------------------------------------
 
@@ -12,7 +13,7 @@ export function countWords(buf: Uint8Array): Map<string, number> {
   const n = buf.length;
   let i = 0;
   while (i < n) {
-    const c = buf[i]!;
+    const c = elem(buf, i);
     const isLetter = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
     if (!isLetter) {
       i++;
@@ -20,13 +21,13 @@ export function countWords(buf: Uint8Array): Map<string, number> {
     }
     let j = i + 1;
     while (j < n) {
-      const d = buf[j]!;
+      const d = elem(buf, j);
       if ((d >= 0x41 && d <= 0x5a) || (d >= 0x61 && d <= 0x7a) || d === 0x27) j++;
       else break;
     }
     let w = '';
     for (let k = i; k < j; k++) {
-      const d = buf[k]!;
+      const d = elem(buf, k);
       w += String.fromCharCode(d >= 0x61 && d <= 0x7a ? d - 0x20 : d);
     }
     counts.set(w, (counts.get(w) ?? 0) + 1);
@@ -70,7 +71,7 @@ export function compareWordCounts(expected: WordCounts, actual: WordCounts): Com
   else {
     act = new Map();
     for (let i = 0; i < actual.length; i++) {
-      const [w, c] = actual[i]!;
+      const [w, c] = elem(actual, i);
       if (act.has(w)) {
         return {
           ok: false,
@@ -95,7 +96,7 @@ export function compareWordCounts(expected: WordCounts, actual: WordCounts): Com
   }
   const extra = [...act.entries()].filter(([w]) => !exp.has(w));
   if (extra.length > 0) {
-    const [w, c] = sortCounts(new Map(extra))[0]!;
+    const [w, c] = elem(sortCounts(new Map(extra)), 0);
     return {
       ok: false,
       firstDifference: `extra word ${JSON.stringify(w)} (actual count ${c}, not in expected; ${extra.length} extra in all)`,
@@ -103,10 +104,10 @@ export function compareWordCounts(expected: WordCounts, actual: WordCounts): Com
   }
   if (!(expected instanceof Map) && !(actual instanceof Map)) {
     for (let i = 0; i < expected.length; i++) {
-      if (expected[i]![0] !== actual[i]![0]) {
+      if (elem(expected, i)[0] !== elem(actual, i)[0]) {
         return {
           ok: false,
-          firstDifference: `order differs at index ${i}: expected ${JSON.stringify(expected[i]![0])} (${expected[i]![1]}), actual ${JSON.stringify(actual[i]![0])} (${actual[i]![1]})`,
+          firstDifference: `order differs at index ${i}: expected ${JSON.stringify(elem(expected, i)[0])} (${elem(expected, i)[1]}), actual ${JSON.stringify(elem(actual, i)[0])} (${elem(actual, i)[1]})`,
         };
       }
     }
@@ -118,7 +119,7 @@ export function compareWordCounts(expected: WordCounts, actual: WordCounts): Com
 
 const isBlankLine = (buf: Uint8Array, s: number, e: number): boolean => {
   for (let i = s; i < e; i++) {
-    const c = buf[i]!;
+    const c = elem(buf, i);
     if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0a) return false;
   }
   return true;
@@ -178,7 +179,7 @@ const recordOf = (offsets: number[], at: number): number => {
   let hi = offsets.length - 1;
   while (lo < hi) {
     const mid = (lo + hi + 1) >> 1;
-    if (offsets[mid]! <= at) lo = mid;
+    if (elem(offsets, mid) <= at) lo = mid;
     else hi = mid - 1;
   }
   return lo;
@@ -216,9 +217,9 @@ export function compareBytes(expected: Uint8Array, actual: Uint8Array, recordOff
   const describe = (at: number): string => {
     if (offsets.length === 0) return `offset ${at}`;
     const r = recordOf(offsets, at);
-    const end = r + 1 < offsets.length ? offsets[r + 1]! : expected.length;
-    const name = packageNameAt(expected, offsets[r]!, end);
-    return `record ${r}${name ? ` (Package: ${name})` : ''} +${at - offsets[r]!}`;
+    const end = r + 1 < offsets.length ? elem(offsets, r + 1) : expected.length;
+    const name = packageNameAt(expected, elem(offsets, r), end);
+    return `record ${r}${name ? ` (Package: ${name})` : ''} +${at - elem(offsets, r)}`;
   };
   const res: ByteCompareResult = { ok: false, offset: off };
   if (off < expected.length) res.expectedByte = expected[off];
@@ -229,7 +230,7 @@ export function compareBytes(expected: Uint8Array, actual: Uint8Array, recordOff
   else if (off >= expected.length)
     detail = `actual output is long: ${actual.length} bytes, expected ${expected.length}`;
   else
-    detail = `first difference at offset ${off}, in ${describe(off)}: expected 0x${expected[off]!.toString(16).padStart(2, '0')}, actual 0x${actual[off]!.toString(16).padStart(2, '0')}`;
+    detail = `first difference at offset ${off}, in ${describe(off)}: expected 0x${elem(expected, off).toString(16).padStart(2, '0')}, actual 0x${elem(actual, off).toString(16).padStart(2, '0')}`;
   if (off < actual.length) {
     let len = Math.min(32, actual.length - off);
     const needle = a.subarray(off, off + len);

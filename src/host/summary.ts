@@ -16,6 +16,7 @@ import {
   S,
   SYSCALL_NAMES,
 } from '../kernel/stats.ts';
+import { at } from '../lib/at.ts';
 
 export interface FabricOpStats {
   count: number;
@@ -116,7 +117,7 @@ function percentile(hist: number[], count: number, q: number): number {
   const target = Math.ceil(count * q);
   let acc = 0;
   for (let b = 0; b < hist.length; b++) {
-    acc += hist[b]!;
+    acc += at(hist, b);
     if (acc >= target) return b === 0 ? 1 : 2 ** b;
   }
   return 2 ** (hist.length - 1);

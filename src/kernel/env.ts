@@ -2,10 +2,11 @@
 // its statistics row, and the two hooks every wait loop calls: `irq` (service incoming IPIs: a CPU
 // waiting for anything must keep answering TLB shootdowns, or two CPUs deadlock) and `sched` (named
 // schedule points in the race paths; no-ops unless jitter or a controlled scheduler is installed).
-import { Shared, kPrintkDropped, kPrintkHead, kPrintkHeaderWords, kPrintkSlotBytes, kPrintkSlots } from './layout.ts';
+import { Shared, kPrintkDropped, kPrintkHead, kPrintkSlotBytes, kPrintkSlots } from './layout.ts';
 import type { BugFlag, MachineConfig } from './config.ts';
 import { BUG_FLAGS } from './config.ts';
 import { bugStatName, S } from './stats.ts';
+import { kPrintkSlotLen, kPrintkSlotLevel, kPrintkSlotSeq, kPrintkTextOff } from './layout.ts';
 
 const S_BUG = Object.fromEntries(BUG_FLAGS.map((f) => [f, S[bugStatName(f)]])) as Record<BugFlag, number>;
 
@@ -28,8 +29,6 @@ export class Env {
   readonly bootEpochMs: number;
   readonly config: MachineConfig;
   readonly logLevel: number;
-  private readonly printkHdr: Int32Array;
-  private readonly printkBytes: Uint8Array;
   private readonly enc = new TextEncoder();
   /** service pending IPIs; replaced by the CPU's handler once it is online */
   irq: () => void = () => {};
@@ -47,8 +46,6 @@ export class Env {
     this.bootEpochMs = init.bootEpochMs;
     this.config = init.config;
     this.logLevel = LOGLEVEL[init.config.logLevel];
-    this.printkHdr = new Int32Array(sh.printk, 0, kPrintkHeaderWords);
-    this.printkBytes = new Uint8Array(sh.printk, kPrintkHeaderWords * 4);
     this.bugs = new Set(init.config.bugs);
     if (init.config.jitter > 0) this.sched = jitter(init.config.jitter, init.config.seed, init.ctx);
   }
@@ -65,20 +62,19 @@ export class Env {
   }
 
   private printkLine(level: Level, line: string): void {
-    const seq = Atomics.add(this.printkHdr, kPrintkHead, 1);
+    const { printkHdr, printkSlots, printkBytes } = this.sh;
+    const seq = printkHdr.add(kPrintkHead, 1);
     const slot = seq % kPrintkSlots;
-    const base = slot * kPrintkSlotBytes;
-    const hdr = new Int32Array(this.printkBytes.buffer, this.printkBytes.byteOffset + base, 3);
     // A slot still holding an unread record is overwritten; count it so the host can say so.
-    if (Atomics.load(hdr, 0) !== 0) Atomics.add(this.printkHdr, kPrintkDropped, 1);
+    if (printkSlots.load(slot, kPrintkSlotSeq) !== 0) printkHdr.add(kPrintkDropped, 1);
     const t = this.nowMs() / 1000;
     const stamp = `[${t.toFixed(6).padStart(12)}] `;
     const text = this.enc.encode(stamp + line);
-    const n = Math.min(text.length, kPrintkSlotBytes - 12);
-    this.printkBytes.set(text.subarray(0, n), base + 12);
-    Atomics.store(hdr, 1, n);
-    Atomics.store(hdr, 2, LOGLEVEL[level]);
-    Atomics.store(hdr, 0, seq + 1); // commit
+    const n = Math.min(text.length, kPrintkSlotBytes - kPrintkTextOff);
+    printkBytes.set(text.subarray(0, n), slot * kPrintkSlotBytes + kPrintkTextOff);
+    printkSlots.store(slot, kPrintkSlotLen, n);
+    printkSlots.store(slot, kPrintkSlotLevel, LOGLEVEL[level]);
+    printkSlots.store(slot, kPrintkSlotSeq, seq + 1); // commit
   }
 
   /**

@@ -23,6 +23,43 @@ import { kMaxCpus, type MachineConfig } from './config.ts';
 import { PAGE_SIZE } from '../uapi/abi.ts';
 
 // ---------------------------------------------------------------------------------------------
+// Declarations. Every record-shaped region declares its words once, here: index (and count, for
+// a word array), and the guard: who writes it, and under which lock or with which Atomics. The
+// k-constants are derived from the declarations; test/layout.test.ts walks them (no overlaps,
+// every word inside its stride, every word's guard written, the accessors' strides match).
+
+/** One word (or `count` consecutive words) of a record. */
+export interface WordDecl {
+  readonly at: number;
+  readonly count?: number;
+  /** who writes it and under which lock (or which Atomics discipline) */
+  readonly guard: string;
+}
+/** A record-shaped region: `stride` words per record. */
+export interface RegionDecl {
+  readonly name: string;
+  readonly stride: number;
+  readonly words: Readonly<Record<string, WordDecl>>;
+}
+function region<const W extends Readonly<Record<string, WordDecl>>>(
+  name: string,
+  stride: number,
+  words: W,
+): RegionDecl & { readonly words: W } {
+  return { name, stride, words };
+}
+/** The word indices of a region, by name: what the k-constants are. */
+function indices<const W extends Readonly<Record<string, WordDecl>>>(r: {
+  readonly words: W;
+}): {
+  readonly [K in keyof W]: W[K]['at'];
+} {
+  const out: Record<string, number> = {};
+  for (const [k, w] of Object.entries(r.words)) out[k] = w.at;
+  return out as { readonly [K in keyof W]: W[K]['at'] };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Contexts: every thread of execution that sends fabric messages or owns a stats row.
 // CPUs are 0..cpus-1, then the kernel threads of P, then M, S and the host.
 export const kKthreadSweep = 0; // kevict_sweepd
@@ -47,45 +84,90 @@ export function contextsFor(cpus: number): Contexts {
 }
 
 // ---------------------------------------------------------------------------------------------
-// ctl: global words (Int32). Written with Atomics by whoever the comment names.
-export const kCtlCpuBootCounter = 0; // CPU workers claim their id with Atomics.add (cpuhp)
-export const kCtlCpusOnline = 1; // bitmask of online CPUs (set by each CPU at the end of bring-up)
-export const kCtlShutdown = 2; // host sets 1 to stop M, S and kthreads
-export const kCtlNextTid = 3; // tid allocator (Atomics.add)
-// word 4 is unused (pids come from the tid allocator: a process's pid is its main thread's tid)
-export const kCtlRmapFreeLock = 5; // guards the rmap free list
-export const kCtlRmapFreeHead = 6; // rmap free list head (under kCtlRmapFreeLock)
-export const kCtlPgtableNext = 7; // bump allocator of page-table pages (Atomics.add)
-export const kCtlVictimLock = 8; // guards the whole victim cache (usable_victims_lock)
-export const kCtlVictimGen = 9; // address-space generation, bumped (under kCtlVictimLock) by every unmap/move
-export const kCtlVictimClock = 10; // FIFO replacement hand (under kCtlVictimLock)
-export const kCtlHostDoorbell = 11; // host wakes on it (thread spawn requests, panics)
-export const kCtlSpawnHead = 12; // spawn ring producer index (Atomics.add)
-export const kCtlSpawnTail = 13; // spawn ring consumer index (host only)
-export const kCtlPanic = 14; // first internal failure sets 1
-export const kCtlStopMachine = 15; // stop_machine owner+1, 0 when none
-export const kCtlBarrierBase = 16; // 16 user barriers x 2 words {count, generation}
+// ctl: global words (Int32). Written with Atomics by whoever the guard names.
 export const kNrBarriers = 16;
-export const kCtlLiveThreads = kCtlBarrierBase + 2 * kNrBarriers; // user threads created and not yet exited (Atomics)
-export const kCtlCpusBusy = kCtlLiveThreads + 1; // bitmask of CPUs running a task (owner sets/clears)
-// --ib-serialize: one lock around every ibapi_send_reply (CONFIG_FIT_SEQUENTIAL_IBAPI)
-export const kCtlIbLock = kCtlCpusBusy + 1;
-export const kCtlGlobalWords = kCtlIbLock + 1;
+export const CTL = region('ctl', 51, {
+  kCtlCpuBootCounter: { at: 0, guard: 'CPU workers claim their id with Atomics.add (cpuhp)' },
+  kCtlCpusOnline: { at: 1, guard: 'bitmask of online CPUs: each CPU Atomics.or-s its bit at the end of bring-up' },
+  kCtlShutdown: { at: 2, guard: 'host only (Atomics.store): 1 stops M, S and the kthreads, 2 aborts waits' },
+  kCtlNextTid: { at: 3, guard: "tid allocator (Atomics.add); a pid is its main thread's tid" },
+  kCtlRmapFreeLock: { at: 5, guard: "the rmap free list's spinlock (a leaf lock)" },
+  kCtlRmapFreeHead: { at: 6, guard: 'rmap free list head: under kCtlRmapFreeLock' },
+  kCtlPgtableNext: { at: 7, guard: 'bump allocator of page-table pages (Atomics.add)' },
+  kCtlVictimLock: { at: 8, guard: "the victim cache's spinlock (usable_victims_lock, a leaf lock)" },
+  kCtlVictimGen: { at: 9, guard: 'address-space generation: Atomics.add under kCtlVictimLock by every unmap/move' },
+  kCtlVictimClock: { at: 10, guard: 'FIFO replacement hand: under kCtlVictimLock' },
+  kCtlHostDoorbell: { at: 11, guard: 'Atomics.add + notify by anyone that needs the host (spawn, panic)' },
+  kCtlSpawnHead: { at: 12, guard: 'spawn ring producer index (Atomics.add by CPUs)' },
+  kCtlSpawnTail: { at: 13, guard: 'spawn ring consumer index: host only' },
+  kCtlPanic: { at: 14, guard: 'the first internal failure sets 1 (Atomics.store)' },
+  kCtlStopMachine: { at: 15, guard: 'stop_machine owner + 1 (CAS from 0), 0 when none' },
+  kCtlBarrierBase: {
+    at: 16,
+    count: 2 * kNrBarriers,
+    guard: 'user barriers {count, generation}: Atomics by their threads',
+  },
+  kCtlLiveThreads: { at: 48, guard: 'user threads created and not yet exited (Atomics.add/sub)' },
+  kCtlCpusBusy: { at: 49, guard: 'bitmask of CPUs running a task: each CPU Atomics.or/and-s its own bit' },
+  kCtlIbLock: {
+    at: 50,
+    guard: '--ib-serialize: one spinlock around every ibapi_send_reply (CONFIG_FIT_SEQUENTIAL_IBAPI)',
+  },
+});
+export const {
+  kCtlCpuBootCounter,
+  kCtlCpusOnline,
+  kCtlShutdown,
+  kCtlNextTid,
+  kCtlRmapFreeLock,
+  kCtlRmapFreeHead,
+  kCtlPgtableNext,
+  kCtlVictimLock,
+  kCtlVictimGen,
+  kCtlVictimClock,
+  kCtlHostDoorbell,
+  kCtlSpawnHead,
+  kCtlSpawnTail,
+  kCtlPanic,
+  kCtlStopMachine,
+  kCtlBarrierBase,
+  kCtlLiveThreads,
+  kCtlCpusBusy,
+  kCtlIbLock,
+} = indices(CTL);
+export const kCtlGlobalWords = CTL.stride;
 export const kSpawnRing = 64; // spawn ring entries: {tid} (args in the thread table)
 
-// Per-CPU words, one 64-byte line (16 words) each, after the global words and the spawn ring.
-export const kPerCpuStride = 16;
-export const kCpuDoorbell = 0; // bumped + notified on any event for this context (reply, IPI)
-export const kCpuState = 2; // kCpuStateIdle/User/Kernel (owner)
-export const kCpuPid = 3; // pid of the running user thread, 0 when idle (owner)
-export const kCpuTid = 4;
-export const kCpuLockWait = 5; // id of the lock this CPU is blocked on + 1, 0 if none (owner)
-export const kCpuLockKind = 6;
-export const kCpuKernelEnterMs = 7; // (ms since boot) when the CPU entered the kernel, -1 if not (owner)
-export const kCpuParked = 8; // stop_machine: 1 while parked at a safe point
-// id + 1 of the last lock this CPU took (owner; never cleared: unlocks are not tracked; watchdog)
-export const kCpuLockLastTaken = 11;
-export const kCpuLockLastTakenKind = 12;
+// Per-context words, one 64-byte line (16 words) each, after the global words and the spawn ring.
+// A context's own words are written by it alone ("owner"), read by the watchdog and checkers.
+export const CPU = region('per-cpu', 16, {
+  kCpuDoorbell: { at: 0, guard: 'Atomics.add + notify by anyone with an event for this context (a reply, an IPI)' },
+  kCpuState: { at: 2, guard: 'owner (Atomics.store): kCpuStateIdle/User/Kernel' },
+  kCpuPid: { at: 3, guard: 'owner (Atomics.store): pid of the running user thread, 0 when idle' },
+  kCpuTid: { at: 4, guard: 'owner (Atomics.store): tid of the running user thread' },
+  kCpuLockWait: { at: 5, guard: 'owner (Atomics.store): id + 1 of the lock it is blocked on, 0 if none' },
+  kCpuLockKind: { at: 6, guard: 'owner (Atomics.store): LOCK_KIND of kCpuLockWait' },
+  kCpuKernelEnterMs: { at: 7, guard: 'owner (Atomics.store): ms since boot it entered the kernel, -1 if not' },
+  kCpuParked: { at: 8, guard: 'owner (Atomics.store + notify): 1 while parked at a stop_machine safe point' },
+  kCpuLockLastTaken: {
+    at: 11,
+    guard: 'owner (Atomics.store): id + 1 of the last lock taken; never cleared (watchdog)',
+  },
+  kCpuLockLastTakenKind: { at: 12, guard: 'owner (Atomics.store): LOCK_KIND of kCpuLockLastTaken' },
+});
+export const {
+  kCpuDoorbell,
+  kCpuState,
+  kCpuPid,
+  kCpuTid,
+  kCpuLockWait,
+  kCpuLockKind,
+  kCpuKernelEnterMs,
+  kCpuParked,
+  kCpuLockLastTaken,
+  kCpuLockLastTakenKind,
+} = indices(CPU);
+export const kPerCpuStride = CPU.stride;
 export const kCpuStateIdle = 0;
 export const kCpuStateUser = 1;
 export const kCpuStateKernel = 2;
@@ -94,14 +176,17 @@ export const kCpuStateKernel = 2;
 // pcache metadata (struct pcache_meta), Int32 x kMetaStride per line. Line i: set i % nrSets,
 // way i / nrSets. Writers: flags by Atomics bit ops; ref/mapcount by Atomics; rmapHead and LRU links
 // under the line lock (rmap) / the set lock (LRU, free list).
-export const kMetaStride = 8;
-export const kMetaFlags = 0;
-export const kMetaRef = 1;
-export const kMetaMapcount = 2;
-export const kMetaRmapHead = 3; // rmap index + 1, 0 = empty
-export const kMetaPrev = 4; // LRU / free list links: line index + 1, 0 = none (set lock)
-export const kMetaNext = 5;
-export const kMetaList = 6; // which list the line is on: kListNone/Free/Lru (set lock)
+export const META = region('pcmeta', 8, {
+  kMetaFlags: { at: 0, guard: 'Atomics bit ops; bit PC_locked is the line lock (lock_pcache)' },
+  kMetaRef: { at: 1, guard: 'Atomics (get_pcache / put_pcache, get_pcache_unless_zero by CAS)' },
+  kMetaMapcount: { at: 2, guard: 'Atomics, changed under the line lock with the rmap list' },
+  kMetaRmapHead: { at: 3, guard: 'line lock: first rmap index + 1, 0 = none' },
+  kMetaPrev: { at: 4, guard: 'set lock: LRU / free-list link, line index + 1, 0 = none' },
+  kMetaNext: { at: 5, guard: 'set lock: LRU / free-list link, line index + 1, 0 = none' },
+  kMetaList: { at: 6, guard: 'set lock: which list the line is on (kListNone/Free/Lru)' },
+});
+export const { kMetaFlags, kMetaRef, kMetaMapcount, kMetaRmapHead, kMetaPrev, kMetaNext, kMetaList } = indices(META);
+export const kMetaStride = META.stride;
 export const kListNone = 0;
 export const kListFree = 1;
 export const kListLru = 2;
@@ -122,31 +207,47 @@ export const PC_FLAG_NAMES: Array<[number, string]> = [
 /** PCACHE_FLAGS_CHECK_AT_FREE */
 export const PCACHE_FLAGS_CHECK_AT_FREE = PC_locked | PC_valid | PC_dirty | PC_reclaim | PC_writeback;
 
-// pcache set (struct pcache_set), Int32 x kSetStride. Words under the set lock (lru_lock) unless noted.
-export const kSetStride = 16;
-export const kSetLock = 0;
-export const kSetFreeHead = 1; // line + 1
-export const kSetLruHead = 2; // newest
-export const kSetLruTail = 3; // oldest
-export const kSetNrLru = 4;
-export const kSetNrFree = 5;
-export const kSetFlags = 6; // PCACHE_SET_evicting
-export const kSetNrEviction = 7; // nr_eviction_entries (eviction list lock = set lock)
-// words 8-11 are unused (LegoOS's per-set event counters are not kept: the machine's counters,
-// src/kernel/stats.ts, count the same events)
-export const kSetNrVictims = 12; // victims tagged with this set (victim lock)
-// Per-set eviction list (perset.c): kEvictEntries entries {pid} + Float64 {address}; pid 0 = free.
+// pcache set (struct pcache_set), then the set's eviction list (perset.c): kEvictEntries entries,
+// a pid word here (0 = free) and a Float64 address in setEvictAddr.
 export const kEvictEntries = 8;
-/** the pid word of eviction entry e, after the set's kSetStride words (Atomics; written under the set lock) */
-export const kSetEvictPid = (e: number): number => kSetStride + e;
+export const SET = region('pcset', 16 + kEvictEntries, {
+  kSetLock: { at: 0, guard: 'the set lock itself (lru_lock, a spinlock)' },
+  kSetFreeHead: { at: 1, guard: 'set lock: free list head, line + 1' },
+  kSetLruHead: { at: 2, guard: 'set lock: LRU head (newest), line + 1' },
+  kSetLruTail: { at: 3, guard: 'set lock: LRU tail (oldest), line + 1' },
+  kSetNrLru: { at: 4, guard: 'set lock (Atomics.add, so the checker reads a whole value)' },
+  kSetNrFree: { at: 5, guard: 'set lock (Atomics.add, so the checker reads a whole value)' },
+  kSetNrEviction: { at: 7, guard: 'set lock (Atomics.add + notify); read lockless by pset_find_eviction' },
+  kSetNrVictims: { at: 12, guard: 'victim lock (kCtlVictimLock): victims tagged with this set' },
+  kSetEvictPidBase: {
+    at: 16,
+    count: kEvictEntries,
+    guard: "eviction entries' pids: Atomics, written under the set lock",
+  },
+});
+export const {
+  kSetLock,
+  kSetFreeHead,
+  kSetLruHead,
+  kSetLruTail,
+  kSetNrLru,
+  kSetNrFree,
+  kSetNrEviction,
+  kSetNrVictims,
+  kSetEvictPidBase,
+} = indices(SET);
+/** the pid word of eviction entry e */
+export const kSetEvictPid = (e: number): number => kSetEvictPidBase + e;
 
-// rmap (struct pcache_rmap), Int32 x kRmapStride + Float64 address. Fields under the line lock.
-export const kRmapStride = 8;
-export const kRmapFlags = 0; // PCACHE_RMAP_*
-export const kRmapOwner = 1; // owner pid (thread-group leader)
-export const kRmapPageTable = 2; // PTE slot index (the "ptep")
-export const kRmapNext = 3; // rmap index + 1
-export const kRmapCaller = 4; // enum rmap_caller
+// rmap (struct pcache_rmap), Int32 records + a Float64 address (rmapAddr). Fields under the line lock.
+export const RMAP = region('rmap', 8, {
+  kRmapFlags: { at: 0, guard: 'line lock: PCACHE_RMAP_*' },
+  kRmapOwner: { at: 1, guard: 'line lock: owner pid (thread-group leader)' },
+  kRmapPageTable: { at: 2, guard: 'line lock: the PTE slot (the "ptep")' },
+  kRmapNext: { at: 3, guard: "line lock on a line's list; kCtlRmapFreeLock on the free list: next rmap + 1" },
+  kRmapCaller: { at: 4, guard: 'line lock: enum rmap_caller' },
+});
+export const { kRmapFlags, kRmapOwner, kRmapPageTable, kRmapNext, kRmapCaller } = indices(RMAP);
 export const PCACHE_RMAP_used = 1;
 export const PCACHE_RMAP_reserved = 2;
 export const RMAP_CALLER_NAMES = [
@@ -190,27 +291,49 @@ export const kPcachePfnBase = kPcachePhysStart / PAGE_SIZE;
 export const kPtepBase = 0xffff880080000000;
 
 // ---------------------------------------------------------------------------------------------
-// mm (P side), Int32 x kMmStride per process slot. Float64 side array for the moving range.
+// mm (P side), Int32 records per process slot, and Float64 words (MM_F) for addresses.
 export const kMaxProcs = 16;
-export const kMmStride = 16;
-export const kMmPid = 0; // 0 = free slot (host/CPU creating the process, Atomics.compareExchange)
-export const kMmPgd = 1; // table page of the PGD
-export const kMmSem = 2; // P-side mmap_sem: bit 30 writer, bit 29 writer waiting, low bits readers
-export const kMmCpumask = 3; // mm_cpumask (Atomics.or / and by the switching CPU)
-export const kMmPageTableLock = 4; // mm->page_table_lock (upper-level population)
-export const kMmUsers = 5; // live threads
-export const kMmKilled = 6; // fatal signal pending: signo
-export const kMmSemOwner = 7; // cpu+1 holding the write lock (diagnostics)
-export const kMmSiCode = 9; // si_code of the first fatal signal: 1 SEGV_MAPERR, 2 SEGV_ACCERR, 0 other
-export const kMmPendingFlush = 10; // PTE changes whose TLB flush has not completed yet (stale-TLB detector; Atomics)
-// address-space changes of this mm in progress on P, with or without mmap_sem (Atomics; > 1 only
-// when one ran unserialised)
-export const kMmAsChanges = 11;
-export const kMmShootdowns = 8; // TLB shootdowns in flight on this mm (Atomics; see switchMmOut)
-export const kMmFloatStride = 4;
-export const kMmMovingStart = 0; // mremap in progress on P: old range (Float64), -1 when none
-export const kMmMovingEnd = 1;
-export const kMmFaultAddr = 2; // first fatal fault address (Float64)
+export const MM = region('mm', 16, {
+  kMmPid: { at: 0, guard: 'the slot claim: CAS from 0 by the CPU creating the process; 0 = free slot' },
+  kMmPgd: { at: 1, guard: 'written once at execve, before the slot is used; read-only after' },
+  kMmSem: { at: 2, guard: 'the P-side mmap_sem itself (rw-semaphore: bit 30 writer, bit 29 waiting, readers)' },
+  kMmCpumask: { at: 3, guard: 'mm_cpumask: Atomics.or / and by the CPU switching in or out' },
+  kMmPageTableLock: { at: 4, guard: 'mm->page_table_lock itself (upper-level page-table population)' },
+  kMmUsers: { at: 5, guard: 'live threads (Atomics.add/sub)' },
+  kMmKilled: { at: 6, guard: 'fatal signal pending: CAS from 0 by the first thread to die' },
+  kMmSemOwner: { at: 7, guard: 'mmap_sem writer: cpu + 1 holding it for write (diagnostics)' },
+  kMmShootdowns: { at: 8, guard: 'TLB shootdowns in flight on this mm (Atomics; see switchMmOut)' },
+  kMmSiCode: { at: 9, guard: 'the kMmKilled CAS winner: si_code of the fatal signal (1 MAPERR, 2 ACCERR, 0 other)' },
+  kMmPendingFlush: { at: 10, guard: 'PTE changes whose TLB flush has not completed yet (Atomics; stale-TLB detector)' },
+  kMmAsChanges: {
+    at: 11,
+    guard:
+      'address-space changes in progress on P, with or without mmap_sem (Atomics; > 1 only when one ran unserialised)',
+  },
+});
+export const {
+  kMmPid,
+  kMmPgd,
+  kMmSem,
+  kMmCpumask,
+  kMmPageTableLock,
+  kMmUsers,
+  kMmKilled,
+  kMmSemOwner,
+  kMmShootdowns,
+  kMmSiCode,
+  kMmPendingFlush,
+  kMmAsChanges,
+} = indices(MM);
+export const MM_F = region('mm floats', 4, {
+  kMmMovingStart: {
+    at: 0,
+    guard: 'mmap_sem writer (mremap on P): the old range being moved, -1 when none; read lockless by evictors',
+  },
+  kMmMovingEnd: { at: 1, guard: 'mmap_sem writer (mremap on P): end of the range being moved' },
+  kMmFaultAddr: { at: 2, guard: 'the kMmKilled CAS winner: the first fatal fault address' },
+});
+export const { kMmMovingStart, kMmMovingEnd, kMmFaultAddr } = indices(MM_F);
 export const RWSEM_WRITER = 1 << 30;
 export const RWSEM_WRITER_WAITING = 1 << 29;
 export const RWSEM_READER_MASK = (1 << 29) - 1;
@@ -239,46 +362,78 @@ export const kTlbEntries = 64;
 // and info are written by the lock holder before llist_add publishes the csd.
 export const kPercpuBase = 16;
 export const kPcpuChunkNext = 1; // next free offset of the dynamic chunk (Atomics.add)
-export const kPcpuCallSingleQueue = 0;
-export const kPcpuCfdCsd = 16;
-export const kPcpuChunk = 32;
+/** a CPU's area (its DEFINE_PER_CPU variables and its part of the alloc_percpu chunk) */
 export const kCsdWords = 4;
-export const kCsdLlist = 0; // llist_node.next: csd pointer, 0 = end
-export const kCsdFunc = 1; // kIpiFlushTlb, kIpiFlushTlbAll
-export const kCsdInfo = 2; // sending context + 1 (its flush_tlb_info in csdInfo), 0 = NULL
-export const kCsdFlags = 3; // CSD_FLAG_LOCK | CSD_FLAG_SYNCHRONOUS
-export const kPercpuAreaWords = kPcpuChunk + kCsdWords * kMaxCpus; // room for one csd array per CPU
+export const PCPU = region('percpu area', 32 + kCsdWords * kMaxCpus, {
+  kPcpuCallSingleQueue: {
+    at: 0,
+    guard: 'call_single_queue (llist_head.first): llist_add CAS by senders, llist_del_all exchange by the CPU',
+  },
+  kPcpuCfdCsd: {
+    at: 16,
+    guard: "cfd_data.csd: percpu offset of the CPU's csd array, 0 until smpcfd_prepare_cpu (once)",
+  },
+  kPcpuChunk: {
+    at: 32,
+    count: kCsdWords * kMaxCpus,
+    guard: 'the dynamic chunk: csds carved by alloc_percpu (kPcpuChunkNext); each csd as CSD below',
+  },
+});
+export const { kPcpuCallSingleQueue, kPcpuCfdCsd, kPcpuChunk } = indices(PCPU);
+export const kPercpuAreaWords = PCPU.stride;
+/** struct __call_single_data */
+export const CSD = region('csd', kCsdWords, {
+  kCsdLlist: {
+    at: 0,
+    guard: "llist_node.next (csd pointer, 0 = end): Atomics; the sender before llist_add, the target's walk after",
+  },
+  kCsdFunc: {
+    at: 1,
+    guard: 'the csd lock holder (sender), before llist_add publishes it: kIpiFlushTlb, kIpiFlushTlbAll',
+  },
+  kCsdInfo: { at: 2, guard: 'the csd lock holder: sending context + 1 (its flush_tlb_info in csdInfo), 0 = NULL' },
+  kCsdFlags: {
+    at: 3,
+    guard: "the csd lock: CSD_FLAG_LOCK set by the sender's CAS, cleared by the target's csd_unlock",
+  },
+});
+export const { kCsdLlist, kCsdFunc, kCsdInfo, kCsdFlags } = indices(CSD);
 export const kCsdStackStride = 16; // one cacheline per context's on-stack csd
-// csdInfo: per sending context, Float64 x kCsdInfoStride: struct flush_tlb_info {mm (pid), start, end}.
-// Written by that context before it publishes a csd, read by targets until they csd_unlock.
-export const kCsdInfoStride = 4;
-export const kCsdInfoPid = 0;
-export const kCsdInfoStart = 1;
-export const kCsdInfoEnd = 2;
+// csdInfo: per sending context, struct flush_tlb_info {mm (pid), start, end} (Float64).
+export const CSD_INFO = region('csd info', 4, {
+  kCsdInfoPid: { at: 0, guard: 'its context, before it publishes a csd; read by targets until they csd_unlock' },
+  kCsdInfoStart: { at: 1, guard: 'its context, before it publishes a csd; read by targets until they csd_unlock' },
+  kCsdInfoEnd: { at: 2, guard: 'its context, before it publishes a csd; read by targets until they csd_unlock' },
+});
+export const { kCsdInfoPid, kCsdInfoStart, kCsdInfoEnd } = indices(CSD_INFO);
 export const CSD_FLAG_LOCK = 0x01;
 export const CSD_FLAG_SYNCHRONOUS = 0x02;
 export const kIpiFlushTlb = 1;
 export const kIpiFlushTlbAll = 2;
 
 // ---------------------------------------------------------------------------------------------
-// victim cache entries: Int32 x kVictimStride + Float64 address + 4 KiB data.
-export const kVictimStride = 4;
-export const kVictimPid = 0; // 0 = free (victim lock)
-export const kVictimSet = 1;
-export const kVictimGen = 2; // address-space generation at insertion
-export const kVictimRw = 3; // 1 if the evicted PTE was writable
+// victim cache entries: Int32 records + a Float64 address (victimAddr) + 4 KiB data, all under the victim
+// lock (kCtlVictimLock).
+export const VICTIM = region('victim', 4, {
+  kVictimPid: { at: 0, guard: 'victim lock: owner pid, 0 = free' },
+  kVictimSet: { at: 1, guard: 'victim lock: the pcache set it was evicted from' },
+  kVictimGen: { at: 2, guard: 'victim lock: address-space generation at insertion' },
+  kVictimRw: { at: 3, guard: 'victim lock: 1 if the evicted PTE was writable' },
+});
+export const { kVictimPid, kVictimSet, kVictimGen, kVictimRw } = indices(VICTIM);
 
 // ---------------------------------------------------------------------------------------------
-// Thread table: Int32 x kThreadStride per tid (tid 1.. kMaxThreads-1).
+// Thread table: an Int32 record per tid (tid 1 .. kMaxThreads-1); the entry argument is threadArgs[tid].
 export const kMaxThreads = 256;
-export const kThreadStride = 8;
-export const kThreadState = 0; // 0 free, 1 created, 2 running, 3 exited
-export const kThreadPid = 1;
-export const kThreadExit = 2; // exit value
-export const kThreadCpu = 3;
-export const kThreadArg = 4; // entry arg (low 32 bits); see Float64 arg
-export const kThreadEntry = 5; // index into the program's thread entry names
-export const kThreadSignal = 6; // fatal signal that ended it, 0 if none
+export const THREAD = region('threads', 8, {
+  kThreadState: { at: 0, guard: 'Atomics.store + notify: THREAD_FREE/CREATED (clone), RUNNING, EXITED (its CPU)' },
+  kThreadPid: { at: 1, guard: 'clone, before the spawn ring publishes the tid; read-only after' },
+  kThreadExit: { at: 2, guard: 'its CPU, before kThreadState becomes THREAD_EXITED: the exit value' },
+  kThreadCpu: { at: 3, guard: 'its CPU when it starts running (diagnostics)' },
+  kThreadEntry: { at: 5, guard: 'clone, before the spawn ring publishes the tid: index of its thread entry name' },
+  kThreadSignal: { at: 6, guard: 'its CPU, before kThreadState becomes THREAD_EXITED: the fatal signal, 0 if none' },
+});
+export const { kThreadState, kThreadPid, kThreadExit, kThreadCpu, kThreadEntry, kThreadSignal } = indices(THREAD);
 export const THREAD_FREE = 0;
 export const THREAD_CREATED = 1;
 export const THREAD_RUNNING = 2;
@@ -288,10 +443,22 @@ export const THREAD_EXITED = 3;
 // printk ring: kPrintkSlots slots of kPrintkSlotBytes; slot header Int32 {seq+1, len}, then UTF-8.
 export const kPrintkSlots = 8192;
 export const kPrintkSlotBytes = 512;
-export const kPrintkHead = 0; // next sequence number (Atomics.add by writers)
-export const kPrintkTail = 1; // next sequence the host will read (host only)
-export const kPrintkDropped = 2; // messages overwritten before the host read them
-export const kPrintkHeaderWords = 16;
+export const PRINTK_HDR = region('printk header', 16, {
+  kPrintkHead: { at: 0, guard: 'next sequence number: Atomics.add by writers' },
+  kPrintkTail: { at: 1, guard: 'next sequence the host reads: host only (Atomics.store)' },
+  kPrintkDropped: { at: 2, guard: 'messages overwritten before the host read them: Atomics.add by the host' },
+});
+export const { kPrintkHead, kPrintkTail, kPrintkDropped } = indices(PRINTK_HDR);
+export const kPrintkHeaderWords = PRINTK_HDR.stride;
+/** A printk slot: header words, then the UTF-8 text from byte kPrintkTextOff. */
+export const PRINTK_SLOT = region('printk slot', kPrintkSlotBytes / 4, {
+  kPrintkSlotSeq: { at: 0, guard: "seq + 1 when committed (the writer's last Atomics.store), 0 once the host read it" },
+  kPrintkSlotLen: { at: 1, guard: 'the writer, before committing: text bytes' },
+  kPrintkSlotLevel: { at: 2, guard: 'the writer, before committing: the log level' },
+  kPrintkSlotText: { at: 3, count: kPrintkSlotBytes / 4 - 3, guard: 'the writer, before committing: the text' },
+});
+export const { kPrintkSlotSeq, kPrintkSlotLen, kPrintkSlotLevel, kPrintkSlotText } = indices(PRINTK_SLOT);
+export const kPrintkTextOff = kPrintkSlotText * 4;
 
 // ---------------------------------------------------------------------------------------------
 // reports: the violation channel (src/kernel/report.ts). Int32 header of kReportHeaderWords, then
@@ -301,12 +468,26 @@ export const kPrintkHeaderWords = 16;
 // counts the record as dropped. So the counters are the truth, and records are never overwritten.
 export const kReportSlots = 1024;
 export const kReportSlotBytes = 2048;
+export const REP_HDR = region('reports header', 8 + kMaxCpus + 16, {
+  kRepHead: { at: 0, guard: 'next record index: CAS by writers, only while the ring has room' },
+  kRepTail: { at: 1, guard: 'next record index the host reads: host only (Atomics.store); writers read it' },
+  kRepDropped: { at: 2, guard: 'records that found the ring full: Atomics.add by writers' },
+  kRepCountBase: {
+    at: 8,
+    count: kMaxCpus + 16,
+    guard: 'per context: violations it reported (Atomics.add by that context)',
+  },
+});
+export const { kRepHead, kRepTail, kRepDropped, kRepCountBase } = indices(REP_HDR);
+export const kReportHeaderWords = REP_HDR.stride;
 export const kReportSlotHeaderBytes = 8;
-export const kRepHead = 0; // next record index (CAS by writers)
-export const kRepTail = 1; // next record index the host reads (host writes; writers read)
-export const kRepDropped = 2; // records that found the ring full (Atomics.add by writers)
-export const kRepCountBase = 8; // + context: violations that context reported (Atomics.add)
-export const kReportHeaderWords = kRepCountBase + kMaxCpus + 16;
+/** A report slot: header words, then one UTF-8 JSON record from byte kReportSlotHeaderBytes. */
+export const REPORT_SLOT = region('report slot', kReportSlotBytes / 4, {
+  kRepSlotIndex: { at: 0, guard: "index + 1 when committed (the writer's last Atomics.store), 0 free (the host)" },
+  kRepSlotLen: { at: 1, guard: 'the writer that reserved the slot, before committing: record bytes' },
+  kRepSlotRecord: { at: 2, count: kReportSlotBytes / 4 - 2, guard: 'the writer, before committing: the record' },
+});
+export const { kRepSlotIndex, kRepSlotLen, kRepSlotRecord } = indices(REPORT_SLOT);
 
 // ---------------------------------------------------------------------------------------------
 // Stats: per context a row of Float64 counters, written only by that context (no atomics needed),
@@ -315,18 +496,39 @@ export const kStatsPerContext = 640;
 
 // ---------------------------------------------------------------------------------------------
 // Fabric mailboxes: per requesting context one mailbox (LegoOS: one outstanding RPC per CPU).
-export const kMboxHeaderWords = 16;
-export const kMboxState = 0; // 0 idle, 1 request posted, 2 reply ready (requester/receiver)
-export const kMboxOpcode = 1;
-export const kMboxSrc = 2; // context id of the sender
-export const kMboxDst = 3; // receiving component: kNodeMemory/kNodeStorage
-export const kMboxReqLen = 4; // msgpack payload bytes
-export const kMboxReplyLen = 5;
-export const kMboxPageIn = 6; // 1 if the request carries a 4 KiB page
-export const kMboxPageOut = 7; // 1 if the reply carries a 4 KiB page
-export const kMboxStatus = 8; // hot-path reply status (negative errno or 0)
-export const kMboxAux = 9; // hot-path reply aux (e.g. VMA prot for a miss)
-export const kMboxPid = 10; // hot-path request pid
+// A mailbox's header words: the requester writes the request words and posts (kMboxState = 1 by
+// Atomics.store); the receiver reads them, writes the reply words and publishes (kMboxState = 2);
+// the requester reads the reply after seeing 2. The state word's Atomics order every other word.
+export const MBOX_HDR = region('mailbox header', 16, {
+  kMboxState: {
+    at: 0,
+    guard: 'Atomics.store: 0 idle (requester), 1 request posted (requester), 2 reply ready (receiver)',
+  },
+  kMboxOpcode: { at: 1, guard: 'requester, before posting' },
+  kMboxSrc: { at: 2, guard: 'requester, before posting: its context id' },
+  kMboxDst: { at: 3, guard: 'requester, before posting: kNodeMemory/kNodeStorage' },
+  kMboxReqLen: { at: 4, guard: 'requester, before posting: msgpack body bytes' },
+  kMboxReplyLen: { at: 5, guard: 'receiver, before publishing the reply: msgpack body bytes' },
+  kMboxPageIn: { at: 6, guard: 'requester, before posting: 1 if the request carries a 4 KiB page' },
+  kMboxPageOut: { at: 7, guard: 'receiver, before publishing: 1 if the reply carries a 4 KiB page' },
+  kMboxStatus: { at: 8, guard: 'receiver, before publishing: reply status (0 or -errno)' },
+  kMboxAux: { at: 9, guard: 'requester (request flags) before posting; receiver (reply aux) before publishing' },
+  kMboxPid: { at: 10, guard: "requester, before posting: the request's pid" },
+});
+export const {
+  kMboxState,
+  kMboxOpcode,
+  kMboxSrc,
+  kMboxDst,
+  kMboxReqLen,
+  kMboxReplyLen,
+  kMboxPageIn,
+  kMboxPageOut,
+  kMboxStatus,
+  kMboxAux,
+  kMboxPid,
+} = indices(MBOX_HDR);
+export const kMboxHeaderWords = MBOX_HDR.stride;
 export const kMboxFloatWords = 4; // Float64: [0] vaddr of hot-path requests, [1] send time (ms)
 export const kMboxPayloadBytes = 256 * 1024;
 export const kMboxBytes = kMboxHeaderWords * 4 + kMboxFloatWords * 8 + PAGE_SIZE + kMboxPayloadBytes;
@@ -337,11 +539,17 @@ export const kMboxPayloadOff = kMboxPageOff + PAGE_SIZE;
 export const kNodeMemory = 0;
 export const kNodeStorage = 1;
 export const kNrNodes = 2;
-export const kRecvStride = 16;
-export const kRecvDoorbell = 0;
-export const kRecvSleeping = 1; // receiver sleeps on the doorbell: senders must notify
-export const kRecvPendingBase = 2; // bitmask words of contexts with a posted request (bit = context)
 export const kRecvPendingWords = 2;
+export const RECV = region('recv', 16, {
+  kRecvDoorbell: { at: 0, guard: 'Atomics.add + notify by a sender when the receiver sleeps' },
+  kRecvSleeping: { at: 1, guard: 'the receiver (Atomics.store): 1 while it sleeps on the doorbell, so senders notify' },
+  kRecvPendingBase: {
+    at: 2,
+    count: kRecvPendingWords,
+    guard: 'bitmask of contexts with a posted request: Atomics.or by senders, exchange by the receiver',
+  },
+});
+export const { kRecvDoorbell, kRecvSleeping, kRecvPendingBase } = indices(RECV);
 
 // ---------------------------------------------------------------------------------------------
 export interface Geometry {
@@ -417,27 +625,27 @@ export function allocateShared(geo: Geometry): SharedBuffers {
     geo,
     ctl: sab(ctlWords(geo) * 4),
     pcdata: sab(geo.nrLines * PAGE_SIZE),
-    pcmeta: sab(geo.nrLines * kMetaStride * 4),
-    pcset: sab(geo.nrSets * (kSetStride + kEvictEntries) * 4),
+    pcmeta: sab(geo.nrLines * META.stride * 4),
+    pcset: sab(geo.nrSets * SET.stride * 4),
     pcsetEvictAddr: sab(geo.nrSets * kEvictEntries * 8),
-    rmap: sab(geo.nrRmaps * kRmapStride * 4),
+    rmap: sab(geo.nrRmaps * RMAP.stride * 4),
     rmapAddr: sab(geo.nrRmaps * 8),
     pgtable: sab(geo.nrTablePages * kPtrsPerTable * 4),
     ptl: sab(geo.nrTablePages * 4),
-    mm: sab(kMaxProcs * kMmStride * 4),
-    mmF: sab(kMaxProcs * kMmFloatStride * 8),
+    mm: sab(kMaxProcs * MM.stride * 4),
+    mmF: sab(kMaxProcs * MM_F.stride * 8),
     tlbVpn: sab(geo.ctx.cpus * kTlbEntries * 8),
     tlbVal: sab(geo.ctx.cpus * kTlbEntries * 4),
     percpu: sab(percpuWords(geo) * 4),
-    csdInfo: sab(nCtx * kCsdInfoStride * 8),
-    victim: sab(geo.victims * kVictimStride * 4),
+    csdInfo: sab(nCtx * CSD_INFO.stride * 8),
+    victim: sab(geo.victims * VICTIM.stride * 4),
     victimAddr: sab(geo.victims * 8),
     victimData: sab(geo.victims * PAGE_SIZE),
     fabric: sab(nCtx * kMboxBytes),
-    recv: sab(kNrNodes * kRecvStride * 4),
+    recv: sab(kNrNodes * RECV.stride * 4),
     printk: sab(kPrintkHeaderWords * 4 + kPrintkSlots * kPrintkSlotBytes),
     reports: sab(kReportHeaderWords * 4 + kReportSlots * kReportSlotBytes),
-    threads: sab(kMaxThreads * kThreadStride * 4),
+    threads: sab(kMaxThreads * THREAD.stride * 4),
     threadArgs: sab(kMaxThreads * 8),
     stats: sab(nCtx * kStatsPerContext * 8),
   };
@@ -639,10 +847,18 @@ export class Shared {
   /** receiver words per node (kRecv*) */
   readonly recv: Rec32;
   readonly printk: SharedArrayBuffer;
+  /** the printk ring's header (kPrintk*) */
+  readonly printkHdr: Vec32;
+  /** the printk ring's slots: record = slot */
+  readonly printkSlots: Rec32;
+  /** the printk ring's bytes (slot s at s * kPrintkSlotBytes) */
+  readonly printkBytes: Uint8Array;
   /** the reports header (kRep*: counters, head, tail) */
   readonly repHdr: Vec32;
   /** the report records' bytes */
   readonly repBytes: Uint8Array;
+  /** the report ring's slots: record = slot */
+  readonly repSlots: Rec32;
   /** the thread table (kThread*), record = tid */
   readonly threads: Rec32;
   /** a thread's entry argument, by tid */
@@ -662,28 +878,40 @@ export class Shared {
     this.pcdata = new Uint8Array(bufs.pcdata);
     this.pcdata32 = new Int32Array(bufs.pcdata);
     this.pcdataView = new DataView(bufs.pcdata);
-    this.meta = new Rec32(new Int32Array(bufs.pcmeta), kMetaStride, 'pcmeta');
-    this.set = new Rec32(new Int32Array(bufs.pcset), kSetStride + kEvictEntries, 'pcset');
+    this.meta = new Rec32(new Int32Array(bufs.pcmeta), META.stride, 'pcmeta');
+    this.set = new Rec32(new Int32Array(bufs.pcset), SET.stride, 'pcset');
     this.setEvictAddr = new RecF64(new Float64Array(bufs.pcsetEvictAddr), kEvictEntries, 'pcset eviction addresses');
-    this.rmap = new Rec32(new Int32Array(bufs.rmap), kRmapStride, 'rmap');
+    this.rmap = new Rec32(new Int32Array(bufs.rmap), RMAP.stride, 'rmap');
     this.rmapAddr = new VecF64(new Float64Array(bufs.rmapAddr), 'rmap addresses');
     this.pgtable = new Vec32(new Int32Array(bufs.pgtable), 'pgtable');
     this.ptl = new Vec32(new Int32Array(bufs.ptl), 'ptl');
-    this.mm = new Rec32(new Int32Array(bufs.mm), kMmStride, 'mm');
-    this.mmF = new RecF64(new Float64Array(bufs.mmF), kMmFloatStride, 'mm floats');
+    this.mm = new Rec32(new Int32Array(bufs.mm), MM.stride, 'mm');
+    this.mmF = new RecF64(new Float64Array(bufs.mmF), MM_F.stride, 'mm floats');
     this.tlbVpn = new RecF64(new Float64Array(bufs.tlbVpn), kTlbEntries, 'tlb tags');
     this.tlbVal = new Rec32(new Int32Array(bufs.tlbVal), kTlbEntries, 'tlb values');
     this.percpu = new Vec32(new Int32Array(bufs.percpu), 'percpu');
-    this.csdInfo = new RecF64(new Float64Array(bufs.csdInfo), kCsdInfoStride, 'csd info');
-    this.victim = new Rec32(new Int32Array(bufs.victim), kVictimStride, 'victim');
+    this.csdInfo = new RecF64(new Float64Array(bufs.csdInfo), CSD_INFO.stride, 'csd info');
+    this.victim = new Rec32(new Int32Array(bufs.victim), VICTIM.stride, 'victim');
     this.victimAddr = new VecF64(new Float64Array(bufs.victimAddr), 'victim addresses');
     this.victimData = new Uint8Array(bufs.victimData);
     this.fabric = bufs.fabric;
-    this.recv = new Rec32(new Int32Array(bufs.recv), kRecvStride, 'recv');
+    this.recv = new Rec32(new Int32Array(bufs.recv), RECV.stride, 'recv');
     this.printk = bufs.printk;
+    this.printkHdr = new Vec32(new Int32Array(bufs.printk, 0, kPrintkHeaderWords), 'printk header');
+    this.printkBytes = new Uint8Array(bufs.printk, kPrintkHeaderWords * 4, kPrintkSlots * kPrintkSlotBytes);
+    this.printkSlots = new Rec32(
+      new Int32Array(bufs.printk, kPrintkHeaderWords * 4, (kPrintkSlots * kPrintkSlotBytes) / 4),
+      PRINTK_SLOT.stride,
+      'printk slots',
+    );
     this.repHdr = new Vec32(new Int32Array(bufs.reports, 0, kReportHeaderWords), 'reports header');
     this.repBytes = new Uint8Array(bufs.reports, kReportHeaderWords * 4);
-    this.threads = new Rec32(new Int32Array(bufs.threads), kThreadStride, 'threads');
+    this.repSlots = new Rec32(
+      new Int32Array(bufs.reports, kReportHeaderWords * 4, (kReportSlots * kReportSlotBytes) / 4),
+      REPORT_SLOT.stride,
+      'report slots',
+    );
+    this.threads = new Rec32(new Int32Array(bufs.threads), THREAD.stride, 'threads');
     this.threadArgs = new VecF64(new Float64Array(bufs.threadArgs), 'thread args');
     this.stats = new RecF64(new Float64Array(bufs.stats), kStatsPerContext, 'stats');
   }
@@ -700,10 +928,6 @@ export class Shared {
   /** the on-stack csd of a context (smp_call_function_single's csd_stack) */
   csdStackPtr(ctx: number): number {
     return kPercpuBase + this.geo.ctx.cpus * kPercpuAreaWords + ctx * kCsdStackStride;
-  }
-  /** the byte offset of a report slot in repBytes */
-  reportSlotByte(index: number): number {
-    return (index % kReportSlots) * kReportSlotBytes;
   }
   lineOffset(line: number): number {
     return line * PAGE_SIZE;

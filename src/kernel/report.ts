@@ -13,6 +13,8 @@ import {
   kRepHead,
   kReportSlotBytes,
   kReportSlotHeaderBytes,
+  kRepSlotIndex,
+  kRepSlotLen,
   kReportSlots,
   kRepTail,
   type Shared,
@@ -82,11 +84,6 @@ export function reportViolation(k: HasEnv, kind: string, d: ViolationDetails): v
   postRecord(sh, bytes);
 }
 
-/** A slot's header words {index + 1 when committed, 0 free; len}. */
-function slotHeader(sh: Shared, off: number): Int32Array {
-  return new Int32Array(sh.repBytes.buffer, sh.repBytes.byteOffset + off, 2);
-}
-
 function postRecord(sh: Shared, bytes: Uint8Array): void {
   const hdr = sh.repHdr;
   let index: number;
@@ -98,11 +95,10 @@ function postRecord(sh: Shared, bytes: Uint8Array): void {
     }
     if (hdr.cas(kRepHead, index, index + 1) === index) break;
   }
-  const off = sh.reportSlotByte(index);
-  const slot = slotHeader(sh, off);
-  sh.repBytes.set(bytes, off + kReportSlotHeaderBytes);
-  Atomics.store(slot, 1, bytes.length);
-  Atomics.store(slot, 0, index + 1); // commit
+  const slot = index % kReportSlots;
+  sh.repBytes.set(bytes, slot * kReportSlotBytes + kReportSlotHeaderBytes);
+  sh.repSlots.store(slot, kRepSlotLen, bytes.length);
+  sh.repSlots.store(slot, kRepSlotIndex, index + 1); // commit
 }
 
 /**
@@ -115,17 +111,17 @@ export function drainReports(sh: Shared, into: Violation[], final = false): void
   let tail = hdr.load(kRepTail);
   const head = hdr.load(kRepHead);
   while (tail < head) {
-    const off = sh.reportSlotByte(tail);
-    const slot = slotHeader(sh, off);
-    if (Atomics.load(slot, 0) === tail + 1) {
-      const len = Atomics.load(slot, 1);
+    const slot = tail % kReportSlots;
+    const off = slot * kReportSlotBytes;
+    if (sh.repSlots.load(slot, kRepSlotIndex) === tail + 1) {
+      const len = sh.repSlots.load(slot, kRepSlotLen);
       into.push(
         JSON.parse(
           dec.decode(sh.repBytes.slice(off + kReportSlotHeaderBytes, off + kReportSlotHeaderBytes + len)),
         ) as Violation,
       );
     } else if (!final) break; // reserved, not yet committed
-    Atomics.store(slot, 0, 0);
+    sh.repSlots.store(slot, kRepSlotIndex, 0);
     tail++;
     hdr.store(kRepTail, tail);
   }

@@ -1,4 +1,5 @@
 // What the host hands every worker at start (structured-cloned; the SharedArrayBuffers are shared).
+import { parentPort, type MessagePort } from 'node:worker_threads';
 import type { MachineConfig } from './config.ts';
 import type { SharedBuffers } from './layout.ts';
 
@@ -22,3 +23,9 @@ export type WorkerMsg =
 
 /** The BroadcastChannel on which CPUs send what user programs write to fd 1 and 2 (P's console). */
 export const consoleChannel = (bootEpochMs: number): string => `splitkern-console-${bootEpochMs}`;
+
+/** The port to the host; a component's main runs only in a worker the host started. */
+export function hostPort(): MessagePort {
+  if (!parentPort) throw new Error('a component worker must be started by the host (no parentPort)');
+  return parentPort;
+}

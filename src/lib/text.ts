@@ -1,19 +1,20 @@
 // Small text helpers every layer may use (pure: no state, no kernel knowledge): the one hex
 // formatter, edit distance for "did you mean", and excerpts of bad tokens.
+import { at } from './at.ts';
 
 /** Levenshtein distance. */
 export function editDistance(a: string, b: string): number {
   const d = Array.from({ length: b.length + 1 }, (_, j) => j);
   for (let i = 1; i <= a.length; i++) {
-    let prev = d[0]!;
+    let prev = at(d, 0);
     d[0] = i;
     for (let j = 1; j <= b.length; j++) {
-      const cur = d[j]!;
-      d[j] = Math.min(d[j]! + 1, d[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      const cur = at(d, j);
+      d[j] = Math.min(at(d, j) + 1, at(d, j - 1) + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
       prev = cur;
     }
   }
-  return d[b.length]!;
+  return at(d, b.length);
 }
 
 /** The closest of `names` to `name` (case-insensitive), if it is close enough to be a likely typo. */

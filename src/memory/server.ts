@@ -35,6 +35,7 @@ import {
 import { kNodeMemory, kNodeStorage } from '../kernel/layout.ts';
 import { EACCES, EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH, PAGE_SIZE } from '../uapi/abi.ts';
 import { LegoMm, type Vma } from './vm/mm.ts';
+import { at } from '../lib/at.ts';
 
 /** Where the kernel's top-down mmap area starts: the first 0x7e000-byte mmap lands at 0x7fffe5788000. */
 export const kMmapBase = 0x7fffe5806000;
@@ -70,7 +71,7 @@ export class Dram {
     this.free.push(f);
   }
   page(f: number): Uint8Array {
-    const c = this.chunks[Math.floor(f / kChunkFrames)]!;
+    const c = at(this.chunks, Math.floor(f / kChunkFrames));
     const o = (f % kChunkFrames) * PAGE_SIZE;
     return c.subarray(o, o + PAGE_SIZE);
   }
@@ -271,7 +272,8 @@ export class Memory {
       out.reply(acc === 'maperr' ? -EFAULT : -EACCES);
       return;
     }
-    const vma = p.mm.findVma(va)!;
+    const vma = p.mm.findVma(va);
+    if (!vma) throw new Error(`memory: no VMA at 0x${va.toString(16)} after access() allowed it`);
     const vpn = Math.floor(va / PAGE_SIZE);
     let f = p.pages.get(vpn);
     if (f === undefined) {
@@ -291,7 +293,8 @@ export class Memory {
         this.stats.missFile++;
         const off = vma.pgoff * PAGE_SIZE + (vpn * PAGE_SIZE - vma.start);
         if (off < vma.file.size) {
-          const rep = this.fab!.sendReply(kNodeStorage, M2S_READ, {
+          if (!this.fab) throw new Error('memory: a file mapping without a storage component');
+          const rep = this.fab.sendReply(kNodeStorage, M2S_READ, {
             payload: { path: vma.file.path, offset: off } satisfies M2sReadReq,
           });
           if (rep.status < 0) {

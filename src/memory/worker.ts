@@ -1,11 +1,12 @@
 // Entry of the M worker: views over the shared buffers, the kernel environment, then M's loop.
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { Env } from '../kernel/env.ts';
-import type { WorkerInit, WorkerMsg } from '../kernel/workerdata.ts';
+import { hostPort, type WorkerInit, type WorkerMsg } from '../kernel/workerdata.ts';
 import { Shared } from '../kernel/layout.ts';
 import { memoryMain } from './server.ts';
 
 export function main(): void {
+  const port = hostPort();
   const init = workerData as WorkerInit;
   const sh = new Shared(init.bufs);
   const env = new Env(sh, {
@@ -15,6 +16,6 @@ export function main(): void {
     bootEpochMs: init.bootEpochMs,
     config: init.config,
   });
-  const post = (m: WorkerMsg) => parentPort!.postMessage(m);
+  const post = (m: WorkerMsg) => port.postMessage(m);
   memoryMain(env, init.config.memoryBytes, () => post({ type: 'online', who: 'memory' }));
 }

@@ -56,6 +56,7 @@ import { CpuMmu, SIGKILL } from './mmu.ts';
 import { allocTablePage } from './pgtable.ts';
 import { ProcSyscalls } from './syscalls.ts';
 import { handleIpis, smpcfdPrepareCpu, smpcfdPrepared, switchMmIn, switchMmOut, tlbFlushAllLocal } from './tlb.ts';
+import { at } from '../lib/at.ts';
 
 export interface CpuTask {
   tid: number;
@@ -253,8 +254,9 @@ export class Cpu {
     const { sh, k } = this;
     try {
       if (task.main) return prog.main(u, task.argv);
-      const name = entries[sh.threads.get(task.tid, kThreadEntry)]!;
-      const fn = prog.threads![name]!;
+      const name = at(entries, sh.threads.get(task.tid, kThreadEntry));
+      const fn = prog.threads?.[name];
+      if (!fn) throw new Error(`program ${prog.name} has no thread entry "${name}"`);
       return fn(u, sh.threadArgs.get(task.tid));
     } catch (e) {
       if (e instanceof ThreadExit) return e.code;

@@ -43,6 +43,7 @@ import type { Kern } from './kern.ts';
 import { pteLine, walkNoAlloc } from './pgtable.ts';
 import { safePoint } from './stop.ts';
 import { reportViolation } from '../kernel/report.ts';
+import { at } from '../lib/at.ts';
 
 const kTick = 4096;
 export const SIGKILL = 9;
@@ -174,14 +175,13 @@ export class CpuMmu implements Mmu {
   private fault(va: number, write: boolean): number {
     const k = this.k;
     const sh = k.sh;
-    const st = sh.cpu.idx(k.env.ctx, kCpuState);
-    sh.ctl.store(st, kCpuStateKernel);
+    sh.cpu.store(k.env.ctx, kCpuState, kCpuStateKernel);
     sh.cpu.store(k.env.ctx, kCpuKernelEnterMs, Math.floor(k.env.nowMs()));
     try {
       return pcacheHandleFault(k, va, write);
     } finally {
       sh.cpu.store(k.env.ctx, kCpuKernelEnterMs, -1);
-      sh.ctl.store(st, kCpuStateUser);
+      sh.cpu.store(k.env.ctx, kCpuState, kCpuStateUser);
     }
   }
 
@@ -231,8 +231,8 @@ export class CpuMmu implements Mmu {
   // ---- accesses ----
   load8(va: number): number {
     const d = va - this.rBase;
-    if (d >= 0 && d < PAGE_SIZE && --this.tick > 0) return this.data[this.rOff + d]!;
-    return this.data[this.translate(va, false)]!;
+    if (d >= 0 && d < PAGE_SIZE && --this.tick > 0) return at(this.data, this.rOff + d);
+    return at(this.data, this.translate(va, false));
   }
   load16(va: number): number {
     const d = va - this.rBase;
@@ -337,7 +337,7 @@ export class CpuMmu implements Mmu {
   probeSiCode(va: number, write: boolean): number {
     const p = this.translate(va, write, true);
     if (p < 0) return -p === FAULT_SIGSEGV_ACCERR ? SEGV_ACCERR : SEGV_MAPERR;
-    if (write) this.data[p] = this.data[p]!; // a store of the byte's own value
+    if (write) this.data[p] = at(this.data, p); // a store of the byte's own value
     return 0;
   }
 }

@@ -10,15 +10,14 @@ export function safePoint(env: Env): void {
   const sh = env.sh;
   const owner = sh.ctl.load(kCtlStopMachine);
   if (owner === 0 || owner === env.ctx + 1) return;
-  const p = sh.cpu.idx(env.ctx, kCpuParked);
-  sh.ctl.store(p, 1);
-  sh.ctl.notify(p);
+  sh.cpu.store(env.ctx, kCpuParked, 1);
+  sh.cpu.notify(env.ctx, kCpuParked);
   // A parked CPU still answers IPIs: a CPU that is not yet parked may be waiting for its ack.
   while (sh.ctl.load(kCtlStopMachine) !== 0 && sh.ctl.load(kCtlShutdown) === 0) {
     env.irq();
     sh.ctl.wait(kCtlStopMachine, sh.ctl.load(kCtlStopMachine), 0.5);
   }
-  sh.ctl.store(p, 0);
+  sh.cpu.store(env.ctx, kCpuParked, 0);
 }
 
 /**

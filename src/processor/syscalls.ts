@@ -51,7 +51,6 @@ import {
   kThreadExit,
   kThreadPid,
   kThreadState,
-  spawnRingBase,
   kSpawnRing,
   THREAD_CREATED,
   THREAD_EXITED,
@@ -453,7 +452,7 @@ export class ProcSyscalls implements Syscalls {
       sh.threads.store(tid, kThreadState, THREAD_CREATED);
       // Hand the new thread to the host, which queues it on the CPU pool.
       const i = sh.ctl.add(kCtlSpawnHead, 1);
-      sh.ctl.store(spawnRingBase + (i % kSpawnRing), tid);
+      sh.spawn.store(i % kSpawnRing, tid);
       sh.ctl.add(kCtlHostDoorbell, 1);
       sh.ctl.notify(kCtlHostDoorbell);
       return tid;

@@ -36,6 +36,7 @@ import { PAGE_SIZE } from '../uapi/abi.ts';
 import { kernelWarn, reportViolation } from '../kernel/report.ts';
 import type { Kern } from './kern.ts';
 import { type Vec32 } from '../kernel/layout.ts';
+import { at } from '../lib/at.ts';
 
 /** tlb_single_page_flush_ceiling (arch/x86/mm/tlb.c) */
 export const kTlbSinglePageFlushCeiling = 33;
@@ -142,9 +143,8 @@ function queueCsd(k: Kern, csd: number, target: number, func: number): void {
   pc.store(csd + kCsdInfo, k.env.ctx + 1);
   k.env.sched('smp:llist_add');
   llistAdd(pc, csd, sh.perCpuPtr(kPcpuCallSingleQueue, target));
-  const db = sh.cpu.idx(target, kCpuDoorbell);
-  sh.ctl.add(db, 1);
-  sh.ctl.notify(db, 1);
+  sh.cpu.add(target, kCpuDoorbell, 1);
+  sh.cpu.notify(target, kCpuDoorbell, 1);
   k.env.stat(S.ipi_sent);
 }
 
@@ -172,7 +172,7 @@ export function smpCallFunctionMany(
   const targets: number[] = [];
   for (let t = 0; t < cpus; t++) if ((mask & (1 << t)) !== 0) targets.push(t);
   if (targets.length === 1) {
-    smpCallFunctionSingle(k, targets[0]!, func);
+    smpCallFunctionSingle(k, at(targets, 0), func);
     return;
   }
   // cfd->csd: 0 (NULL) if smpcfd_prepare_cpu never ran for the owner CPU

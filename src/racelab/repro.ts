@@ -243,7 +243,8 @@ export async function reproEntry(entry: BugEntry, o: ReproOptions): Promise<Entr
 export function markdownTable(results: EntryResult[], o: ReproOptions, elapsedMs: number): string {
   const cpus = os.cpus();
   const rows = results.map((r) => {
-    const e = BUGS.find((b) => b.name === r.bug)!;
+    const e = BUGS.find((b) => b.name === r.bug);
+    if (!e) throw new Error(`repro: no bug entry ${r.bug}`);
     const t = r.medianDetectMs !== undefined ? `${(r.medianDetectMs / 1000).toFixed(2)} s` : '—';
     // a `|` inside a cell (alternatives such as got=zeros|older-generation) is escaped for markdown
     return `| \`${r.bug}\` | \`${e.repro.join(' ')}\`${e.companions ? ` + \`--bug ${e.companions.join(',')}\`` : ''} | ${r.reproduced}/${r.attempts} | ${r.controlSignature}/${r.controls}${r.controlOther ? ` (${r.controlOther} other)` : ''} | ${t} | \`${r.signature.replace(/\|/g, '\\|')}\` |`;

@@ -4,6 +4,7 @@
 // every run was clean and verified, 1 otherwise, 130/143 when interrupted.
 import { runChild, interruptedBy, withSignalsForwarded } from './repro.ts';
 import { failuresOf, formatSignature, type RunSummary } from './signature.ts';
+import { at } from '../lib/at.ts';
 
 export interface SoakOptions {
   runs: number;
@@ -35,7 +36,7 @@ export async function soak(o: SoakOptions): Promise<number> {
   await withSignalsForwarded(async () => {
     for (let i = 0; i < o.runs && !interruptedBy(); i++) {
       const seed = o.seed + i;
-      const cfg = MATRIX[i % MATRIX.length]!;
+      const cfg = at(MATRIX, i % MATRIX.length);
       const args = [
         'run',
         'mremap-stress',

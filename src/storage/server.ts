@@ -520,9 +520,9 @@ export class Storage {
   }
 
   private release(t: Array<OpenFile | undefined>, fd: number): void {
-    const of = t[fd]!;
+    const of = t[fd];
     t[fd] = undefined;
-    if (of.file.kind === 'mem' && of.file.dirty) this.postFile(of.file);
+    if (of && of.file.kind === 'mem' && of.file.dirty) this.postFile(of.file);
   }
 
   private stat(req: IncomingRequest): Res {

@@ -1,11 +1,12 @@
 // Entry of the S worker: views over the shared buffers, the kernel environment, then S's loop.
-import { parentPort, workerData } from 'node:worker_threads';
+import { workerData } from 'node:worker_threads';
 import { Env } from '../kernel/env.ts';
-import type { WorkerInit, WorkerMsg } from '../kernel/workerdata.ts';
+import { hostPort, type WorkerInit, type WorkerMsg } from '../kernel/workerdata.ts';
 import { Shared } from '../kernel/layout.ts';
 import { storageMain } from './server.ts';
 
 export function main(): void {
+  const port = hostPort();
   const init = workerData as WorkerInit;
   const sh = new Shared(init.bufs);
   const env = new Env(sh, {
@@ -15,5 +16,5 @@ export function main(): void {
     bootEpochMs: init.bootEpochMs,
     config: init.config,
   });
-  storageMain(env, init, (m: WorkerMsg) => parentPort!.postMessage(m));
+  storageMain(env, init, (m: WorkerMsg) => port.postMessage(m));
 }

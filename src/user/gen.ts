@@ -1,5 +1,6 @@
 // Deterministic input generators (host side, plain TypeScript): English-like Zipf text for word_count
 // and a realistic dpkg status file for dpkg-status. Same seed => same bytes.
+import { at } from '../lib/at.ts';
 
 /** mulberry32: a small, fast, seeded 32-bit PRNG. Returns floats in [0, 1). */
 export function mulberry32(seed: number): () => number {
@@ -35,7 +36,7 @@ export class Rng {
     return this.next() < p;
   }
   pick<T>(xs: readonly T[]): T {
-    return xs[Math.floor(this.next() * xs.length)]!;
+    return at(xs, Math.floor(this.next() * xs.length));
   }
 }
 
@@ -185,7 +186,7 @@ function tailWord(idx: number): string {
   const syl = 3 + (x % 2);
   x = Math.floor(x / 2);
   for (let i = 0; i < syl; i++) {
-    w += ONSETS[x % ONSETS.length]! + VOWELS[Math.floor(x / ONSETS.length) % VOWELS.length]!;
+    w += at(ONSETS, x % ONSETS.length) + at(VOWELS, Math.floor(x / ONSETS.length) % VOWELS.length);
     x = Math.floor(x / (ONSETS.length * VOWELS.length)) + i * 7919 + idx;
     x = (Math.imul(x, 2654435761) >>> 0) % 1000003;
   }
@@ -205,7 +206,7 @@ function encodedVocabulary(): EncodedWord[] {
   if (encodedCache) return encodedCache;
   encodedCache = vocabulary().map((w) => ({
     lower: enc(w),
-    cap: enc(w[0]!.toUpperCase() + w.slice(1)),
+    cap: enc(at(w, 0).toUpperCase() + w.slice(1)),
     upper: enc(w.toUpperCase()),
   }));
   return encodedCache;
@@ -220,7 +221,7 @@ function cdf(): Float64Array {
     sum += 1 / (r + 1); // Zipf, s = 1
     c[r] = sum;
   }
-  for (let r = 0; r < VOCABULARY_SIZE; r++) c[r]! /= sum;
+  for (let r = 0; r < VOCABULARY_SIZE; r++) c[r] = at(c, r) / sum;
   zipfCdf = c;
   return c;
 }
@@ -233,7 +234,7 @@ function guide(c: Float64Array): Uint16Array {
   const g = new Uint16Array(GUIDE);
   let r = 0;
   for (let j = 0; j < GUIDE; j++) {
-    while (r < c.length - 1 && c[r]! < j / GUIDE) r++;
+    while (r < c.length - 1 && at(c, r) < j / GUIDE) r++;
     g[j] = r;
   }
   guideTable = g;
@@ -241,8 +242,8 @@ function guide(c: Float64Array): Uint16Array {
 }
 
 function zipfRank(c: Float64Array, g: Uint16Array, u: number): number {
-  let r = g[Math.floor(u * GUIDE)]!;
-  while (r < c.length - 1 && c[r]! < u) r++;
+  let r = at(g, Math.floor(u * GUIDE));
+  while (r < c.length - 1 && at(c, r) < u) r++;
   return r;
 }
 
@@ -265,7 +266,7 @@ export function genZipfText(seed: number, bytes: number): Buffer {
   let sentenceStart = true;
   const put = (b: Uint8Array): void => {
     const k = b.length;
-    for (let i = 0; i < k; i++) out[n + i] = b[i]!;
+    for (let i = 0; i < k; i++) out[n + i] = at(b, i);
     n += k;
     col += k;
   };
@@ -284,23 +285,23 @@ export function genZipfText(seed: number, bytes: number): Buffer {
       let t = tailCache.get(idx);
       if (!t) {
         const s = tailWord(idx);
-        t = { lower: enc(s), cap: enc(s[0]!.toUpperCase() + s.slice(1)), upper: enc(s.toUpperCase()) };
+        t = { lower: enc(s), cap: enc(at(s, 0).toUpperCase() + s.slice(1)), upper: enc(s.toUpperCase()) };
         if (tailCache.size < 100_000) tailCache.set(idx, t);
       }
       w = t;
     } else {
-      w = words[zipfRank(c, gt, r.float())]!;
+      w = at(words, zipfRank(c, gt, r.float()));
     }
     const q = r.float();
     if (q < 0.004) {
-      put(extras[r.int(extras.length)]!);
+      put(at(extras, r.int(extras.length)));
     } else if (q < 0.012) {
       // a number, or letters glued to digits ("abc123def")
       const num = String(r.int(100000));
       if (r.chance(0.3)) {
         put(w.lower);
         put(enc(num));
-        put(words[r.int(200)]!.lower);
+        put(at(words, r.int(200)).lower);
       } else put(enc(num));
     } else if (q < 0.016) {
       put(enc("'")); // leading apostrophe: "'tis"
@@ -310,7 +311,7 @@ export function genZipfText(seed: number, bytes: number): Buffer {
     } else if (q < 0.035) {
       // mIxEd case
       const b = Uint8Array.from(w.lower);
-      for (let i = 0; i < b.length; i += 2) if (b[i]! >= 97 && b[i]! <= 122) b[i]! -= 32;
+      for (let i = 0; i < b.length; i += 2) if (at(b, i) >= 97 && at(b, i) <= 122) b[i] = at(b, i) - 32;
       put(b);
     } else {
       put(sentenceStart ? w.cap : w.lower);
@@ -421,10 +422,10 @@ function depList(r: Rng, names: string[], max: number): string {
   const n = r.range(1, max);
   const deps: string[] = [];
   for (let i = 0; i < n && names.length > 0; i++) {
-    const d = names[r.int(names.length)]!;
+    const d = at(names, r.int(names.length));
     const v = r.float();
     let dep = v < 0.4 ? `${d} (>= ${version(r)})` : v < 0.45 ? `${d} (= ${version(r)})` : d;
-    if (r.chance(0.1) && names.length > 1) dep += ` | ${names[r.int(names.length)]!}`;
+    if (r.chance(0.1) && names.length > 1) dep += ` | ${at(names, r.int(names.length))}`;
     deps.push(dep);
   }
   return deps.join(', ');
@@ -433,7 +434,7 @@ function depList(r: Rng, names: string[], max: number): string {
 function sentence(r: Rng, words: number): string {
   const v = vocabulary();
   const out: string[] = [];
-  for (let i = 0; i < words; i++) out.push(v[Math.min(v.length - 1, Math.floor(Math.exp(r.float() * 8)))]!);
+  for (let i = 0; i < words; i++) out.push(at(v, Math.min(v.length - 1, Math.floor(Math.exp(r.float() * 8)))));
   return out.join(' ');
 }
 

@@ -22,6 +22,7 @@ import {
   withFlags,
   withRange,
 } from './vma.ts';
+import { at } from '../../lib/at.ts';
 
 export class Mprotect extends Brk {
   // ----- mprotect -----------------------------------------------------------------------------
@@ -75,7 +76,7 @@ export class Mprotect extends Brk {
       if (error) break;
       // tmp = vma_iter_end(&vmi): the end of the VMA now holding the piece (merges may extend it)
       const j = this.findVmaIndex(pieceEnd - 1);
-      tmp = this.list[j]!.end;
+      tmp = at(this.list, j).end;
       nstart = tmp;
       i = j + 1;
       vma = this.list[i];
@@ -86,7 +87,7 @@ export class Mprotect extends Brk {
 
   /** mm/mprotect.c mprotect_fixup -> vma_modify_flags (merge first, split only if no merge). */
   protected mprotectFixup(i: number, start: number, end: number, newflags: number): number {
-    const vma = this.list[i]!;
+    const vma = at(this.list, i);
     if (newflags === vma.flags) return 0;
     const piece = makeVma(start, end, newflags, vma.pgoff + (start - vma.start) / PAGE_SIZE, vma.file, vma.shmemId);
     const prev = i > 0 ? this.list[i - 1] : undefined;
@@ -108,7 +109,7 @@ export class Mprotect extends Brk {
       this.splitAt(end);
     }
     const j = this.findVmaIndex(start);
-    this.list[j] = withFlags(this.list[j]!, newflags);
+    this.list[j] = withFlags(at(this.list, j), newflags);
     this.mergeRange(start, end);
     return 0;
   }
@@ -130,7 +131,7 @@ export class Mprotect extends Brk {
     if (vma.start > addr) {
       if (!(vma.flags & VM_GROWSDOWN)) return 'maperr';
       if (!this.expandDownwards(i, addr)) return 'maperr';
-      vma = this.list[i]!;
+      vma = at(this.list, i);
     }
     if (write) return vma.flags & VM_WRITE ? 'ok' : 'accerr';
     // read, not present: vma_is_accessible()
@@ -139,7 +140,7 @@ export class Mprotect extends Brk {
 
   /** mm/mmap.c expand_downwards + acct_stack_growth */
   protected expandDownwards(i: number, address: number): boolean {
-    const vma = this.list[i]!;
+    const vma = at(this.list, i);
     address = pageAlignDown(address);
     if (address < this.mmapMinAddr) return false;
     // Enforce stack_guard_gap

@@ -223,7 +223,7 @@ export class Mremap extends Mprotect {
 
   /** expand_vma(): grow in place if [addr, addr+old_len) ends the VMA and the gap above is free, else move. */
   protected expandVma(vrm: VmaRemap): number {
-    const vma = this.findVma(vrm.addr)!;
+    const vma = this.vmaAt(vrm.addr);
     // vrm_can_expand_in_place()
     if (vma.end - vrm.addr === vrm.oldLen && this.vmaExpandable(vma, vrm.delta)) {
       // expand_vma_in_place() -> vma_merge_extend(): may also merge with the next VMA.
@@ -242,7 +242,7 @@ export class Mremap extends Mprotect {
 
   /** vrm_set_new_addr(): get_unmapped_area for the destination. */
   protected vrmSetNewAddr(vrm: VmaRemap): number {
-    const vma = this.findVma(vrm.addr)!;
+    const vma = this.vmaAt(vrm.addr);
     const pgoff = vma.pgoff + (vrm.addr - vma.start) / PAGE_SIZE;
     const newAddr = this.vrmImpliesNewAddr(vrm) ? vrm.newAddr : 0;
     let mapFlags = 0;
@@ -261,7 +261,7 @@ export class Mremap extends Mprotect {
     // prep_move_vma(): we'd prefer to avoid failure later on in do_munmap: which may split one
     // vma into three before unmapping (measured on 6.18: -ENOMEM from map_count 65527 on).
     if (this.list.length >= this.maxMapCount - 3) return -ENOMEM;
-    const vma = this.findVma(vrm.addr)!;
+    const vma = this.vmaAt(vrm.addr);
     const newPgoff = vma.pgoff + (vrm.addr - vma.start) / PAGE_SIZE;
     // copy_vma()
     const newVma = makeVma(vrm.newAddr, vrm.newAddr + vrm.newLen, vma.flags, newPgoff, vma.file, vma.shmemId);

@@ -41,6 +41,7 @@ import {
   TASK_SIZE,
 } from '../../uapi/abi.ts';
 import { hexPad } from '../../lib/text.ts';
+import { at } from '../../lib/at.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Constants Linux has and uapi.ts does not.
@@ -377,7 +378,7 @@ export class VmaTree {
     let hi = this.list.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1; // indices, not addresses
-      if (this.list[mid]!.end > addr) hi = mid;
+      if (at(this.list, mid).end > addr) hi = mid;
       else lo = mid + 1;
     }
     return lo;
@@ -387,6 +388,13 @@ export class VmaTree {
   findVma(addr: number): Vma | undefined {
     const v = this.list[this.findVmaIndex(addr)];
     return v !== undefined && v.start <= addr ? v : undefined;
+  }
+
+  /** The VMA at addr, which the caller has already found (check_prep_vma): a missing one is a bug. */
+  protected vmaAt(addr: number): Vma {
+    const v = this.findVma(addr);
+    if (!v) throw new Error(`mm: no VMA at 0x${addr.toString(16)} where one was found`);
+    return v;
   }
 
   /** find_vma_intersection(mm, start, end) */
@@ -435,7 +443,7 @@ export class VmaTree {
     this.splitAt(end);
     const i = this.findVmaIndex(start);
     let j = i;
-    while (j < this.list.length && this.list[j]!.start < end) j++;
+    while (j < this.list.length && at(this.list, j).start < end) j++;
     const removed = this.list.splice(i, j - i);
     if (zap && this.hooks) for (const v of removed) this.hooks.zapPages(v.start, v.end - v.start);
   }
@@ -452,8 +460,8 @@ export class VmaTree {
     let k = Math.max(0, this.findVmaIndex(start) - 1);
     let last = Math.min(this.list.length - 1, this.findVmaIndex(end));
     while (k < last) {
-      const a = this.list[k]!;
-      const b = this.list[k + 1]!;
+      const a = at(this.list, k);
+      const b = at(this.list, k + 1);
       if (canMerge(a, b)) {
         this.list.splice(k, 2, makeVma(a.start, b.end, a.flags, a.pgoff, a.file, a.shmemId));
         last--;

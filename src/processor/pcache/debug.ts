@@ -67,6 +67,7 @@ import { reportViolation, type ViolationDetails } from '../../kernel/report.ts';
 import { hex } from '../../lib/text.ts';
 import { kSetEvictPid } from '../../kernel/layout.ts';
 import { walkPageTable } from '../pgtable.ts';
+import { at } from '../../lib/at.ts';
 
 export interface CheckResult {
   violations: number;
@@ -189,7 +190,7 @@ class QuiescentChecker {
         this.report('pgtable-corrupt', {
           pid,
           slot,
-          text: `${this.prefix()} pid ${pid} owns two mm slots (${this.slotOfPid.get(pid)!.slot} and ${slot})`,
+          text: `${this.prefix()} pid ${pid} owns two mm slots (${this.slotOfPid.get(pid)?.slot} and ${slot})`,
         });
         continue;
       }
@@ -234,7 +235,7 @@ class QuiescentChecker {
           bad = `is cyclic (rmap ${r} appears twice)`;
           break;
         }
-        if (ownerLine[r]! >= 0) {
+        if (at(ownerLine, r) >= 0) {
           bad = `shares rmap ${r} with line ${ownerLine[r]}`;
           break;
         }
@@ -273,7 +274,7 @@ class QuiescentChecker {
       const nrLru = sh.set.get(set, kSetNrLru);
 
       const visit = (line: number, list: number, name: string): void => {
-        appearances[line]! += 1;
+        appearances[line] = at(appearances, line) + 1;
         listSet[line] = set;
         if (list === kListFree || this.foundOn[line] === kListNone) this.foundOn[line] = list;
         if (sh.setOfLine(line) !== set)
@@ -342,7 +343,7 @@ class QuiescentChecker {
     }
     for (let line = 0; line < this.nrLines; line++) {
       const set = sh.setOfLine(line);
-      const n = appearances[line]!;
+      const n = at(appearances, line);
       if (n === 0) {
         this.report('set-conservation', {
           line,
@@ -396,7 +397,7 @@ class QuiescentChecker {
         }
         continue;
       }
-      const nr = this.lineRmaps[line]!.length;
+      const nr = at(this.lineRmaps, line).length;
       const mc = (text: string) =>
         this.report('mapcount-mismatch', {
           line,
@@ -419,7 +420,7 @@ class QuiescentChecker {
   private checkRmaps(): void {
     const sh = this.sh;
     for (let line = 0; line < this.nrLines; line++) {
-      const rmaps = this.lineRmaps[line]!;
+      const rmaps = at(this.lineRmaps, line);
       const set = sh.setOfLine(line);
       const owners = new Set<number>();
       for (const r of rmaps) {
@@ -509,7 +510,7 @@ class QuiescentChecker {
     }
     const set = sh.setOfLine(line);
     let found = false;
-    for (const r of this.lineRmaps[line]!) {
+    for (const r of at(this.lineRmaps, line)) {
       if (
         sh.rmap.get(r, kRmapOwner) === mm.pid &&
         sh.rmapAddr.get(r) === va &&

@@ -51,6 +51,7 @@ import { psetAddEviction, psetRemoveEviction } from './perset.ts';
 import { movingRangeCovers, pcacheRemoveRmapLocked, rmapGetPteLocked } from './rmap.ts';
 import { victimInsert } from './victim.ts';
 import type { EvictPolicy as EvictPolicyName } from '../../kernel/config.ts';
+import { at } from '../../lib/at.ts';
 
 export const EVICT_SUCCEED = 0;
 export const EVICT_EAGAIN_FREEABLE = 1;
@@ -207,7 +208,7 @@ export function pcacheEvictLine(k: Kern, set: number): number {
     sh.meta.and(line, kMetaFlags, ~PC_writeback);
   } else k.env.stat(S.nr_clflush_clean_skipped);
   if (sh.geo.victims > 0 && rmaps.length === 1)
-    victimInsert(k, set, rmapView(sh, rmaps[0]!).owner, rmapView(sh, rmaps[0]!).address, data, gen, writable);
+    victimInsert(k, set, rmapView(sh, at(rmaps, 0)).owner, rmapView(sh, at(rmaps, 0)).address, data, gen, writable);
   // pcache_free_reserved_rmap
   for (const r of rmaps) pcacheRemoveRmapLocked(k, line, r);
   for (const e of entries) psetRemoveEviction(k, set, e);

@@ -1,5 +1,6 @@
 // printf formatting (glibc's vfprintf, pure): no memory access except through the string reader
 // the caller passes for %s of a C-string address.
+import { at } from '../../lib/at.ts';
 
 export type PrintfArg = string | number | bigint;
 
@@ -63,7 +64,7 @@ export function formatPrintf(fmt: string, args: PrintfArg[], readCString: (va: n
       }
       i++;
     } else {
-      while (i < n && fmt[i]! >= '0' && fmt[i]! <= '9') width = width * 10 + (fmt.charCodeAt(i++) - 48);
+      while (i < n && at(fmt, i) >= '0' && at(fmt, i) <= '9') width = width * 10 + (fmt.charCodeAt(i++) - 48);
     }
     let prec = -1;
     if (fmt[i] === '.') {
@@ -74,7 +75,7 @@ export function formatPrintf(fmt: string, args: PrintfArg[], readCString: (va: n
         if (prec < 0) prec = -1;
         i++;
       } else {
-        while (i < n && fmt[i]! >= '0' && fmt[i]! <= '9') prec = prec * 10 + (fmt.charCodeAt(i++) - 48);
+        while (i < n && at(fmt, i) >= '0' && at(fmt, i) <= '9') prec = prec * 10 + (fmt.charCodeAt(i++) - 48);
       }
     }
     let bits = 32;

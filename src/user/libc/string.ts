@@ -5,6 +5,7 @@
 import { PAGE_SIZE } from '../../uapi/abi.ts';
 import { BOUNCE } from './base.ts';
 import { Malloc } from './malloc.ts';
+import { at } from '../../lib/at.ts';
 
 export class StringH extends Malloc {
   // ================================================================================================
@@ -51,7 +52,7 @@ export class StringH extends Malloc {
       const k = Math.min(n - o, BOUNCE);
       this.mmu.read(a + o, x, 0, k);
       this.mmu.read(b + o, y, 0, k);
-      for (let i = 0; i < k; i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+      for (let i = 0; i < k; i++) if (x[i] !== y[i]) return at(x, i) - at(y, i);
       o += k;
     }
     return 0;
@@ -86,8 +87,8 @@ export class StringH extends Malloc {
       this.mmu.read(pa, x, 0, k);
       this.mmu.read(pb, y, 0, k);
       for (let i = 0; i < k; i++) {
-        const c = x[i]!;
-        const d = y[i]!;
+        const c = at(x, i);
+        const d = at(y, i);
         if (c !== d) return c - d;
         if (c === 0) return 0;
       }
@@ -105,8 +106,8 @@ export class StringH extends Malloc {
       const k = Math.min(len + 1 - n, PAGE_SIZE - (pa % PAGE_SIZE));
       this.mmu.read(pa, x, 0, k);
       for (let i = 0; i < k; i++) {
-        const c = x[i]!;
-        const d = n + i < len ? bytes[n + i]! : 0;
+        const c = at(x, i);
+        const d = n + i < len ? at(bytes, n + i) : 0;
         if (c !== d) return c - d;
         if (c === 0) return 0;
       }
@@ -181,7 +182,7 @@ export class StringH extends Malloc {
     this.mmu.read(base, src);
     const dst = new Uint8Array(total);
     for (let i = 0; i < n; i++) {
-      const s = order[i]! * size;
+      const s = at(order, i) * size;
       dst.set(src.subarray(s, s + size), i * size);
     }
     this.mmu.write(base, dst);

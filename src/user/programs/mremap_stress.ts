@@ -72,6 +72,7 @@ import type { Mmu, Program, UserContext } from '../../uapi/program.ts';
 import { Rng } from '../gen.ts';
 import { decodePageTag, describePageContent, encodeTaggedPage, regionId, type PageTag } from './script/tags.ts';
 import { hex } from '../../lib/text.ts';
+import { at } from '../../lib/at.ts';
 
 // ---------------------------------------------------------------------------------------------------
 // Options
@@ -120,7 +121,7 @@ export function parseStressArgs(argv: readonly string[]): StressOptions | string
     '--iterations': { key: 'iterations', max: kMaxIterations },
   };
   for (let i = 0; i < argv.length; i++) {
-    const a = argv[i]!;
+    const a = at(argv, i);
     if (!a.startsWith('--')) return `unexpected argument "${a}" (${kUsage})`;
     const eq = a.indexOf('=');
     const name = eq > 0 ? a.slice(0, eq) : a;
@@ -275,7 +276,7 @@ function regionNames(o: StressOptions): Map<number, string> {
 // Helpers
 
 function fnv1a(bytes: Uint8Array, h = 0x811c9dc5): number {
-  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ bytes[i]!, 0x01000193) >>> 0;
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ at(bytes, i), 0x01000193) >>> 0;
   return h;
 }
 
@@ -623,7 +624,7 @@ class StressThread {
   // ---- pages ----
 
   private tagOf(reg: Region, i: number): PageTag | undefined {
-    const gen = reg.gens[i]!;
+    const gen = at(reg.gens, i);
     return gen === 0 ? undefined : { region: reg.id, page: i, generation: gen, thread: this.t };
   }
 
@@ -757,7 +758,7 @@ class StressThread {
     const call =
       `mremap(${hex(oldAddr)}, ${hex(oldLen)}, ${hex(newLen)}, ${mremapFlagNames(flags)}` +
       `${newAddr !== undefined ? `, ${hex(newAddr)} = slot ${dst}` : ''})`;
-    const want = mode === 'fixed' ? newAddr! : mode === 'inplace' ? oldAddr : -1;
+    const want = mode === 'fixed' ? (newAddr ?? -1) : mode === 'inplace' ? oldAddr : -1;
     if (ret < 0 || (want >= 0 && ret !== want)) {
       return this.sysFail(call, ret, want >= 0 ? hex(want) : 'an address', oldAddr);
     }
@@ -995,7 +996,7 @@ class StressThread {
       const start = this.rng.int(this.regions.length);
       let reg: Region | undefined;
       for (let k = 0; k < this.regions.length && reg === undefined; k++) {
-        const cand = this.regions[(start + k) % this.regions.length]!;
+        const cand = at(this.regions, (start + k) % this.regions.length);
         const b = this.tryBusy(cand);
         if (b < 0) return;
         if (b === 1) reg = cand;
@@ -1132,7 +1133,8 @@ function collectReport(u: UserContext, o: StressOptions, lay: StressLayout): Str
       message: new TextDecoder().decode(page.subarray(kStatMsg, kStatMsg + len)),
     };
   }
-  if (rep.firstFailure === undefined && late.length > 0) rep.firstFailure = { ...late[0]!, iteration: 0 };
+  const firstLate = late[0];
+  if (rep.firstFailure === undefined && firstLate) rep.firstFailure = { ...firstLate, iteration: 0 };
   return rep;
 }
 

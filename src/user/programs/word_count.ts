@@ -21,6 +21,7 @@
 import { MAP_PRIVATE, O_RDONLY, PROT_READ } from '../../uapi/abi.ts';
 import { UserSignal, type Program, type UserContext } from '../../uapi/program.ts';
 import { Libc, SIGABRT } from '../libc.ts';
+import { at } from '../../lib/at.ts';
 
 const START_ARRAY_SIZE = 2000;
 const START_INDEX_SIZE = 4096;
@@ -180,7 +181,7 @@ function mapChunk(libc: Libc, task: number): void {
     const k = Math.min(BLOCK, len - off);
     m.read(data + off, blk, 0, k);
     for (let i = 0; i < k; i++) {
-      let c = blk[i]!;
+      let c = at(blk, i);
       if (c >= 0x61 && c <= 0x7a) c -= 0x20;
       const letter = c >= 0x41 && c <= 0x5a;
       if (inWord) {
@@ -243,10 +244,10 @@ interface Options {
 }
 
 function parseArgs(argv: string[]): Options | string {
-  if (argv.length < 1 || argv[0]!.startsWith('--')) return 'missing input path';
-  const o: Options = { path: argv[0]!, top: 10, threads: 2 };
+  if (argv.length < 1 || at(argv, 0).startsWith('--')) return 'missing input path';
+  const o: Options = { path: at(argv, 0), top: 10, threads: 2 };
   for (let i = 1; i < argv.length; i++) {
-    const a = argv[i]!;
+    const a = at(argv, i);
     let name = a;
     let val: string | undefined;
     const eq = a.indexOf('=');

@@ -29,6 +29,7 @@ import {
 } from './layout.ts';
 import { Expect, NumExpr, ProbeState, Scenario, Step } from './format.ts';
 import { hex } from '../../../lib/text.ts';
+import { at } from '../../../lib/at.ts';
 
 /** A step that did not do what the scenario expects; caught per step (never a UserSignal). */
 export class StepFailure extends Error {}
@@ -59,8 +60,7 @@ export class ScriptThread {
   }
 
   loadVar(name: string, field: string): number {
-    const slot = this.sc.varSlots.get(name)!;
-    const raw = this.u.mmu.load64(this.sc.ctlBase + 8 * slot);
+    const raw = this.u.mmu.load64(this.varAddr(name));
     if (raw === 0) {
       const by = (this.sc.varSetters.get(name) ?? []).map((s) => `line ${s.line} (thread ${s.thread})`).join(', ');
       throw new StepFailure(
@@ -72,11 +72,18 @@ export class ScriptThread {
   }
 
   storeVar(name: string, v: number): void {
-    this.u.mmu.store64(this.sc.ctlBase + 8 * this.sc.varSlots.get(name)!, v + kVarBias);
+    this.u.mmu.store64(this.varAddr(name), v + kVarBias);
+  }
+
+  /** the slot of a variable the parser declared (every name reaching here has one) */
+  private varAddr(name: string): number {
+    const slot = this.sc.varSlots.get(name);
+    if (slot === undefined) throw new Error(`script: variable ${name} has no slot`);
+    return this.sc.ctlBase + 8 * slot;
   }
 
   eval(e: NumExpr, field: string): number {
-    const t0 = e.terms[0]!;
+    const t0 = at(e.terms, 0);
     if (e.terms.length === 1 && t0.vars.length === 0) return t0.sign * t0.lit; // a literal: may be a 64-bit value
     let v = 0;
     for (const term of e.terms) {
@@ -348,7 +355,9 @@ export class ScriptThread {
     step.expectProbe.forEach((r, k) => {
       const pages = r.pages
         ? this.eval(r.pages, `expect_probe[${k}].pages`)
-        : Math.ceil(this.eval(r.len!, `expect_probe[${k}].len`) / PAGE_SIZE);
+        : r.len
+          ? Math.ceil(this.eval(r.len, `expect_probe[${k}].len`) / PAGE_SIZE)
+          : 0; // the parser gives every run pages or len
       for (let i = 0; i < pages && want.length <= n; i++) want.push(r.state);
     });
     if (want.length !== n) {

@@ -34,6 +34,7 @@ import {
   TouchAccess,
 } from './format.ts';
 import { hex } from '../../../lib/text.ts';
+import { at } from '../../../lib/at.ts';
 
 export const OPS = [
   'mmap',
@@ -167,7 +168,7 @@ export class Parser {
     const r = schema.safeParse(obj);
     if (r.success) return r.data;
     // An unknown key first: a misspelt field also shows up as a missing one, and the typo is the real error.
-    const issue = r.error.issues.find((i) => i.code === 'unrecognized_keys') ?? r.error.issues[0]!;
+    const issue = r.error.issues.find((i) => i.code === 'unrecognized_keys') ?? at(r.error.issues, 0);
     const fields = Object.keys(schema.shape);
     if (issue.code === 'unrecognized_keys') {
       const k = issue.keys[0] ?? '';
@@ -186,7 +187,8 @@ export class Parser {
   }
 
   num(raw: number | string, field: string, line: number): NumExpr {
-    const bad = (why: string): never =>
+    // explicitly typed, so that control flow knows a call never returns
+    const bad: (why: string) => never = (why) =>
       this.fail(
         line,
         `bad number ${typeof raw === 'string' ? JSON.stringify(excerpt(raw)) : raw} in "${field}"${why}: expected ${kNumHelp}`,
@@ -204,7 +206,7 @@ export class Parser {
     // (0xfffffffffffff001 is -4095), which the kernel reads back as an unsigned long.
     const lone = /^\s*(0[xX][0-9a-fA-F]+|[0-9]+)\s*$/.exec(raw);
     if (lone && !Number.isSafeInteger(Number(lone[1]))) {
-      const b = BigInt(lone[1]!);
+      const b = BigInt(at(lone, 1));
       if (b >= 2n ** 64n) bad(' (beyond 2^64 - 1: a syscall argument is 64 bits)');
       const signed = BigInt.asIntN(64, b);
       const v = Number(signed);
@@ -220,8 +222,9 @@ export class Parser {
     while (pos < raw.length) {
       tok.lastIndex = pos;
       const m = tok.exec(raw);
-      if (!m) bad(` (unexpected "${raw.slice(pos, pos + 8)}")`);
-      toks.push(m![1]!);
+      const t = m?.[1];
+      if (t === undefined) bad(` (unexpected "${raw.slice(pos, pos + 8)}")`);
+      toks.push(t);
       pos = tok.lastIndex;
     }
     if (toks.length === 0) bad(' (empty)');
@@ -237,9 +240,9 @@ export class Parser {
       for (;;) {
         const t = toks[i++];
         if (t === undefined || '+-*'.includes(t)) bad(' (an operator needs a number or a variable on each side)');
-        if (t!.startsWith('$')) {
-          term.vars.push(t!);
-          this.varUses.push({ name: t!, line, field });
+        if (t.startsWith('$')) {
+          term.vars.push(t);
+          this.varUses.push({ name: t, line, field });
         } else {
           const v = Number(t);
           if (!Number.isSafeInteger(v)) bad(' (beyond 2^53)');
@@ -573,7 +576,7 @@ export function literalRanges(s: Step): Array<[number, number]> {
  * range, variables never assigned, barriers some thread never reaches, overlap with the control region.
  */
 export function parseScenario(text: string, fileName: string): Scenario {
-  const p = new Parser(fileName);
+  const p: Parser = new Parser(fileName);
   let header: { line: number; name: string; description?: string; threads?: number; ctl?: NumExpr } | undefined;
   const steps: Step[] = [];
   const barrierCount = new Map<number, number>();
@@ -581,7 +584,7 @@ export function parseScenario(text: string, fileName: string): Scenario {
   const lines = text.split(/\r?\n/);
   for (let i = 0; i < lines.length; i++) {
     const line = i + 1;
-    const src = lines[i]!.trim();
+    const src = at(lines, i).trim();
     if (src === '' || src.startsWith('#')) continue;
     let obj: unknown;
     try {
@@ -618,7 +621,7 @@ export function parseScenario(text: string, fileName: string): Scenario {
       p.fail(line, `unknown op "${String(op)}"${didYouMean(String(op), OPS)} (ops: ${OPS.join(', ')})`);
     const t = typeof rec.thread === 'number' ? rec.thread : 0;
     const ordinal = (barrierCount.get(t) ?? 0) + 1;
-    const step = compileStep(p, known!, rec, line, ordinal);
+    const step = compileStep(p, known, rec, line, ordinal);
     if (step.op === 'barrier') barrierCount.set(step.thread, ordinal);
     steps.push(step);
   }
@@ -645,23 +648,23 @@ export function parseScenario(text: string, fileName: string): Scenario {
 
   // Every thread must pass the same barriers in the same order, or the run deadlocks: check it here.
   const perThread: Array<Array<Extract<Step, { op: 'barrier' }>>> = Array.from({ length: threads }, () => []);
-  for (const s of steps) if (s.op === 'barrier') perThread[s.thread]!.push(s);
+  for (const s of steps) if (s.op === 'barrier') at(perThread, s.thread).push(s);
   const barriers = Math.max(...perThread.map((b) => b.length));
   for (let k = 0; k < barriers; k++) {
-    const ref = perThread.find((b) => b.length > k)!;
-    const b = ref[k]!;
+    const b = perThread.find((r) => r.length > k)?.[k];
+    if (b === undefined) continue; // cannot happen: k is below the longest thread's barrier count
     for (let t = 0; t < threads; t++) {
-      const other = perThread[t]![k];
+      const other = at(perThread, t)[k];
       if (!other) {
         p.fail(
           b.line,
           `barrier ${JSON.stringify(b.label)} (barrier #${k + 1} of thread ${b.thread}) is never reached by thread ${t}: every thread must pass every barrier, in the same order, or the others wait forever`,
         );
       }
-      if (other!.label !== b.label) {
+      if (other.label !== b.label) {
         p.fail(
-          other!.line,
-          `thread ${t}'s barrier #${k + 1} is ${JSON.stringify(other!.label)} but thread ${b.thread}'s is ${JSON.stringify(b.label)} (line ${b.line}): threads must pass barriers in the same order`,
+          other.line,
+          `thread ${t}'s barrier #${k + 1} is ${JSON.stringify(other.label)} but thread ${b.thread}'s is ${JSON.stringify(b.label)} (line ${b.line}): threads must pass barriers in the same order`,
         );
       }
     }
@@ -676,7 +679,7 @@ export function parseScenario(text: string, fileName: string): Scenario {
         `"ctl" must be a literal page-aligned user address with room for ${hex(ctlRegionSize(threads))} bytes below TASK_SIZE`,
       );
     }
-    ctlBase = v!;
+    ctlBase = v;
   }
   const ctlEnd = ctlBase + ctlRegionSize(threads);
   for (const s of steps) {
