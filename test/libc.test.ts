@@ -1,3 +1,5 @@
+// libc (src/user/libc/) on a fake machine: size classes, malloc/free/realloc against glibc's syscall
+// pattern and heap checks, string.h, printf, the file helpers, and real threads racing on one arena.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PAGE_SIZE } from '../src/uapi/abi.ts';

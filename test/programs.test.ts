@@ -1,3 +1,5 @@
+// The programs and their inputs on a fake machine: the generators' determinism and shape, word_count and
+// dpkg-status against their oracles (src/host/oracle.ts), and the oracles themselves.
 import { describe, expect, it } from 'vitest';
 import {
   compareBytes,

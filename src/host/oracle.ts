@@ -13,7 +13,7 @@ export function countWords(buf: Uint8Array): Map<string, number> {
   const n = buf.length;
   let i = 0;
   while (i < n) {
-    const c = elem(buf, i);
+    const c = buf[i] ?? 0;
     const isLetter = (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a);
     if (!isLetter) {
       i++;
@@ -21,13 +21,13 @@ export function countWords(buf: Uint8Array): Map<string, number> {
     }
     let j = i + 1;
     while (j < n) {
-      const d = elem(buf, j);
+      const d = buf[j] ?? 0;
       if ((d >= 0x41 && d <= 0x5a) || (d >= 0x61 && d <= 0x7a) || d === 0x27) j++;
       else break;
     }
     let w = '';
     for (let k = i; k < j; k++) {
-      const d = elem(buf, k);
+      const d = buf[k] ?? 0;
       w += String.fromCharCode(d >= 0x61 && d <= 0x7a ? d - 0x20 : d);
     }
     counts.set(w, (counts.get(w) ?? 0) + 1);
@@ -119,7 +119,7 @@ export function compareWordCounts(expected: WordCounts, actual: WordCounts): Com
 
 const isBlankLine = (buf: Uint8Array, s: number, e: number): boolean => {
   for (let i = s; i < e; i++) {
-    const c = elem(buf, i);
+    const c = buf[i] ?? 0;
     if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0a) return false;
   }
   return true;

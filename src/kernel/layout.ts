@@ -671,6 +671,10 @@ export class Rec32 {
   idx(i: number, w: number): number {
     return i * this.stride + w;
   }
+  /** record i as its own typed view, for a hot path that works on one record (a CPU's TLB) */
+  row(i: number): Int32Array {
+    return this.a.subarray(i * this.stride, (i + 1) * this.stride);
+  }
   get(i: number, w: number): number {
     const v = this.a[i * this.stride + w];
     if (v === undefined) throw outOfRange(this.what, i * this.stride + w);
@@ -721,6 +725,10 @@ export class RecF64 {
     readonly stride: number,
     readonly what: string,
   ) {}
+  /** record i as its own typed view, for a hot path that works on one record (a CPU's TLB) */
+  row(i: number): Float64Array {
+    return this.a.subarray(i * this.stride, (i + 1) * this.stride);
+  }
   get(i: number, w: number): number {
     const v = this.a[i * this.stride + w];
     if (v === undefined) throw outOfRange(this.what, i * this.stride + w);

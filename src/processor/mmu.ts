@@ -23,8 +23,6 @@ import {
   kMmKilled,
   kMmPgd,
   kTlbEntries,
-  type Rec32,
-  type RecF64,
 } from '../kernel/layout.ts';
 import { S } from '../kernel/stats.ts';
 import { PAGE_SIZE, SEGV_ACCERR, SEGV_MAPERR, X86_PF_PROT, X86_PF_USER, X86_PF_WRITE } from '../uapi/abi.ts';
@@ -43,7 +41,6 @@ import type { Kern } from './kern.ts';
 import { pteLine, walkNoAlloc } from './pgtable.ts';
 import { safePoint } from './stop.ts';
 import { reportViolation } from '../kernel/report.ts';
-import { at } from '../lib/at.ts';
 
 const kTick = 4096;
 export const SIGKILL = 9;
@@ -54,9 +51,10 @@ export class CpuMmu implements Mmu {
   private readonly data: Uint8Array;
   private readonly data32: Int32Array;
   private readonly view: DataView;
-  private readonly tlbVpn: RecF64;
-  private readonly tlbVal: Rec32;
-  private readonly cpu: number;
+  // this CPU's TLB: its record of the tlbVpn and tlbVal regions (only this CPU fills it; other CPUs'
+  // flushes reach it by IPI, which this CPU runs; checkers read it with Atomics or in a stopped world)
+  private readonly tlbVpn: Float64Array;
+  private readonly tlbVal: Int32Array;
   // one-page fast translations: VA of the page and the byte offset of its line in pcdata
   private rBase = -1;
   private rOff = 0;
@@ -70,9 +68,8 @@ export class CpuMmu implements Mmu {
     this.data = sh.pcdata;
     this.data32 = sh.pcdata32;
     this.view = sh.pcdataView;
-    this.tlbVpn = sh.tlbVpn;
-    this.tlbVal = sh.tlbVal;
-    this.cpu = k.cpu;
+    this.tlbVpn = sh.tlbVpn.row(k.cpu);
+    this.tlbVal = sh.tlbVal.row(k.cpu);
     k.mmu = {
       invalidateFast: () => {
         this.rBase = -1;
@@ -122,20 +119,19 @@ export class CpuMmu implements Mmu {
     const sh = k.sh;
     const vpn = Math.floor(va / PAGE_SIZE);
     const page = vpn * PAGE_SIZE;
-    const cpu = this.cpu;
     const ti = vpn % kTlbEntries;
     for (let attempt = 0; ; attempt++) {
-      if (this.tlbVpn.get(cpu, ti) === vpn) {
-        const val = this.tlbVal.get(cpu, ti);
+      if (this.tlbVpn[ti] === vpn) {
+        const val = Atomics.load(this.tlbVal, ti);
         if (!write || (val & _PAGE_RW) !== 0) {
           if (this.checkTlb) this.checkStaleUse(va, val);
           const off = (val >>> 12) * PAGE_SIZE;
           if (write && (val & _PAGE_DIRTY) === 0) {
             if (!this.setDirty(va, val >>> 12)) {
-              this.tlbVpn.set(cpu, ti, -1);
+              this.tlbVpn[ti] = -1;
               continue;
             }
-            this.tlbVal.store(cpu, ti, val | _PAGE_DIRTY);
+            Atomics.store(this.tlbVal, ti, val | _PAGE_DIRTY);
           }
           // (The detector checks TLB hits here; accesses within the one-page shortcut are not checked.)
           if (write) {
@@ -154,16 +150,16 @@ export class CpuMmu implements Mmu {
       if ((pte & _PAGE_PRESENT) !== 0 && (!write || (pte & _PAGE_RW) !== 0)) {
         // Invalidate, write the value, then the tag: a checker reading this CPU's TLB never sees a
         // valid tag with another entry's value.
-        this.tlbVpn.set(cpu, ti, -1);
-        this.tlbVal.store(cpu, ti, pte);
-        this.tlbVpn.set(cpu, ti, vpn);
+        this.tlbVpn[ti] = -1;
+        Atomics.store(this.tlbVal, ti, pte);
+        this.tlbVpn[ti] = vpn;
         k.env.stat(S.tlb_fill);
         continue;
       }
       if (attempt > 64)
         throw new Error(`mmu: no progress translating 0x${va.toString(16)} (pte 0x${(pte >>> 0).toString(16)})`);
       // Page fault.
-      this.tlbVpn.set(cpu, ti, -1);
+      this.tlbVpn[ti] = -1;
       const r = this.fault(va, write);
       if (r === FAULT_OK) continue;
       // a probe reports what a SIGSEGV handler would see; a fatal non-SIGSEGV fault (OOM, a kill) is delivered
@@ -231,8 +227,9 @@ export class CpuMmu implements Mmu {
   // ---- accesses ----
   load8(va: number): number {
     const d = va - this.rBase;
-    if (d >= 0 && d < PAGE_SIZE && --this.tick > 0) return at(this.data, this.rOff + d);
-    return at(this.data, this.translate(va, false));
+    // in range by construction: rOff and translate() name a line of pcdata, d is inside its page
+    if (d >= 0 && d < PAGE_SIZE && --this.tick > 0) return this.data[this.rOff + d] ?? 0;
+    return this.data[this.translate(va, false)] ?? 0;
   }
   load16(va: number): number {
     const d = va - this.rBase;
@@ -337,7 +334,7 @@ export class CpuMmu implements Mmu {
   probeSiCode(va: number, write: boolean): number {
     const p = this.translate(va, write, true);
     if (p < 0) return -p === FAULT_SIGSEGV_ACCERR ? SEGV_ACCERR : SEGV_MAPERR;
-    if (write) this.data[p] = at(this.data, p); // a store of the byte's own value
+    if (write) this.data[p] = this.data[p] ?? 0; // a store of the byte's own value
     return 0;
   }
 }

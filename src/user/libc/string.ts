@@ -52,7 +52,7 @@ export class StringH extends Malloc {
       const k = Math.min(n - o, BOUNCE);
       this.mmu.read(a + o, x, 0, k);
       this.mmu.read(b + o, y, 0, k);
-      for (let i = 0; i < k; i++) if (x[i] !== y[i]) return at(x, i) - at(y, i);
+      for (let i = 0; i < k; i++) if (x[i] !== y[i]) return (x[i] ?? 0) - (y[i] ?? 0);
       o += k;
     }
     return 0;
@@ -87,8 +87,8 @@ export class StringH extends Malloc {
       this.mmu.read(pa, x, 0, k);
       this.mmu.read(pb, y, 0, k);
       for (let i = 0; i < k; i++) {
-        const c = at(x, i);
-        const d = at(y, i);
+        const c = x[i] ?? 0;
+        const d = y[i] ?? 0;
         if (c !== d) return c - d;
         if (c === 0) return 0;
       }
@@ -106,8 +106,8 @@ export class StringH extends Malloc {
       const k = Math.min(len + 1 - n, PAGE_SIZE - (pa % PAGE_SIZE));
       this.mmu.read(pa, x, 0, k);
       for (let i = 0; i < k; i++) {
-        const c = at(x, i);
-        const d = n + i < len ? at(bytes, n + i) : 0;
+        const c = x[i] ?? 0;
+        const d = n + i < len ? (bytes[n + i] ?? 0) : 0;
         if (c !== d) return c - d;
         if (c === 0) return 0;
       }

@@ -16,7 +16,6 @@
 import { O_CREAT, O_TRUNC, O_WRONLY } from '../../uapi/abi.ts';
 import { UserSignal, type Program, type UserContext } from '../../uapi/program.ts';
 import { Libc, SIGABRT } from '../libc.ts';
-import { at } from '../../lib/at.ts';
 
 // struct record (a varbuf plus where the record came from)
 const R_BUF = 0;
@@ -73,7 +72,7 @@ class Record {
 
 const isBlank = (b: Uint8Array, s: number, e: number): boolean => {
   for (let i = s; i < e; i++) {
-    const c = at(b, i);
+    const c = b[i] ?? 0;
     if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0a) return false;
   }
   return true;
@@ -136,7 +135,7 @@ function main(u: UserContext, argv: string[]): number {
       if (!inStanza && seenStanza) rec = startRecord(pos);
       inStanza = true;
       seenStanza = true;
-      const c = at(text, pos);
+      const c = text[pos] ?? 0;
       if (c !== 0x20 && c !== 0x09) {
         // "Field: value"
         rec.fields++;

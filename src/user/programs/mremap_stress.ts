@@ -276,7 +276,7 @@ function regionNames(o: StressOptions): Map<number, string> {
 // Helpers
 
 function fnv1a(bytes: Uint8Array, h = 0x811c9dc5): number {
-  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ at(bytes, i), 0x01000193) >>> 0;
+  for (let i = 0; i < bytes.length; i++) h = Math.imul(h ^ (bytes[i] ?? 0), 0x01000193) >>> 0;
   return h;
 }
 

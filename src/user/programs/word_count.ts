@@ -181,7 +181,7 @@ function mapChunk(libc: Libc, task: number): void {
     const k = Math.min(BLOCK, len - off);
     m.read(data + off, blk, 0, k);
     for (let i = 0; i < k; i++) {
-      let c = at(blk, i);
+      let c = blk[i] ?? 0;
       if (c >= 0x61 && c <= 0x7a) c -= 0x20;
       const letter = c >= 0x41 && c <= 0x5a;
       if (inWord) {

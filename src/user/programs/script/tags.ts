@@ -3,7 +3,6 @@
 import { PAGE_SIZE } from '../../../uapi/abi.ts';
 import type { Mmu } from '../../../uapi/program.ts';
 import { hex } from '../../../lib/text.ts';
-import { at } from '../../../lib/at.ts';
 
 // Page patterns: a 32-byte self-describing tag at the start of every page, the rest derived from it.
 //
@@ -35,7 +34,7 @@ export type PageContent =
 
 export function fnv1a(bytes: Uint8Array, from = 0, to = bytes.length): number {
   let h = 0x811c9dc5;
-  for (let i = from; i < to; i++) h = Math.imul(h ^ at(bytes, i), 0x01000193) >>> 0;
+  for (let i = from; i < to; i++) h = Math.imul(h ^ (bytes[i] ?? 0), 0x01000193) >>> 0;
   return h;
 }
 
