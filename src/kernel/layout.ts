@@ -739,7 +739,10 @@ export class RecF64 {
   }
   /** add to a word only this context writes (a statistics counter): plain, not atomic */
   bump(i: number, w: number, v: number): void {
-    this.a[i * this.stride + w] = this.get(i, w) + v;
+    const j = i * this.stride + w;
+    const old = this.a[j];
+    if (old === undefined) throw outOfRange(this.what, j);
+    this.a[j] = old + v;
   }
 }
 

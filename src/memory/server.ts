@@ -35,7 +35,6 @@ import {
 import { kNodeMemory, kNodeStorage } from '../kernel/layout.ts';
 import { EACCES, EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH, PAGE_SIZE } from '../uapi/abi.ts';
 import { LegoMm, type Vma } from './vm/mm.ts';
-import { at } from '../lib/at.ts';
 
 /** Where the kernel's top-down mmap area starts: the first 0x7e000-byte mmap lands at 0x7fffe5788000. */
 export const kMmapBase = 0x7fffe5806000;
@@ -71,7 +70,8 @@ export class Dram {
     this.free.push(f);
   }
   page(f: number): Uint8Array {
-    const c = at(this.chunks, Math.floor(f / kChunkFrames));
+    const c = this.chunks[Math.floor(f / kChunkFrames)];
+    if (c === undefined) throw new RangeError(`memory: frame ${f} was never allocated`);
     const o = (f % kChunkFrames) * PAGE_SIZE;
     return c.subarray(o, o + PAGE_SIZE);
   }

@@ -122,7 +122,7 @@ export class CpuMmu implements Mmu {
     const ti = vpn % kTlbEntries;
     for (let attempt = 0; ; attempt++) {
       if (this.tlbVpn[ti] === vpn) {
-        const val = Atomics.load(this.tlbVal, ti);
+        const val = this.tlbVal[ti] ?? 0; // this CPU's own entry: only it writes it
         if (!write || (val & _PAGE_RW) !== 0) {
           if (this.checkTlb) this.checkStaleUse(va, val);
           const off = (val >>> 12) * PAGE_SIZE;

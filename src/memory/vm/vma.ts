@@ -378,7 +378,8 @@ export class VmaTree {
     let hi = this.list.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1; // indices, not addresses
-      if (at(this.list, mid).end > addr) hi = mid;
+      const v = this.list[mid]; // lo <= mid < hi <= length: always a VMA
+      if (v !== undefined && v.end > addr) hi = mid;
       else lo = mid + 1;
     }
     return lo;

@@ -51,7 +51,6 @@ import { psetAddEviction, psetRemoveEviction } from './perset.ts';
 import { movingRangeCovers, pcacheRemoveRmapLocked, rmapGetPteLocked } from './rmap.ts';
 import { victimInsert } from './victim.ts';
 import type { EvictPolicy as EvictPolicyName } from '../../kernel/config.ts';
-import { at } from '../../lib/at.ts';
 
 export const EVICT_SUCCEED = 0;
 export const EVICT_EAGAIN_FREEABLE = 1;
@@ -207,8 +206,11 @@ export function pcacheEvictLine(k: Kern, set: number): number {
     }
     sh.meta.and(line, kMetaFlags, ~PC_writeback);
   } else k.env.stat(S.nr_clflush_clean_skipped);
-  if (sh.geo.victims > 0 && rmaps.length === 1)
-    victimInsert(k, set, rmapView(sh, at(rmaps, 0)).owner, rmapView(sh, at(rmaps, 0)).address, data, gen, writable);
+  const only = rmaps.length === 1 ? rmaps[0] : undefined;
+  if (sh.geo.victims > 0 && only !== undefined) {
+    const v = rmapView(sh, only);
+    victimInsert(k, set, v.owner, v.address, data, gen, writable);
+  }
   // pcache_free_reserved_rmap
   for (const r of rmaps) pcacheRemoveRmapLocked(k, line, r);
   for (const e of entries) psetRemoveEviction(k, set, e);
