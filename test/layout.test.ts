@@ -11,6 +11,7 @@ const {
   CSD,
   CSD_INFO,
   CTL,
+  MBOX_F,
   MBOX_HDR,
   META,
   MM,
@@ -44,6 +45,7 @@ const REGIONS: layout.RegionDecl[] = [
   REP_HDR,
   REPORT_SLOT,
   MBOX_HDR,
+  MBOX_F,
   RECV,
 ];
 

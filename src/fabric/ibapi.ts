@@ -16,6 +16,8 @@ import {
   kCpuDoorbell,
   type Rec32,
   Vec32,
+  VecF64,
+  kMboxVaddr,
   kCtlShutdown,
   kMboxAux,
   kMboxBytes,
@@ -61,7 +63,7 @@ export const MBOX_REPLIED = 2;
 /** One context's mailbox views. */
 export class Mailbox {
   readonly hdr: Vec32;
-  readonly f64: Float64Array;
+  readonly f64: VecF64;
   readonly page: Uint8Array;
   readonly payload: Uint8Array;
   constructor(
@@ -70,15 +72,15 @@ export class Mailbox {
   ) {
     const base = ctx * kMboxBytes;
     this.hdr = new Vec32(new Int32Array(fabric, base, kMboxHeaderWords), `mailbox ${ctx}`);
-    this.f64 = new Float64Array(fabric, base + kMboxFloatOff, kMboxFloatWords);
+    this.f64 = new VecF64(new Float64Array(fabric, base + kMboxFloatOff, kMboxFloatWords), `mailbox ${ctx} floats`);
     this.page = new Uint8Array(fabric, base + kMboxPageOff, PAGE_SIZE);
     this.payload = new Uint8Array(fabric, base + kMboxPayloadOff, kMboxPayloadBytes);
   }
   get vaddr(): number {
-    return this.f64[0] ?? 0;
+    return this.f64.get(kMboxVaddr);
   }
   set vaddr(v: number) {
-    this.f64[0] = v;
+    this.f64.set(kMboxVaddr, v);
   }
 
   writePayload(obj: unknown): number {

@@ -529,7 +529,11 @@ export const {
   kMboxPid,
 } = indices(MBOX_HDR);
 export const kMboxHeaderWords = MBOX_HDR.stride;
-export const kMboxFloatWords = 4; // Float64: [0] vaddr of hot-path requests, [1] send time (ms)
+export const MBOX_F = region('mailbox floats', 4, {
+  kMboxVaddr: { at: 0, guard: "requester, before posting: the hot-path request's user address" },
+});
+export const { kMboxVaddr } = indices(MBOX_F);
+export const kMboxFloatWords = MBOX_F.stride;
 export const kMboxPayloadBytes = 256 * 1024;
 export const kMboxBytes = kMboxHeaderWords * 4 + kMboxFloatWords * 8 + PAGE_SIZE + kMboxPayloadBytes;
 export const kMboxFloatOff = kMboxHeaderWords * 4;
