@@ -2,11 +2,23 @@
 // its statistics row, and the two hooks every wait loop calls: `irq` (service incoming IPIs: a CPU
 // waiting for anything must keep answering TLB shootdowns, or two CPUs deadlock) and `sched` (named
 // schedule points in the race paths; no-ops unless jitter or a controlled scheduler is installed).
-import { Shared, kPrintkDropped, kPrintkHead, kPrintkSlotBytes, kPrintkSlots } from './layout.ts';
+import { workerData } from 'node:worker_threads';
+import {
+  Shared,
+  kPrintkDropped,
+  kPrintkHead,
+  kPrintkSlotBytes,
+  kPrintkSlotLen,
+  kPrintkSlotLevel,
+  kPrintkSlotSeq,
+  kPrintkSlots,
+  kPrintkTextOff,
+  type Contexts,
+} from './layout.ts';
 import type { BugFlag, MachineConfig } from './config.ts';
 import { BUG_FLAGS } from './config.ts';
 import { bugStatName, S } from './stats.ts';
-import { kPrintkSlotLen, kPrintkSlotLevel, kPrintkSlotSeq, kPrintkTextOff } from './layout.ts';
+import type { WorkerInit } from './workerdata.ts';
 
 const S_BUG = Object.fromEntries(BUG_FLAGS.map((f) => [f, S[bugStatName(f)]])) as Record<BugFlag, number>;
 
@@ -114,4 +126,15 @@ function jitter(p: number, seed: number, ctx: number): (point: string) => void {
       /* delay inside the window */
     }
   };
+}
+
+/**
+ * A component worker's start (M, S, a P kernel thread): what the host handed it, the views over the
+ * shared buffers, and the kernel environment of its context (`pick` names it among the contexts).
+ */
+export function workerEnv(pick: (ctx: Contexts) => number, name: string): { init: WorkerInit; sh: Shared; env: Env } {
+  const init = workerData as WorkerInit;
+  const sh = new Shared(init.bufs);
+  const env = new Env(sh, { ctx: pick(sh.geo.ctx), cpu: -1, name, bootEpochMs: init.bootEpochMs, config: init.config });
+  return { init, sh, env };
 }

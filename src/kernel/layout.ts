@@ -717,9 +717,6 @@ export class Rec32 {
   wait(i: number, w: number, value: number, timeoutMs?: number): 'ok' | 'not-equal' | 'timed-out' {
     return Atomics.wait(this.a, i * this.stride + w, value, timeoutMs);
   }
-  waitAsync(i: number, w: number, value: number, timeoutMs?: number): ReturnType<typeof Atomics.waitAsync> {
-    return Atomics.waitAsync(this.a, i * this.stride + w, value, timeoutMs);
-  }
 }
 
 /** Float64 records: no Atomics exist for them, so each word has one writer or a lock (see its declaration). */

@@ -176,17 +176,9 @@ export function reportBadRmap(k: Kern, line: number, r: number, ptep: number, pt
   const sameSlot = ptep === v.pageTable ? '==' : '!=';
   const samePfn = pcachePfn === ptePfnV ? '==' : '!=';
   const facts = badRmapFacts(k, line, v, ptep, pte, caller);
-  const details = {
-    line,
-    pid: v.owner,
-    addr: v.address,
-    ptep,
-    rmapPageTable: v.pageTable,
-    pcachePfn,
-    ptePfn: ptePfnV,
-    caller,
-    facts,
-  };
+  // the facts both the full and the shortened report carry
+  const common = { line, pid: v.owner, addr: v.address, ptep, rmapPageTable: v.pageTable, pcachePfn, ptePfn: ptePfnV };
+  const details = { ...common, caller, facts };
   if (++badRmapReports > kBadRmapReports) {
     // Past the first reports only a one-line record each (still collected), then nothing.
     if (badRmapReports === kBadRmapReports + 1)
@@ -224,13 +216,7 @@ export function reportBadRmap(k: Kern, line: number, r: number, ptep: number, pt
   lines.push(dumpRmap(sh, r, 'Corrupted RMAP'), dumpPcacheMeta(sh, line, 'Corrupted RMAP'));
   if (pteMapped(pte) && pteLine(pte) !== line) lines.push(dumpPcacheMeta(sh, pteLine(pte), 'The weirdo'));
   reportViolation(k, 'rmap-pte-mismatch', {
-    line,
-    pid: v.owner,
-    addr: v.address,
-    ptep,
-    rmapPageTable: v.pageTable,
-    pcachePfn,
-    ptePfn: ptePfnV,
+    ...common,
     facts,
     text: lines.join('\n'),
   });

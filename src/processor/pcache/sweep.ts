@@ -2,11 +2,10 @@
 // the pcache's LRU lists while the CPUs run, racing with faults and evictions on the same sets.
 // pcacheSweepSet holds the set lock and only trylocks lines (a busy line is left for the next
 // pass); the PTE locks are trylocked by pcacheReferencedTrylock.
-import { workerData } from 'node:worker_threads';
-import { Env } from '../../kernel/env.ts';
+import { workerEnv } from '../../kernel/env.ts';
 import { Fabric } from '../../fabric/ibapi.ts';
-import { hostPort, type WorkerInit, type WorkerMsg } from '../../kernel/workerdata.ts';
-import { kCtlShutdown, kMetaPrev, kSetLruTail, PC_valid, Shared } from '../../kernel/layout.ts';
+import { hostPort, type WorkerMsg } from '../../kernel/workerdata.ts';
+import { kCtlShutdown, kMetaPrev, kSetLruTail, PC_valid } from '../../kernel/layout.ts';
 import { S } from '../../kernel/stats.ts';
 import { Kern } from '../kern.ts';
 import { safePoint } from '../stop.ts';
@@ -55,15 +54,7 @@ export function kevictSweepd(k: Kern, intervalMs: number): void {
 
 export function main(): void {
   const port = hostPort();
-  const init = workerData as WorkerInit;
-  const sh = new Shared(init.bufs);
-  const env = new Env(sh, {
-    ctx: sh.geo.ctx.sweep,
-    cpu: -1,
-    name: 'kevict_sweepd',
-    bootEpochMs: init.bootEpochMs,
-    config: init.config,
-  });
+  const { init, sh, env } = workerEnv((c) => c.sweep, 'kevict_sweepd');
   const k = new Kern(env, new Fabric(env));
   env.irq = () => {}; // a kernel thread is not a CPU: no IPIs to answer
   env.printk('notice', `kevict_sweepd: started, interval ${init.config.sweepIntervalMs} ms over ${sh.geo.nrSets} sets`);

@@ -82,13 +82,9 @@ export class Stdio extends StringH {
 
   /** open + fstat + read into a malloc'd, NUL-terminated buffer; -errno on failure. */
   readWholeFile(path: string): FileBuffer | number {
-    const fd = this.sys.open(path, O_RDONLY);
-    if (fd < 0) return fd;
-    const size = this.fileSize(fd);
-    if (size < 0) {
-      this.sys.close(fd);
-      return size;
-    }
+    const f = this.openSized(path);
+    if (typeof f === 'number') return f;
+    const { fd, size } = f;
     const buf = this.malloc(size + 1);
     if (buf === 0) {
       this.sys.close(fd);
@@ -112,13 +108,9 @@ export class Stdio extends StringH {
 
   /** open + fstat + mmap(prot, flags) of the whole file; the fd stays open. -errno on failure. */
   mapFile(path: string, prot = PROT_READ, flags = MAP_PRIVATE): FileMapping | number {
-    const fd = this.sys.open(path, O_RDONLY);
-    if (fd < 0) return fd;
-    const size = this.fileSize(fd);
-    if (size < 0) {
-      this.sys.close(fd);
-      return size;
-    }
+    const f = this.openSized(path);
+    if (typeof f === 'number') return f;
+    const { fd, size } = f;
     if (size === 0) return { va: 0, size: 0, fd };
     const va = this.sys.mmap(0, size, prot, flags, fd, 0);
     if (va < 0) {
@@ -126,6 +118,18 @@ export class Stdio extends StringH {
       return va;
     }
     return { va, size, fd };
+  }
+
+  /** open(path, O_RDONLY) + fstat: the fd and the file's size, or -errno (the fd closed again). */
+  private openSized(path: string): { fd: number; size: number } | number {
+    const fd = this.sys.open(path, O_RDONLY);
+    if (fd < 0) return fd;
+    const size = this.fileSize(fd);
+    if (size < 0) {
+      this.sys.close(fd);
+      return size;
+    }
+    return { fd, size };
   }
 
   /** write(2) until all n bytes are written; returns n or -errno. */
