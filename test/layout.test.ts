@@ -7,6 +7,7 @@ import * as layout from '../src/kernel/layout.ts';
 import { DEFAULT_CONFIG } from '../src/kernel/config.ts';
 
 const {
+  BARRIER,
   CPU,
   CSD,
   CSD_INFO,
@@ -29,6 +30,7 @@ const {
 } = layout;
 const REGIONS: layout.RegionDecl[] = [
   CTL,
+  BARRIER,
   CPU,
   META,
   SET,
@@ -70,7 +72,7 @@ describe('the layout declarations', () => {
   it('every exported word constant is a declared word with the declared index', () => {
     const declared = new Map<string, number>();
     for (const r of REGIONS) for (const [name, w] of Object.entries(r.words)) declared.set(name, w.at);
-    const prefixes = /^k(Ctl|Cpu|Meta|Set|Rmap|Mm|Pcpu|Csd|CsdInfo|Victim|Thread|Printk|Rep|Mbox|Recv)[A-Z]/;
+    const prefixes = /^k(Ctl|Barrier|Cpu|Meta|Set|Rmap|Mm|Pcpu|Csd|CsdInfo|Victim|Thread|Printk|Rep|Mbox|Recv)[A-Z]/;
     // constants that are not words: strides, sizes and counts, kept beside their region
     const notWords = new Set([
       'kCtlGlobalWords',
@@ -128,6 +130,7 @@ describe('the layout declarations', () => {
       [sh.recv, RECV],
       [sh.printkSlots, PRINTK_SLOT],
       [sh.repSlots, REPORT_SLOT],
+      [sh.barrier, BARRIER],
     ];
     for (const [acc, r] of pairs) expect(acc.stride, r.name).toBe(r.stride);
     expect(sh.ctl.a.length).toBe(CTL.stride);
@@ -135,5 +138,23 @@ describe('the layout declarations', () => {
     expect(() => sh.meta.get(sh.geo.nrLines, layout.kMetaFlags)).toThrow(RangeError);
     expect(() => sh.ctl.get(CTL.stride)).toThrow(/ctl: word 51 is outside the region/);
     expect(() => sh.pgtable.get(-1)).toThrow(RangeError);
+  });
+
+  it('views laid over other words reach exactly those words', () => {
+    const cfg = { ...DEFAULT_CONFIG, cpus: 2, pcacheBytes: 64 * 4096, ways: 4, victim: 4 };
+    const sh = new layout.Shared(layout.allocateShared(layout.geometryFor(cfg)));
+    // the barriers are ctl's kCtlBarrierBase words, and fill them
+    const base = CTL.words.kCtlBarrierBase;
+    expect(sh.barrier.a.length).toBe(base.count);
+    sh.barrier.store(layout.kNrBarriers - 1, layout.kBarrierGen, 7);
+    expect(sh.ctl.load(base.at + base.count - 1)).toBe(7);
+    sh.barrier.store(0, layout.kBarrierCount, 3);
+    expect(sh.ctl.load(base.at)).toBe(3);
+    expect(() => sh.barrier.get(layout.kNrBarriers, layout.kBarrierCount)).toThrow(RangeError);
+    // a csd pointer is a percpu word index: csd->flags is percpu[csd + kCsdFlags]
+    const csd = sh.csdStackPtr(1);
+    sh.csd.store(csd, layout.kCsdFlags, 5);
+    expect(sh.percpu.load(csd + CSD.words.kCsdFlags.at)).toBe(5);
+    expect(() => sh.csd.load(sh.percpu.a.length, layout.kCsdFlags)).toThrow(RangeError);
   });
 });

@@ -1,5 +1,6 @@
 // A CPU of the processor component: one piscina worker. Brings the CPU up when the worker starts;
-// each task is one user thread (src/processor/cpu.ts).
+// each task is one user thread (src/processor/cpu.ts). This entry touches no shared memory and takes no
+// lock itself; it runs in the CPU's worker thread, and piscina hands it one task at a time.
 'use strict';
 const { workerData } = require('node:worker_threads');
 const { importTs } = require('./tsx-boot.cjs');

@@ -1,6 +1,7 @@
 // Shared by every worker entry: register tsx in this worker thread, then import a TypeScript module.
 // (On Node 20, `execArgv: ['--import', 'tsx']` does not reach worker threads' .ts files, and
-// require('tsx/esm/api') fails in this tsx; a dynamic import of the ESM API works.)
+// require('tsx/esm/api') fails in this tsx; a dynamic import of the ESM API works.) Worker-local state
+// only (the per-thread registration promise): no shared memory, no lock; callers hold nothing.
 'use strict';
 const path = require('node:path');
 const { pathToFileURL } = require('node:url');

@@ -9,6 +9,14 @@
 // Control payloads are msgpack-lite; 4 KiB pages travel as raw bytes in the mailbox's page area (an
 // RDMA write), never through msgpack. The page-fault hot path (P2M_PCACHE_MISS / P2M_PCACHE_FLUSH)
 // carries its few fields in fixed header words, as LegoOS sends packed C structs.
+//
+// Locks: none of its own. A mailbox's words are ordered by its kMboxState (Atomics.store): the requester
+// writes them while the state is idle, the receiver while it is posted. The pending bitmask is
+// Atomics.or by senders and exchanged by the receiver; doorbells are Atomics.add + notify. Under
+// --ib-serialize, cpu.ts installs serializeLock (the kCtlIbLock spinlock) around each CPU's RPCs. A
+// Fabric is used only on its own context's thread; sendReply is called with kernel locks held (mmap_sem,
+// the fault's PTE lock across P2M_PCACHE_MISS, the eviction's line lock across P2M_PCACHE_FLUSH) and
+// services IPIs while it waits. serveForever runs on the M or S worker's thread only.
 import msgpack from 'msgpack-lite';
 import type { z } from 'zod';
 import type { Env } from '../kernel/env.ts';

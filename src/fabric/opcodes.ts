@@ -1,6 +1,7 @@
 // Opcodes (LegoOS include/lego/rpc/opcode.h). P2M syscall-type opcodes reuse Linux syscall numbers;
 // P2S/M2S carry a bare opcode. Values collide across destinations (P2M_STAT == P2S_STAT == 4) and are
-// disambiguated by the destination node, as in LegoOS.
+// disambiguated by the destination node, as in LegoOS. Constants and a pure lookup (opInfo): it touches
+// no shared memory and takes no lock, so callers on any thread hold nothing.
 
 export const P2M_PCACHE_MISS = 0x20000000;
 export const P2M_PCACHE_FLUSH = 0x30000000;

@@ -8,7 +8,8 @@
 // raw page area, never inside a msgpack body.
 //
 // Conventions: `status` (a header word) is 0 or -errno. A result that may not fit in 32 bits (a user
-// address) travels in the reply body as `ret`.
+// address) travels in the reply body as `ret`. Schemas and types only: this file touches no shared memory
+// and takes no lock; the mailbox words a body travels in are ordered by kMboxState (layout.ts, ibapi.ts).
 import { z } from 'zod';
 
 /** One page-table operation M performed while changing the address space, replayed by P in order. */

@@ -1,5 +1,8 @@
 // splitkern's command line: `splitkern run <workload> [args] [options]`.
 // Exit codes: 0 ok; 1 a verification or invariant failed; 2 bad usage or input; 3 the emulator failed.
+// Runs on the host thread only. It reaches shared memory only through Machine (machine.ts) and its
+// readers: the heartbeat reads the stats rows lockless mid-run (collectStats), and --check end runs
+// checkQuiescent inside stopMachine (kCtlStopMachine) from the host, which holds no kernel lock.
 import fs from 'node:fs';
 import path from 'node:path';
 import { Command, CommanderError, Option } from 'commander';

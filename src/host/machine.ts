@@ -1,5 +1,12 @@
 // The host: boots a split-kernel machine (S, then M, then P's CPUs and kernel threads) on worker
 // threads, runs a program on it, drains the kernel log, runs the watchdog, and shuts everything down.
+// A Machine is driven from the host thread only (its event loop: boot, run, the 20 ms tick, shutdown).
+// Plain writes of shared words happen only in boot() before any worker exists, and for the main
+// thread's kThreadPid in run() before its task is posted; everything else is Atomics, as layout.ts
+// assigns: the host-only words (kCtlShutdown, kCtlSpawnTail, kPrintkTail, kRepTail), the consumer side
+// of the spawn, printk and report rings, kCtlNextTid/kCtlLiveThreads (Atomics.add), kMmKilled by CAS
+// from 0 (interrupt), and the per-CPU and mm words the watchdog reads lockless. It takes no kernel
+// lock; --check periodic enters stopMachine (kCtlStopMachine CAS) from the host with none held.
 import { BroadcastChannel, Worker } from 'node:worker_threads';
 
 import { fileURLToPath } from 'node:url';

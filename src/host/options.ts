@@ -1,5 +1,6 @@
 // Command-line options -> a validated MachineConfig. Every problem becomes one UsageError line that says
-// what is wrong and how to fix it (the CLI prints it and exits 2).
+// what is wrong and how to fix it (the CLI prints it and exits 2). Runs on the host before boot: it
+// touches no shared memory and takes no lock; its functions are pure (no state).
 import { z } from 'zod';
 import { excerpt } from '../lib/text.ts';
 import {

@@ -1,4 +1,6 @@
 // Independent oracles for the workloads: plain TypeScript over Buffers, never the emulator.
+// Pure functions on host-side buffers (the input and what the run returned): no state, no shared memory,
+// no lock; called on the host thread after a run.
 import { at as elem } from '../lib/at.ts';
 
 // ---- word_count ----------------------------------------------------------------------------------

@@ -1,4 +1,7 @@
 // Statistics of a run, read from every context's counter row at the end (each row has one writer).
+// Called on the host thread; the rows are read with plain Float64 loads and no lock (there is none):
+// exact once the workers stopped writing (after run/shutdown), a snapshot if read mid-run (heartbeat).
+// formatStats is pure.
 import { ALL_OPS } from '../fabric/opcodes.ts';
 import type { Shared } from '../kernel/layout.ts';
 import {

@@ -1,4 +1,6 @@
 // The machine configuration: what `splitkern run` boots. Defaults follow DESIGN.md and the issue.
+// Types and constants only: it touches no shared memory and takes no lock. A MachineConfig is built on the
+// host (src/host/options.ts) before boot, and every worker reads its own structured-cloned copy.
 
 export type EvictPolicy = 'lru' | 'fifo' | 'random';
 export type CheckMode = 'none' | 'end' | 'syscall' | 'periodic';

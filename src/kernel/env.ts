@@ -2,6 +2,10 @@
 // its statistics row, and the two hooks every wait loop calls: `irq` (service incoming IPIs: a CPU
 // waiting for anything must keep answering TLB shootdowns, or two CPUs deadlock) and `sched` (named
 // schedule points in the race paths; no-ops unless jitter or a controlled scheduler is installed).
+// An Env belongs to one context and is used only on its own worker thread (the host has its own). printk
+// reserves a ring slot with Atomics.add on kPrintkHead and commits it by the Atomics.store of its seq;
+// stat/statMax write this context's stats row plainly (its only writer). No lock is taken, so callers
+// may hold any kernel lock.
 import { workerData } from 'node:worker_threads';
 import {
   Shared,

@@ -136,6 +136,12 @@ export const {
   kCtlIbLock,
 } = indices(CTL);
 export const kCtlGlobalWords = CTL.stride;
+/** A user barrier (the barrier syscall), kNrBarriers of them laid over kCtlBarrierBase: sh.barrier. */
+export const BARRIER = region('user barrier', 2, {
+  kBarrierCount: { at: 0, guard: 'threads arrived in this generation: Atomics.add by each; the last one stores 0' },
+  kBarrierGen: { at: 1, guard: 'generation: Atomics.add + notify by the last arrival; waiters sleep on it' },
+});
+export const { kBarrierCount, kBarrierGen } = indices(BARRIER);
 export const kSpawnRing = 64; // spawn ring entries: {tid} (args in the thread table)
 
 // Per-context words, one 64-byte line (16 words) each, after the global words and the spawn ring.
@@ -434,6 +440,7 @@ export const THREAD = region('threads', 8, {
   kThreadSignal: { at: 6, guard: 'its CPU, before kThreadState becomes THREAD_EXITED: the fatal signal, 0 if none' },
 });
 export const { kThreadState, kThreadPid, kThreadExit, kThreadCpu, kThreadEntry, kThreadSignal } = indices(THREAD);
+
 export const THREAD_FREE = 0;
 export const THREAD_CREATED = 1;
 export const THREAD_RUNNING = 2;
@@ -446,7 +453,10 @@ export const kPrintkSlotBytes = 512;
 export const PRINTK_HDR = region('printk header', 16, {
   kPrintkHead: { at: 0, guard: 'next sequence number: Atomics.add by writers' },
   kPrintkTail: { at: 1, guard: 'next sequence the host reads: host only (Atomics.store)' },
-  kPrintkDropped: { at: 2, guard: 'messages overwritten before the host read them: Atomics.add by the host' },
+  kPrintkDropped: {
+    at: 2,
+    guard: 'messages overwritten before the host read them: Atomics.add by writers, Atomics.exchange by the host',
+  },
 });
 export const { kPrintkHead, kPrintkTail, kPrintkDropped } = indices(PRINTK_HDR);
 export const kPrintkHeaderWords = PRINTK_HDR.stride;
@@ -796,6 +806,38 @@ export class Vec32 {
   }
 }
 
+/**
+ * A struct reached through a kernel pointer (a word index into a flat region), as C reaches
+ * `csd->flags`: load(csd, kCsdFlags). The struct's words are its RegionDecl's; whether the pointer
+ * points at such a struct is the caller's business, as in C, but a word outside the region throws
+ * (the RangeError of Atomics itself).
+ */
+export class Ptr32 {
+  constructor(
+    readonly a: Int32Array,
+    readonly struct: RegionDecl,
+  ) {}
+  /** the word index of p->w, for a wait loop (waitUntil) */
+  idx(p: number, w: number): number {
+    return p + w;
+  }
+  load(p: number, w: number): number {
+    return Atomics.load(this.a, p + w);
+  }
+  store(p: number, w: number, v: number): number {
+    return Atomics.store(this.a, p + w, v);
+  }
+  or(p: number, w: number, v: number): number {
+    return Atomics.or(this.a, p + w, v);
+  }
+  cas(p: number, w: number, expected: number, replacement: number): number {
+    return Atomics.compareExchange(this.a, p + w, expected, replacement);
+  }
+  notify(p: number, w: number, count?: number): number {
+    return Atomics.notify(this.a, p + w, count);
+  }
+}
+
 /** A flat Float64 region (rmap and victim addresses, thread arguments): one writer or a lock per word. */
 export class VecF64 {
   constructor(
@@ -817,6 +859,8 @@ export class Shared {
   readonly geo: Geometry;
   /** ctl's global words (kCtl*), by word index */
   readonly ctl: Vec32;
+  /** the user barriers (kBarrier*), laid over ctl's kCtlBarrierBase words: record = barrier id */
+  readonly barrier: Rec32;
   /** the spawn ring (kSpawnRing entries after the global words) */
   readonly spawn: Vec32;
   /** ctl's per-context rows (kCpu*): record = context */
@@ -848,6 +892,8 @@ export class Shared {
   readonly tlbVal: Rec32;
   /** the per-CPU areas and on-stack csds, by kernel pointer (word index; 0 is NULL) */
   readonly percpu: Vec32;
+  /** a csd (struct __call_single_data, kCsd*) by its kernel pointer into percpu */
+  readonly csd: Ptr32;
   /** struct flush_tlb_info per sending context (kCsdInfo*) */
   readonly csdInfo: RecF64;
   /** victim cache entries (kVictim*) */
@@ -881,6 +927,11 @@ export class Shared {
   constructor(readonly bufs: SharedBuffers) {
     this.geo = bufs.geo;
     this.ctl = new Vec32(new Int32Array(bufs.ctl, 0, kCtlGlobalWords), 'ctl');
+    this.barrier = new Rec32(
+      new Int32Array(bufs.ctl, kCtlBarrierBase * 4, kNrBarriers * BARRIER.stride),
+      BARRIER.stride,
+      'user barriers',
+    );
     this.spawn = new Vec32(new Int32Array(bufs.ctl, spawnRingBase * 4, kSpawnRing), 'spawn ring');
     this.cpu = new Rec32(
       new Int32Array(bufs.ctl, perCpuBase(0) * 4, bufs.geo.ctx.total * kPerCpuStride),
@@ -902,6 +953,7 @@ export class Shared {
     this.tlbVpn = new RecF64(new Float64Array(bufs.tlbVpn), kTlbEntries, 'tlb tags');
     this.tlbVal = new Rec32(new Int32Array(bufs.tlbVal), kTlbEntries, 'tlb values');
     this.percpu = new Vec32(new Int32Array(bufs.percpu), 'percpu');
+    this.csd = new Ptr32(this.percpu.a, CSD);
     this.csdInfo = new RecF64(new Float64Array(bufs.csdInfo), CSD_INFO.stride, 'csd info');
     this.victim = new Rec32(new Int32Array(bufs.victim), VICTIM.stride, 'victim');
     this.victimAddr = new VecF64(new Float64Array(bufs.victimAddr), 'victim addresses');

@@ -6,6 +6,10 @@
 //   2. a slot reserved by CAS on kRepHead only while the ring has room, else kRepDropped is counted;
 //   3. the record (JSON, capped to a slot: it always parses) and its commit word.
 // The host drains the ring in index order (drainReports) and frees each slot before it moves kRepTail.
+// No lock: every word is Atomics (layout.ts REP_HDR / REPORT_SLOT); a writer's record bytes are its own
+// from the kRepHead CAS until its kRepSlotIndex store. reportViolation/kernelWarn may be called from any
+// context with any kernel lock held (they never wait); drainReports only on the host thread. kernelWarn's
+// once-per-function set is worker-local.
 import type { Env } from './env.ts';
 import {
   kRepCountBase,

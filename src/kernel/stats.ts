@@ -1,5 +1,7 @@
 // Counter names. pcache counters use LegoOS's names (managers/processor/pcache/stat.c, print order);
 // the rest are splitkern's. Each context owns a row (layout.ts kStatsPerContext); only it writes.
+// Names and indices only: this file touches no shared memory and takes no lock (the row is bumped
+// plainly by its owner through Env.stat, and read by the host: src/host/summary.ts).
 import type { BugFlag } from './config.ts';
 
 export const PCACHE_EVENTS = [

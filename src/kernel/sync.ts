@@ -4,6 +4,12 @@
 // that spins without answering a TLB-shootdown IPI deadlocks against a lock holder that is waiting for
 // that ack. On 2 host cores we must never spin long: after a short poll the waiter sleeps on the lock
 // word with a short timeout (to keep answering IPIs), futex style.
+//
+// It owns no lock word: the caller passes the word (its guard is declared in layout.ts) and the id the
+// watchdog prints. The only words it writes itself are the calling CPU's own kCpuLockWait/kCpuLockKind
+// and kCpuLockLastTaken/kCpuLockLastTakenKind (owner, Atomics.store; skipped when env.cpu < 0). Callers
+// pass their own context's Env and call on their own thread. No lock is recursive and no unlock checks
+// its owner: only the holder may call spinUnlock, bitUnlock, upRead or upWrite.
 import type { Env } from './env.ts';
 import { kCpuLockLastTaken, kCpuLockLastTakenKind, kCpuLockKind, kCpuLockWait } from './layout.ts';
 

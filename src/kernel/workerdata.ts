@@ -1,4 +1,6 @@
 // What the host hands every worker at start (structured-cloned; the SharedArrayBuffers are shared).
+// It only declares the message shapes and names the host port: it reads or writes no shared word and
+// takes no lock (each region's guard is in layout.ts). hostPort() is called from inside a worker only.
 import { parentPort, type MessagePort } from 'node:worker_threads';
 import type { MachineConfig } from './config.ts';
 import type { SharedBuffers } from './layout.ts';

@@ -1,5 +1,6 @@
 // Small text helpers every layer may use (pure: no state, no kernel knowledge): the one hex
-// formatter, edit distance for "did you mean", and excerpts of bad tokens.
+// formatter, edit distance for "did you mean", and excerpts of bad tokens. It touches no shared memory
+// and takes no lock; callers on any thread hold nothing.
 import { at } from './at.ts';
 
 /** Levenshtein distance. */

@@ -3,7 +3,9 @@
 // page-cache misses and write-backs and its address-space calls; file-backed pages come from S.
 //
 // M is single-threaded (one handler loop), so its own structures need no locks; what it shares with
-// P goes only through the fabric.
+// P goes only through the fabric. Memory's methods run on the M worker's thread only, one request at a
+// time (serveForever): a request's mailbox is read while it is posted and answered through the
+// ReplyWriter; a file-backed miss makes M a requester too (M2S_READ on M's own mailbox).
 import type { Env } from '../kernel/env.ts';
 import { Fabric, MalformedMessage, serveForever, type IncomingRequest, type ReplyWriter } from '../fabric/ibapi.ts';
 import type { z } from 'zod';

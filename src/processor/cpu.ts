@@ -1,5 +1,12 @@
 // One CPU of the processor component: bring-up (cpuhp-style callbacks registered by subsystems) and
 // the task runner (a piscina task = one user thread, pinned to this CPU until it ends).
+// Called from the CPU worker's own thread only (the constructor at worker start, run() once per task,
+// one task at a time). Locks: mmap_sem for write around the exit teardown (P2M_EXIT, releasePgtable),
+// and with --ib-serialize the kCtlIbLock spinlock it installs around every fabric RPC of this CPU.
+// Everything else is Atomics by layout.ts's guards: its own per-CPU words and its bits of
+// kCtlCpusOnline/kCtlCpusBusy, the kMmPid claim by CAS at execve, kMmKilled by CAS (the winner writes
+// kMmSiCode/kMmFaultAddr), kMmUsers, and kThreadState (store + notify after kThreadExit/kThreadSignal).
+// It enters safePoint/stopMachine only with no kernel lock held.
 import { BroadcastChannel } from 'node:worker_threads';
 import { Env } from '../kernel/env.ts';
 import { Fabric } from '../fabric/ibapi.ts';

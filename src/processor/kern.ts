@@ -1,5 +1,8 @@
 // The processor kernel's per-context handle: one per CPU worker (and one per P kernel thread).
-// Threaded through every P kernel path instead of a pile of positional arguments.
+// Threaded through every P kernel path instead of a pile of positional arguments. (The host builds one
+// too, for the checkers.) Its fields are worker-local state, used only on its own thread; it takes no
+// lock: mmSlotOf reads kMmPid with Atomics.load (the slot may be freed right after), setCurrent stores
+// the CPU's own kCpuPid (owner, Atomics.store).
 import type { Env } from '../kernel/env.ts';
 import type { Fabric } from '../fabric/ibapi.ts';
 import { kCpuPid, kMaxProcs, kMmPid, type Shared } from '../kernel/layout.ts';

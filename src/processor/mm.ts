@@ -3,7 +3,9 @@
 // of mprotect; mremap's move_page_tables is in mremap.ts. All run with P's mmap_sem held for write,
 // after M has changed the VMAs ("only call after M updated its mmap"). Locks: a PTE-page lock, then
 // the line lock by trylock or by lockLineUnderPtl's drop-and-retake (never a blocking line lock under
-// a PTE lock).
+// a PTE lock); with both dropped, the TLB flush, the deferred putPcache of each zapped line (the set
+// lock when it frees) and victimInvalidateRange (the victim lock, kCtlVictimLock). Called on the CPU's
+// own thread.
 import {
   _PAGE_ACCESSED,
   _PAGE_DIRTY,

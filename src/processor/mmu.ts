@@ -11,6 +11,13 @@
 //
 // Interrupts: user code services IPIs every kTick accesses (and at every TLB miss), and unwinds when
 // another thread of the process took a fatal signal.
+//
+// Locks: the MMU takes none. Its TLB row is this CPU's (tags written plainly, values by Atomics.store),
+// the page walk reads PTEs with Atomics.load, setDirty is a CAS on the PTE without the PTE lock, and user
+// data in pcdata is read and written plainly (cas32/xadd32 by Atomics). A fault enters
+// pcacheHandleFault, which takes mmap_sem for read and the pcache locks itself. A CpuMmu is used only
+// on its CPU's worker thread, by the user thread running there or its syscalls (copy to/from user),
+// holding no kernel lock.
 import {
   _PAGE_DIRTY,
   _PAGE_PRESENT,
@@ -52,7 +59,8 @@ export class CpuMmu implements Mmu {
   private readonly data32: Int32Array;
   private readonly view: DataView;
   // this CPU's TLB: its record of the tlbVpn and tlbVal regions (only this CPU fills it; other CPUs'
-  // flushes reach it by IPI, which this CPU runs; checkers read it with Atomics or in a stopped world)
+  // flushes reach it by IPI, which this CPU runs; checkers read its values with Atomics and its
+  // Float64 tags plainly, or in a stopped world)
   private readonly tlbVpn: Float64Array;
   private readonly tlbVal: Int32Array;
   // one-page fast translations: VA of the page and the byte offset of its line in pcdata

@@ -2,9 +2,12 @@
 // store: a present PTE points at a pcache line. Table pages come from one pool and are never freed
 // (as LegoOS: "free_pgd_range ... never frees table pages").
 //
-// Locks: a PTE is modified only under its PTE-page lock (split PTE locks, ptl[tablePage]); upper-level
-// entries are populated under mm->page_table_lock. Readers (the MMU's page walk, like hardware) read
-// entries with Atomics.load and take no lock.
+// Locks: a PTE is modified only under its PTE-page lock (split PTE locks, ptl[tablePage]), except the
+// MMU's _PAGE_DIRTY CAS (as x86 sets A/D bits); upper-level entries are populated under
+// mm->page_table_lock, which walk(alloc) takes itself (a leaf lock). Readers (the MMU's page walk, like
+// hardware) read entries with Atomics.load and take no lock. allocTablePage is a kCtlPgtableNext bump
+// (Atomics.add) and zeroes the page before any entry points at it. Nothing is locked while
+// mm->page_table_lock is held, so callers of walk and ptlLock* never hold it.
 import type { Env } from '../kernel/env.ts';
 import {
   _PAGE_ACCESSED,

@@ -2,6 +2,13 @@
 // take P's mmap_sem for write, ask M (the VMA owner) first, and then replay on P's page tables the
 // operations M reports (zap / move), in M's order: "only call after M updated its mmap".
 // File calls go to S. Results follow Linux: a non-negative value or -errno, passed through from M/S.
+// Locks: changeAddressSpace takes mmap_sem (kMmSem) for write with downWrite (not for mremap under the
+// mremap-unserialized flag) and sets kMmSemOwner; the replay (releasePgtable, movePageTables,
+// changeProtection) runs under it and takes the PTE-page and line locks it needs. File calls take no lock
+// of their own. clone publishes the new thread by Atomics (kCtlLiveThreads CAS, kThreadState, then the
+// spawn ring and kCtlHostDoorbell); join and barrier wait in waitUntil at safe points. A ProcSyscalls is
+// called only by the user thread running on its CPU (the CPU worker's own thread), holding no kernel
+// lock; afterAddressSpaceCall runs after mmap_sem is released.
 import { BroadcastChannel } from 'node:worker_threads';
 import {
   P2M_BRK,
@@ -34,7 +41,9 @@ import {
   kCpuKernelEnterMs,
   kCpuState,
   kCpuStateKernel,
-  kCtlBarrierBase,
+  kBarrierCount,
+  kBarrierGen,
+  kNrBarriers,
   kCtlHostDoorbell,
   kCtlLiveThreads,
   kCtlNextTid,
@@ -488,22 +497,21 @@ export class ProcSyscalls implements Syscalls {
       const k = this.k;
       const sh = k.sh;
       if (!Number.isInteger(count) || count <= 0 || count > sh.geo.ctx.cpus) return -EINVAL;
-      const c = kCtlBarrierBase + 2 * (((id % 16) + 16) % 16);
-      const g = c + 1;
-      const gen = sh.ctl.load(g);
-      if (sh.ctl.add(c, 1) + 1 === count) {
-        sh.ctl.store(c, 0);
-        sh.ctl.add(g, 1);
-        sh.ctl.notify(g);
+      const b = ((id % kNrBarriers) + kNrBarriers) % kNrBarriers;
+      const gen = sh.barrier.load(b, kBarrierGen);
+      if (sh.barrier.add(b, kBarrierCount, 1) + 1 === count) {
+        sh.barrier.store(b, kBarrierCount, 0);
+        sh.barrier.add(b, kBarrierGen, 1);
+        sh.barrier.notify(b, kBarrierGen);
         return 0;
       }
       waitUntil(
         k.env,
-        sh.ctl.a,
-        g,
+        sh.barrier.a,
+        sh.barrier.idx(b, kBarrierGen),
         () => {
           safePoint(k.env);
-          return sh.ctl.load(g) !== gen || this.killed();
+          return sh.barrier.load(b, kBarrierGen) !== gen || this.killed();
         },
         id,
         LOCK_KIND.barrier,

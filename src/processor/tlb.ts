@@ -6,6 +6,15 @@
 // ack (csd_lock_wait), servicing its own incoming IPIs while it waits. The csds, the per-CPU
 // call_single_queue llists and cfd_data live in the percpu buffer (src/kernel/layout.ts), laid out so that a
 // NULL csd array aliases what it would alias in Linux.
+//
+// Locks and words: the csd lock is CSD_FLAG_LOCK in kCsdFlags (CAS by the sender's csdLock, or stored
+// on its own on-stack csd; cleared by the target's csdUnlock); kCsdFunc/kCsdInfo (by the csd lock
+// holder) and the sender's own csdInfo row are written before llist_add (CAS) publishes the csd, and the
+// target takes its queue with llist_del_all (exchange). kMmCpumask is or/and-ed by the CPU switching in
+// or out; kMmShootdowns counts the flushes in flight that switchMmOut waits out; kMmPendingFlush is the
+// stale-TLB detector's (tlbGatherStart/End). A CPU's TLB is written by that CPU only (tags plainly).
+// Callers: handleIpis, switchMm* and the local flushes run on the CPU they act on; flushTlbMmRange is
+// called with mmap_sem and sometimes line locks held, never a PTE lock, and services IPIs while it waits.
 import {
   CSD_FLAG_LOCK,
   CSD_FLAG_SYNCHRONOUS,
@@ -35,7 +44,6 @@ import { LOCK_KIND, waitUntil } from '../kernel/sync.ts';
 import { PAGE_SIZE } from '../uapi/abi.ts';
 import { kernelWarn, reportViolation } from '../kernel/report.ts';
 import type { Kern } from './kern.ts';
-import { type Vec32 } from '../kernel/layout.ts';
 import { at } from '../lib/at.ts';
 
 /** tlb_single_page_flush_ceiling (arch/x86/mm/tlb.c) */
@@ -99,38 +107,39 @@ function nrCsds(k: Kern): number {
 
 /** csd_lock: wait until the previous call through this csd was acknowledged, then take it. */
 function csdLock(k: Kern, csd: number, target: number): void {
-  const pc = k.sh.percpu;
-  const f = csd + kCsdFlags;
-  waitUntil(k.env, pc.a, f, () => pc.cas(f, 0, CSD_FLAG_LOCK) === 0, target, LOCK_KIND.csd);
+  const cs = k.sh.csd;
+  const f = cs.idx(csd, kCsdFlags);
+  waitUntil(k.env, cs.a, f, () => cs.cas(csd, kCsdFlags, 0, CSD_FLAG_LOCK) === 0, target, LOCK_KIND.csd);
 }
 
 /** csd_lock_wait: until the target's csd_unlock. */
 function csdLockWait(k: Kern, csd: number, target: number): void {
-  const pc = k.sh.percpu;
-  const f = csd + kCsdFlags;
-  waitUntil(k.env, pc.a, f, () => (pc.load(f) & CSD_FLAG_LOCK) === 0, target, LOCK_KIND.csd);
+  const cs = k.sh.csd;
+  const f = cs.idx(csd, kCsdFlags);
+  waitUntil(k.env, cs.a, f, () => (cs.load(csd, kCsdFlags) & CSD_FLAG_LOCK) === 0, target, LOCK_KIND.csd);
 }
 
 /** csd_unlock: WARN_ON(!(csd->flags & CSD_FLAG_LOCK)), then release the csd to its sender. */
 function csdUnlock(k: Kern, csd: number): void {
-  const pc = k.sh.percpu;
-  const f = csd + kCsdFlags;
-  if ((pc.load(f) & CSD_FLAG_LOCK) === 0) {
+  const cs = k.sh.csd;
+  const flags = cs.load(csd, kCsdFlags);
+  if ((flags & CSD_FLAG_LOCK) === 0) {
     kernelWarn(
       k,
       { fn: 'csd_unlock', file: 'kernel/smp.c' },
-      `csd 0x${csd.toString(16)} unlocked while not locked (flags 0x${pc.load(f).toString(16)})`,
+      `csd 0x${csd.toString(16)} unlocked while not locked (flags 0x${flags.toString(16)})`,
     );
   }
-  pc.store(f, 0);
-  pc.notify(f);
+  cs.store(csd, kCsdFlags, 0);
+  cs.notify(csd, kCsdFlags);
 }
 
 /** llist_add(node, head): true if the list was empty (the target needs an IPI). */
-function llistAdd(pc: Vec32, node: number, head: number): boolean {
+function llistAdd(sh: Shared, node: number, head: number): boolean {
+  const pc = sh.percpu;
   for (;;) {
     const first = pc.load(head);
-    pc.store(node + kCsdLlist, first);
+    sh.csd.store(node, kCsdLlist, first);
     if (pc.cas(head, first, node) === first) return first === 0;
   }
 }
@@ -138,11 +147,10 @@ function llistAdd(pc: Vec32, node: number, head: number): boolean {
 /** Publish a locked csd to the target's call_single_queue and ring its doorbell. */
 function queueCsd(k: Kern, csd: number, target: number, func: number): void {
   const sh = k.sh;
-  const pc = sh.percpu;
-  pc.store(csd + kCsdFunc, func);
-  pc.store(csd + kCsdInfo, k.env.ctx + 1);
+  sh.csd.store(csd, kCsdFunc, func);
+  sh.csd.store(csd, kCsdInfo, k.env.ctx + 1);
   k.env.sched('smp:llist_add');
-  llistAdd(pc, csd, sh.perCpuPtr(kPcpuCallSingleQueue, target));
+  llistAdd(sh, csd, sh.perCpuPtr(kPcpuCallSingleQueue, target));
   sh.cpu.add(target, kCpuDoorbell, 1);
   sh.cpu.notify(target, kCpuDoorbell, 1);
   k.env.stat(S.ipi_sent);
@@ -180,7 +188,7 @@ export function smpCallFunctionMany(
   for (const t of targets) {
     const csd = sh.perCpuPtr(cfdCsd, t);
     csdLock(k, csd, t);
-    sh.percpu.or(csd + kCsdFlags, CSD_FLAG_SYNCHRONOUS);
+    sh.csd.or(csd, kCsdFlags, CSD_FLAG_SYNCHRONOUS);
     queueCsd(k, csd, t, func);
   }
   for (const t of targets) csdLockWait(k, sh.perCpuPtr(cfdCsd, t), t);
@@ -190,7 +198,7 @@ export function smpCallFunctionMany(
 function smpCallFunctionSingle(k: Kern, target: number, func: number): void {
   const sh = k.sh;
   const csd = sh.csdStackPtr(k.env.ctx);
-  sh.percpu.store(csd + kCsdFlags, CSD_FLAG_LOCK | CSD_FLAG_SYNCHRONOUS);
+  sh.csd.store(csd, kCsdFlags, CSD_FLAG_LOCK | CSD_FLAG_SYNCHRONOUS);
   queueCsd(k, csd, target, func);
   csdLockWait(k, csd, target);
 }
@@ -229,6 +237,7 @@ export function callSingleQueued(sh: Shared, cpu: number): boolean {
 export function handleIpis(k: Kern): void {
   const sh = k.sh;
   const pc = sh.percpu;
+  const cs = sh.csd;
   const head = sh.perCpuPtr(kPcpuCallSingleQueue, k.cpu);
   if (pc.load(head) === 0) return;
   let entry = pc.xchg(head, 0);
@@ -242,8 +251,8 @@ export function handleIpis(k: Kern): void {
       csdQueueLoops(k, bound);
       break;
     }
-    const next = pc.load(entry + kCsdLlist);
-    pc.store(entry + kCsdLlist, list);
+    const next = cs.load(entry, kCsdLlist);
+    cs.store(entry, kCsdLlist, list);
     list = entry;
     entry = next;
   }
@@ -254,10 +263,10 @@ export function handleIpis(k: Kern): void {
       csdQueueLoops(k, bound);
       break;
     }
-    const next = pc.load(csd + kCsdLlist);
-    const func = pc.load(csd + kCsdFunc);
-    const info = pc.load(csd + kCsdInfo) - 1;
-    if ((pc.load(csd + kCsdFlags) & CSD_FLAG_SYNCHRONOUS) !== 0) {
+    const next = cs.load(csd, kCsdLlist);
+    const func = cs.load(csd, kCsdFunc);
+    const info = cs.load(csd, kCsdInfo) - 1;
+    if ((cs.load(csd, kCsdFlags) & CSD_FLAG_SYNCHRONOUS) !== 0) {
       flushTlbFunc(k, func, info);
       csdUnlock(k, csd);
     } else {

@@ -4,7 +4,8 @@
 // writes a symptom itself. Each entry names its signature (what its failure looks like), its
 // reproducer and its control. Stories: ../shared/reference/legoos-facts.md (§5.4, §7.3-7.5, §9, §12)
 // and DESIGN.md §7. Kernel presets name a dated LegoOS as a set of flags; the mremap move path has one
-// function per dated form (src/processor/mremap.ts), which the flags select.
+// function per dated form (src/processor/mremap.ts), which the flags select. A catalogue of constant
+// data: it touches no shared memory and takes no lock; callers on any thread hold nothing.
 
 import { BUG_FLAGS, type BugFlag } from '../kernel/config.ts';
 import type { ExpectedSignature } from './signature.ts';

@@ -9,6 +9,10 @@
 // Children: one at a time (races are timing: a second run beside it would change them). SIGINT and
 // SIGTERM are forwarded to the running child, which stops cleanly; repro waits for it, prints what it
 // has, and exits 130 / 143.
+//
+// Host-side only, on the CLI's main thread: it touches no shared memory and takes no lock (each run is a
+// separate process). Its state is module-local (the running child, the first signal), so one repro or
+// soak at a time may use runChild/withSignalsForwarded.
 import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';

@@ -9,7 +9,7 @@
 // list alternatives, `got=zeros|older-generation`.
 //
 // This module only reads a run's --json summary (src/host/cli.ts): it runs on the host, never in
-// the kernel.
+// the kernel. Pure functions: no state, no shared memory, no lock.
 
 export interface Signature {
   kind: string;

@@ -1,7 +1,9 @@
 // `splitkern soak`: the fixed kernel under the race lab's stress, over a matrix of configurations and
 // seeds, each run a child `splitkern run … --json`. It prints the figure the README quotes: runs,
 // workload time, page checks, and violations — which must be zero on the fixed kernel. Exit 0 when
-// every run was clean and verified, 1 otherwise, 130/143 when interrupted.
+// every run was clean and verified, 1 otherwise, 130/143 when interrupted. Host-side only, on the CLI's
+// main thread: it touches no shared memory and takes no lock; children run one at a time through
+// repro.ts's runChild, whose signal forwarding it uses.
 import { runChild, interruptedBy, withSignalsForwarded } from './repro.ts';
 import { failuresOf, formatSignature, type RunSummary } from './signature.ts';
 import { at } from '../lib/at.ts';

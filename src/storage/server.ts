@@ -19,6 +19,12 @@
 //
 // The handler never throws: an unexpected host error becomes -EIO and a kernel log line, since a throw
 // out of a fabric handler takes the whole S worker down.
+//
+// S is single-threaded (one handler loop, serveForever): its fd tables, namespace and host fds are
+// worker-local state and take no lock. It touches shared memory only through the fabric: a request's
+// mailbox (header words, page area) is read while its kMboxState says posted, and written back only
+// through the ReplyWriter. Storage's methods are called on the S worker's thread only (tests call them
+// directly, with no machine).
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Env } from '../kernel/env.ts';

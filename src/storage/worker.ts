@@ -1,4 +1,6 @@
 // Entry of the S worker: views over the shared buffers, the kernel environment, then S's loop.
+// main() runs once, on the S worker's own thread (workers/storage.cjs); it takes no lock and touches
+// shared memory only through storageMain (server.ts).
 import { workerEnv } from '../kernel/env.ts';
 import { hostPort, type WorkerMsg } from '../kernel/workerdata.ts';
 import { storageMain } from './server.ts';

@@ -1,5 +1,6 @@
 // Linux x86-64 user ABI constants shared by every component (include/uapi/...).
-// Values are Linux's, so a scenario written against real Linux means the same here.
+// Values are Linux's, so a scenario written against real Linux means the same here. Constants only:
+// no state, no shared memory, no lock.
 
 export const PAGE_SHIFT = 12;
 export const PAGE_SIZE = 4096;

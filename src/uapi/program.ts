@@ -7,6 +7,11 @@
 //
 // Addresses are 47-bit user virtual addresses held in JS numbers: never apply 32-bit bit operators
 // (`|`, `&`, `>>>`, `<<`) to a whole address.
+//
+// Interfaces and error types only: this file touches no shared memory and takes no lock. A UserContext
+// belongs to one user thread and is used only on the CPU worker running it; programs hold no kernel lock
+// (they have none to take) and synchronise with each other in emulated memory (cas32/xadd32) or
+// through the join and barrier syscalls.
 
 export interface Mmu {
   load8(va: number): number;

@@ -1,5 +1,7 @@
 // Deterministic input generators (host side, plain TypeScript): English-like Zipf text for word_count
-// and a realistic dpkg status file for dpkg-status. Same seed => same bytes.
+// and a realistic dpkg status file for dpkg-status. Same seed => same bytes. It touches no shared memory
+// and takes no lock; its only state is module-local caches (vocabulary, Zipf tables) of the thread that
+// calls it, normally the host before boot.
 import { at } from '../lib/at.ts';
 
 /** mulberry32: a small, fast, seeded 32-bit PRNG. Returns floats in [0, 1). */

@@ -7,6 +7,10 @@
 //   printf.ts   printf formatting (pure)
 //   stdio.ts    the printf family and file helpers (through the kernel)
 //   pthread.ts  pthread_create / pthread_join
+// User space: it takes no kernel lock and reaches memory only through the MMU and the kernel only
+// through syscalls. Its one lock is the arena lock (A_LOCK, a spinlock word in the arena page,
+// cas32(0 -> tid), malloc.ts), which malloc/realloc/free take themselves, so callers hold nothing. A
+// Libc handle is used only by the thread it was made for (init in main, attach in the others).
 import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE } from '../uapi/abi.ts';
 import { UserSignal, type UserContext } from '../uapi/program.ts';
 import { ARENA_MAGIC, ARENA_SIZE, A_MAGIC } from './libc/malloc.ts';

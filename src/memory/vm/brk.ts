@@ -1,5 +1,7 @@
 // mm/mmap.c SYSCALL_DEFINE1(brk) and do_brk_flags: the program break, grown as an anonymous VMA and shrunk by munmap.
 // The VMA layer's conventions (unsigned long arguments, Linux errno order) are in vma.ts.
+// Worker-local state only (one process's VMA list, on M's thread): no shared memory, no lock; M's
+// server calls it one request at a time, so callers hold nothing.
 import { ENOMEM, MAP_FIXED, PAGE_SIZE } from '../../uapi/abi.ts';
 import { Mmap } from './mmap.ts';
 import {

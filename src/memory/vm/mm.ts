@@ -6,6 +6,8 @@
 //   brk.ts       brk, do_brk_flags
 //   mprotect.ts  do_mprotect_pkey, mprotect_fixup, the fault-time access check and stack growth
 //   mremap.ts    do_mremap and its helpers
+// Worker-local state only: a LegoMm lives on M's thread (server.ts keeps one per process) and touches
+// no shared memory and takes no lock; M's server calls it one request at a time, so callers hold nothing.
 import { Mremap } from './mremap.ts';
 
 export * from './vma.ts';

@@ -1,5 +1,7 @@
 // mm/mmap.c do_mmap and mm/vma.c mmap_region: map a range (MAP_FIXED unmaps what was there first, munmap.ts).
 // The VMA layer's conventions (unsigned long arguments, Linux errno order) are in vma.ts.
+// Worker-local state only (one process's VMA list, on M's thread): no shared memory, no lock; M's
+// server calls it one request at a time, so callers hold nothing.
 import {
   EACCES,
   EAGAIN,

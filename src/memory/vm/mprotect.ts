@@ -1,6 +1,8 @@
 // mm/mprotect.c do_mprotect_pkey and mprotect_fixup; and the fault-time access check of
 // arch/x86/mm/fault.c with the stack's expand_downwards (mm/mmap.c).
 // The VMA layer's conventions (unsigned long arguments, Linux errno order) are in vma.ts.
+// Worker-local state only (one process's VMA list, on M's thread): no shared memory, no lock; M's
+// server calls it one request at a time, so callers hold nothing.
 import { EACCES, EINVAL, ENOMEM, PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE, TASK_SIZE } from '../../uapi/abi.ts';
 import { Brk } from './brk.ts';
 import {

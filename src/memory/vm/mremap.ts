@@ -1,6 +1,8 @@
 // mm/mremap.c: do_mremap and its helpers (check_mremap_params, remap_move, mremap_to, shrink_vma,
 // expand_vma, move_vma).
 // The VMA layer's conventions (unsigned long arguments, Linux errno order) are in vma.ts.
+// Worker-local state only (one process's VMA list, on M's thread): no shared memory, no lock; M's
+// server calls it one request at a time, so callers hold nothing.
 import {
   EAGAIN,
   EFAULT,

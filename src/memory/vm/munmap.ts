@@ -1,5 +1,7 @@
 // mm/vma.c do_vmi_munmap: unmap a range of one process's VMAs.
 // The VMA layer's conventions (unsigned long arguments, Linux errno order) are in vma.ts.
+// Worker-local state only (one process's VMA list, on M's thread): no shared memory, no lock; M's
+// server calls it one request at a time, so callers hold nothing.
 import { EINVAL, ENOMEM, TASK_SIZE } from '../../uapi/abi.ts';
 import { VmaTree } from './vma.ts';
 import { offsetInPage, pageAlign, ulong } from './vma.ts';

@@ -15,8 +15,9 @@
 // non-overlapping, frozen VMAs: lookup, split, detach, merge: mm/vma.c) and get_unmapped_area
 // (mm/mmap.c, arch/x86/kernel/sys_x86_64.c, mm/huge_memory.c). The syscalls build on it, one file
 // each, in this order: munmap.ts -> mmap.ts -> brk.ts -> mprotect.ts -> mremap.ts -> mm.ts
-// (LegoMm). M's server calls them one process at a time (the process's VMA lock, server.ts), so
-// nothing here is shared between threads.
+// (LegoMm). M's server calls them from its single handler loop, one request at a time (server.ts;
+// there is no VMA lock), so nothing here is shared between threads: worker-local state only, no
+// shared memory, no lock; the MmHooks it calls (zapPages, movePages) run on the same thread.
 import {
   EINVAL,
   ENOMEM,

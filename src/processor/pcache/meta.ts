@@ -21,7 +21,11 @@
 //     (pcacheEvictLine, evict.ts), giving up on the line if one fails;
 //   - the walkers that only test and clear the accessed bit (pcacheReferencedTrylock, rmap.ts: the
 //     LRU second-chance scan, kevict_sweepd) take each PTE lock by trylock (rmap_get_pte_trylock)
-//     and skip a PTE whose lock is busy.
+//     and skip a PTE whose lock is busy;
+//   - the fill (fault.ts -> pcacheAddRmap) locks, under the PTE lock, the line it has just allocated.
+//     That line is not PC_valid and no rmap or other PTE reaches it, so the only other holders are
+//     set scans (eviction, kevict_sweepd) that trylock it, see it invalid and drop it at once,
+//     taking no PTE lock meanwhile.
 // Refcount: one per rmap (the allocation ref becomes the first rmap's), plus transient refs of
 // evictors and lock-drop paths.
 import {

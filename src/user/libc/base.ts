@@ -3,7 +3,8 @@
 // object; everything the allocator knows is in emulated memory (malloc.ts). The parts build on each
 // other in this order, each using only those before it: base -> malloc -> string -> stdio ->
 // pthread -> Libc (../libc.ts). Addresses are 47-bit: only arithmetic is applied to them, never
-// 32-bit bit operators.
+// 32-bit bit operators. No lock here: the JS object is thread-private, and the arena lock (A_LOCK) and
+// everything it guards belong to malloc.ts.
 import { type Mmu, type Syscalls, type UserContext } from '../../uapi/program.ts';
 
 export const SIGABRT = 6;

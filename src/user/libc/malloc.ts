@@ -23,6 +23,8 @@
 //   (mmap/mremap/munmap) run outside the lock; brk runs inside it (libc owns the program break).
 // - Heap corruption is detected the way glibc detects it (double free, corrupted linked list, invalid
 //   sizes) and kills the thread with SIGABRT via a UserSignal.
+// - Callers hold nothing: malloc, calloc, free, realloc and checkHeap take the arena lock themselves (a
+//   thread that finds its own tid in it aborts). It is a user-space lock; no kernel lock is involved.
 import {
   ENOMEM,
   MAP_ANONYMOUS,

@@ -1,5 +1,5 @@
 // printf formatting (glibc's vfprintf, pure): no memory access except through the string reader
-// the caller passes for %s of a C-string address.
+// the caller passes for %s of a C-string address. No state and no lock; callable from any thread.
 import { at } from '../../lib/at.ts';
 
 export type PrintfArg = string | number | bigint;

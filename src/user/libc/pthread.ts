@@ -1,4 +1,5 @@
-// pthread.h: threads are the kernel's (clone/join); libc adds nothing but the names.
+// pthread.h: threads are the kernel's (clone/join); libc adds nothing but the names. No state and no
+// lock: each call is one syscall by the calling thread, which holds nothing (not the arena lock).
 import { Stdio } from './stdio.ts';
 
 export class Pthread extends Stdio {

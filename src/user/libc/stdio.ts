@@ -1,6 +1,8 @@
 // stdio.h's printf family (unbuffered stdout, as Phoenix's setbuf(stdout, NULL)) and the file
 // helpers the programs use, always through the kernel (open/read/fstat/mmap/write). The
-// formatting itself is printf.ts.
+// formatting itself is printf.ts. Callers hold nothing: what allocates (the thread's stdout staging
+// buffer, fileSize's struct stat, readWholeFile's buffer) takes the arena lock inside malloc/free, and
+// no lock is held across a syscall here. The staging buffer (stdioBuf) is this thread's own.
 import { EINVAL, ENOMEM, MAP_PRIVATE, O_RDONLY, PROT_READ, STAT_SIZE, STAT_ST_SIZE } from '../../uapi/abi.ts';
 import { formatPrintf, type PrintfArg } from './printf.ts';
 import { StringH } from './string.ts';

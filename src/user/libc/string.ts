@@ -1,7 +1,8 @@
 // string.h (memcpy, memmove, memset, memcmp, strlen, strcmp, strcpy, strdup) and stdlib.h's qsort
 // over emulated memory, plus the C-string helpers the programs use. Strings are byte strings: JS
 // strings crossing the boundary (cstring/putCString) use latin1, one char per byte, so byte order
-// equals JS code-unit order. Copies go through this thread's bounce buffers (base.ts).
+// equals JS code-unit order. Copies go through this thread's bounce buffers (base.ts). No lock is taken
+// but the arena lock inside malloc (strdup, newCString); callers hold nothing.
 import { PAGE_SIZE } from '../../uapi/abi.ts';
 import { BOUNCE } from './base.ts';
 import { Malloc } from './malloc.ts';

@@ -13,6 +13,7 @@
 // + write), reproducing the input byte for byte.
 //
 // Report: { kind: 'dpkg-status', records, bytes, recordOffsets, fields, packages }.
+// One thread, user space: it takes no kernel lock; libc's malloc takes the arena lock itself.
 import { O_CREAT, O_TRUNC, O_WRONLY } from '../../uapi/abi.ts';
 import { UserSignal, type Program, type UserContext } from '../../uapi/program.ts';
 import { Libc, SIGABRT } from '../libc.ts';

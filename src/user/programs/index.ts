@@ -1,4 +1,5 @@
-// The programs a CPU can run, by the name the CLI and the host use.
+// The programs a CPU can run, by the name the CLI and the host use. A constant table: no state, no shared
+// memory, no lock (workers/cpu.cjs hands it to each CPU).
 import type { Program } from '../../uapi/program.ts';
 import { dpkgStatus } from './dpkg_status.ts';
 import { mremapStress } from './mremap_stress.ts';

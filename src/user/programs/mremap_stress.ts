@@ -48,6 +48,8 @@
 //     Scratch content is never verified.
 //   - no thread ever waits for another, except main's final joins and the bounded wait for visitors to
 //     leave before the final check.
+//   - it is user space: no kernel lock, and no libc (so no arena lock); the words above are guarded by
+//     this protocol alone, and each thread's stats page is written only by that thread.
 //
 // Page content: script.ts's tagged pages (region id = regionId("t<thread>r<region>"), page index,
 // generation, writer thread), except that the last 4 bytes are the visit word:

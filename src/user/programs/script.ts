@@ -11,7 +11,9 @@
 //       page 0            stats: steps, failures, first failure's line, message length, message bytes
 //       pages 1..         stdout buffer: each output line is copied here and written with sys.write(1, ...)
 // Every thread re-parses the scenario from argv[0], so the layout (ctl, slots) is known to all of them
-// without passing pointers: clone's argument is just the scenario thread index.
+// without passing pointers: clone's argument is just the scenario thread index. No lock: each thread's
+// stats and stdout pages are written only by it, variable slots are plain 64-bit stores ordered between
+// threads by the kernel barriers, and main reads the stats only after joining every thread.
 
 import type { Program } from '../../uapi/program.ts';
 import { collectScriptReport, printErr } from './script/report.ts';

@@ -17,7 +17,9 @@
 // chunks that grow by mremap. Words are copied (malloc'd, NUL-terminated, upper case) because the file
 // mapping is read-only. Main merges the other tables into its own (freeing duplicate strings that other
 // threads allocated), sorts with qsort (count desc, strcmp asc), prints the top N like Phoenix and
-// reports the whole table read back from emulated memory.
+// reports the whole table read back from emulated memory. User space: no kernel lock; the only lock is
+// libc's arena lock (taken inside malloc/realloc/free). A thread's table is written only by it until main
+// joins it; only then does main read, merge and free it.
 import { MAP_PRIVATE, O_RDONLY, PROT_READ } from '../../uapi/abi.ts';
 import { UserSignal, type Program, type UserContext } from '../../uapi/program.ts';
 import { Libc, SIGABRT } from '../libc.ts';

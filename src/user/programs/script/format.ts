@@ -1,5 +1,6 @@
 // The parsed scenario: the steps and expressions the parser produces and the interpreter runs
-// (traces/README.md documents the JSON Lines form), and the one error type of bad scenarios.
+// (traces/README.md documents the JSON Lines form), and the one error type of bad scenarios. Types and
+// constants only: no state, no shared memory, no lock.
 
 /** A numeric field: sum of signed products of a literal and variables, evaluated when the step runs. */
 export interface NumExpr {

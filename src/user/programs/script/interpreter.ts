@@ -1,7 +1,10 @@
 // Running a scenario thread: each step's syscall or memory check, its expectation, and the
 // thread's statistics and output in its area of the control region (layout.ts). Threads meet at
 // kernel barriers; the program drives them (driveWithBarriers) and tests can drive several
-// round-robin (runScriptThread).
+// round-robin (runScriptThread). No lock: in the control region a ScriptThread writes only its own
+// area (stats, stdout buffer) and the variable slots, plainly through the MMU; another thread's value
+// is ordered only by a barrier between the steps (the sys.barrier calls of driveWithBarriers). A
+// ScriptThread is used only by the user thread it runs; mapScriptControl is main's, before any clone.
 import {
   MAP_ANONYMOUS,
   MAP_FIXED,

@@ -1,5 +1,6 @@
 // The control region of a `script` run (see ../script.ts for how a run is laid out) and the
-// format's hard limits, named so that hitting one fails with a message that names it.
+// format's hard limits, named so that hitting one fails with a message that names it. Constants and
+// address arithmetic only: no state, no memory access, no lock.
 import { PAGE_SIZE } from '../../../uapi/abi.ts';
 
 // Limits and layout (named so that hitting one fails with a message that names it)

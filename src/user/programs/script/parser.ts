@@ -1,6 +1,7 @@
 // Parsing a JSON Lines scenario: every line is checked with zod schemas (STEP_SCHEMAS), numbers are
 // compiled to expressions over variables, and every literal range is validated before boot. A bad
-// scenario is one ScenarioError naming the file, line and field.
+// scenario is one ScenarioError naming the file, line and field. No shared state and no lock: each parse
+// has its own Parser, so the host (before boot) and every scenario thread may call parseScenario.
 import { z } from 'zod';
 import {
   ERRNO_NAMES,

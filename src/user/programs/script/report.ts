@@ -1,5 +1,7 @@
 // The report of a `script` run, collected by main after every thread joined, from the threads'
-// statistics pages in the control region.
+// statistics pages in the control region. No lock: collectScriptReport reads the areas plainly, and
+// is called by main only after joining every thread (the join orders their writes before it).
+// printErr uses only its own scratch page.
 import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE, STDERR_FILENO } from '../../../uapi/abi.ts';
 import type { UserContext } from '../../../uapi/program.ts';
 import { kStatFailures, kStatFirstLine, kStatMsg, kStatMsgLen, kStatSteps, threadArea } from './layout.ts';

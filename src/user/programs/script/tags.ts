@@ -1,5 +1,7 @@
 // Self-describing page tags: the page format `fill` writes and `check` verifies, shared with
-// mremap-stress (a page that holds another region's or another index's tag is a misplaced page).
+// mremap-stress (a page that holds another region's or another index's tag is a misplaced page). Pure
+// encoders and decoders (no state, no lock); writeTaggedPage stores through the caller's MMU into a
+// page the caller owns.
 import { PAGE_SIZE } from '../../../uapi/abi.ts';
 import type { Mmu } from '../../../uapi/program.ts';
 import { hex } from '../../../lib/text.ts';
