@@ -45,7 +45,7 @@ const opts = {
 const ROUNDS = 12; // interleaved rounds after the bench cases (afterAll)
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const entry = path.join(here, 'helpers', 'bench-worker.cjs');
+const entry = path.join(here, 'helpers', 'ts-worker.cjs');
 
 const KINDS: FabricBenchKind[] = ['fabric', 'fabric-page', 'atomics-wait', 'atomics-spin'];
 const LABEL: Record<FabricBenchKind, string> = {

@@ -46,7 +46,7 @@ const ns = new Map<string, number[]>(MMU_CASES.map((c) => [c.name, []]));
 
 beforeAll(async () => {
   worker = await new Promise<Worker>((resolve, reject) => {
-    const w = new Worker(path.join(here, 'helpers', 'bench-worker.cjs'), {
+    const w = new Worker(path.join(here, 'helpers', 'ts-worker.cjs'), {
       workerData: { module: 'test/helpers/mmu-bench-worker.ts' },
     });
     w.once('error', reject);

@@ -2,14 +2,4 @@
 // touches no shared memory and takes no lock; it runs in the worker thread the host started for it, and
 // reports a failure of main() to the host as 'fatal'.
 'use strict';
-require('./tsx-boot.cjs')
-  .importTs('src/processor/pcache/sweep.ts')
-  .then((m) => m.main())
-  .catch((e) => {
-    require('node:worker_threads').parentPort.postMessage({
-      type: 'fatal',
-      who: 'sweep',
-      message: String((e && e.stack) || e),
-    });
-    process.exit(1);
-  });
+require('./tsx-boot.cjs').startWorker('sweep', 'src/processor/pcache/sweep.ts');

@@ -806,38 +806,6 @@ export class Vec32 {
   }
 }
 
-/**
- * A struct reached through a kernel pointer (a word index into a flat region), as C reaches
- * `csd->flags`: load(csd, kCsdFlags). The struct's words are its RegionDecl's; whether the pointer
- * points at such a struct is the caller's business, as in C, but a word outside the region throws
- * (the RangeError of Atomics itself).
- */
-export class Ptr32 {
-  constructor(
-    readonly a: Int32Array,
-    readonly struct: RegionDecl,
-  ) {}
-  /** the word index of p->w, for a wait loop (waitUntil) */
-  idx(p: number, w: number): number {
-    return p + w;
-  }
-  load(p: number, w: number): number {
-    return Atomics.load(this.a, p + w);
-  }
-  store(p: number, w: number, v: number): number {
-    return Atomics.store(this.a, p + w, v);
-  }
-  or(p: number, w: number, v: number): number {
-    return Atomics.or(this.a, p + w, v);
-  }
-  cas(p: number, w: number, expected: number, replacement: number): number {
-    return Atomics.compareExchange(this.a, p + w, expected, replacement);
-  }
-  notify(p: number, w: number, count?: number): number {
-    return Atomics.notify(this.a, p + w, count);
-  }
-}
-
 /** A flat Float64 region (rmap and victim addresses, thread arguments): one writer or a lock per word. */
 export class VecF64 {
   constructor(
@@ -892,8 +860,12 @@ export class Shared {
   readonly tlbVal: Rec32;
   /** the per-CPU areas and on-stack csds, by kernel pointer (word index; 0 is NULL) */
   readonly percpu: Vec32;
-  /** a csd (struct __call_single_data, kCsd*) by its kernel pointer into percpu */
-  readonly csd: Ptr32;
+  /**
+   * a csd (struct __call_single_data, kCsd*) by its kernel pointer into percpu, as C reaches
+   * `csd->flags`: records of stride 1 over the percpu words, so record p is the struct at pointer p and
+   * csd.load(p, kCsdFlags) is p->flags. Whether p points at a csd is the caller's business, as in C.
+   */
+  readonly csd: Rec32;
   /** struct flush_tlb_info per sending context (kCsdInfo*) */
   readonly csdInfo: RecF64;
   /** victim cache entries (kVictim*) */
@@ -953,7 +925,7 @@ export class Shared {
     this.tlbVpn = new RecF64(new Float64Array(bufs.tlbVpn), kTlbEntries, 'tlb tags');
     this.tlbVal = new Rec32(new Int32Array(bufs.tlbVal), kTlbEntries, 'tlb values');
     this.percpu = new Vec32(new Int32Array(bufs.percpu), 'percpu');
-    this.csd = new Ptr32(this.percpu.a, CSD);
+    this.csd = new Rec32(this.percpu.a, 1, 'csd');
     this.csdInfo = new RecF64(new Float64Array(bufs.csdInfo), CSD_INFO.stride, 'csd info');
     this.victim = new Rec32(new Int32Array(bufs.victim), VICTIM.stride, 'victim');
     this.victimAddr = new VecF64(new Float64Array(bufs.victimAddr), 'victim addresses');

@@ -1,4 +1,4 @@
-// The two workers of test/fabric.bench.ts (started through bench-worker.cjs, which loads this module
+// The two workers of test/fabric.bench.ts (started through ts-worker.cjs, which loads this module
 // with workers/tsx-boot.cjs like the machine's own workers).
 //
 //   server: the "memory node". Idle on a control word until the client picks a mode, then either runs
@@ -20,7 +20,7 @@ import { PAGE_SIZE } from '../../src/uapi/abi.ts';
 export type FabricBenchKind = 'fabric' | 'fabric-page' | 'atomics-wait' | 'atomics-spin';
 
 export interface FabricBenchInit {
-  /** this module, for bench-worker.cjs */
+  /** this module, for ts-worker.cjs */
   module: string;
   role: 'server' | 'client';
   bufs: SharedBuffers;

@@ -4,7 +4,7 @@
 // pages are mapped by hand the way the fault path maps them (walk -> pcacheAlloc -> PTE -> rmap), so no
 // access below ever faults or reaches the fabric.
 //
-// main(): the same, as a worker started by bench-worker.cjs, i.e. compiled by tsx exactly like the CPU
+// main(): the same, as a worker started by ts-worker.cjs, i.e. compiled by tsx exactly like the CPU
 // workers. It answers { name, samples } with the ns per load of every timed sample. (Under vitest's module
 // transform every imported binding in a hot loop — PAGE_SIZE, kTlbEntries in mmu.ts — becomes a
 // property read on a module namespace object, which costs several ns per access and would be measured

@@ -1045,25 +1045,13 @@ class StressThread {
 // ---------------------------------------------------------------------------------------------------
 // The program
 
-export interface StressReport {
+/** The run's shape, every thread's counters summed, and the first failure. */
+export interface StressReport extends Counters {
   kind: 'mremap-stress';
   threads: number;
   regions: number;
   pages: number;
   pattern: StressPattern;
-  iterations: number;
-  moves: number;
-  fastMoves: number;
-  slowMoves: number;
-  grows: number;
-  shrinks: number;
-  churns: number;
-  rewrites: number;
-  visits: number;
-  pagesVerified: number;
-  scratchMoves: number;
-  scratchRemaps: number;
-  scratchWrites: number;
   failures: number;
   firstFailure?: { thread: number; iteration: number; addr: number; message: string };
 }

@@ -31,6 +31,15 @@ export interface SyscallCommon extends StepCommon {
   as?: string;
   expect: Expect;
 }
+/** What fill and check share: the range and the pattern written to it, or expected in it. */
+export interface PatternStep extends StepCommon {
+  addr: NumExpr;
+  len: NumExpr;
+  pattern: Pattern;
+  gen: number;
+  region: string;
+  page: NumExpr;
+}
 export type Step =
   | (SyscallCommon & {
       op: 'mmap';
@@ -52,25 +61,8 @@ export type Step =
       newAddr?: NumExpr;
     })
   | (SyscallCommon & { op: 'brk'; addr: NumExpr })
-  | (StepCommon & {
-      op: 'fill';
-      addr: NumExpr;
-      len: NumExpr;
-      pattern: Pattern;
-      gen: number;
-      region: string;
-      page: NumExpr;
-    })
-  | (StepCommon & {
-      op: 'check';
-      addr: NumExpr;
-      len: NumExpr;
-      pattern: Pattern;
-      gen: number;
-      region: string;
-      page: NumExpr;
-      writer?: number;
-    })
+  | (PatternStep & { op: 'fill' })
+  | (PatternStep & { op: 'check'; writer?: number })
   | (StepCommon & { op: 'probe'; addr: NumExpr; len: NumExpr; expectProbe?: ProbeRun[] })
   | (StepCommon & { op: 'touch'; addr: NumExpr; len: NumExpr; access: TouchAccess })
   | (StepCommon & { op: 'barrier'; label: string; ordinal: number });
