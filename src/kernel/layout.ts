@@ -316,6 +316,11 @@ export const MM = region('mm', 16, {
     guard:
       'address-space changes in progress on P, with or without mmap_sem (Atomics; > 1 only when one ran unserialised)',
   },
+  kMmFutexSleepers: {
+    at: 12,
+    guard:
+      'threads queued in FUTEX_WAIT with no timeout: Atomics, under the hash-bucket lock queueing or unqueueing them',
+  },
 });
 export const {
   kMmPid,
@@ -330,7 +335,10 @@ export const {
   kMmSiCode,
   kMmPendingFlush,
   kMmAsChanges,
+  kMmFutexSleepers,
 } = indices(MM);
+/** kMmSiCode of a process killed because it hung (every thread asleep on a futex nobody can wake) */
+export const MM_SI_HUNG = 3;
 export const MM_F = region('mm floats', 4, {
   kMmMovingStart: {
     at: 0,
@@ -431,16 +439,50 @@ export const { kVictimPid, kVictimSet, kVictimGen, kVictimRw } = indices(VICTIM)
 // ---------------------------------------------------------------------------------------------
 // Thread table: an Int32 record per tid (tid 1 .. kMaxThreads-1); the entry argument is threadArgs[tid].
 export const kMaxThreads = 256;
-export const THREAD = region('threads', 8, {
+export const THREAD = region('threads', 12, {
   kThreadState: { at: 0, guard: 'Atomics.store + notify: THREAD_FREE/CREATED (clone), RUNNING, EXITED (its CPU)' },
   kThreadPid: { at: 1, guard: 'clone, before the spawn ring publishes the tid; read-only after' },
   kThreadExit: { at: 2, guard: 'its CPU, before kThreadState becomes THREAD_EXITED: the exit value' },
   kThreadCpu: { at: 3, guard: 'its CPU when it starts running (diagnostics)' },
   kThreadEntry: { at: 5, guard: 'clone, before the spawn ring publishes the tid: index of its thread entry name' },
   kThreadSignal: { at: 6, guard: 'its CPU, before kThreadState becomes THREAD_EXITED: the fatal signal, 0 if none' },
+  // the thread's futex_q while it sleeps in FUTEX_WAIT (processor/futex.ts)
+  kThreadFutexNext: { at: 4, guard: "its futex hash bucket's lock: the next queued tid, 0 at the tail" },
+  kThreadFutexMm: {
+    at: 7,
+    guard: "its futex hash bucket's lock (Atomics.store): key mm slot + 1 while queued, 0 once unqueued",
+  },
+  kThreadFutexTimed: { at: 8, guard: "its futex hash bucket's lock: 1 if the wait has a timeout" },
 });
-export const { kThreadState, kThreadPid, kThreadExit, kThreadCpu, kThreadEntry, kThreadSignal } = indices(THREAD);
+export const {
+  kThreadState,
+  kThreadPid,
+  kThreadExit,
+  kThreadCpu,
+  kThreadEntry,
+  kThreadSignal,
+  kThreadFutexNext,
+  kThreadFutexMm,
+  kThreadFutexTimed,
+} = indices(THREAD);
+/** A thread's Float64 words (addresses): threadF, record = tid. */
+export const THREAD_F = region('thread floats', 2, {
+  kThreadFFutexAddr: { at: 0, guard: "its futex hash bucket's lock: the uaddr it sleeps on while queued" },
+  kThreadFClearTid: {
+    at: 1,
+    guard: 'clone, before the spawn ring publishes the tid: CLONE_CHILD_CLEARTID address, 0 if none',
+  },
+});
+export const { kThreadFFutexAddr, kThreadFClearTid } = indices(THREAD_F);
 
+// ---------------------------------------------------------------------------------------------
+// futex hash buckets (struct futex_hash_bucket): kFutexHashSize records.
+export const kFutexHashSize = 256;
+export const FUTEX_HB = region('futex hash bucket', 2, {
+  kFhbLock: { at: 0, guard: 'hb->lock itself (a leaf spinlock)' },
+  kFhbHead: { at: 1, guard: 'hb->lock: the first queued tid, 0 when empty (the chain runs through kThreadFutexNext)' },
+});
+export const { kFhbLock, kFhbHead } = indices(FUTEX_HB);
 export const THREAD_FREE = 0;
 export const THREAD_CREATED = 1;
 export const THREAD_RUNNING = 2;
@@ -620,6 +662,8 @@ export interface SharedBuffers {
   reports: SharedArrayBuffer;
   threads: SharedArrayBuffer;
   threadArgs: SharedArrayBuffer;
+  threadF: SharedArrayBuffer;
+  futexHb: SharedArrayBuffer;
   stats: SharedArrayBuffer;
 }
 
@@ -661,6 +705,8 @@ export function allocateShared(geo: Geometry): SharedBuffers {
     reports: sab(kReportHeaderWords * 4 + kReportSlots * kReportSlotBytes),
     threads: sab(kMaxThreads * THREAD.stride * 4),
     threadArgs: sab(kMaxThreads * 8),
+    threadF: sab(kMaxThreads * THREAD_F.stride * 8),
+    futexHb: sab(kFutexHashSize * FUTEX_HB.stride * 4),
     stats: sab(nCtx * kStatsPerContext * 8),
   };
 }
@@ -893,6 +939,10 @@ export class Shared {
   readonly threads: Rec32;
   /** a thread's entry argument, by tid */
   readonly threadArgs: VecF64;
+  /** a thread's Float64 words (kThreadF*), record = tid */
+  readonly threadF: RecF64;
+  /** the futex hash buckets (kFhb*), record = bucket */
+  readonly futexHb: Rec32;
   /** per-context counter rows (src/kernel/stats.ts): record = context, one writer each */
   readonly stats: RecF64;
 
@@ -949,6 +999,8 @@ export class Shared {
     );
     this.threads = new Rec32(new Int32Array(bufs.threads), THREAD.stride, 'threads');
     this.threadArgs = new VecF64(new Float64Array(bufs.threadArgs), 'thread args');
+    this.threadF = new RecF64(new Float64Array(bufs.threadF), THREAD_F.stride, 'thread floats');
+    this.futexHb = new Rec32(new Int32Array(bufs.futexHb), FUTEX_HB.stride, 'futex hash buckets');
     this.stats = new RecF64(new Float64Array(bufs.stats), kStatsPerContext, 'stats');
   }
 

@@ -51,6 +51,8 @@ export const OTHER_EVENTS = [
   'mremap_move_pages',
   'zap_pages',
   'spurious_fault',
+  'futex_wait',
+  'futex_wake',
 ] as const;
 
 /**
@@ -105,4 +107,5 @@ export const SYSCALL_NAMES = [
   'exit',
   'barrier',
   'getpid',
+  'futex',
 ] as const;

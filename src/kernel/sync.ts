@@ -26,6 +26,7 @@ export const LOCK_KIND = {
   join: 7,
   barrier: 8,
   evict: 9,
+  futex: 10,
 } as const;
 
 function noteWait(env: Env, id: number, kind: number): void {
