@@ -12,13 +12,9 @@ const {
   CSD,
   CSD_INFO,
   CTL,
-  MBOX_F,
-  MBOX_HDR,
   META,
   MM,
   MM_F,
-  PCPU,
-  PRINTK_HDR,
   PRINTK_SLOT,
   RECV,
   REPORT_SLOT,
@@ -28,28 +24,7 @@ const {
   THREAD,
   VICTIM,
 } = layout;
-const REGIONS: layout.RegionDecl[] = [
-  CTL,
-  BARRIER,
-  CPU,
-  META,
-  SET,
-  RMAP,
-  MM,
-  MM_F,
-  PCPU,
-  CSD,
-  CSD_INFO,
-  VICTIM,
-  THREAD,
-  PRINTK_HDR,
-  PRINTK_SLOT,
-  REP_HDR,
-  REPORT_SLOT,
-  MBOX_HDR,
-  MBOX_F,
-  RECV,
-];
+const REGIONS = layout.DECLARED_REGIONS;
 
 describe('the layout declarations', () => {
   it.each(REGIONS.map((r) => [r.name, r] as const))(
@@ -131,6 +106,8 @@ describe('the layout declarations', () => {
       [sh.printkSlots, PRINTK_SLOT],
       [sh.repSlots, REPORT_SLOT],
       [sh.barrier, BARRIER],
+      [sh.threadF, layout.THREAD_F],
+      [sh.futexHb, layout.FUTEX_HB],
     ];
     for (const [acc, r] of pairs) expect(acc.stride, r.name).toBe(r.stride);
     expect(sh.ctl.a.length).toBe(CTL.stride);

@@ -2,7 +2,8 @@
 // pattern and heap checks, string.h, printf, the file helpers, and real threads racing on one arena.
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { PAGE_SIZE } from '../src/uapi/abi.ts';
+import { EBUSY, EINVAL, EPERM, ETIMEDOUT, PAGE_SIZE } from '../src/uapi/abi.ts';
+import { PD_TID, PTHREAD_COND_SIZE, PTHREAD_MUTEX_SIZE } from '../src/user/libc/pthread.ts';
 import { UserSignal, type Program } from '../src/uapi/program.ts';
 import { Libc, M_MMAP_THRESHOLD, binIndex, formatPrintf, request2size } from '../src/user/libc.ts';
 import { makeFakeMachine, makeFakeUser, type FakeMachine } from './helpers/fake-user.ts';
@@ -309,6 +310,50 @@ describe('libc: malloc/free/realloc', () => {
     expect(libc.malloc(2000)).toBe(victim); // the block the thread freed is reused
     expect(libc.mallocStats().nMmaps).toBe(0);
     expect(() => Libc.attach(u, task)).toThrowError(/bad magic/);
+  });
+});
+
+describe('libc: pthread mutex and condition variable words (one thread, no contention)', () => {
+  it('mutex2 states: lock 0 -> 1, trylock EBUSY, unlock -> 0, unlocking an unlocked mutex is EPERM', () => {
+    const { libc } = setup();
+    const mu = libc.calloc(1, PTHREAD_MUTEX_SIZE);
+    expect(libc.pthreadMutexLock(mu)).toBe(0);
+    expect(libc.mmu.load32(mu)).toBe(1); // locked, no waiters: no futex call needed to unlock
+    expect(libc.pthreadMutexTrylock(mu)).toBe(EBUSY);
+    expect(libc.pthreadMutexUnlock(mu)).toBe(0);
+    expect(libc.mmu.load32(mu)).toBe(0);
+    expect(libc.pthreadMutexTrylock(mu)).toBe(0);
+    expect(libc.pthreadMutexUnlock(mu)).toBe(0);
+    expect(libc.pthreadMutexUnlock(mu)).toBe(EPERM);
+    expect(libc.mmu.load32(mu)).toBe(0);
+  });
+
+  it('signal and broadcast advance the sequence word; a timed wait nobody signals times out holding the mutex', () => {
+    const { libc } = setup();
+    const mu = libc.calloc(1, PTHREAD_MUTEX_SIZE);
+    const cv = libc.calloc(1, PTHREAD_COND_SIZE);
+    libc.pthreadCondSignal(cv);
+    libc.pthreadCondBroadcast(cv);
+    expect(libc.mmu.load32(cv)).toBe(2);
+    libc.pthreadMutexLock(mu);
+    expect(libc.pthreadCondWait(cv, mu, 5)).toBe(ETIMEDOUT);
+    // re-locked in the contended state, as glibc's condvar does after a wait
+    expect(libc.mmu.load32(mu)).toBe(2);
+    expect(libc.pthreadMutexUnlock(mu)).toBe(0);
+  });
+
+  it('pthread_create stores the tid in struct pthread (CLONE_PARENT_SETTID); join sees it cleared and frees it', () => {
+    const program: Program = { name: 't', main: () => 0, threads: { w: () => 5 } };
+    const m = makeFakeMachine();
+    const u = makeFakeUser(m, program);
+    const libc = Libc.init(u);
+    const pt = libc.pthreadCreate('w', 0);
+    expect(pt).toBeGreaterThan(0);
+    expect(libc.pthreadTid(pt)).toBeGreaterThan(0);
+    expect(libc.mmu.load32(pt + PD_TID)).toBe(0); // the fake ran the thread inside clone: it has exited
+    expect(libc.pthreadJoin(pt)).toBe(5);
+    expect(libc.checkHeap()).toEqual([]);
+    expect(libc.pthreadCreate('nope', 0)).toBe(-EINVAL);
   });
 });
 

@@ -106,7 +106,7 @@ describe('parseScenario errors are one line: file:line: what (and how to fix)', 
     [
       'unknown op',
       '# c\n\n{"op": "mremep", "addr": 0}',
-      /^t\.jsonl:3: unknown op "mremep"; did you mean "mremap"\? \(ops: mmap, munmap, mprotect, mremap, brk, fill, check, probe, touch, barrier\)$/,
+      /^t\.jsonl:3: unknown op "mremep"; did you mean "mremap"\? \(ops: mmap, munmap, mprotect, mremap, brk, futex_wait, futex_wake, fill, check, probe, touch, barrier\)$/,
     ],
     [
       'unknown flag',

@@ -2,6 +2,7 @@
 // Pure functions on host-side buffers (the input and what the run returned): no state, no shared memory,
 // no lock; called on the host thread after a run.
 import { at as elem } from '../lib/at.ts';
+import type { PthreadStressReport } from '../user/programs/pthread_stress.ts';
 
 // ---- word_count ----------------------------------------------------------------------------------
 
@@ -257,4 +258,32 @@ export function compareBytes(expected: Uint8Array, actual: Uint8Array, recordOff
   }
   res.detail = detail;
   return res;
+}
+
+// ---- pthread-stress --------------------------------------------------------------------------------
+
+/**
+ * pthread-stress's result against what its parameters imply, by closed forms computed here: the
+ * counter is threads × iterations, and with two threads or more the consumers took each of 1..K once
+ * (count K, sum K(K+1)/2, sum of squares K(K+1)(2K+1)/6: a lost or doubled item changes a sum).
+ */
+export function comparePthreadStress(
+  o: { threads: number; iterations: number; items: number },
+  rep: PthreadStressReport,
+): { ok: boolean; summary: string } {
+  const k = o.threads >= 2 ? o.items : 0;
+  const want = {
+    counter: o.threads * o.iterations,
+    consumed: k,
+    sum: (k * (k + 1)) / 2,
+    sumSquares: (k * (k + 1) * (2 * k + 1)) / 6,
+  };
+  for (const f of ['counter', 'consumed', 'sum', 'sumSquares'] as const) {
+    if (rep[f] !== want[f])
+      return { ok: false, summary: `MISMATCH: ${f} is ${rep[f]}, expected ${want[f]} (computed from the parameters)` };
+  }
+  return {
+    ok: true,
+    summary: `counter ${rep.counter} = ${o.threads} thread${o.threads === 1 ? '' : 's'} × ${o.iterations}${k ? `, each of the ${k} items consumed once (count and sums match)` : ''}`,
+  };
 }

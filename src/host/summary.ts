@@ -45,6 +45,8 @@ export interface MachineStats {
   syscallErrors: number;
   faults: { total: number; spurious: number; segfaults: number };
   mremap: { psetSame: number; psetDiff: number; pagesMoved: number };
+  /** FUTEX_WAITs that queued, waiters a FUTEX_WAKE unqueued, and waiters that unqueued themselves at their timeout */
+  futex: { waits: number; woken: number; timedOut: number };
   perCpu: Array<{ cpu: number; faults: number; syscalls: number }>;
   /** nr_bug_<flag>: executions of each bug flag's broken branch (0 on the fixed kernel) */
   bugs: Record<string, number>;
@@ -108,6 +110,7 @@ export function collectStats(sh: Shared): MachineStats {
       psetDiff: sum(S.nr_mremap_pset_diff),
       pagesMoved: sum(S.mremap_move_pages),
     },
+    futex: { waits: sum(S.futex_wait), woken: sum(S.futex_wake), timedOut: sum(S.futex_timedout) },
     perCpu,
     bugs,
   };
@@ -148,6 +151,8 @@ export function formatStats(st: MachineStats): string {
   out.push(
     `mremap: ${st.mremap.pagesMoved} pages moved, PCACHE_MREMAP_PSET_SAME ${st.mremap.psetSame}, PCACHE_MREMAP_PSET_DIFF ${st.mremap.psetDiff}`,
   );
+  if (st.futex.waits || st.futex.woken)
+    out.push(`futex: ${st.futex.waits} waits queued, ${st.futex.woken} woken, ${st.futex.timedOut} timed out`);
   out.push(
     `syscalls: ${
       Object.entries(st.syscalls)

@@ -41,12 +41,17 @@ export interface RegionDecl {
   readonly stride: number;
   readonly words: Readonly<Record<string, WordDecl>>;
 }
+const declared: RegionDecl[] = [];
+/** Every region declared below, in declaration order (what test/layout.test.ts checks). */
+export const DECLARED_REGIONS: readonly RegionDecl[] = declared;
 function region<const W extends Readonly<Record<string, WordDecl>>>(
   name: string,
   stride: number,
   words: W,
 ): RegionDecl & { readonly words: W } {
-  return { name, stride, words };
+  const r = { name, stride, words };
+  declared.push(r);
+  return r;
 }
 /** The word indices of a region, by name: what the k-constants are. */
 function indices<const W extends Readonly<Record<string, WordDecl>>>(r: {
@@ -316,10 +321,10 @@ export const MM = region('mm', 16, {
     guard:
       'address-space changes in progress on P, with or without mmap_sem (Atomics; > 1 only when one ran unserialised)',
   },
-  kMmFutexSleepers: {
+  kMmSleepers: {
     at: 12,
     guard:
-      'threads queued in FUTEX_WAIT with no timeout: Atomics, under the hash-bucket lock queueing or unqueueing them',
+      'threads in a sleep only another thread can end (FUTEX_WAIT with no timeout, join, barrier): Atomics; a futex waiter is counted under the hash-bucket lock that queues or unqueues it (processor/hang.ts)',
   },
 });
 export const {
@@ -335,9 +340,9 @@ export const {
   kMmSiCode,
   kMmPendingFlush,
   kMmAsChanges,
-  kMmFutexSleepers,
+  kMmSleepers,
 } = indices(MM);
-/** kMmSiCode of a process killed because it hung (every thread asleep on a futex nobody can wake) */
+/** kMmSiCode of a process killed because it hung (every live thread asleep, nothing left to wake one) */
 export const MM_SI_HUNG = 3;
 export const MM_F = region('mm floats', 4, {
   kMmMovingStart: {
@@ -453,6 +458,13 @@ export const THREAD = region('threads', 12, {
     guard: "its futex hash bucket's lock (Atomics.store): key mm slot + 1 while queued, 0 once unqueued",
   },
   kThreadFutexTimed: { at: 8, guard: "its futex hash bucket's lock: 1 if the wait has a timeout" },
+  // what the thread sleeps in, for the hang check (processor/hang.ts)
+  kThreadSleep: {
+    at: 9,
+    guard: 'the thread itself (Atomics.store): SLEEP_NONE, SLEEP_FUTEX, SLEEP_JOIN or SLEEP_BARRIER',
+  },
+  kThreadSleepArg: { at: 10, guard: 'the thread itself, before kThreadSleep: the joined tid, or the barrier slot' },
+  kThreadSleepGen: { at: 11, guard: 'the thread itself, before kThreadSleep: the barrier generation it waits to end' },
 });
 export const {
   kThreadState,
@@ -464,6 +476,9 @@ export const {
   kThreadFutexNext,
   kThreadFutexMm,
   kThreadFutexTimed,
+  kThreadSleep,
+  kThreadSleepArg,
+  kThreadSleepGen,
 } = indices(THREAD);
 /** A thread's Float64 words (addresses): threadF, record = tid. */
 export const THREAD_F = region('thread floats', 2, {

@@ -53,6 +53,7 @@ export const OTHER_EVENTS = [
   'spurious_fault',
   'futex_wait',
   'futex_wake',
+  'futex_timedout',
 ] as const;
 
 /**

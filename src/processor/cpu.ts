@@ -29,6 +29,7 @@ import {
   kMaxProcs,
   kMmCpumask,
   kMmFaultAddr,
+  kMmSleepers,
   kMmKilled,
   kMmSiCode,
   kMmMovingEnd,
@@ -44,12 +45,14 @@ import {
   kThreadCpu,
   kThreadEntry,
   kThreadExit,
+  kThreadFClearTid,
   kThreadPid,
   kThreadSignal,
   kThreadState,
   Shared,
   THREAD_EXITED,
   THREAD_RUNNING,
+  MM_SI_HUNG,
 } from '../kernel/layout.ts';
 import { downWrite, LOCK_KIND, spinLock, spinUnlock, upWrite, waitUntil } from '../kernel/sync.ts';
 import type { Program, UserContext } from '../uapi/program.ts';
@@ -62,6 +65,8 @@ import { releasePgtable } from './mm.ts';
 import { CpuMmu, SIGKILL } from './mmu.ts';
 import { allocTablePage } from './pgtable.ts';
 import { ProcSyscalls } from './syscalls.ts';
+import { futexWake } from './futex.ts';
+import { checkHung, HUNG_WHY } from './hang.ts';
 import { handleIpis, smpcfdPrepareCpu, smpcfdPrepared, switchMmIn, switchMmOut, tlbFlushAllLocal } from './tlb.ts';
 import { at } from '../lib/at.ts';
 
@@ -301,7 +306,7 @@ export class Cpu {
     }
     if (slot < 0) throw new Error(`too many processes (${kMaxProcs})`);
     sh.mm.set(slot, kMmPgd, allocTablePage(sh));
-    for (const f of [kMmSem, kMmCpumask, kMmKilled, kMmShootdowns, kMmSiCode]) sh.mm.store(slot, f, 0);
+    for (const f of [kMmSem, kMmCpumask, kMmKilled, kMmShootdowns, kMmSiCode, kMmSleepers]) sh.mm.store(slot, f, 0);
     sh.mm.store(slot, kMmUsers, 1);
     sh.mmF.set(slot, kMmMovingStart, -1);
     sh.mmF.set(slot, kMmMovingEnd, -1);
@@ -334,7 +339,7 @@ export class Cpu {
         res.faultAddr = sh.mmF.get(slot, kMmFaultAddr);
         res.exit = 128 + first;
         const code = sh.mm.load(slot, kMmSiCode);
-        res.why = code === 1 ? 'SEGV_MAPERR' : code === 2 ? 'SEGV_ACCERR' : res.why;
+        res.why = code === 1 ? 'SEGV_MAPERR' : code === 2 ? 'SEGV_ACCERR' : code === MM_SI_HUNG ? HUNG_WHY : res.why;
       }
       if (env.config.check !== 'none') {
         // The process is quiescent (one thread left, no syscall running): check it before it goes.
@@ -342,8 +347,11 @@ export class Cpu {
       }
       this.teardown(task.pid, slot);
     } else {
+      this.mmRelease(task.tid, slot);
       Atomics.sub(sh.mm.a, users, 1);
       Atomics.notify(sh.mm.a, users);
+      // the threads left may all sleep in waits that only this one could have ended
+      checkHung(k, sh.mm.load(slot, kMmSleepers), task.tid);
       switchMmOut(k, slot);
     }
     sh.threads.set(task.tid, kThreadExit, res.exit);
@@ -351,6 +359,22 @@ export class Cpu {
     sh.threads.store(task.tid, kThreadState, THREAD_EXITED);
     sh.threads.notify(task.tid, kThreadState);
     sh.ctl.sub(kCtlLiveThreads, 1);
+  }
+
+  /**
+   * mm_release: CLONE_CHILD_CLEARTID. Store 0 at the thread's clear_child_tid and FUTEX_WAKE one waiter
+   * there (pthread_join). Skipped when the process is being killed: every thread dies with it and
+   * nobody is left to join. A bad address is ignored, as Linux ignores it.
+   */
+  private mmRelease(tid: number, slot: number): void {
+    const { sh, k } = this;
+    const ctid = sh.threadF.get(tid, kThreadFClearTid);
+    if (ctid === 0 || sh.mm.load(slot, kMmKilled) !== 0) return;
+    try {
+      if (this.mmu.putUser32(ctid, 0)) futexWake(k, ctid, 1);
+    } catch (e) {
+      if (!(e instanceof UserSignal)) throw e; // killed while clearing: as above, nobody joins
+    }
   }
 
   private teardown(pid: number, slot: number): void {

@@ -7,45 +7,36 @@
 // is not present it drops the lock, faults it in and retries, as Linux does. A waker unqueues under
 // hb->lock (kThreadFutexMm becomes 0: q->lock_ptr = NULL) and notifies that word after dropping it
 // (wake_up_q); the waiter sleeps on it, servicing IPIs, and was woken iff a waker unqueued it, so a
-// late notify is only a spurious wake-up of a later wait, which re-checks. kMmFutexSleepers counts the mm's
-// queued waiters without a timeout (Atomics, changed under the bucket lock that queues or unqueues
-// them): when it equals the mm's live threads (kMmUsers) nobody is left to wake any of them, and the
-// process is reported hung and killed (futexCheckHung). Callers hold no lock; the calling CPU runs a
-// thread of the mm in k.mmSlot.
+// late notify is only a spurious wake-up of a later wait, which re-checks. An untimed waiter counts
+// itself in kMmSleepers under the bucket lock, and whoever unqueues it uncounts it there: the hang
+// check (hang.ts) sees it as asleep exactly while it is queued. Callers hold no lock; the calling CPU runs a thread of
+// the mm in k.mmSlot.
 import {
   kFhbHead,
   kFhbLock,
   kFutexHashSize,
   kMaxThreads,
-  kMmFaultAddr,
-  kMmFutexSleepers,
   kMmKilled,
-  kMmPid,
-  kMmSiCode,
-  kMmUsers,
+  kMmSleepers,
   kThreadFFutexAddr,
   kThreadFutexMm,
   kThreadFutexNext,
   kThreadFutexTimed,
-  kThreadPid,
-  kThreadState,
-  MM_SI_HUNG,
-  THREAD_EXITED,
-  THREAD_FREE,
+  kThreadSleep,
 } from '../kernel/layout.ts';
 import { S } from '../kernel/stats.ts';
 import { LOCK_KIND, spinLock, spinUnlock, waitUntil } from '../kernel/sync.ts';
 import { EAGAIN, EFAULT, EINVAL, ETIMEDOUT } from '../uapi/abi.ts';
 import type { Kern } from './kern.ts';
-import { SIGKILL } from './mmu.ts';
 import { safePoint } from './stop.ts';
+import { checkHung, cpuSleeps, cpuWakes, SLEEP_FUTEX, SLEEP_NONE } from './hang.ts';
 
 /** How the futex code reaches user memory: the CPU's MMU, as get_user and the fault path see it. */
 export interface FutexUser {
   /** get_futex_value_locked: the u32 at va if its page is mapped now, else -1 (never faults) */
   loadWordNoFault(va: number): number;
-  /** fault_in_user_writeable / get_user: bring the page in; false if the address is bad (-EFAULT) */
-  faultIn(va: number): boolean;
+  /** fault_in_user_readable (get_user): bring the page in; false if the address is bad (-EFAULT) */
+  faultInReadable(va: number): boolean;
 }
 
 /** futex_hash(key): the bucket of (mm, uaddr). Whole addresses stay numbers: no 32-bit operators. */
@@ -93,7 +84,7 @@ function unqueue(k: Kern, hb: number, tid: number): boolean {
       else sh.threads.store(prev, kThreadFutexNext, next);
       sh.threads.store(tid, kThreadFutexNext, 0);
       sh.threads.store(tid, kThreadFutexMm, 0);
-      if (sh.threads.load(tid, kThreadFutexTimed) === 0) sh.mm.sub(k.mmSlot, kMmFutexSleepers, 1);
+      if (sh.threads.load(tid, kThreadFutexTimed) === 0) sh.mm.sub(k.mmSlot, kMmSleepers, 1);
       return true;
     }
     prev = cur;
@@ -118,7 +109,7 @@ export function futexWait(k: Kern, user: FutexUser, uaddr: number, val: number, 
     const uval = user.loadWordNoFault(uaddr);
     if (uval < 0) {
       hbUnlock(k, hb);
-      if (!user.faultIn(uaddr)) return -EFAULT;
+      if (!user.faultInReadable(uaddr)) return -EFAULT;
       continue;
     }
     if (uval !== val >>> 0) {
@@ -126,9 +117,10 @@ export function futexWait(k: Kern, user: FutexUser, uaddr: number, val: number, 
       return -EAGAIN;
     }
     queueMe(k, hb, tid, uaddr, timed);
-    const sleepers = timed ? 0 : sh.mm.add(k.mmSlot, kMmFutexSleepers, 1) + 1;
+    sh.threads.store(tid, kThreadSleep, SLEEP_FUTEX);
+    const sleepers = timed ? 0 : sh.mm.add(k.mmSlot, kMmSleepers, 1) + 1;
     hbUnlock(k, hb);
-    if (!timed) futexCheckHung(k, sleepers);
+    if (!timed) checkHung(k, sleepers);
     break;
   }
   k.env.stat(S.futex_wait);
@@ -137,6 +129,7 @@ export function futexWait(k: Kern, user: FutexUser, uaddr: number, val: number, 
   const killed = (): boolean => sh.mm.load(k.mmSlot, kMmKilled) !== 0;
   const queued = (): boolean => sh.threads.load(tid, kThreadFutexMm) !== 0;
   let late = false;
+  cpuSleeps(k);
   waitUntil(
     k.env,
     sh.threads.a,
@@ -150,13 +143,17 @@ export function futexWait(k: Kern, user: FutexUser, uaddr: number, val: number, 
     uaddr,
     LOCK_KIND.futex,
   );
+  cpuWakes(k);
+  sh.threads.store(tid, kThreadSleep, SLEEP_NONE);
   if (!queued()) return 0;
   // unqueue_me: timed out or killed. A waker that unqueued us first wins: then this was a wake-up.
   hbLock(k, hb);
   const wasQueued = unqueue(k, hb, tid);
   hbUnlock(k, hb);
   if (!wasQueued) return 0;
-  return late ? -ETIMEDOUT : 0; // killed: the syscall's interrupt point unwinds the thread
+  if (!late) return 0; // killed: the syscall's interrupt point unwinds the thread
+  k.env.stat(S.futex_timedout);
+  return -ETIMEDOUT;
 }
 
 /** futex_wake(uaddr, nr): wake up to nr waiters on (mm, uaddr), in queue order; returns how many. */
@@ -182,36 +179,4 @@ export function futexWake(k: Kern, uaddr: number, nr: number): number {
   for (const t of woken) sh.threads.notify(t, kThreadFutexMm);
   k.env.stat(S.futex_wake, woken.length);
   return woken.length;
-}
-
-/**
- * Every live thread of the mm sleeps in FUTEX_WAIT with no timeout: private futexes can be woken only
- * from inside the mm, so none ever will. The first to see it (a new sleeper, or an exiting thread)
- * kills the process with the state of every sleeper in the log, as a hang of that process.
- */
-export function futexCheckHung(k: Kern, sleepers: number): void {
-  const sh = k.sh;
-  const slot = k.mmSlot;
-  const users = sh.mm.load(slot, kMmUsers);
-  if (sleepers <= 0 || sleepers < users) return;
-  if (sh.mm.cas(slot, kMmKilled, 0, SIGKILL) !== 0) return;
-  const pid = sh.mm.load(slot, kMmPid);
-  const who: string[] = [];
-  let addr = -1;
-  for (let t = 1; t < kMaxThreads; t++) {
-    if (sh.threads.load(t, kThreadPid) !== pid) continue;
-    const st = sh.threads.load(t, kThreadState);
-    if (st === THREAD_FREE || st === THREAD_EXITED) continue;
-    if (sh.threads.load(t, kThreadFutexMm) === slot + 1) {
-      const a = sh.threadF.get(t, kThreadFFutexAddr);
-      if (addr < 0) addr = a;
-      who.push(`tid ${t} on 0x${a.toString(16)}`);
-    }
-  }
-  sh.mmF.set(slot, kMmFaultAddr, addr);
-  sh.mm.store(slot, kMmSiCode, MM_SI_HUNG);
-  k.env.printk(
-    'error',
-    `futex: pid ${pid} hung: all ${users} live thread${users === 1 ? '' : 's'} sleep in FUTEX_WAIT with no timeout and nothing left to wake them (${who.join(', ')}): killing it`,
-  );
 }

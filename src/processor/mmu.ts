@@ -232,6 +232,35 @@ export class CpuMmu implements Mmu {
     }
   }
 
+  // ---- kernel accesses to user memory (uaccess) ----
+  /**
+   * get_futex_value_locked: the aligned u32 at va if its page is mapped now, else -1. A lockless walk
+   * of the page tables, as the hardware walker does on a TLB miss (a fresher translation than any TLB
+   * entry, so always one the CPU could use). It never faults and never services an IPI, so a caller may
+   * hold a spinlock: an evictor cannot reuse the line before this CPU acks its shootdown, which it does
+   * only after this read.
+   */
+  loadWordNoFault(va: number): number {
+    const sh = this.k.sh;
+    const ptep = walkNoAlloc(sh, sh.mm.get(this.k.mmSlot, kMmPgd), va);
+    const pte = ptep < 0 ? 0 : sh.pgtable.load(ptep);
+    if ((pte & _PAGE_PRESENT) === 0) return -1;
+    return Atomics.load(this.data32, (pteLine(pte) * PAGE_SIZE + (va % PAGE_SIZE)) / 4) >>> 0;
+  }
+
+  /** fault_in_user_readable: fault the page of va in for reading; false if the address is bad (-EFAULT). */
+  faultInReadable(va: number): boolean {
+    return this.translate(va, false, true) >= 0;
+  }
+
+  /** put_user of an aligned u32 (an atomic store): false instead of a signal if the address is bad. */
+  putUser32(va: number, v: number): boolean {
+    const p = this.translate(va, true, true);
+    if (p < 0) return false;
+    Atomics.store(this.data32, p / 4, v | 0);
+    return true;
+  }
+
   // ---- accesses ----
   load8(va: number): number {
     const d = va - this.rBase;

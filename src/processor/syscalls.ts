@@ -6,8 +6,9 @@
 // mremap-unserialized flag) and sets kMmSemOwner; the replay (releasePgtable, movePageTables,
 // changeProtection) runs under it and takes the PTE-page and line locks it needs. File calls take no lock
 // of their own. clone publishes the new thread by Atomics (kCtlLiveThreads CAS, kThreadState, then the
-// spawn ring and kCtlHostDoorbell); join and barrier wait in waitUntil at safe points. A ProcSyscalls is
-// called only by the user thread running on its CPU (the CPU worker's own thread), holding no kernel
+// spawn ring and kCtlHostDoorbell); join, barrier and futex waits sleep in waitUntil at safe points
+// (hang.ts: the watchdog sees the CPU as scheduled, the hang check sees the thread asleep). A
+// ProcSyscalls is called only by the user thread running on its CPU (the CPU worker's own thread), holding no kernel
 // lock; afterAddressSpaceCall runs after mmap_sem is released.
 import { BroadcastChannel } from 'node:worker_threads';
 import {
@@ -58,6 +59,7 @@ import {
   kNodeStorage,
   kThreadEntry,
   kThreadExit,
+  kThreadFClearTid,
   kThreadPid,
   kThreadState,
   kSpawnRing,
@@ -69,9 +71,15 @@ import { downWrite, LOCK_KIND, upWrite, waitUntil } from '../kernel/sync.ts';
 import {
   EAGAIN,
   EBADF,
+  EDEADLK,
   EFAULT,
   EINVAL,
+  ENODEV,
+  ENOSYS,
   ESRCH,
+  FUTEX_CMD_MASK,
+  FUTEX_WAIT,
+  FUTEX_WAKE,
   MAP_ANONYMOUS,
   MAP_POPULATE,
   MREMAP_DONTUNMAP,
@@ -90,10 +98,10 @@ import { changeProtection, releasePgtable } from './mm.ts';
 import { movePageTables } from './mremap.ts';
 import type { CpuMmu } from './mmu.ts';
 import { safePoint } from './stop.ts';
+import { futexWait, futexWake } from './futex.ts';
+import { cpuSleeps, cpuWakes, sleepBegin, sleepEnd, SLEEP_BARRIER, SLEEP_JOIN } from './hang.ts';
 import { hex } from '../lib/text.ts';
 
-const EDEADLK = 35;
-const ENODEV = 19;
 type SyscallName = (typeof SYSCALL_NAMES)[number];
 
 /** Called after every address-space syscall when --check syscall is on (stop-the-world checker). */
@@ -436,12 +444,13 @@ export class ProcSyscalls implements Syscalls {
   }
 
   // ---- threads ----
-  clone(entry: string, arg: number): number {
+  clone(entry: string, arg: number, ctid = 0): number {
     return this.sys('clone', () => {
       const k = this.k;
       const sh = k.sh;
       const ei = this.entries.indexOf(entry);
       if (ei < 0) return -EINVAL;
+      if (!Number.isInteger(ctid) || ctid < 0 || ctid % 4 !== 0) return -EINVAL;
       // One user thread per CPU, without preemption: a thread that cannot get a CPU would wait forever
       // behind threads that join it. Refuse like RLIMIT_NPROC would.
       for (;;) {
@@ -457,6 +466,17 @@ export class ProcSyscalls implements Syscalls {
       sh.threads.set(tid, kThreadPid, k.pid);
       sh.threads.set(tid, kThreadEntry, ei);
       sh.threadArgs.set(tid, arg);
+      // CLONE_PARENT_SETTID: the tid is in *ctid before either thread runs (a failed put_user is
+      // ignored, as copy_process ignores it); CLONE_CHILD_CLEARTID remembers where to clear it.
+      if (ctid !== 0) {
+        try {
+          this.mmu.putUser32(ctid, tid);
+        } catch (e) {
+          sh.ctl.sub(kCtlLiveThreads, 1); // the process is being killed: the thread never starts
+          throw e;
+        }
+      }
+      sh.threadF.set(tid, kThreadFClearTid, ctid);
       sh.mm.add(k.mmSlot, kMmUsers, 1);
       sh.threads.store(tid, kThreadState, THREAD_CREATED);
       // Hand the new thread to the host, which queues it on the CPU pool.
@@ -476,17 +496,27 @@ export class ProcSyscalls implements Syscalls {
         return -ESRCH;
       if (tid === k.tid) return -EDEADLK;
       const si = sh.threads.idx(tid, kThreadState);
-      waitUntil(
-        k.env,
-        sh.threads.a,
-        si,
-        () => {
-          safePoint(k.env);
-          return Atomics.load(sh.threads.a, si) === THREAD_EXITED || this.killed();
-        },
-        tid,
-        LOCK_KIND.join,
-      );
+      const done = (): boolean => Atomics.load(sh.threads.a, si) === THREAD_EXITED || this.killed();
+      if (!done()) {
+        sleepBegin(k, SLEEP_JOIN, tid);
+        cpuSleeps(k);
+        try {
+          waitUntil(
+            k.env,
+            sh.threads.a,
+            si,
+            () => {
+              safePoint(k.env);
+              return done();
+            },
+            tid,
+            LOCK_KIND.join,
+          );
+        } finally {
+          cpuWakes(k);
+          sleepEnd(k);
+        }
+      }
       this.mmu.interrupt(); // unwinds if the process is being killed
       return sh.threads.get(tid, kThreadExit);
     });
@@ -505,19 +535,39 @@ export class ProcSyscalls implements Syscalls {
         sh.barrier.notify(b, kBarrierGen);
         return 0;
       }
-      waitUntil(
-        k.env,
-        sh.barrier.a,
-        sh.barrier.idx(b, kBarrierGen),
-        () => {
-          safePoint(k.env);
-          return sh.barrier.load(b, kBarrierGen) !== gen || this.killed();
-        },
-        id,
-        LOCK_KIND.barrier,
-      );
+      sleepBegin(k, SLEEP_BARRIER, b, gen);
+      cpuSleeps(k);
+      try {
+        waitUntil(
+          k.env,
+          sh.barrier.a,
+          sh.barrier.idx(b, kBarrierGen),
+          () => {
+            safePoint(k.env);
+            return sh.barrier.load(b, kBarrierGen) !== gen || this.killed();
+          },
+          id,
+          LOCK_KIND.barrier,
+        );
+      } finally {
+        cpuWakes(k);
+        sleepEnd(k);
+      }
       this.mmu.interrupt();
       return 0;
+    });
+  }
+
+  futex(uaddr: number, op: number, val: number, timeoutMs = -1): number {
+    return this.sys('futex', () => {
+      const cmd = op & FUTEX_CMD_MASK;
+      if (!Number.isInteger(uaddr) || !Number.isInteger(val)) return -EINVAL;
+      if (cmd === FUTEX_WAKE) return futexWake(this.k, uaddr, val);
+      if (cmd !== FUTEX_WAIT) return -ENOSYS;
+      if (Number.isNaN(timeoutMs)) return -EINVAL;
+      const r = futexWait(this.k, this.mmu, uaddr, val, timeoutMs < 0 ? -1 : timeoutMs);
+      this.mmu.interrupt(); // unwinds if the process is being killed
+      return r;
     });
   }
 

@@ -36,6 +36,8 @@ export const EROFS = 30;
 export const ENAMETOOLONG = 36;
 export const ENOSYS = 38;
 export const EOVERFLOW = 75;
+export const EDEADLK = 35;
+export const ETIMEDOUT = 110;
 
 export const ERRNO_NAMES: Record<number, string> = {
   [EPERM]: 'EPERM',
@@ -62,6 +64,8 @@ export const ERRNO_NAMES: Record<number, string> = {
   [ENAMETOOLONG]: 'ENAMETOOLONG',
   [ENOSYS]: 'ENOSYS',
   [EOVERFLOW]: 'EOVERFLOW',
+  [EDEADLK]: 'EDEADLK',
+  [ETIMEDOUT]: 'ETIMEDOUT',
 };
 export const errnoByName = (name: string): number | undefined => {
   for (const [k, v] of Object.entries(ERRNO_NAMES)) if (v === name) return Number(k);
@@ -70,6 +74,18 @@ export const errnoByName = (name: string): number | undefined => {
 /** Name of a raw syscall return: "EINVAL" for -22, undefined for success. */
 export const errnoName = (ret: number): string | undefined =>
   ret < 0 && ret > -4096 ? (ERRNO_NAMES[-ret] ?? `E${-ret}`) : undefined;
+
+// include/uapi/linux/futex.h
+export const FUTEX_WAIT = 0;
+export const FUTEX_WAKE = 1;
+export const FUTEX_PRIVATE_FLAG = 128;
+export const FUTEX_CLOCK_REALTIME = 256;
+/** op & FUTEX_CMD_MASK: the command without its flags */
+export const FUTEX_CMD_MASK = ~(FUTEX_PRIVATE_FLAG | FUTEX_CLOCK_REALTIME);
+export const FUTEX_WAIT_PRIVATE = FUTEX_WAIT | FUTEX_PRIVATE_FLAG;
+export const FUTEX_WAKE_PRIVATE = FUTEX_WAKE | FUTEX_PRIVATE_FLAG;
+/** INT_MAX: wake every waiter (pthread_cond_broadcast) */
+export const FUTEX_WAKE_ALL = 0x7fffffff;
 
 // include/uapi/asm-generic/mman-common.h
 export const PROT_NONE = 0x0;

@@ -11,7 +11,7 @@
 // Interfaces and error types only: this file touches no shared memory and takes no lock. A UserContext
 // belongs to one user thread and is used only on the CPU worker running it; programs hold no kernel lock
 // (they have none to take) and synchronise with each other in emulated memory (cas32/xadd32) or
-// through the join and barrier syscalls.
+// through the futex, join and barrier syscalls.
 
 export interface Mmu {
   load8(va: number): number;
@@ -62,12 +62,24 @@ export interface Syscalls {
   /** Writes a struct stat (STAT_SIZE bytes, x86-64 layout) at statVa. */
   fstat(fd: number, statVa: number): number;
   lseek(fd: number, offset: number, whence: number): number;
-  /** Start a user thread running the program's thread entry `entry` with `arg`; returns its tid or -errno. */
-  clone(entry: string, arg: number): number;
+  /**
+   * Start a user thread running the program's thread entry `entry` with `arg`; returns its tid or -errno.
+   * A non-zero `ctid` is glibc's CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID on that aligned u32: the
+   * new tid is stored there before clone returns, and when the thread exits the kernel stores 0 there
+   * and does FUTEX_WAKE on it (pthread_join waits for that). Bad addresses are ignored, as in Linux.
+   */
+  clone(entry: string, arg: number, ctid?: number): number;
   /** Wait for a thread started by clone; returns its exit value, or -errno. */
   join(tid: number): number;
   /** A barrier shared by all threads of the process, identified by id, for `count` parties. */
   barrier(id: number, count: number): number;
+  /**
+   * futex(uaddr, op, val, timeout): FUTEX_WAIT sleeps while the u32 at uaddr equals val (0 when woken,
+   * -EAGAIN if it differs, -ETIMEDOUT after timeoutMs; a negative or absent timeout waits for ever),
+   * FUTEX_WAKE wakes up to val waiters and returns how many. FUTEX_PRIVATE_FLAG is accepted. The
+   * timeout is relative milliseconds, not a struct timespec pointer.
+   */
+  futex(uaddr: number, op: number, val: number, timeoutMs?: number): number;
   getpid(): number;
   gettid(): number;
   /** ends the calling thread (never returns) */

@@ -64,6 +64,7 @@ export interface JsonSummary {
     bugs: Record<string, number>;
     faults: { total: number; segfaults: number };
     syscalls: Record<string, number>;
+    futex: { waits: number; woken: number; timedOut: number };
   };
 }
 

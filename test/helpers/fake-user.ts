@@ -4,7 +4,11 @@
 import {
   EBADF,
   EFAULT,
+  EAGAIN,
   EINVAL,
+  ETIMEDOUT,
+  FUTEX_CMD_MASK,
+  FUTEX_WAKE,
   ENOENT,
   ENOMEM,
   MAP_ANONYMOUS,
@@ -323,18 +327,32 @@ export function makeFakeUser(m: FakeMachine, program?: Program, seed = 1, argv: 
       f.pos = off;
       return off;
     },
-    clone(entry, arg) {
+    clone(entry, arg, ctid = 0) {
       const fn = program?.threads?.[entry];
       if (!fn) return -EINVAL;
       const tid = nextTid++;
       const u = { ...ctx, tid };
+      if (ctid) mmu.store32(ctid, tid);
       try {
         results.set(tid, fn(u, arg));
       } catch (e) {
         if (e instanceof ThreadExit) results.set(tid, e.code);
         else throw e;
       }
+      if (ctid) mmu.store32(ctid, 0); // CLONE_CHILD_CLEARTID (no waiter can exist: threads run here)
       return tid;
+    },
+    futex(uaddr, op, val, timeoutMs = -1) {
+      // threads run to completion inside clone(), so nobody sleeps when a wake comes, and a wait that
+      // would sleep can never be woken: with a timeout it times out, without one it is a test bug
+      if ((op & FUTEX_CMD_MASK) === FUTEX_WAKE) return 0;
+      if (uaddr % 4 !== 0) return -EINVAL;
+      if (!mmu.probe(uaddr, false)) return -EFAULT;
+      if (mmu.load32(uaddr) !== val >>> 0) return -EAGAIN;
+      if (timeoutMs >= 0) return -ETIMEDOUT;
+      throw new Error(
+        `fake-user: FUTEX_WAIT on 0x${uaddr.toString(16)} would sleep for ever (threads run synchronously)`,
+      );
     },
     join(tid) {
       return results.get(tid) ?? -EINVAL;

@@ -3,6 +3,7 @@
 import type { Program } from '../../uapi/program.ts';
 import { dpkgStatus } from './dpkg_status.ts';
 import { mremapStress } from './mremap_stress.ts';
+import { pthreadStress } from './pthread_stress.ts';
 import { scriptProgram } from './script.ts';
 import { wordCount } from './word_count.ts';
 
@@ -11,4 +12,5 @@ export const programs: Record<string, Program> = {
   'dpkg-status': dpkgStatus,
   script: scriptProgram,
   'mremap-stress': mremapStress,
+  'pthread-stress': pthreadStress,
 };

@@ -5,7 +5,7 @@
 //
 // The file is opened, its size taken with fstat and the whole file mmapped MAP_PRIVATE/PROT_READ.
 // It is split into T chunks that end at whitespace (Phoenix's splitter; the last chunk takes the rest).
-// T-1 threads are started with clone('map', task) where `task` is the VA of a struct wc_task in
+// T-1 threads are started with pthread_create('map', task) where `task` is the VA of a struct wc_task in
 // emulated memory; the main thread maps the last chunk itself, then joins the others (a CPU runs one
 // user thread and threads are not preempted, so main must not sit in join while holding work).
 //
@@ -320,19 +320,20 @@ function main(u: UserContext, argv: string[]): number {
     m.store32(task + T_NUM, i);
     pos = end;
   }
-  const tids: number[] = [];
+  const threads: number[] = [];
   for (let i = 0; i < T - 1; i++) {
-    const tid = libc.pthreadCreate('map', m.load64(tasks + i * 8));
-    if (tid < 0) {
-      libc.dprintf(2, 'word_count: clone failed: %d\n', tid);
+    const pt = libc.pthreadCreate('map', m.load64(tasks + i * 8));
+    if (pt < 0) {
+      libc.dprintf(2, 'word_count: clone failed: %d\n', pt);
       return 1;
     }
-    tids.push(tid);
+    threads.push(pt);
   }
   const mine = m.load64(tasks + (T - 1) * 8);
   mapChunk(libc, mine);
-  for (const tid of tids) {
-    const r = libc.pthreadJoin(tid);
+  for (const pt of threads) {
+    const tid = libc.pthreadTid(pt);
+    const r = libc.pthreadJoin(pt);
     if (r !== 0) {
       libc.dprintf(2, 'word_count: thread %d returned %d\n', tid, r);
       return 1;

@@ -61,6 +61,8 @@ export type Step =
       newAddr?: NumExpr;
     })
   | (SyscallCommon & { op: 'brk'; addr: NumExpr })
+  | (SyscallCommon & { op: 'futex_wait'; addr: NumExpr; val: NumExpr; timeoutMs: NumExpr })
+  | (SyscallCommon & { op: 'futex_wake'; addr: NumExpr; count: NumExpr })
   | (PatternStep & { op: 'fill' })
   | (PatternStep & { op: 'check'; writer?: number })
   | (StepCommon & { op: 'probe'; addr: NumExpr; len: NumExpr; expectProbe?: ProbeRun[] })

@@ -16,6 +16,8 @@ import {
   STDOUT_FILENO,
   TASK_SIZE,
   errnoName,
+  FUTEX_WAIT_PRIVATE,
+  FUTEX_WAKE_PRIVATE,
 } from '../../../uapi/abi.ts';
 import type { UserContext } from '../../../uapi/program.ts';
 import { decodePageTag, describePageContent, regionId, writeTaggedPage } from './tags.ts';
@@ -204,6 +206,19 @@ export class ScriptThread {
         );
       case 'brk':
         return this.syscall(step, out, () => sys.brk(this.eval(step.addr, 'addr')));
+      case 'futex_wait':
+        return this.syscall(step, out, () =>
+          sys.futex(
+            this.eval(step.addr, 'addr'),
+            FUTEX_WAIT_PRIVATE,
+            this.eval(step.val, 'val'),
+            this.eval(step.timeoutMs, 'timeout_ms'),
+          ),
+        );
+      case 'futex_wake':
+        return this.syscall(step, out, () =>
+          sys.futex(this.eval(step.addr, 'addr'), FUTEX_WAKE_PRIVATE, this.eval(step.count, 'count')),
+        );
       case 'fill':
         return this.fill(step, out);
       case 'check':

@@ -43,6 +43,8 @@ export const OPS = [
   'mprotect',
   'mremap',
   'brk',
+  'futex_wait',
+  'futex_wake',
   'fill',
   'check',
   'probe',
@@ -111,6 +113,8 @@ export const STEP_SCHEMAS = {
     new_addr: zNum.optional(),
   }),
   brk: z.strictObject({ ...zCommon, ...zSyscall, addr: zNum }),
+  futex_wait: z.strictObject({ ...zCommon, ...zSyscall, addr: zNum, val: zNum, timeout_ms: zNum.optional() }),
+  futex_wake: z.strictObject({ ...zCommon, ...zSyscall, addr: zNum, count: zNum.optional() }),
   fill: z.strictObject({ ...zCommon, ...zRange, ...zPatternFields }),
   check: z.strictObject({
     ...zCommon,
@@ -485,6 +489,33 @@ export function compileStep(
       const dflt: Expect = constValue(addr) === 0 ? { kind: 'ok' } : { kind: 'value', expr: addr };
       return { ...c, op, addr, as: p.assign(d.as, line, c.thread), expect: p.expect(d.expect, dflt, line) };
     }
+    case 'futex_wait': {
+      // FUTEX_WAIT_PRIVATE on the u32 at addr: by default it must be woken (0); a timeout_ms bounds it
+      const d = p.validate(STEP_SCHEMAS.futex_wait, obj, what, line);
+      const c = common(d);
+      return {
+        ...c,
+        op,
+        addr: p.num(d.addr, 'addr', line),
+        val: p.num(d.val, 'val', line),
+        timeoutMs: d.timeout_ms === undefined ? lit(-1) : p.num(d.timeout_ms, 'timeout_ms', line),
+        as: p.assign(d.as, line, c.thread),
+        expect: p.expect(d.expect, { kind: 'ok' }, line),
+      };
+    }
+    case 'futex_wake': {
+      // FUTEX_WAKE_PRIVATE: wake up to count waiters (default 1); returns how many it woke
+      const d = p.validate(STEP_SCHEMAS.futex_wake, obj, what, line);
+      const c = common(d);
+      return {
+        ...c,
+        op,
+        addr: p.num(d.addr, 'addr', line),
+        count: d.count === undefined ? lit(1) : p.num(d.count, 'count', line),
+        as: p.assign(d.as, line, c.thread),
+        expect: p.expect(d.expect, { kind: 'ok' }, line),
+      };
+    }
     case 'fill':
     case 'check': {
       const d =
@@ -566,6 +597,8 @@ export function literalRanges(s: Step): Array<[number, number]> {
     case 'mremap':
       return [...r(s.addr, s.oldLen), ...(s.newAddr ? r(s.newAddr, s.newLen) : [])];
     case 'brk':
+    case 'futex_wait':
+    case 'futex_wake':
     case 'barrier':
       return [];
   }
