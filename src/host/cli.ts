@@ -1,10 +1,12 @@
-// splitkern's command line: `splitkern run <workload> [args] [options]`.
+// splitkern's command line: `splitkern run <workload> [args] [options]`, or `splitkern run --spawn CMD ...`
+// for several processes at once.
 // Exit codes: 0 ok; 1 a verification or invariant failed; 2 bad usage or input; 3 the emulator failed.
 // Runs on the host thread only. It reaches shared memory only through Machine (machine.ts) and its
 // readers: the heartbeat reads the stats rows lockless mid-run (collectStats), and --check end runs
 // checkQuiescent inside stopMachine (kCtlStopMachine) from the host, which holds no kernel lock.
 import fs from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
+import { parse as shellParse } from 'shell-quote';
 import cliProgress from 'cli-progress';
 import type { MachineConfig } from '../kernel/config.ts';
 import { checkQuiescent } from '../processor/pcache/debug.ts';
@@ -14,12 +16,13 @@ import { formatSignature } from '../racelab/signature.ts';
 import { soak } from '../racelab/soak.ts';
 import { stopMachine } from '../processor/stop.ts';
 import { EmulatorFailure, errText, fmtBytes, Machine, type RunOutcome } from './machine.ts';
-import { buildConfig, oneLine, parseNumber, UsageError, type RawOptions } from './options.ts';
+import { buildConfig, excerpt, oneLine, parseNumber, UsageError, type RawOptions } from './options.ts';
 import { collectStats, formatStats } from './summary.ts';
 import { hex } from '../lib/text.ts';
-import { prepare, WORKLOADS, type Workload, type WorkloadOptions } from './workloads.ts';
+import { addWorkloadOptions, prepare, WORKLOADS, type Job, type Workload, type WorkloadOptions } from './workloads.ts';
 
 interface RunOptions extends RawOptions, WorkloadOptions {
+  spawn?: string[];
   heartbeat?: string;
 }
 
@@ -103,10 +106,75 @@ class ProgressView {
   }
 }
 
-async function run(workload: string, args: string[], o: RunOptions): Promise<number> {
-  if (!(WORKLOADS as readonly string[]).includes(workload)) {
-    throw new UsageError(`unknown workload "${workload}" (known: ${WORKLOADS.join(', ')})`);
+function checkWorkload(workload: string): Workload {
+  const w = WORKLOADS.find((x) => x === workload);
+  if (w === undefined) throw new UsageError(`unknown workload "${workload}" (known: ${WORKLOADS.join(', ')})`);
+  return w;
+}
+
+/** The long names of the machine options of `run`: not allowed inside a --spawn. */
+function machineOptionNames(): Set<string> {
+  const all = addRunOptions(new Command()).options.map((x) => x.long ?? '');
+  const workload = addWorkloadOptions(new Command()).options.map((x) => x.long ?? '');
+  return new Set(all.filter((n) => n && !workload.includes(n)));
+}
+
+/**
+ * One `--spawn "WORKLOAD [args] [options]"`: split like a shell would (quotes, no operators), the
+ * workload options parsed as `run` parses them, then prepared like a workload of its own. `index`
+ * keeps the files it writes on S apart from the other processes'.
+ */
+function prepareSpawn(spec: string, index: number, cfg: MachineConfig): { workload: Workload; job: Job } {
+  const where = `--spawn "${excerpt(spec)}"`;
+  const words: string[] = [];
+  for (const t of shellParse(spec)) {
+    if (typeof t !== 'string')
+      throw new UsageError(`${where}: only words and quotes are allowed, no shell operators, globs or comments`);
+    words.push(t);
   }
+  const [first, ...rest] = words;
+  if (first === undefined)
+    throw new UsageError(`${where}: give a workload and its arguments, e.g. --spawn "word_count --top 5"`);
+  let workload: Workload;
+  try {
+    workload = checkWorkload(first);
+  } catch (e) {
+    throw e instanceof UsageError ? new UsageError(`${where}: ${e.message}`) : e;
+  }
+  const cmd = addWorkloadOptions(new Command(workload))
+    .allowExcessArguments(true)
+    .helpOption(false)
+    .exitOverride()
+    .configureOutput({ writeErr: () => {}, writeOut: () => {} });
+  try {
+    cmd.parse(rest, { from: 'user' });
+  } catch (e) {
+    if (!(e instanceof CommanderError)) throw e;
+    const opt = /unknown option '([^']+)'/.exec(e.message)?.[1];
+    if (opt !== undefined && machineOptionNames().has(opt.split('=')[0] ?? opt))
+      throw new UsageError(`${where}: ${opt} is a machine option: give it to run, outside --spawn`);
+    throw new UsageError(`${where}: ${oneLine(e.message.replace(/^error: /, ''))}`);
+  }
+  try {
+    return { workload, job: prepare(workload, cmd.args, cmd.opts<WorkloadOptions>(), cfg, `.${index + 1}`) };
+  } catch (e) {
+    if (e instanceof UsageError) throw new UsageError(`${where}: ${e.message}`);
+    throw e;
+  }
+}
+
+async function run(workloadArg: string | undefined, args: string[], o: RunOptions): Promise<number> {
+  const spawns = o.spawn ?? [];
+  if (spawns.length > 0 && workloadArg !== undefined)
+    throw new UsageError(
+      `give a workload or --spawn, not both: run "${excerpt([workloadArg, ...args].join(' '))}" as one more --spawn`,
+    );
+  if (spawns.length === 0 && workloadArg === undefined)
+    throw new UsageError(
+      `run needs a workload (one of ${WORKLOADS.join(', ')}) or --spawn "WORKLOAD [args] [options]"`,
+    );
+  if (spawns.length > kMaxSpawns)
+    throw new UsageError(`${spawns.length} --spawn options: at most ${kMaxSpawns} processes run at once`);
   const cfg = buildConfig(o);
   if (cfg.filesDir !== undefined && !fs.statSync(cfg.filesDir, { throwIfNoEntry: false })?.isDirectory()) {
     throw new UsageError(`--files ${cfg.filesDir} is not a directory`);
@@ -114,8 +182,21 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   const heartbeatSec = parseNumber(o.heartbeat ?? '10', '--heartbeat');
   if (heartbeatSec > 3600)
     throw new UsageError(`--heartbeat ${o.heartbeat} is too long: at most 3600 seconds (0 turns it off)`);
-  const job = prepare(workload as Workload, args, o, cfg);
-  const stdoutChunks: Buffer[] = [];
+  const jobs =
+    workloadArg !== undefined
+      ? [{ workload: checkWorkload(workloadArg), job: prepare(checkWorkload(workloadArg), args, o, cfg) }]
+      : spawns.map((sp, i) => prepareSpawn(sp, i, cfg));
+  const multi = spawns.length > 0;
+  const threads = jobs.reduce((n, j) => n + j.job.threads, 0);
+  if (multi && threads > cfg.cpus)
+    throw new UsageError(
+      `the spawned processes need ${threads} threads but --cpus is ${cfg.cpus}: splitkern runs one user thread per CPU without preemption; raise --cpus to ${threads} or give the processes fewer threads`,
+    );
+  const memFiles: Record<string, Uint8Array> = {};
+  for (const j of jobs) Object.assign(memFiles, j.job.memFiles);
+  const describe = jobs.map((j) => j.job.describe).join('; ');
+  const stdoutChunks = new Map<number, Buffer[]>();
+  const lines = new LinePrefixer((pid) => `[pid ${pid}] `);
   const out = (s: string) => {
     if (!cfg.json) process.stdout.write(s);
   };
@@ -124,9 +205,11 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   const machine = new Machine(
     cfg,
     {
-      console(fd, _pid, data) {
+      console(fd, pid, raw) {
+        // several processes: each line says whose it is
+        const data = multi ? lines.push(fd, pid, raw) : raw;
         if (cfg.json) {
-          if (fd === 1) stdoutChunks.push(Buffer.from(data));
+          if (fd === 1) stdoutChunks.set(pid, [...(stdoutChunks.get(pid) ?? []), Buffer.from(raw)]);
           else process.stderr.write(data);
         } else if (progress)
           progress.log(Buffer.from(data).toString('utf8'), fd === 1 ? process.stdout : process.stderr);
@@ -141,10 +224,10 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
         progress?.update(tid, done, total);
       },
     },
-    job.memFiles,
+    memFiles,
   );
   const progressDone = new Map<number, { done: number; total: number }>();
-  let outcome: RunOutcome | undefined;
+  let outcomes: RunOutcome[] | undefined;
   let failure: EmulatorFailure | undefined;
   let runStartMs = 0;
   const t0 = performance.now();
@@ -172,7 +255,7 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   process.on('SIGTERM', onSignal);
   try {
     await machine.boot();
-    machine.env.printk('info', `run: ${job.describe}`);
+    for (const j of jobs) machine.env.printk('info', `run: ${j.job.describe}`);
     if (cfg.bugs.length) machine.env.printk('warn', `kernel: ${cfg.kernel}: bug flags on: ${cfg.bugs.join(', ')}`);
     runStartMs = machine.env.nowMs();
     if (interrupted) throw machine.fail(`${interrupted} during boot`);
@@ -191,7 +274,7 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
         : undefined;
     beat?.unref();
     try {
-      outcome = await machine.run(job.program, job.argv);
+      outcomes = await machine.runAll(jobs.map((j) => ({ program: j.job.program, argv: j.job.argv })));
     } finally {
       if (beat) clearInterval(beat);
     }
@@ -216,7 +299,7 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
     return interruptedSummary(interrupted, {
       cfg,
       machine,
-      outcome,
+      outcome: outcomes?.[0],
       failure,
       stats,
       progressDone,
@@ -225,7 +308,7 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
       runStartMs,
       out,
     });
-  if (failure || !outcome) {
+  if (failure || !outcomes) {
     const msg = failure?.message ?? 'the run did not complete';
     process.stderr.write(`splitkern: emulator failure: ${msg.split('\n')[0]}\n`);
     if (cfg.json)
@@ -234,51 +317,71 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
       );
     return 3;
   }
-  const v = job.verify(outcome, machine);
-  const m = outcome.main;
-  const proc = m.signal
-    ? `killed by signal ${m.signal}${m.faultAddr !== undefined && m.faultAddr >= 0 ? ` (fault at ${hex(m.faultAddr)}${m.why ? `, ${m.why}` : ''})` : m.why ? ` (${m.why})` : ''}`
-    : `exited with ${m.exit}`;
+  const results = jobs.map((j, i) => {
+    const outcome = outcomes[i];
+    if (!outcome) throw new Error(`machine: no outcome for process ${i + 1}`);
+    const v = j.job.verify(outcome, machine);
+    const m = outcome.main;
+    return {
+      ...j,
+      outcome,
+      v,
+      ok: v.ok && m.signal === 0 && m.exit === 0,
+      proc: m.signal
+        ? `killed by signal ${m.signal}${m.faultAddr !== undefined && m.faultAddr >= 0 ? ` (fault at ${hex(m.faultAddr)}${m.why ? `, ${m.why}` : ''})` : m.why ? ` (${m.why})` : ''}`
+        : `exited with ${m.exit}`,
+      json: {
+        workload: j.workload,
+        describe: j.job.describe,
+        process: {
+          pid: outcome.pid,
+          exit: m.exit,
+          signal: m.signal,
+          faultAddr: m.faultAddr === undefined || m.faultAddr < 0 ? undefined : hex(m.faultAddr),
+        },
+        verification: { ok: v.ok, summary: v.summary, ...v.details },
+        output: Buffer.concat(stdoutChunks.get(outcome.pid) ?? []).toString('utf8'),
+        wallMs: Math.round(outcome.wallMs),
+      },
+    };
+  });
   const violations = machine.violations;
   const nViolations = machine.violationCount;
-  const ok = v.ok && nViolations === 0 && m.signal === 0 && m.exit === 0;
+  const ok = nViolations === 0 && results.every((r) => r.ok);
   if (cfg.json) {
-    process.stdout.write(
-      `${JSON.stringify(
-        {
-          ok,
-          exitCode: ok ? 0 : 1,
-          workload,
-          describe: job.describe,
-          seed: cfg.seed,
-          config: { ...cfg },
-          process: {
-            pid: outcome.pid,
-            exit: m.exit,
-            signal: m.signal,
-            faultAddr: m.faultAddr === undefined || m.faultAddr < 0 ? undefined : hex(m.faultAddr),
-          },
-          verification: { ok: v.ok, summary: v.summary, ...v.details },
-          violations,
-          violationCount: nViolations,
-          violationsDropped: machine.violationsDropped,
-          output: Buffer.concat(stdoutChunks).toString('utf8'),
-          wallMs: Math.round(outcome.wallMs),
-          runStartMs: Math.round(runStartMs * 1000) / 1000,
-          bootMs: Math.round(machine.bootMs),
-          logDropped: machine.logDropped,
-          stats,
-        },
-        null,
-        2,
-      )}\n`,
-    );
+    const common = {
+      seed: cfg.seed,
+      config: { ...cfg },
+      violations,
+      violationCount: nViolations,
+      violationsDropped: machine.violationsDropped,
+      runStartMs: Math.round(runStartMs * 1000) / 1000,
+      bootMs: Math.round(machine.bootMs),
+      logDropped: machine.logDropped,
+      stats,
+    };
+    const one = results[0];
+    const body =
+      !multi && one
+        ? { ok, exitCode: ok ? 0 : 1, ...one.json, ...common }
+        : {
+            ok,
+            exitCode: ok ? 0 : 1,
+            describe,
+            processes: results.map((r) => r.json),
+            wallMs: Math.round(Math.max(...results.map((r) => r.outcome.wallMs))),
+            ...common,
+          };
+    process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
   } else {
     out(
       `\n== splitkern ${cfg.topology}, ${cfg.cpus} CPUs, pcache ${fmtBytes(cfg.pcacheBytes)} ${cfg.ways}-way, seed ${cfg.seed}, kernel ${cfg.kernel}${cfg.bugs.length ? ` (bugs: ${cfg.bugs.join(', ')})` : ''}\n`,
     );
-    out(`${job.describe}: process ${proc}, ${(outcome.wallMs / 1000).toFixed(2)} s\n`);
-    out(`verification: ${v.ok ? 'OK' : 'FAILED'}: ${v.summary}\n`);
+    for (const r of results) {
+      const pre = multi ? `[pid ${r.outcome.pid}] ` : '';
+      out(`${pre}${r.job.describe}: process ${r.proc}, ${(r.outcome.wallMs / 1000).toFixed(2)} s\n`);
+      out(`${pre}verification: ${r.v.ok ? 'OK' : 'FAILED'}: ${r.v.summary}\n`);
+    }
     if (cfg.check !== 'none' || nViolations) out(`violations (--check ${cfg.check}): ${violationLine(machine)}\n`);
     for (const x of violations.slice(0, 5)) out(`  ${x.kind}: ${x.text}\n`);
     out(`${formatStats(stats)}\n`);
@@ -286,6 +389,32 @@ async function run(workload: string, args: string[], o: RunOptions): Promise<num
   }
   return ok ? 0 : 1;
 }
+
+/**
+ * Several processes share one console: cut each one's output into lines and put its pid before each
+ * (a line still being written waits for its end, or for the run's end).
+ */
+class LinePrefixer {
+  private readonly partial = new Map<string, string>();
+  private readonly dec = new TextDecoder();
+  constructor(private readonly prefix: (pid: number) => string) {}
+  push(fd: number, pid: number, data: Uint8Array): Uint8Array {
+    const key = `${fd}:${pid}`;
+    const text = (this.partial.get(key) ?? '') + this.dec.decode(data);
+    const cut = text.lastIndexOf('\n') + 1;
+    this.partial.set(key, text.slice(cut));
+    const whole = text
+      .slice(0, cut)
+      .split('\n')
+      .slice(0, -1)
+      .map((l) => `${this.prefix(pid)}${l}\n`)
+      .join('');
+    return Buffer.from(whole);
+  }
+}
+
+/** Processes a run may spawn at once (the mm table on P holds 16). */
+const kMaxSpawns = 16;
 
 /** "N violations" and, when the report ring overflowed, how many records were dropped. */
 function violationLine(machine: Machine): string {
@@ -363,63 +492,57 @@ function interruptedSummary(sig: NodeJS.Signals, r: InterruptedRun): number {
 }
 
 function addRunOptions(cmd: Command): Command {
-  return cmd
-    .option('--topology <name>', 'LegoOS configuration: 1P-1M-1S or 1P-1M', '1P-1M-1S')
-    .option('--cpus <n>', 'CPUs of the processor component (one worker each)', '2')
-    .option('--memory <size>', "M's DRAM for user pages", '1G')
-    .option('--pcache <size>', 'pcache size (4 KiB lines)', '16M')
-    .option('--ways <n>', 'pcache associativity', '8')
-    .addOption(new Option('--evict <policy>', 'eviction policy').choices(['lru', 'fifo', 'random']).default('lru'))
-    .option('--victim <n>', 'victim cache entries (0 disables)', '8')
-    .option('--sweep', 'run the kevict_sweepd kernel thread')
-    .option('--sweep-interval <ms>', 'pause between two sweeps of the whole pcache', '10')
-    .option('--seed <n>', 'seed for generated inputs and random choices', '1')
-    .addOption(
-      new Option(
-        '--check <when>',
-        'run the invariant checker: at process exit and at the end (end), also after every address-space syscall (syscall), or also every 100 ms (periodic)',
+  return addWorkloadOptions(
+    cmd
+      .option('--topology <name>', 'LegoOS configuration: 1P-1M-1S or 1P-1M', '1P-1M-1S')
+      .option('--cpus <n>', 'CPUs of the processor component (one worker each)', '2')
+      .option('--memory <size>', "M's DRAM for user pages", '1G')
+      .option('--pcache <size>', 'pcache size (4 KiB lines)', '16M')
+      .option('--ways <n>', 'pcache associativity', '8')
+      .addOption(new Option('--evict <policy>', 'eviction policy').choices(['lru', 'fifo', 'random']).default('lru'))
+      .option('--victim <n>', 'victim cache entries (0 disables)', '8')
+      .option('--sweep', 'run the kevict_sweepd kernel thread')
+      .option('--sweep-interval <ms>', 'pause between two sweeps of the whole pcache', '10')
+      .option('--seed <n>', 'seed for generated inputs and random choices', '1')
+      .addOption(
+        new Option(
+          '--check <when>',
+          'run the invariant checker: at process exit and at the end (end), also after every address-space syscall (syscall), or also every 100 ms (periodic)',
+        )
+          .choices(['none', 'end', 'syscall', 'periodic'])
+          .default('none'),
       )
-        .choices(['none', 'end', 'syscall', 'periodic'])
-        .default('none'),
-    )
-    .addOption(
-      new Option('--log-level <level>', 'kernel log level on stderr')
-        .choices(['error', 'warn', 'info', 'debug'])
-        .default('info'),
-    )
-    .option('--json', 'machine-readable summary on stdout')
-    .option('--files <dir>', 'host directory relative input paths on S resolve against')
-    .option('--out <path>', 'dpkg-status: also write the output file here on the host')
-    .option('--size <size>', 'word_count: size of the generated input', '10M')
-    .option('--packages <n>', 'dpkg-status: packages in the generated status file', '2000')
-    .option('--top <n>', 'word_count: words to print', '10')
-    .option('--threads <n>', 'word_count, mremap-stress, pthread-stress: threads (default: --cpus)')
-    .option('--regions <n>', 'mremap-stress: regions per thread')
-    .option('--pages <n>', 'mremap-stress: pages per region')
-    .option('--iterations <n>', 'mremap-stress: actions per thread; pthread-stress: locked increments per thread')
-    .option('--items <n>', 'pthread-stress: items main produces for the other threads')
-    .option('--capacity <n>', 'pthread-stress: slots in the producer/consumer ring')
-    .option('--timed-ms <ms>', 'pthread-stress: every condition wait times out after <ms> and loops')
-    .option('--relock', 'pthread-stress: every thread locks its mutex twice (a self-deadlock the hang check must end)')
-    .option('--seconds <s>', 'mremap-stress: time budget (0 = none)')
-    .option('--pattern <p>', 'mremap-stress: chain, pingpong or random')
-    .option('--watchdog <sec>', 'soft-lockup watchdog threshold', '20')
-    .option(
-      '--heartbeat <sec>',
-      'a one-line sign of life on stderr every <sec> seconds of a run (on a TTY: a progress line redrawn every second; 0 = off)',
-      '10',
-    )
-    .option(
-      '--bug <names>',
-      'switch historical bugs back on (comma-separated; see `splitkern bugs`)',
-      (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
-    )
-    .option(
-      '--kernel <preset>',
-      'a historical kernel as a set of bug flags: fixed, legoos-head, legoos-2018-02-03, legoos-2018-02-01',
-    )
-    .option('--jitter <p>', 'delay each schedule point with probability p (widens race windows)')
-    .option('--ib-serialize', 'one global lock around every fabric RPC of P (CONFIG_FIT_SEQUENTIAL_IBAPI)');
+      .addOption(
+        new Option('--log-level <level>', 'kernel log level on stderr')
+          .choices(['error', 'warn', 'info', 'debug'])
+          .default('info'),
+      )
+      .option('--json', 'machine-readable summary on stdout')
+      .option('--files <dir>', 'host directory relative input paths on S resolve against')
+      .option('--out <path>', 'dpkg-status: also write the output file here on the host')
+      .option('--watchdog <sec>', 'soft-lockup watchdog threshold', '20')
+      .option(
+        '--heartbeat <sec>',
+        'a one-line sign of life on stderr every <sec> seconds of a run (on a TTY: a progress line redrawn every second; 0 = off)',
+        '10',
+      )
+      .option(
+        '--bug <names>',
+        'switch historical bugs back on (comma-separated; see `splitkern bugs`)',
+        (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+      )
+      .option(
+        '--kernel <preset>',
+        'a historical kernel as a set of bug flags: fixed, legoos-head, legoos-2018-02-03, legoos-2018-02-01',
+      )
+      .option('--jitter <p>', 'delay each schedule point with probability p (widens race windows)')
+      .option('--ib-serialize', 'one global lock around every fabric RPC of P (CONFIG_FIT_SEQUENTIAL_IBAPI)')
+      .option(
+        '--spawn <command>',
+        'run this workload as one more process (repeatable; e.g. --spawn "word_count --top 5" --spawn "mremap-stress --seconds 10")',
+        (v: string, prev: string[] | undefined) => [...(prev ?? []), v],
+      ),
+  );
 }
 
 export async function main(argv: string[]): Promise<number> {
@@ -437,9 +560,9 @@ export async function main(argv: string[]): Promise<number> {
     program
       .command('run')
       .description('boot a machine and run a workload on it')
-      .argument('<workload>', `one of ${WORKLOADS.join(', ')}`)
+      .argument('[workload]', `one of ${WORKLOADS.join(', ')} (or give each process with --spawn)`)
       .argument('[args...]', 'word_count [FILE] | dpkg-status [FILE] | script FILE | mremap-stress | pthread-stress'),
-  ).action(async (workload: string, args: string[], opts: RunOptions) => {
+  ).action(async (workload: string | undefined, args: string[], opts: RunOptions) => {
     code = await run(workload, args, opts);
   });
   program

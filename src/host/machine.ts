@@ -262,24 +262,46 @@ export class Machine {
 
   /** Run `program argv` as a new process; resolves when it and all its threads are done. */
   async run(program: string, argv: string[]): Promise<RunOutcome> {
+    const [one] = await this.runAll([{ program, argv }]);
+    if (!one) throw new Error('machine: runAll returned no outcome');
+    return one;
+  }
+
+  /**
+   * Run several programs as independent processes at once (each its own mm, sharing the CPUs and the
+   * pcache); resolves with each one's outcome, in the order given, when all of them and all their
+   * threads are done. Their main threads start in that order.
+   */
+  async runAll(procs: ReadonlyArray<{ program: string; argv: string[] }>): Promise<RunOutcome[]> {
     const { sh } = this;
-    const t0 = performance.now();
-    const pid = sh.ctl.add(kCtlNextTid, 1);
-    sh.ctl.add(kCtlLiveThreads, 1);
-    sh.threads.set(pid, kThreadPid, pid);
-    const mainTask: CpuTask = { tid: pid, pid, program, argv, main: true };
     this.results = [];
-    this.startTask(mainTask);
-    const spawnLoop = this.spawnLoop(program, argv);
+    const mains: Array<{ pid: number; ended: Promise<{ r: CpuTaskResult; at: number }>; t0: number }> = [];
+    const spawnLoop = this.spawnLoop();
     try {
-      const running = this.running.get(pid);
-      if (!running) throw new Error(`machine: the main thread of pid ${pid} was never started`);
-      const main = await Promise.race([running.promise, this.failed()]);
-      // Threads end before main does (exit_group waits for them), but their promises settle after.
+      for (const { program, argv } of procs) {
+        const pid = sh.ctl.add(kCtlNextTid, 1);
+        sh.ctl.add(kCtlLiveThreads, 1);
+        sh.threads.set(pid, kThreadPid, pid);
+        this.procs.set(pid, { program, argv });
+        this.startTask({ tid: pid, pid, program, argv, main: true });
+        const running = this.running.get(pid);
+        if (!running) throw new Error(`machine: the main thread of pid ${pid} was never started`);
+        // each main's own end, stamped when it settles (not when the loop below gets to it)
+        const ended = running.promise.then((r) => ({ r, at: performance.now() }));
+        ended.catch(() => {}); // a failed task fails the machine: the race below reports that
+        mains.push({ pid, ended, t0: performance.now() });
+      }
+      const outcomes: RunOutcome[] = [];
+      for (const m of mains) {
+        const { r: main, at } = await Promise.race([m.ended, this.failed()]);
+        outcomes.push({ pid: m.pid, main, threads: [], wallMs: at - m.t0 });
+      }
+      // Threads end before their main does (exit_group waits for them), but their promises settle after.
       while (this.running.size > 0)
         await Promise.race([Promise.all([...this.running.values()].map((r) => r.promise)), this.failed()]);
+      for (const o of outcomes) o.threads = this.results.filter((r) => r.pid === o.pid && r.tid !== o.pid);
       this.drainLog();
-      return { pid, main, threads: this.results.filter((r) => r.tid !== pid), wallMs: performance.now() - t0 };
+      return outcomes;
     } finally {
       this.spawning = false;
       sh.ctl.add(kCtlHostDoorbell, 1);
@@ -289,6 +311,8 @@ export class Machine {
   }
 
   private spawning = false;
+  /** what each process runs, by pid: its threads run the same program */
+  private readonly procs = new Map<number, { program: string; argv: string[] }>();
 
   private startTask(task: CpuTask): void {
     if (!this.pool) throw new Error('machine: a task was started before the CPU pool');
@@ -308,7 +332,7 @@ export class Machine {
   }
 
   /** Threads created by clone() reach the host through the spawn ring. */
-  private async spawnLoop(program: string, argv: string[]): Promise<void> {
+  private async spawnLoop(): Promise<void> {
     const { sh } = this;
     this.spawning = true;
     while (this.spawning && !this.failure) {
@@ -322,7 +346,9 @@ export class Machine {
         tail++;
         sh.ctl.store(kCtlSpawnTail, tail);
         const pid = sh.threads.get(tid, kThreadPid);
-        this.startTask({ tid, pid, program, argv, main: false });
+        const proc = this.procs.get(pid);
+        if (!proc) throw this.fail(`clone: tid ${tid} belongs to pid ${pid}, which the host never started`);
+        this.startTask({ tid, pid, program: proc.program, argv: proc.argv, main: false });
       }
       const w = sh.ctl.waitAsync(kCtlHostDoorbell, seen, 50);
       if (w.async) await w.value;

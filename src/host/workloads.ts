@@ -2,6 +2,7 @@
 // the program and argv it runs, its input files on S, and how its result is verified against an oracle
 // computed on the host (oracle.ts). Host thread only; no shared memory and no lock.
 import fs from 'node:fs';
+import type { Command } from 'commander';
 import path from 'node:path';
 import type { MachineConfig } from '../kernel/config.ts';
 import { genDpkgStatus, genZipfText } from '../user/gen.ts';
@@ -38,6 +39,8 @@ export type Workload = (typeof WORKLOADS)[number];
 /** A prepared workload: what to run, and how to verify it afterwards. */
 export interface Job {
   program: string;
+  /** the user threads it runs (main included): with one thread per CPU, what it needs of --cpus */
+  threads: number;
   argv: string[];
   memFiles: Record<string, Uint8Array>;
   describe: string;
@@ -90,6 +93,24 @@ function threadsOption(o: WorkloadOptions, cfg: MachineConfig, fallback: number)
   return t;
 }
 
+/** The workload options, on `splitkern run` and inside each `--spawn` (commander maps them to WorkloadOptions). */
+export function addWorkloadOptions(cmd: Command): Command {
+  return cmd
+    .option('--size <size>', 'word_count: size of the generated input', '10M')
+    .option('--packages <n>', 'dpkg-status: packages in the generated status file', '2000')
+    .option('--top <n>', 'word_count: words to print', '10')
+    .option('--threads <n>', 'word_count, mremap-stress, pthread-stress: threads (default: --cpus)')
+    .option('--regions <n>', 'mremap-stress: regions per thread')
+    .option('--pages <n>', 'mremap-stress: pages per region')
+    .option('--iterations <n>', 'mremap-stress: actions per thread; pthread-stress: locked increments per thread')
+    .option('--items <n>', 'pthread-stress: items main produces for the other threads')
+    .option('--capacity <n>', 'pthread-stress: slots in the producer/consumer ring')
+    .option('--timed-ms <ms>', 'pthread-stress: every condition wait times out after <ms> and loops')
+    .option('--relock', 'pthread-stress: every thread locks its mutex twice (a self-deadlock the hang check must end)')
+    .option('--seconds <s>', 'mremap-stress: time budget (0 = none)')
+    .option('--pattern <p>', 'mremap-stress: chain, pingpong or random');
+}
+
 /**
  * A stress program takes options, not arguments: its argv is --threads (default --cpus) and the
  * options the user gave, for the program's own parser to check.
@@ -108,7 +129,11 @@ function optionsArgv(
   return { threads, argv };
 }
 
-export function prepare(workload: Workload, args: string[], o: WorkloadOptions, cfg: MachineConfig): Job {
+/**
+ * Check a workload's arguments and options and say what to run. `tag` tells apart the files on S of
+ * several processes run at once (a --spawn's number: ".1", ".2", ...).
+ */
+export function prepare(workload: Workload, args: string[], o: WorkloadOptions, cfg: MachineConfig, tag = ''): Job {
   if (workload === 'word_count') {
     if (args.length > 1)
       throw new UsageError(`word_count takes at most one FILE, got ${args.length}: ${args.join(' ')}`);
@@ -137,6 +162,7 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
     }
     return {
       program: 'word_count',
+      threads,
       argv: [sPath, '--top', String(top), '--threads', String(threads)],
       memFiles,
       describe: `${describe}, ${threads} thread${threads > 1 ? 's' : ''}`,
@@ -199,9 +225,10 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
         throw new UsageError(`--out ${cfg.outPath}: directory ${dir} is not writable`);
       }
     }
-    const outPath = '/splitkern/out/status';
+    const outPath = `/splitkern/out/status${tag}`;
     return {
       program: 'dpkg-status',
+      threads: 1,
       argv: [sPath, outPath],
       memFiles,
       describe,
@@ -241,6 +268,7 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
     if (typeof opts === 'string') throw new UsageError(`mremap-stress: ${opts}`);
     return {
       program: 'mremap-stress',
+      threads,
       argv,
       memFiles: {},
       describe: `mremap-stress: ${threads} thread${threads > 1 ? 's' : ''}, ${opts.regions} regions of ${opts.pages} pages each, ${opts.iterations} iterations, pattern ${opts.pattern}`,
@@ -271,6 +299,7 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
     if (typeof opts === 'string') throw new UsageError(`pthread-stress: ${opts}`);
     return {
       program: 'pthread-stress',
+      threads,
       argv,
       memFiles: {},
       describe: `pthread-stress: ${threads} thread${threads > 1 ? 's' : ''}, ${opts.iterations} locked increments each, ${threads > 1 ? `${opts.items} items through a ring of ${opts.capacity}` : 'no producer/consumer phase (one thread)'}${opts.timedMs > 0 ? `, waits time out after ${opts.timedMs} ms` : ''}${opts.relock ? ', every thread re-locks its mutex' : ''}`,
@@ -304,6 +333,7 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
     );
   return {
     program: 'script',
+    threads: sc.threads,
     argv: [text, file],
     memFiles: {},
     describe: `script ${file} (${sc.name}, ${sc.threads} thread${sc.threads > 1 ? 's' : ''})`,

@@ -251,7 +251,9 @@ function stressMain(u: UserContext): number {
     perThread,
   };
   u.report(rep);
-  libc.printf('pthread-stress: counter %d, %d items consumed by %d consumer(s)\n', counter, consumed, o.threads - 1);
+  if (o.threads >= 2)
+    libc.printf('pthread-stress: counter %d, %d items consumed by %d consumer(s)\n', counter, consumed, o.threads - 1);
+  else libc.printf('pthread-stress: counter %d\n', counter);
   return bad ? 1 : 0;
 }
 
