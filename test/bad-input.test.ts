@@ -181,7 +181,11 @@ const CASES: Array<[string, string[], RegExp]> = [
   ['--threads 0', run('--threads', '0'), /--threads 0 must be a positive integer/],
   ['an unknown option', run('--frobnicate'), /unknown option '--frobnicate'/],
   ['an unknown workload', ['run', 'wordcount'], /unknown workload "wordcount"/],
-  ['no workload', ['run'], /^splitkern: run needs a workload \(one of .*\) or --spawn "WORKLOAD \[args\] \[options\]"$/m],
+  [
+    'no workload',
+    ['run'],
+    /^splitkern: run needs a workload \(one of .*\) or --spawn "WORKLOAD \[args\] \[options\]"$/m,
+  ],
   ['an unknown command', ['rn'], /unknown command 'rn'/],
   // workload options
   ['--top 0', ['run', 'word_count', '--top', '0'], /--top 0 must be an integer from 1 to 1000000/],
