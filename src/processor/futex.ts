@@ -140,7 +140,7 @@ export function futexWait(k: Kern, user: FutexUser, uaddr: number, val: number, 
       if (timed && k.env.nowMs() >= deadline) late = true;
       return late;
     },
-    uaddr,
+    hb, // what the watchdog's CPU dump names: "waiting for futex <hash bucket>" (an address is not an Int32)
     LOCK_KIND.futex,
   );
   cpuWakes(k);
