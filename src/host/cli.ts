@@ -184,7 +184,7 @@ async function run(workloadArg: string | undefined, args: string[], o: RunOption
     throw new UsageError(`--heartbeat ${o.heartbeat} is too long: at most 3600 seconds (0 turns it off)`);
   const jobs =
     workloadArg !== undefined
-      ? [{ workload: checkWorkload(workloadArg), job: prepare(checkWorkload(workloadArg), args, o, cfg) }]
+      ? [checkWorkload(workloadArg)].map((workload) => ({ workload, job: prepare(workload, args, o, cfg) }))
       : spawns.map((sp, i) => prepareSpawn(sp, i, cfg));
   const multi = spawns.length > 0;
   const threads = jobs.reduce((n, j) => n + j.job.threads, 0);
@@ -291,6 +291,11 @@ async function run(workloadArg: string | undefined, args: string[], o: RunOption
   } finally {
     await machine.shutdown();
     progress?.stop();
+    // a last line some process left without its newline (in --json, stdout is in each process's output)
+    for (const [fd, text] of lines.flush()) {
+      if (fd !== 1) process.stderr.write(text);
+      else if (!cfg.json) process.stdout.write(text);
+    }
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
@@ -410,6 +415,16 @@ class LinePrefixer {
       .map((l) => `${this.prefix(pid)}${l}\n`)
       .join('');
     return Buffer.from(whole);
+  }
+  /** The unfinished last lines, prefixed and ended, by fd (then forgotten). */
+  flush(): Array<[number, string]> {
+    const out: Array<[number, string]> = [];
+    for (const [key, text] of this.partial) {
+      const [fd, pid] = key.split(':').map(Number);
+      if (text && fd !== undefined && pid !== undefined) out.push([fd, `${this.prefix(pid)}${text}\n`]);
+    }
+    this.partial.clear();
+    return out;
   }
 }
 

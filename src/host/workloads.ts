@@ -111,6 +111,11 @@ export function addWorkloadOptions(cmd: Command): Command {
     .option('--pattern <p>', 'mremap-stress: chain, pingpong or random');
 }
 
+/** The report the process's main thread made with u.report({ kind, ... }), if it got that far. */
+function mainReport<T>(out: RunOutcome, kind: string): T | undefined {
+  return out.main.reports.find((r) => (r as { kind?: string }).kind === kind) as T | undefined;
+}
+
 /**
  * A stress program takes options, not arguments: its argv is --threads (default --cpus) and the
  * options the user gave, for the program's own parser to check.
@@ -167,8 +172,10 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
       memFiles,
       describe: `${describe}, ${threads} thread${threads > 1 ? 's' : ''}`,
       verify(out) {
-        const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'word_count') as
-          { words: Array<[string, number]>; totalWords: number; uniqueWords: number } | undefined;
+        const rep = mainReport<{ words: Array<[string, number]>; totalWords: number; uniqueWords: number }>(
+          out,
+          'word_count',
+        );
         const expected = countWords(input);
         if (!rep) return { ok: false, summary: 'no result: the program did not finish', details: {} };
         const cmp = compareWordCounts(sortCounts(expected), rep.words);
@@ -234,8 +241,7 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
       describe,
       verify(out, m) {
         const written = m.files.get(outPath);
-        const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'dpkg-status') as
-          { records: number; recordOffsets?: number[] } | undefined;
+        const rep = mainReport<{ records: number; recordOffsets?: number[] }>(out, 'dpkg-status');
         if (!written)
           return { ok: false, summary: 'no output: the program did not write its status file', details: {} };
         if (m.cfg.outPath) fs.writeFileSync(m.cfg.outPath, written);
@@ -273,8 +279,7 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
       memFiles: {},
       describe: `mremap-stress: ${threads} thread${threads > 1 ? 's' : ''}, ${opts.regions} regions of ${opts.pages} pages each, ${opts.iterations} iterations, pattern ${opts.pattern}`,
       verify(out) {
-        const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'mremap-stress') as
-          StressReport | undefined;
+        const rep = mainReport<StressReport>(out, 'mremap-stress');
         if (!rep) return { ok: false, summary: 'no result: the program did not finish', details: {} };
         return {
           ok: rep.failures === 0,
@@ -304,8 +309,7 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
       memFiles: {},
       describe: `pthread-stress: ${threads} thread${threads > 1 ? 's' : ''}, ${opts.iterations} locked increments each, ${threads > 1 ? `${opts.items} items through a ring of ${opts.capacity}` : 'no producer/consumer phase (one thread)'}${opts.timedMs > 0 ? `, waits time out after ${opts.timedMs} ms` : ''}${opts.relock ? ', every thread re-locks its mutex' : ''}`,
       verify(out) {
-        const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'pthread-stress') as
-          PthreadStressReport | undefined;
+        const rep = mainReport<PthreadStressReport>(out, 'pthread-stress');
         if (!rep) return { ok: false, summary: 'no result: the program did not finish', details: {} };
         const cmp = comparePthreadStress(opts, rep);
         return { ok: cmp.ok, summary: cmp.summary, details: { ...rep } };
@@ -338,7 +342,7 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
     memFiles: {},
     describe: `script ${file} (${sc.name}, ${sc.threads} thread${sc.threads > 1 ? 's' : ''})`,
     verify(out) {
-      const rep = out.main.reports.find((r) => (r as { kind?: string }).kind === 'script') as ScriptReport | undefined;
+      const rep = mainReport<ScriptReport>(out, 'script');
       if (!rep) return { ok: false, summary: 'no result: the scenario did not finish', details: {} };
       return {
         ok: rep.failures === 0,

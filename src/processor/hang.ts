@@ -6,7 +6,7 @@
 //
 // Each sleeper records what it sleeps in (kThreadSleep, with kThreadSleepArg/Gen) and counts itself in
 // kMmSleepers before it sleeps; a futex waiter does it under its hash-bucket lock and is uncounted by
-// whoever unqueues it (futex.ts), a join or barrier sleeper uncounts itself when it wakes. The count
+// whoever unqueues it (futex.ts), a join or barrier sleeper (sleepUntil) uncounts itself when it wakes. The count
 // only triggers the check, from the thread that has just gone to sleep or from a thread leaving the
 // mm: it may count a thread that is already waking, and is read apart from kMmUsers. The check itself
 // runs in a stopped world, where every other context is at a safe point (holding no lock): there each
@@ -35,7 +35,8 @@ import {
 } from '../kernel/layout.ts';
 import type { Kern } from './kern.ts';
 import { SIGKILL } from './mmu.ts';
-import { stopMachine } from './stop.ts';
+import { waitUntil } from '../kernel/sync.ts';
+import { safePoint, stopMachine } from './stop.ts';
 
 export const SLEEP_NONE = 0;
 export const SLEEP_FUTEX = 1;
@@ -44,18 +45,6 @@ export const SLEEP_BARRIER = 3;
 
 /** What the hang check says of a process it killed (kMmSiCode MM_SI_HUNG). */
 export const HUNG_WHY = 'hung: every live thread sleeps and none is left to wake another';
-
-/**
- * A join or barrier sleep begins: record it, count it, and check the process. `arg` is the joined tid
- * or the barrier slot, `gen` the barrier generation the sleeper waits to end.
- */
-export function sleepBegin(k: Kern, kind: number, arg: number, gen = 0): void {
-  const sh = k.sh;
-  sh.threads.store(k.tid, kThreadSleepArg, arg);
-  sh.threads.store(k.tid, kThreadSleepGen, gen);
-  sh.threads.store(k.tid, kThreadSleep, kind);
-  checkHung(k, sh.mm.add(k.mmSlot, kMmSleepers, 1) + 1);
-}
 
 /**
  * TASK_INTERRUPTIBLE, as the soft-lockup watchdog sees it: it watches kernel time since the CPU last
@@ -69,10 +58,42 @@ export function cpuWakes(k: Kern): void {
   k.sh.cpu.store(k.env.ctx, kCpuKernelEnterMs, Math.floor(k.env.nowMs()));
 }
 
-/** The join or barrier sleep of sleepBegin is over. */
-export function sleepEnd(k: Kern): void {
-  k.sh.threads.store(k.tid, kThreadSleep, SLEEP_NONE);
-  k.sh.mm.sub(k.mmSlot, kMmSleepers, 1);
+/**
+ * A join or barrier sleep: record what the thread sleeps in (`arg`: the joined tid or the barrier
+ * slot; `gen`: the barrier generation it waits to end), count it and check the process, then sleep
+ * in waitUntil on a[i] at safe points until done(), the CPU scheduled for the watchdog meanwhile.
+ */
+export function sleepUntil(
+  k: Kern,
+  what: { kind: number; arg: number; gen?: number },
+  a: Int32Array,
+  i: number,
+  done: () => boolean,
+  lockKind: number,
+): void {
+  const sh = k.sh;
+  sh.threads.store(k.tid, kThreadSleepArg, what.arg);
+  sh.threads.store(k.tid, kThreadSleepGen, what.gen ?? 0);
+  sh.threads.store(k.tid, kThreadSleep, what.kind);
+  checkHung(k, sh.mm.add(k.mmSlot, kMmSleepers, 1) + 1);
+  cpuSleeps(k);
+  try {
+    waitUntil(
+      k.env,
+      a,
+      i,
+      () => {
+        safePoint(k.env);
+        return done();
+      },
+      what.arg,
+      lockKind,
+    );
+  } finally {
+    cpuWakes(k);
+    sh.threads.store(k.tid, kThreadSleep, SLEEP_NONE);
+    sh.mm.sub(k.mmSlot, kMmSleepers, 1);
+  }
 }
 
 /** In a stopped world: does thread t still sleep with only its process to wake it? */

@@ -8,8 +8,8 @@
 // of their own. clone publishes the new thread by Atomics (kCtlLiveThreads CAS, kThreadState, then the
 // spawn ring and kCtlHostDoorbell); join, barrier and futex waits sleep in waitUntil at safe points
 // (hang.ts: the watchdog sees the CPU as scheduled, the hang check sees the thread asleep). A
-// ProcSyscalls is called only by the user thread running on its CPU (the CPU worker's own thread), holding no kernel
-// lock; afterAddressSpaceCall runs after mmap_sem is released.
+// ProcSyscalls is called only by the user thread running on its CPU (the CPU worker's own thread),
+// holding no kernel lock; afterAddressSpaceCall runs after mmap_sem is released.
 import { BroadcastChannel } from 'node:worker_threads';
 import {
   P2M_BRK,
@@ -67,7 +67,7 @@ import {
   THREAD_EXITED,
 } from '../kernel/layout.ts';
 import { kSyscallBase, S, SYSCALL_NAMES } from '../kernel/stats.ts';
-import { downWrite, LOCK_KIND, upWrite, waitUntil } from '../kernel/sync.ts';
+import { downWrite, LOCK_KIND, upWrite } from '../kernel/sync.ts';
 import {
   EAGAIN,
   EBADF,
@@ -97,9 +97,8 @@ import type { Kern } from './kern.ts';
 import { changeProtection, releasePgtable } from './mm.ts';
 import { movePageTables } from './mremap.ts';
 import type { CpuMmu } from './mmu.ts';
-import { safePoint } from './stop.ts';
 import { futexWait, futexWake } from './futex.ts';
-import { cpuSleeps, cpuWakes, sleepBegin, sleepEnd, SLEEP_BARRIER, SLEEP_JOIN } from './hang.ts';
+import { sleepUntil, SLEEP_BARRIER, SLEEP_JOIN } from './hang.ts';
 import { hex } from '../lib/text.ts';
 
 type SyscallName = (typeof SYSCALL_NAMES)[number];
@@ -497,26 +496,7 @@ export class ProcSyscalls implements Syscalls {
       if (tid === k.tid) return -EDEADLK;
       const si = sh.threads.idx(tid, kThreadState);
       const done = (): boolean => Atomics.load(sh.threads.a, si) === THREAD_EXITED || this.killed();
-      if (!done()) {
-        sleepBegin(k, SLEEP_JOIN, tid);
-        cpuSleeps(k);
-        try {
-          waitUntil(
-            k.env,
-            sh.threads.a,
-            si,
-            () => {
-              safePoint(k.env);
-              return done();
-            },
-            tid,
-            LOCK_KIND.join,
-          );
-        } finally {
-          cpuWakes(k);
-          sleepEnd(k);
-        }
-      }
+      if (!done()) sleepUntil(k, { kind: SLEEP_JOIN, arg: tid }, sh.threads.a, si, done, LOCK_KIND.join);
       this.mmu.interrupt(); // unwinds if the process is being killed
       return sh.threads.get(tid, kThreadExit);
     });
@@ -535,24 +515,14 @@ export class ProcSyscalls implements Syscalls {
         sh.barrier.notify(b, kBarrierGen);
         return 0;
       }
-      sleepBegin(k, SLEEP_BARRIER, b, gen);
-      cpuSleeps(k);
-      try {
-        waitUntil(
-          k.env,
-          sh.barrier.a,
-          sh.barrier.idx(b, kBarrierGen),
-          () => {
-            safePoint(k.env);
-            return sh.barrier.load(b, kBarrierGen) !== gen || this.killed();
-          },
-          id,
-          LOCK_KIND.barrier,
-        );
-      } finally {
-        cpuWakes(k);
-        sleepEnd(k);
-      }
+      sleepUntil(
+        k,
+        { kind: SLEEP_BARRIER, arg: b, gen },
+        sh.barrier.a,
+        sh.barrier.idx(b, kBarrierGen),
+        () => sh.barrier.load(b, kBarrierGen) !== gen || this.killed(),
+        LOCK_KIND.barrier,
+      );
       this.mmu.interrupt();
       return 0;
     });
