@@ -85,7 +85,7 @@ describe('pthread mutex, condition variables and join on futexes', () => {
 });
 
 describe('the hang check: a process whose every live thread sleeps is killed, and named', () => {
-  it('--relock: both threads sleep on the mutex one of them holds; killed as hung, exit 1, long before the watchdog', async () => {
+  it('--relock: both threads sleep on the mutex one of them holds; killed as hung, exit 1, not a soft lockup', async () => {
     const r = await runCli(['run', 'pthread-stress', '--cpus', '2', '--relock', '--watchdog', '60']);
     expect(r.code).toBe(1);
     const m = hangLine.exec(r.stderr);
@@ -96,7 +96,6 @@ describe('the hang check: a process whose every live thread sleeps is killed, an
       /process killed by signal 9 \(hung: every live thread sleeps and none is left to wake another\)/,
     );
     expect(r.stderr).not.toMatch(/soft lockup/);
-    expect(r.ms).toBeLessThan(60_000); // the watchdog threshold, not a speed bound: it would have fired
   });
 
   it('a thread asleep on a futex nobody wakes, and main joining it: both named, exit 1', async () => {
