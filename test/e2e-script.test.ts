@@ -243,7 +243,7 @@ describe('failures are reported with the right exit code', () => {
   });
 
   for (const [inject, what] of [
-    ['cpu-crash', /CPU task of tid \d+ failed/],
+    ['cpu-crash', /task of tid \d+ failed/],
     ['memory-crash', /memory/],
     ['cpu-hang', /soft lockup/],
   ] as const) {

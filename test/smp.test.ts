@@ -8,10 +8,24 @@ import { drainReports, type Violation } from '../src/kernel/report.ts';
 import { DEFAULT_CONFIG, type MachineConfig } from '../src/kernel/config.ts';
 import { Env, type Level } from '../src/kernel/env.ts';
 import { Fabric } from '../src/fabric/ibapi.ts';
-import { allocateShared, geometryFor, kIpiFlushTlb, kPcpuCallSingleQueue, Shared } from '../src/kernel/layout.ts';
+import {
+  allocateShared,
+  geometryFor,
+  kCpuTlbState,
+  kIpiFlushTlb,
+  kMmCpumask,
+  kMmPid,
+  kPcpuCallSingleQueue,
+  Shared,
+  TLBSTATE_LAZY,
+  TLBSTATE_OK,
+} from '../src/kernel/layout.ts';
+import { S } from '../src/kernel/stats.ts';
+import { switchMm } from '../src/processor/sched.ts';
 import { Kern } from '../src/processor/kern.ts';
 import {
   callSingleQueued,
+  flushTlbMmRange,
   handleIpis,
   smpCallFunctionMany,
   smpcfdPrepareCpu,
@@ -25,6 +39,7 @@ const PID = 5;
 function cpus(n: number, prepared: (c: number) => boolean) {
   const cfg: MachineConfig = { ...DEFAULT_CONFIG, cpus: n, pcacheBytes: 16 * 4096, ways: 1, victim: 0 };
   const sh = new Shared(allocateShared(geometryFor(cfg)));
+  sh.mm.store(0, kMmPid, PID);
   const log: string[] = [];
   const ks = [...Array(n).keys()].map((c) => {
     const env = new Env(sh, { ctx: c, cpu: c, name: `cpu${c}`, bootEpochMs: performance.timeOrigin, config: cfg });
@@ -33,6 +48,7 @@ function cpus(n: number, prepared: (c: number) => boolean) {
     };
     const k = new Kern(env, new Fabric(env));
     k.setCurrent(PID, 0, c + 1, 'test');
+    switchMm(k); // each CPU runs a task of PID's mm (slot 0)
     return k;
   });
   for (let c = 0; c < n; c++) if (prepared(c)) smpcfdPrepareCpu(sh, c);
@@ -125,5 +141,41 @@ describe('smp_call_function_many', () => {
     );
     expect(nested).toBe(true);
     expect(callSingleQueued(m.sh, 2)).toBe(false); // nothing left to deliver: the csd is gone, not late
+  });
+});
+
+describe('lazy TLB (switch_mm, flush_tlb_func, leave_mm as in Linux 4.9 x86)', () => {
+  it('a flush IPI reaching a lazy CPU makes it leave the mm: its bit goes, its TLB is dropped, and later flushes skip it', () => {
+    const m = cpus(2, () => true);
+    const sh = m.sh;
+    expect(sh.mm.load(0, kMmCpumask)).toBe(0b11);
+    // CPU1's task slept: its idle context keeps the mm's TLB (enter_lazy_tlb)
+    sh.cpu.store(1, kCpuTlbState, TLBSTATE_LAZY);
+    m.answeredBy(0, [1]);
+    flushTlbMmRange(m.ks[0]!, PID, 0, VA, VA + PAGE_SIZE);
+    expect(sh.mm.load(0, kMmCpumask)).toBe(0b01); // leave_mm cleared CPU1's bit
+    expect(m.flushed(1)).toBe(true); // and dropped everything (load_cr3(swapper_pg_dir))
+    expect(sh.stats.get(1, S.nr_leave_mm)).toBe(1);
+    // CPU1 is out of the mask: the next flush sends it nothing (its stale-looking entry stays, and
+    // it is harmless: switching back to the mm reloads)
+    const sent = sh.stats.get(0, S.ipi_sent);
+    m.refill(1);
+    flushTlbMmRange(m.ks[0]!, PID, 0, VA, VA + PAGE_SIZE);
+    expect(sh.stats.get(0, S.ipi_sent)).toBe(sent);
+    expect(m.flushed(1)).toBe(false);
+    // a task of the mm comes back to CPU1: the bit is gone, so switch_mm sets it and flushes
+    switchMm(m.ks[1]!);
+    expect(sh.mm.load(0, kMmCpumask)).toBe(0b11);
+    expect(m.flushed(1)).toBe(true);
+    expect(sh.cpu.load(1, kCpuTlbState)).toBe(TLBSTATE_OK);
+    expect(m.violations()).toEqual([]);
+  });
+
+  it('a lazy CPU that no flush reached keeps its TLB when a task of the same mm comes back', () => {
+    const m = cpus(2, () => true);
+    m.sh.cpu.store(1, kCpuTlbState, TLBSTATE_LAZY);
+    switchMm(m.ks[1]!);
+    expect(m.flushed(1)).toBe(false);
+    expect(m.sh.cpu.load(1, kCpuTlbState)).toBe(TLBSTATE_OK);
   });
 });

@@ -155,7 +155,7 @@ export interface SendOpts {
 
 /** The requester side: ibapi_send_reply for one context. */
 export class Fabric {
-  readonly mbox: Mailbox;
+  private box: Mailbox | undefined;
   private readonly recv: Rec32;
   private readonly cpu: Rec32;
   private readonly ctl: Vec32;
@@ -164,11 +164,19 @@ export class Fabric {
   serializeLock: ((held: boolean) => void) | undefined;
 
   constructor(private readonly env: Env) {
-    this.mbox = new Mailbox(env.sh.fabric, env.ctx);
     this.recv = env.sh.recv;
     this.cpu = env.sh.cpu;
     this.ctl = env.sh.ctl;
     this.fromMemory = env.ctx === env.sh.geo.ctx.memory;
+  }
+
+  /**
+   * The mailbox of the context this Fabric sends from now: a task uses the mailbox of the CPU it runs
+   * on (processor/sched.ts rebinds its Env between RPCs, never during one).
+   */
+  get mbox(): Mailbox {
+    if (this.box?.ctx !== this.env.ctx) this.box = new Mailbox(this.env.sh.fabric, this.env.ctx);
+    return this.box;
   }
 
   /**

@@ -19,6 +19,7 @@ import { EmulatorFailure, errText, fmtBytes, Machine, type RunOutcome } from './
 import { buildConfig, excerpt, oneLine, parseNumber, UsageError, type RawOptions } from './options.ts';
 import { collectStats, formatStats } from './summary.ts';
 import { hex } from '../lib/text.ts';
+import { kMaxTasks } from '../kernel/layout.ts';
 import { addWorkloadOptions, prepare, WORKLOADS, type Job, type Workload, type WorkloadOptions } from './workloads.ts';
 
 interface RunOptions extends RawOptions, WorkloadOptions {
@@ -188,9 +189,9 @@ async function run(workloadArg: string | undefined, args: string[], o: RunOption
       : spawns.map((sp, i) => prepareSpawn(sp, i, cfg));
   const multi = spawns.length > 0;
   const threads = jobs.reduce((n, j) => n + j.job.threads, 0);
-  if (multi && threads > cfg.cpus)
+  if (multi && threads > kMaxTasks)
     throw new UsageError(
-      `the spawned processes need ${threads} threads but --cpus is ${cfg.cpus}: splitkern runs one user thread per CPU without preemption; raise --cpus to ${threads} or give the processes fewer threads`,
+      `the spawned processes need ${threads} threads, more than the ${kMaxTasks} live threads splitkern runs at once (threads-max); give them fewer threads`,
     );
   const memFiles: Record<string, Uint8Array> = {};
   for (const j of jobs) Object.assign(memFiles, j.job.memFiles);
@@ -510,7 +511,7 @@ function addRunOptions(cmd: Command): Command {
   return addWorkloadOptions(
     cmd
       .option('--topology <name>', 'LegoOS configuration: 1P-1M-1S or 1P-1M', '1P-1M-1S')
-      .option('--cpus <n>', 'CPUs of the processor component (one worker each)', '2')
+      .option('--cpus <n>', 'CPUs of the processor component (an idle-context worker each; threads are tasks)', '2')
       .option('--memory <size>', "M's DRAM for user pages", '1G')
       .option('--pcache <size>', 'pcache size (4 KiB lines)', '16M')
       .option('--ways <n>', 'pcache associativity', '8')
@@ -518,6 +519,7 @@ function addRunOptions(cmd: Command): Command {
       .option('--victim <n>', 'victim cache entries (0 disables)', '8')
       .option('--sweep', 'run the kevict_sweepd kernel thread')
       .option('--sweep-interval <ms>', 'pause between two sweeps of the whole pcache', '10')
+      .option('--timeslice <ms>', "the scheduler's round-robin time slice", '5')
       .option('--seed <n>', 'seed for generated inputs and random choices', '1')
       .addOption(
         new Option(

@@ -50,6 +50,7 @@ import {
   kPrintkTail,
   kRecvDoorbell,
   kSpawnRing,
+  kMaxTasks,
   kThreadPid,
   kNrNodes,
   Shared,
@@ -60,7 +61,7 @@ import { stopMachine } from '../processor/stop.ts';
 import { callSingleQueued } from '../processor/tlb.ts';
 import { checkQuiescent } from '../processor/pcache/debug.ts';
 import { Kern } from '../processor/kern.ts';
-import type { CpuTask, CpuTaskResult } from '../processor/cpu.ts';
+import type { CpuTask, CpuTaskResult } from '../processor/task.ts';
 import { drainReports, reportsDropped, violationCount, type Violation } from '../kernel/report.ts';
 import { LOCK_KIND } from '../kernel/sync.ts';
 import { consoleChannel, type WorkerInit, type WorkerMsg } from '../kernel/workerdata.ts';
@@ -178,20 +179,25 @@ export class Machine {
       await this.startWorker('storage', 'storage.cjs', { ...this.init(), memFiles: this.memFiles });
     else env.printk('notice', 'storage: none in this topology (1P-1M): file system calls fail with ENODEV');
     await this.startWorker('memory', 'memory.cjs', this.init());
+    // P: each CPU's idle context brings its CPU up; then the task pool, one worker per live user thread
+    await Promise.all([...Array(cfg.cpus).keys()].map((c) => this.startWorker(`cpu${c}`, 'cpu.cjs', this.init())));
+    const all = (1 << cfg.cpus) - 1;
+    await this.waitFor(() => (sh.ctl.load(kCtlCpusOnline) & all) === all, 60_000, 'CPU bring-up');
     this.pool = new Piscina({
-      filename: path.join(workersDir, 'cpu.cjs'),
+      filename: path.join(workersDir, 'task.cjs'),
       minThreads: cfg.cpus,
-      maxThreads: cfg.cpus,
+      maxThreads: kMaxTasks,
       concurrentTasksPerWorker: 1,
-      // Idle workers must keep their event loop running: a CPU brings itself up asynchronously when its
-      // worker starts (piscina's default Atomics.wait between tasks would block that).
+      // A task worker sets itself up asynchronously when it starts (piscina's default Atomics.wait
+      // between tasks would block that).
       atomics: 'disabled',
       idleTimeout: 2 ** 31 - 1,
       workerData: this.init(),
     });
-    this.pool.on('error', (e: unknown) => this.fail(`a CPU worker crashed: ${errText(e)}`));
-    const all = (1 << cfg.cpus) - 1;
-    await this.waitFor(() => (sh.ctl.load(kCtlCpusOnline) & all) === all, 60_000, 'CPU bring-up');
+    this.pool.on('error', (e: unknown) => this.fail(`a task worker crashed: ${errText(e)}`));
+    // the first workers are ready before the machine is up (later ones start with their thread)
+    const pool = this.pool;
+    await Promise.race([Promise.all([...Array(cfg.cpus).keys()].map(() => pool.run('warm-up'))), this.failed()]);
     if (cfg.sweep) await this.startWorker('sweep', 'sweep.cjs', this.init());
     this.bootMs = performance.now() - t0;
     env.printk('notice', `splitkern: ${cfg.topology} up in ${this.bootMs.toFixed(0)} ms: ${cfg.cpus} CPUs online`);
@@ -315,7 +321,7 @@ export class Machine {
   private readonly procs = new Map<number, { program: string; argv: string[] }>();
 
   private startTask(task: CpuTask): void {
-    if (!this.pool) throw new Error('machine: a task was started before the CPU pool');
+    if (!this.pool) throw new Error('machine: a task was started before the task pool');
     const promise = (this.pool.run(task) as Promise<CpuTaskResult>).then(
       (r) => {
         this.results.push(r);
@@ -324,7 +330,7 @@ export class Machine {
       },
       (e: unknown) => {
         this.running.delete(task.tid);
-        throw this.fail(`CPU task of tid ${task.tid} failed: ${errText(e)}`);
+        throw this.fail(`task of tid ${task.tid} failed: ${errText(e)}`);
       },
     );
     promise.catch(() => {});

@@ -28,6 +28,7 @@ const OPTION_OF_KEY: Record<string, string> = {
   pcacheBytes: 'pcache',
   watchdogSec: 'watchdog',
   sweepIntervalMs: 'sweepInterval',
+  timesliceMs: 'timeslice',
 };
 
 export function parseSize(text: string, what: string): number {
@@ -74,6 +75,7 @@ export interface RawOptions {
   victim?: string;
   sweep?: boolean;
   sweepInterval?: string;
+  timeslice?: string;
   seed?: string;
   check?: string;
   logLevel?: string;
@@ -121,6 +123,7 @@ const configSchema = z.object({
   logLevel: z.enum(['error', 'warn', 'info', 'debug'], { error: () => 'must be error, warn, info or debug' }),
   watchdogSec: z.number().min(1, 'must be at least 1 second').max(86_400, 'must be at most 86400 seconds (a day)'),
   sweepIntervalMs: z.number().min(0, 'must be 0 or more milliseconds').max(10_000, 'must be at most 10000 ms'),
+  timesliceMs: z.number().min(0.1, 'must be at least 0.1 ms').max(10_000, 'must be at most 10000 ms'),
 });
 
 const FLAG_OF: Record<string, string> = {
@@ -133,6 +136,7 @@ const FLAG_OF: Record<string, string> = {
   victim: '--victim',
   sweep: '--sweep',
   sweepIntervalMs: '--sweep-interval',
+  timesliceMs: '--timeslice',
   seed: '--seed',
   check: '--check',
   logLevel: '--log-level',
@@ -152,6 +156,7 @@ export function buildConfig(o: RawOptions): MachineConfig {
     sweep: o.sweep ?? false,
     sweepIntervalMs:
       o.sweepInterval === undefined ? DEFAULT_CONFIG.sweepIntervalMs : parseNumber(o.sweepInterval, '--sweep-interval'),
+    timesliceMs: o.timeslice === undefined ? DEFAULT_CONFIG.timesliceMs : parseNumber(o.timeslice, '--timeslice'),
     seed: o.seed === undefined ? DEFAULT_CONFIG.seed : parseInt10(o.seed, '--seed'),
     check: (o.check ?? DEFAULT_CONFIG.check) as MachineConfig['check'],
     logLevel: (o.logLevel ?? DEFAULT_CONFIG.logLevel) as MachineConfig['logLevel'],

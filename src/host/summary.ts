@@ -47,7 +47,22 @@ export interface MachineStats {
   mremap: { psetSame: number; psetDiff: number; pagesMoved: number };
   /** FUTEX_WAITs that queued, waiters a FUTEX_WAKE unqueued, and waiters that unqueued themselves at their timeout */
   futex: { waits: number; woken: number; timedOut: number };
-  perCpu: Array<{ cpu: number; faults: number; syscalls: number }>;
+  /**
+   * per CPU (splitkern top): faults and syscalls of the tasks that ran there; context switches, time
+   * slices used up (preemptions), sched_yields, migrations onto it; times it went lazy (idle keeping
+   * an mm's TLB) and left an mm on a flush IPI (leave_mm)
+   */
+  perCpu: Array<{
+    cpu: number;
+    faults: number;
+    syscalls: number;
+    switches: number;
+    preemptions: number;
+    yields: number;
+    migrations: number;
+    lazyTlb: number;
+    leaveMm: number;
+  }>;
   /** nr_bug_<flag>: executions of each bug flag's broken branch (0 on the fixed kernel) */
   bugs: Record<string, number>;
 }
@@ -90,6 +105,12 @@ export function collectStats(sh: Shared): MachineStats {
       cpu: c,
       faults: sh.stats.get(c, S.nr_pgfault),
       syscalls: sh.stats.get(c, S.syscall),
+      switches: sh.stats.get(c, S.nr_switches),
+      preemptions: sh.stats.get(c, S.nr_preempt),
+      yields: sh.stats.get(c, S.nr_yield),
+      migrations: sh.stats.get(c, S.nr_migrations),
+      lazyTlb: sh.stats.get(c, S.nr_lazy_tlb),
+      leaveMm: sh.stats.get(c, S.nr_leave_mm),
     });
   return {
     pcache,
@@ -151,6 +172,14 @@ export function formatStats(st: MachineStats): string {
   out.push(
     `mremap: ${st.mremap.pagesMoved} pages moved, PCACHE_MREMAP_PSET_SAME ${st.mremap.psetSame}, PCACHE_MREMAP_PSET_DIFF ${st.mremap.psetDiff}`,
   );
+  out.push('sched:');
+  out.push(
+    `  ${'cpu'.padEnd(5)} ${'switches'.padStart(9)} ${'preempted'.padStart(9)} ${'yields'.padStart(7)} ${'migrated'.padStart(8)} ${'lazy tlb'.padStart(8)} ${'leave_mm'.padStart(8)} ${'faults'.padStart(8)} ${'syscalls'.padStart(8)}`,
+  );
+  for (const c of st.perCpu)
+    out.push(
+      `  ${`cpu${c.cpu}`.padEnd(5)} ${String(c.switches).padStart(9)} ${String(c.preemptions).padStart(9)} ${String(c.yields).padStart(7)} ${String(c.migrations).padStart(8)} ${String(c.lazyTlb).padStart(8)} ${String(c.leaveMm).padStart(8)} ${String(c.faults).padStart(8)} ${String(c.syscalls).padStart(8)}`,
+    );
   if (st.futex.waits || st.futex.woken)
     out.push(`futex: ${st.futex.waits} waits queued, ${st.futex.woken} woken, ${st.futex.timedOut} timed out`);
   out.push(

@@ -15,6 +15,7 @@ import { compareBytes, comparePthreadStress, compareWordCounts, countWords, sort
 import { fmtBytes, type Machine, type RunOutcome } from './machine.ts';
 import { excerpt, parseSize, UsageError } from './options.ts';
 import { at } from '../lib/at.ts';
+import { kMaxTasks } from '../kernel/layout.ts';
 
 /** The options of `splitkern run` that belong to one workload or another (strings, as commander gives them). */
 export interface WorkloadOptions {
@@ -31,6 +32,8 @@ export interface WorkloadOptions {
   capacity?: string;
   timedMs?: string;
   relock?: boolean;
+  spin?: boolean;
+  yields?: string;
 }
 
 export const WORKLOADS = ['word_count', 'dpkg-status', 'script', 'mremap-stress', 'pthread-stress'] as const;
@@ -86,9 +89,9 @@ function threadsOption(o: WorkloadOptions, cfg: MachineConfig, fallback: number)
   const t = o.threads === undefined ? fallback : Number(o.threads);
   if (!Number.isInteger(t) || t < 1)
     throw new UsageError(`--threads ${excerpt(o.threads ?? '')} must be a positive integer`);
-  if (t > cfg.cpus)
+  if (t > kMaxTasks)
     throw new UsageError(
-      `--threads ${t} exceeds --cpus ${cfg.cpus}: splitkern runs one user thread per CPU without preemption; raise --cpus or lower --threads`,
+      `--threads ${t} is more than the ${kMaxTasks} live threads splitkern runs at once (threads-max: each is a task with a worker of its own); lower --threads`,
     );
   return t;
 }
@@ -107,6 +110,8 @@ export function addWorkloadOptions(cmd: Command): Command {
     .option('--capacity <n>', 'pthread-stress: slots in the producer/consumer ring')
     .option('--timed-ms <ms>', 'pthread-stress: every condition wait times out after <ms> and loops')
     .option('--relock', 'pthread-stress: every thread locks its mutex twice (a self-deadlock the hang check must end)')
+    .option('--spin', 'pthread-stress: first a user-space spin barrier of all threads (ends only under preemption)')
+    .option('--yields <n>', 'pthread-stress: then every thread calls sched_yield n times')
     .option('--seconds <s>', 'mremap-stress: time budget (0 = none)')
     .option('--pattern <p>', 'mremap-stress: chain, pingpong or random');
 }
@@ -298,8 +303,10 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
       ['--items', o.items],
       ['--capacity', o.capacity],
       ['--timed-ms', o.timedMs],
+      ['--yields', o.yields],
     ]);
     if (o.relock) argv.push('--relock');
+    if (o.spin) argv.push('--spin');
     const opts = parsePthreadStressArgs(argv);
     if (typeof opts === 'string') throw new UsageError(`pthread-stress: ${opts}`);
     return {
@@ -307,7 +314,7 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
       threads,
       argv,
       memFiles: {},
-      describe: `pthread-stress: ${threads} thread${threads > 1 ? 's' : ''}, ${opts.iterations} locked increments each, ${threads > 1 ? `${opts.items} items through a ring of ${opts.capacity}` : 'no producer/consumer phase (one thread)'}${opts.timedMs > 0 ? `, waits time out after ${opts.timedMs} ms` : ''}${opts.relock ? ', every thread re-locks its mutex' : ''}`,
+      describe: `pthread-stress: ${threads} thread${threads > 1 ? 's' : ''}, ${opts.iterations} locked increments each, ${threads > 1 ? `${opts.items} items through a ring of ${opts.capacity}` : 'no producer/consumer phase (one thread)'}${opts.timedMs > 0 ? `, waits time out after ${opts.timedMs} ms` : ''}${opts.relock ? ', every thread re-locks its mutex' : ''}${opts.spin ? ', a spin barrier first' : ''}${opts.yields ? `, ${opts.yields} sched_yields each` : ''}`,
       verify(out) {
         const rep = mainReport<PthreadStressReport>(out, 'pthread-stress');
         if (!rep) return { ok: false, summary: 'no result: the program did not finish', details: {} };
@@ -331,10 +338,6 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
     if (e instanceof ScenarioError) throw new UsageError(e.message);
     throw e;
   }
-  if (sc.threads > cfg.cpus)
-    throw new UsageError(
-      `${file}: the scenario has ${sc.threads} threads but --cpus is ${cfg.cpus}; run it with --cpus ${sc.threads}`,
-    );
   return {
     program: 'script',
     threads: sc.threads,

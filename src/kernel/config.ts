@@ -38,6 +38,8 @@ export interface MachineConfig {
   /** run the kevict_sweepd kernel thread. */
   sweep: boolean;
   sweepIntervalMs: number;
+  /** round-robin time slice of the scheduler (processor/sched.ts), in milliseconds */
+  timesliceMs: number;
   seed: number;
   check: CheckMode;
   logLevel: LogLevel;
@@ -70,6 +72,7 @@ export const DEFAULT_CONFIG: MachineConfig = {
   victim: 8,
   sweep: false,
   sweepIntervalMs: 10,
+  timesliceMs: 5,
   seed: 1,
   check: 'none',
   logLevel: 'info',

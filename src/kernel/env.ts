@@ -2,7 +2,7 @@
 // its statistics row, and the two hooks every wait loop calls: `irq` (service incoming IPIs: a CPU
 // waiting for anything must keep answering TLB shootdowns, or two CPUs deadlock) and `sched` (named
 // schedule points in the race paths; no-ops unless jitter or a controlled scheduler is installed).
-// An Env belongs to one context and is used only on its own worker thread (the host has its own). printk
+// An Env belongs to one worker and is used only on its own thread (the host has its own). printk
 // reserves a ring slot with Atomics.add on kPrintkHead and commits it by the Atomics.store of its seq;
 // stat/statMax write this context's stats row plainly (its only writer). No lock is taken, so callers
 // may hold any kernel lock.
@@ -39,8 +39,13 @@ export interface EnvInit {
 }
 
 export class Env {
-  readonly ctx: number;
-  readonly cpu: number;
+  /**
+   * The context and CPU this worker runs as. Fixed for M, S, kernel threads and a CPU's idle context;
+   * a task (processor/sched.ts) takes the CPU's context while it owns that CPU and holds -1 off-CPU,
+   * where it touches no per-context state.
+   */
+  ctx: number;
+  cpu: number;
   readonly name: string;
   readonly bootEpochMs: number;
   readonly config: MachineConfig;

@@ -151,7 +151,7 @@ export const kSpawnRing = 64; // spawn ring entries: {tid} (args in the thread t
 
 // Per-context words, one 64-byte line (16 words) each, after the global words and the spawn ring.
 // A context's own words are written by it alone ("owner"), read by the watchdog and checkers.
-export const CPU = region('per-cpu', 16, {
+export const CPU = region('per-cpu', 24, {
   kCpuDoorbell: { at: 0, guard: 'Atomics.add + notify by anyone with an event for this context (a reply, an IPI)' },
   kCpuState: { at: 2, guard: 'owner (Atomics.store): kCpuStateIdle/User/Kernel' },
   kCpuPid: { at: 3, guard: 'owner (Atomics.store): pid of the running user thread, 0 when idle' },
@@ -165,6 +165,22 @@ export const CPU = region('per-cpu', 16, {
     guard: 'owner (Atomics.store): id + 1 of the last lock taken; never cleared (watchdog)',
   },
   kCpuLockLastTakenKind: { at: 12, guard: 'owner (Atomics.store): LOCK_KIND of kCpuLockLastTaken' },
+  // the scheduler (processor/sched.ts): "owner" is whoever runs on the CPU, its task or its idle context
+  kCpuCurr: {
+    at: 13,
+    guard: 'the owner hands it over (Atomics.store + notify): tid of the task that owns the CPU, 0 = its idle context',
+  },
+  kCpuRqLock: { at: 14, guard: 'rq->lock itself (a leaf spinlock)' },
+  kCpuRqHead: { at: 15, guard: 'rq->lock: first runnable tid, 0 if none (the chain runs through kThreadRqNext)' },
+  kCpuRqTail: { at: 16, guard: 'rq->lock: last runnable tid' },
+  kCpuRqLen: { at: 17, guard: 'rq->lock (Atomics.store; read lockless by wake-up placement): rq->nr_running' },
+  kCpuActiveMm: {
+    at: 18,
+    guard:
+      'owner (Atomics.store): cpu_tlbstate.active_mm, mm slot + 1 whose translations the TLB may hold, 0 = init_mm',
+  },
+  kCpuActivePid: { at: 19, guard: 'owner (Atomics.store, with kCpuActiveMm): the pid of that mm' },
+  kCpuTlbState: { at: 20, guard: 'owner (Atomics.store): TLBSTATE_OK (1) or TLBSTATE_LAZY (2)' },
 });
 export const {
   kCpuDoorbell,
@@ -177,7 +193,17 @@ export const {
   kCpuParked,
   kCpuLockLastTaken,
   kCpuLockLastTakenKind,
+  kCpuCurr,
+  kCpuRqLock,
+  kCpuRqHead,
+  kCpuRqTail,
+  kCpuRqLen,
+  kCpuActiveMm,
+  kCpuActivePid,
+  kCpuTlbState,
 } = indices(CPU);
+export const TLBSTATE_OK = 1;
+export const TLBSTATE_LAZY = 2;
 export const kPerCpuStride = CPU.stride;
 export const kCpuStateIdle = 0;
 export const kCpuStateUser = 1;
@@ -444,11 +470,17 @@ export const { kVictimPid, kVictimSet, kVictimGen, kVictimRw } = indices(VICTIM)
 // ---------------------------------------------------------------------------------------------
 // Thread table: an Int32 record per tid (tid 1 .. kMaxThreads-1); the entry argument is threadArgs[tid].
 export const kMaxThreads = 256;
-export const THREAD = region('threads', 12, {
+/** live user threads at once (threads-max): each is a task with its own worker; clone fails with EAGAIN past it */
+export const kMaxTasks = 64;
+export const THREAD = region('threads', 16, {
   kThreadState: { at: 0, guard: 'Atomics.store + notify: THREAD_FREE/CREATED (clone), RUNNING, EXITED (its CPU)' },
   kThreadPid: { at: 1, guard: 'clone, before the spawn ring publishes the tid; read-only after' },
   kThreadExit: { at: 2, guard: 'its CPU, before kThreadState becomes THREAD_EXITED: the exit value' },
-  kThreadCpu: { at: 3, guard: 'its CPU when it starts running (diagnostics)' },
+  kThreadCpu: {
+    at: 3,
+    guard:
+      "clone (the parent's CPU), then the task each time it gets a CPU: the CPU it last ran on (wake-up placement)",
+  },
   kThreadEntry: { at: 5, guard: 'clone, before the spawn ring publishes the tid: index of its thread entry name' },
   kThreadSignal: { at: 6, guard: 'its CPU, before kThreadState becomes THREAD_EXITED: the fatal signal, 0 if none' },
   // the thread's futex_q while it sleeps in FUTEX_WAIT (processor/futex.ts)
@@ -465,6 +497,13 @@ export const THREAD = region('threads', 12, {
   },
   kThreadSleepArg: { at: 10, guard: 'the thread itself, before kThreadSleep: the joined tid, or the barrier slot' },
   kThreadSleepGen: { at: 11, guard: 'the thread itself, before kThreadSleep: the barrier generation it waits to end' },
+  // the scheduler (processor/sched.ts)
+  kThreadRqNext: { at: 12, guard: 'the lock of the runqueue it is queued on: the next runnable tid, 0 at the tail' },
+  kThreadOnCpu: {
+    at: 13,
+    guard:
+      'CPU handover (Atomics.store + notify by the CPU owner that picks it; cleared by the task): CPU + 1, 0 off-CPU',
+  },
 });
 export const {
   kThreadState,
@@ -479,6 +518,8 @@ export const {
   kThreadSleep,
   kThreadSleepArg,
   kThreadSleepGen,
+  kThreadRqNext,
+  kThreadOnCpu,
 } = indices(THREAD);
 /** A thread's Float64 words (addresses): threadF, record = tid. */
 export const THREAD_F = region('thread floats', 2, {

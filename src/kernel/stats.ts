@@ -54,6 +54,13 @@ export const OTHER_EVENTS = [
   'futex_wait',
   'futex_wake',
   'futex_timedout',
+  // the scheduler (processor/sched.ts), counted on the CPU where it happens
+  'nr_switches',
+  'nr_preempt',
+  'nr_yield',
+  'nr_migrations',
+  'nr_lazy_tlb',
+  'nr_leave_mm',
 ] as const;
 
 /**
@@ -109,4 +116,5 @@ export const SYSCALL_NAMES = [
   'barrier',
   'getpid',
   'futex',
+  'sched_yield',
 ] as const;

@@ -16,14 +16,14 @@ export interface WorkerInit {
 
 /** Messages workers post to the host (besides the kernel log, which goes through the printk ring). */
 export type WorkerMsg =
-  | { type: 'online'; who: 'memory' | 'storage' | 'sweep' }
+  | { type: 'online'; who: string }
   /** bytes a user program wrote to fd 1 or 2 (S forwards its console) */
   | { type: 'console'; fd: number; pid: number; data: Uint8Array }
   /** final content of a file the workload created or wrote on S (sent when it is closed and at shutdown) */
   | { type: 'file'; path: string; data: Uint8Array }
   | { type: 'fatal'; who: string; message: string };
 
-/** The BroadcastChannel on which CPUs send what user programs write to fd 1 and 2 (P's console). */
+/** The BroadcastChannel on which tasks send what user programs write to fd 1 and 2 (P's console). */
 export const consoleChannel = (bootEpochMs: number): string => `splitkern-console-${bootEpochMs}`;
 
 /** The port to the host; a component's main runs only in a worker the host started. */

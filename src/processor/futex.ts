@@ -6,7 +6,7 @@
 // A waiter reads the user word under hb->lock without faulting (get_futex_value_locked); if the page
 // is not present it drops the lock, faults it in and retries, as Linux does. A waker unqueues under
 // hb->lock (kThreadFutexMm becomes 0: q->lock_ptr = NULL) and notifies that word after dropping it
-// (wake_up_q); the waiter sleeps on it, servicing IPIs, and was woken iff a waker unqueued it, so a
+// (wake_up_q); the waiter sleeps on it (off its CPU: hang.ts sleepOn), and was woken iff a waker unqueued it, so a
 // late notify is only a spurious wake-up of a later wait, which re-checks. An untimed waiter counts
 // itself in kMmSleepers under the bucket lock, and whoever unqueues it uncounts it there: the hang
 // check (hang.ts) sees it as asleep exactly while it is queued. Callers hold no lock; the calling CPU runs a thread of
@@ -25,11 +25,10 @@ import {
   kThreadSleep,
 } from '../kernel/layout.ts';
 import { S } from '../kernel/stats.ts';
-import { LOCK_KIND, spinLock, spinUnlock, waitUntil } from '../kernel/sync.ts';
+import { LOCK_KIND, spinLock, spinUnlock } from '../kernel/sync.ts';
 import { EAGAIN, EFAULT, EINVAL, ETIMEDOUT } from '../uapi/abi.ts';
 import type { Kern } from './kern.ts';
-import { safePoint } from './stop.ts';
-import { checkHung, cpuSleeps, cpuWakes, SLEEP_FUTEX, SLEEP_NONE } from './hang.ts';
+import { checkHung, cpuSleeps, cpuWakes, sleepOn, SLEEP_FUTEX, SLEEP_NONE } from './hang.ts';
 
 /** How the futex code reaches user memory: the CPU's MMU, as get_user and the fault path see it. */
 export interface FutexUser {
@@ -130,20 +129,22 @@ export function futexWait(k: Kern, user: FutexUser, uaddr: number, val: number, 
   const queued = (): boolean => sh.threads.load(tid, kThreadFutexMm) !== 0;
   let late = false;
   cpuSleeps(k);
-  waitUntil(
-    k.env,
-    sh.threads.a,
-    sh.threads.idx(tid, kThreadFutexMm),
-    () => {
-      safePoint(k.env);
-      if (!queued() || killed()) return true;
-      if (timed && k.env.nowMs() >= deadline) late = true;
-      return late;
-    },
-    hb, // what the watchdog's CPU dump names: "waiting for futex <hash bucket>" (an address is not an Int32)
-    LOCK_KIND.futex,
-  );
-  cpuWakes(k);
+  try {
+    sleepOn(
+      k,
+      sh.threads.a,
+      sh.threads.idx(tid, kThreadFutexMm),
+      () => {
+        if (!queued() || killed()) return true;
+        if (timed && k.env.nowMs() >= deadline) late = true;
+        return late;
+      },
+      hb, // what the watchdog's CPU dump names: "waiting for futex <hash bucket>" (an address is not an Int32)
+      LOCK_KIND.futex,
+    );
+  } finally {
+    cpuWakes(k);
+  }
   sh.threads.store(tid, kThreadSleep, SLEEP_NONE);
   if (!queued()) return 0;
   // unqueue_me: timed out or killed. A waker that unqueued us first wins: then this was a wake-up.

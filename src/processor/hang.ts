@@ -59,9 +59,32 @@ export function cpuWakes(k: Kern): void {
 }
 
 /**
+ * Sleep until done(), woken by a notify on a[i]: on a task, off its CPU (the scheduler gives the CPU
+ * away and takes one back, maybe another); elsewhere (tests, a Kern without a scheduler) on the CPU,
+ * answering IPIs at safe points. `id`/`kind` name the wait for the watchdog's CPU dump.
+ */
+export function sleepOn(k: Kern, a: Int32Array, i: number, done: () => boolean, id: number, kind: number): void {
+  if (k.task) {
+    k.task.sleep(a, i, done);
+    return;
+  }
+  waitUntil(
+    k.env,
+    a,
+    i,
+    () => {
+      safePoint(k.env);
+      return done();
+    },
+    id,
+    kind,
+  );
+}
+
+/**
  * A join or barrier sleep: record what the thread sleeps in (`arg`: the joined tid or the barrier
  * slot; `gen`: the barrier generation it waits to end), count it and check the process, then sleep
- * in waitUntil on a[i] at safe points until done(), the CPU scheduled for the watchdog meanwhile.
+ * (sleepOn) until done(), the CPU scheduled for the watchdog meanwhile.
  */
 export function sleepUntil(
   k: Kern,
@@ -78,17 +101,7 @@ export function sleepUntil(
   checkHung(k, sh.mm.add(k.mmSlot, kMmSleepers, 1) + 1);
   cpuSleeps(k);
   try {
-    waitUntil(
-      k.env,
-      a,
-      i,
-      () => {
-        safePoint(k.env);
-        return done();
-      },
-      what.arg,
-      lockKind,
-    );
+    sleepOn(k, a, i, done, what.arg, lockKind);
   } finally {
     cpuWakes(k);
     sh.threads.store(k.tid, kThreadSleep, SLEEP_NONE);

@@ -1,4 +1,5 @@
-// The processor kernel's per-context handle: one per CPU worker (and one per P kernel thread).
+// The processor kernel's per-context handle: one per task worker and per CPU idle context (and one per
+// P kernel thread). A task's Kern follows its task from CPU to CPU (its Env is rebound by sched.ts).
 // Threaded through every P kernel path instead of a pile of positional arguments. (The host builds one
 // too, for the checkers.) Its fields are worker-local state, used only on its own thread; it takes no
 // lock: mmSlotOf reads kMmPid with Atomics.load (the slot may be freed right after), setCurrent stores
@@ -12,6 +13,16 @@ export interface MmuHooks {
   invalidateFast(): void;
 }
 
+/** What the kernel asks of the scheduler (processor/sched.ts TaskSched), on a task's Kern only. */
+export interface TaskHooks {
+  /** the timer tick in user mode, and syscall return: switch out if the slice is used and a task waits */
+  tick(): void;
+  /** sched_yield */
+  yield(): void;
+  /** schedule() off the CPU until done() holds (TASK_INTERRUPTIBLE); returns on a CPU, maybe another */
+  sleep(a: Int32Array, i: number, done: () => boolean): void;
+}
+
 export class Kern {
   readonly sh: Shared;
   /** pid and mm slot of the user thread this CPU runs (0 / -1 when idle or a kthread) */
@@ -22,6 +33,8 @@ export class Kern {
   /** this CPU holds its own mm's P-side mmap_sem for write (an address-space change is in progress) */
   mmapWriteHeld = false;
   mmu: MmuHooks = { invalidateFast: () => {} };
+  /** the scheduler, when this Kern is a task's (absent for the idle contexts, kthreads, the host, tests) */
+  task: TaskHooks | undefined;
   /** deterministic per-context PRNG (random eviction, jitter) */
   private rng: number;
 
@@ -35,6 +48,11 @@ export class Kern {
 
   get cpu(): number {
     return this.env.cpu;
+  }
+
+  /** a task's PRNG follows the task, not a CPU: seed it from the run's seed and the tid */
+  seedRandom(salt: number): void {
+    this.rng = (this.env.config.seed * 2654435761 + salt * 40503 + 7) >>> 0;
   }
 
   random(): number {

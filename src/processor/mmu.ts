@@ -61,8 +61,8 @@ export class CpuMmu implements Mmu {
   // this CPU's TLB: its record of the tlbVpn and tlbVal regions (only this CPU fills it; other CPUs'
   // flushes reach it by IPI, which this CPU runs; checkers read its values with Atomics and its
   // Float64 tags plainly, or in a stopped world)
-  private readonly tlbVpn: Float64Array;
-  private readonly tlbVal: Int32Array;
+  private tlbVpn: Float64Array;
+  private tlbVal: Int32Array;
   // one-page fast translations: VA of the page and the byte offset of its line in pcdata
   private rBase = -1;
   private rOff = 0;
@@ -76,8 +76,9 @@ export class CpuMmu implements Mmu {
     this.data = sh.pcdata;
     this.data32 = sh.pcdata32;
     this.view = sh.pcdataView;
-    this.tlbVpn = sh.tlbVpn.row(k.cpu);
-    this.tlbVal = sh.tlbVal.row(k.cpu);
+    // a task's MMU has no CPU until it gets one (bindCpu)
+    this.tlbVpn = k.cpu >= 0 ? sh.tlbVpn.row(k.cpu) : new Float64Array(0);
+    this.tlbVal = k.cpu >= 0 ? sh.tlbVal.row(k.cpu) : new Int32Array(0);
     k.mmu = {
       invalidateFast: () => {
         this.rBase = -1;
@@ -109,12 +110,29 @@ export class CpuMmu implements Mmu {
   }
   private staleReports = 0;
 
-  /** Interrupt point: service IPIs, and unwind if the process is being killed. */
+  /**
+   * The task now runs on CPU k.cpu (processor/sched.ts, after a context switch): use that CPU's TLB,
+   * and forget the one-page shortcuts, which came from another CPU's TLB.
+   */
+  bindCpu(): void {
+    const sh = this.k.sh;
+    this.tlbVpn = sh.tlbVpn.row(this.k.cpu);
+    this.tlbVal = sh.tlbVal.row(this.k.cpu);
+    this.rBase = -1;
+    this.wBase = -1;
+  }
+
+  /**
+   * Interrupt point: service IPIs, and unwind if the process is being killed. From user mode it is
+   * also the timer interrupt: the scheduler may switch this task out here (Kern.task.tick), so the
+   * task may come back on another CPU.
+   */
   interrupt(): void {
     this.tick = kTick;
     this.k.env.irq();
     safePoint(this.k.env);
     const sh = this.k.sh;
+    if (this.k.task && sh.cpu.load(this.k.env.ctx, kCpuState) === kCpuStateUser) this.k.task.tick();
     if (this.k.mmSlot >= 0 && sh.mm.load(this.k.mmSlot, kMmKilled) !== 0) {
       throw new UserSignal(SIGKILL, 0, 'killed: another thread of the process took a fatal signal');
     }

@@ -6,10 +6,10 @@
 // mremap-unserialized flag) and sets kMmSemOwner; the replay (releasePgtable, movePageTables,
 // changeProtection) runs under it and takes the PTE-page and line locks it needs. File calls take no lock
 // of their own. clone publishes the new thread by Atomics (kCtlLiveThreads CAS, kThreadState, then the
-// spawn ring and kCtlHostDoorbell); join, barrier and futex waits sleep in waitUntil at safe points
-// (hang.ts: the watchdog sees the CPU as scheduled, the hang check sees the thread asleep). A
-// ProcSyscalls is called only by the user thread running on its CPU (the CPU worker's own thread),
-// holding no kernel lock; afterAddressSpaceCall runs after mmap_sem is released.
+// spawn ring and kCtlHostDoorbell); join, barrier and futex waits sleep off the CPU (hang.ts sleepOn:
+// the watchdog sees the CPU as scheduled, the hang check sees the thread asleep). Syscall return is a
+// schedule point (Kern.task.tick), as is sched_yield. A ProcSyscalls is called only by its task (the
+// task worker's own thread), holding no kernel lock; afterAddressSpaceCall runs after mmap_sem is released.
 import { BroadcastChannel } from 'node:worker_threads';
 import {
   P2M_BRK,
@@ -42,6 +42,9 @@ import {
   kCpuKernelEnterMs,
   kCpuState,
   kCpuStateKernel,
+  kCpuStateUser,
+  kMaxTasks,
+  kThreadCpu,
   kBarrierCount,
   kBarrierGen,
   kNrBarriers,
@@ -149,6 +152,8 @@ export class ProcSyscalls implements Syscalls {
     } finally {
       this.leave(prev, ret);
     }
+    // exit_to_user_mode: schedule() if need_resched
+    if (prev === kCpuStateUser) this.k.task?.tick();
     return ret;
   }
 
@@ -450,11 +455,10 @@ export class ProcSyscalls implements Syscalls {
       const ei = this.entries.indexOf(entry);
       if (ei < 0) return -EINVAL;
       if (!Number.isInteger(ctid) || ctid < 0 || ctid % 4 !== 0) return -EINVAL;
-      // One user thread per CPU, without preemption: a thread that cannot get a CPU would wait forever
-      // behind threads that join it. Refuse like RLIMIT_NPROC would.
+      // threads-max: every live thread is a task with a worker of its own (copy_process: -EAGAIN)
       for (;;) {
         const live = sh.ctl.load(kCtlLiveThreads);
-        if (live >= sh.geo.ctx.cpus) return -EAGAIN;
+        if (live >= kMaxTasks) return -EAGAIN;
         if (sh.ctl.cas(kCtlLiveThreads, live, live + 1) === live) break;
       }
       const tid = sh.ctl.add(kCtlNextTid, 1);
@@ -464,6 +468,7 @@ export class ProcSyscalls implements Syscalls {
       }
       sh.threads.set(tid, kThreadPid, k.pid);
       sh.threads.set(tid, kThreadEntry, ei);
+      sh.threads.store(tid, kThreadCpu, k.cpu); // wake_up_new_task places it from the parent's CPU
       sh.threadArgs.set(tid, arg);
       // CLONE_PARENT_SETTID: the tid is in *ctid before either thread runs (a failed put_user is
       // ignored, as copy_process ignores it); CLONE_CHILD_CLEARTID remembers where to clear it.
@@ -506,7 +511,7 @@ export class ProcSyscalls implements Syscalls {
     return this.sys('barrier', () => {
       const k = this.k;
       const sh = k.sh;
-      if (!Number.isInteger(count) || count <= 0 || count > sh.geo.ctx.cpus) return -EINVAL;
+      if (!Number.isInteger(count) || count <= 0 || count > kMaxTasks) return -EINVAL;
       const b = ((id % kNrBarriers) + kNrBarriers) % kNrBarriers;
       const gen = sh.barrier.load(b, kBarrierGen);
       if (sh.barrier.add(b, kBarrierCount, 1) + 1 === count) {
@@ -544,6 +549,13 @@ export class ProcSyscalls implements Syscalls {
   private killed(): boolean {
     const sh = this.k.sh;
     return sh.mm.load(this.k.mmSlot, kMmKilled) !== 0;
+  }
+
+  sched_yield(): number {
+    return this.sys('sched_yield', () => {
+      this.k.task?.yield();
+      return 0;
+    });
   }
 
   getpid(): number {

@@ -11,11 +11,16 @@
 // on its own on-stack csd; cleared by the target's csdUnlock); kCsdFunc/kCsdInfo (by the csd lock
 // holder) and the sender's own csdInfo row are written before llist_add (CAS) publishes the csd, and the
 // target takes its queue with llist_del_all (exchange). kMmCpumask is or/and-ed by the CPU switching in
-// or out; kMmShootdowns counts the flushes in flight that switchMmOut waits out; kMmPendingFlush is the
-// stale-TLB detector's (tlbGatherStart/End). A CPU's TLB is written by that CPU only (tags plainly).
-// Callers: handleIpis, switchMm* and the local flushes run on the CPU they act on; flushTlbMmRange is
+// or out (sched.ts switchMm) or leaving lazily (leaveMm); kMmShootdowns counts the flushes in flight that
+// an exiting mm waits out; kMmPendingFlush is the stale-TLB detector's (tlbGatherStart/End). A CPU's TLB
+// is written by that CPU only (tags plainly); the CPU's active_mm and TLB state by its owner.
+// Callers: handleIpis, leaveMm and the local flushes run on the CPU they act on; flushTlbMmRange is
 // called with mmap_sem and sometimes line locks held, never a PTE lock, and services IPIs while it waits.
 import {
+  kCpuActiveMm,
+  kCpuActivePid,
+  kCpuTlbState,
+  TLBSTATE_LAZY,
   CSD_FLAG_LOCK,
   CSD_FLAG_SYNCHRONOUS,
   kCpuDoorbell,
@@ -79,9 +84,9 @@ export function tlbFlushRangeLocal(k: Kern, start: number, end: number): void {
 export function flushTlbMmRange(k: Kern, pid: number, mmSlot: number, start: number, end: number): void {
   const sh = k.sh;
   k.env.sched('tlb:flush_tlb_mm_range');
-  if (k.cpu >= 0 && k.pid === pid) tlbFlushRangeLocal(k, start, end);
-  // Announce the shootdown before reading mm_cpumask, so a CPU leaving the mm concurrently either is
-  // not in the mask we read or waits in switchMmOut until we are done (and answers our IPI meanwhile).
+  if (k.cpu >= 0 && sh.cpu.load(k.cpu, kCpuActivePid) === pid) tlbFlushRangeLocal(k, start, end);
+  // Announce the shootdown before reading mm_cpumask: the exit of the mm waits until none is in flight
+  // before its slot can be reused (task.ts teardown).
   const inflight = sh.mm.idx(mmSlot, kMmShootdowns);
   Atomics.add(sh.mm.a, inflight, 1);
   try {
@@ -285,30 +290,36 @@ function csdQueueLoops(k: Kern, bound: number): void {
   });
 }
 
-/** flush_tlb_func: nothing to do unless this CPU runs that mm. */
+/**
+ * flush_tlb_func (Linux 4.9): nothing to do unless the flush is for this CPU's active_mm; a lazy CPU
+ * (idle, keeping the last mm's TLB) does not flush pages but leaves that mm.
+ */
 function flushTlbFunc(k: Kern, func: number, info: number): void {
   const sh = k.sh;
   if (info < 0 || info >= sh.geo.ctx.total) return;
-  if (sh.csdInfo.get(info, kCsdInfoPid) !== k.pid) return;
+  if (sh.csdInfo.get(info, kCsdInfoPid) !== sh.cpu.load(k.cpu, kCpuActivePid)) return;
+  if (sh.cpu.load(k.cpu, kCpuTlbState) === TLBSTATE_LAZY) {
+    leaveMm(k);
+    return;
+  }
   if (func === kIpiFlushTlbAll) tlbFlushAllLocal(k);
   else tlbFlushRangeLocal(k, sh.csdInfo.get(info, kCsdInfoStart), sh.csdInfo.get(info, kCsdInfoEnd));
 }
 
-/** switch_mm: join the mm's cpumask (the TLB is empty: flushed when the last task left). */
-export function switchMmIn(k: Kern, mmSlot: number): void {
-  k.sh.mm.or(mmSlot, kMmCpumask, 1 << k.cpu);
-}
 /**
- * Leave the mm: flush everything, clear the cpumask bit, then answer IPIs until no shootdown that may
- * have read the old mask is in flight (an idle CPU answers none, so it must not go idle before).
+ * leave_mm: a lazy CPU stops taking flush IPIs for its active_mm (clears its mm_cpumask bit) and drops
+ * the mm's translations (load_cr3(swapper_pg_dir)); active_mm stays, so switching back to that mm
+ * sees the bit gone and reloads (sched.ts switchMm).
  */
-export function switchMmOut(k: Kern, mmSlot: number): void {
+export function leaveMm(k: Kern): void {
   const sh = k.sh;
+  const active = sh.cpu.load(k.cpu, kCpuActiveMm);
+  const bit = 1 << k.cpu;
+  if (active === 0 || (sh.mm.load(active - 1, kMmCpumask) & bit) === 0) return;
+  sh.mm.and(active - 1, kMmCpumask, ~bit);
+  k.env.sched('tlb:leave_mm');
   tlbFlushAllLocal(k);
-  sh.mm.and(mmSlot, kMmCpumask, ~(1 << k.cpu));
-  const inflight = sh.mm.idx(mmSlot, kMmShootdowns);
-  waitUntil(k.env, sh.mm.a, inflight, () => Atomics.load(sh.mm.a, inflight) === 0, mmSlot, LOCK_KIND.csd);
-  handleIpis(k);
+  k.env.stat(S.nr_leave_mm);
 }
 
 /**

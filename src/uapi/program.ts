@@ -80,6 +80,8 @@ export interface Syscalls {
    * timeout is relative milliseconds, not a struct timespec pointer.
    */
   futex(uaddr: number, op: number, val: number, timeoutMs?: number): number;
+  /** sched_yield: let another runnable task have this CPU; 0 */
+  sched_yield(): number;
   getpid(): number;
   gettid(): number;
   /** ends the calling thread (never returns) */
@@ -90,10 +92,13 @@ export interface Syscalls {
 export interface UserContext {
   mmu: Mmu;
   sys: Syscalls;
-  /** pid (= tgid) and tid of this thread, and the CPU it is pinned to. */
+  /**
+   * pid (= tgid) and tid of this thread, and the CPU it runs on now (sched_getcpu: any schedule point
+   * may change it).
+   */
   pid: number;
   tid: number;
-  cpu: number;
+  readonly cpu: number;
   /** argv of the process (as given to main), visible to every thread like /proc/self/cmdline. */
   argv: string[];
   /** The run's seed (for programs that generate data deterministically). */

@@ -363,6 +363,7 @@ export function makeFakeUser(m: FakeMachine, program?: Program, seed = 1, argv: 
     },
     getpid: () => 1,
     gettid: () => 1,
+    sched_yield: () => 0,
     exit(code) {
       throw new ThreadExit(code);
     },

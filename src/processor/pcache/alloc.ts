@@ -5,7 +5,7 @@ import { kMetaFlags, kMetaMapcount, kMetaRef, kMetaRmapHead, kSetLock } from '..
 import { PAGE_SIZE } from '../../uapi/abi.ts';
 import { reportViolation } from '../../kernel/report.ts';
 import type { Kern } from '../kern.ts';
-import { kCpuPid, kMmPendingFlush, kTlbEntries } from '../../kernel/layout.ts';
+import { kCpuActivePid, kMmPendingFlush, kTlbEntries } from '../../kernel/layout.ts';
 
 import { EVICT_SUCCEED, pcacheEvictLine } from './evict.ts';
 import { lockSet, lruAddHead, popFree, unlockSet } from './meta.ts';
@@ -67,7 +67,7 @@ function checkLineNotInTlbs(k: Kern, line: number, va: number): void {
       // flush: free-before-flush), or had it completed and left the entry (a shootdown that never
       // reached this CPU: tlb-shootdown-skip)? The IPI removes the entry before the gather ends, so
       // read the pending count, then the entry again: pending, or gone since, means "before its flush".
-      const slot = k.mmSlotOf(sh.cpu.load(c, kCpuPid));
+      const slot = k.mmSlotOf(sh.cpu.load(c, kCpuActivePid)); // the mm whose translations its TLB holds
       const pending = slot >= 0 && sh.mm.load(slot, kMmPendingFlush) > 0;
       const still = sh.tlbVpn.get(c, e) === vpn && sh.tlbVal.load(c, e) >>> 12 === line;
       reportViolation(k, 'stale-tlb', {

@@ -1,7 +1,13 @@
 // pthread-stress: libc's futex-based mutex, condition variables and join under contention.
 //
-//   argv = [--threads T] [--iterations N] [--items K] [--capacity C] [--timed-ms W] [--relock]
+//   argv = [--threads T] [--iterations N] [--items K] [--capacity C] [--timed-ms W] [--relock] [--spin]
+//          [--yields Y]
 //
+// Phase 0, with --spin: a user-space spin barrier. Every thread adds itself to a counter (xadd) and
+// spins, reading it with plain loads and no syscall, until all T have arrived. With more threads than
+// CPUs it ends only if the kernel preempts the spinners (the timer tick) so the others get a CPU.
+// With --yields Y, the threads then meet at a kernel barrier and each calls sched_yield Y times (a
+// context-switch benchmark on one CPU).
 // Phase 1, every thread (main is thread 0): N times, lock one mutex, read a 64-bit counter on another
 // page, write it back plus one, unlock. A lost wake-up hangs the run (the hang check names the
 // sleepers); a broken mutex loses increments.
@@ -27,6 +33,8 @@ export interface PthreadStressOptions {
   capacity: number;
   timedMs: number;
   relock: boolean;
+  spin: boolean;
+  yields: number;
 }
 export const PTHREAD_STRESS_DEFAULTS: PthreadStressOptions = {
   threads: 2,
@@ -35,6 +43,8 @@ export const PTHREAD_STRESS_DEFAULTS: PthreadStressOptions = {
   capacity: 4,
   timedMs: -1,
   relock: false,
+  spin: false,
+  yields: 0,
 };
 /** What main reports (u.report): the host's oracle checks it. */
 export interface PthreadStressReport {
@@ -55,25 +65,26 @@ export interface PthreadStressReport {
 export const kPthreadStressMaxThreads = 64;
 const kMaxCount = 10_000_000;
 const kMaxCapacity = 64;
-const kUsage = 'options: --threads T --iterations N --items K --capacity C --timed-ms W --relock';
+const kUsage = 'options: --threads T --iterations N --items K --capacity C --timed-ms W --relock --spin --yields Y';
 
 /** Parse the program's argv; a string is the one-line error. */
 export function parsePthreadStressArgs(argv: readonly string[]): PthreadStressOptions | string {
   const o = { ...PTHREAD_STRESS_DEFAULTS };
   const ints: Record<
     string,
-    { key: 'threads' | 'iterations' | 'items' | 'capacity' | 'timedMs'; min: number; max: number }
+    { key: 'threads' | 'iterations' | 'items' | 'capacity' | 'timedMs' | 'yields'; min: number; max: number }
   > = {
     '--threads': { key: 'threads', min: 1, max: kPthreadStressMaxThreads },
     '--iterations': { key: 'iterations', min: 0, max: kMaxCount },
     '--items': { key: 'items', min: 0, max: kMaxCount },
     '--capacity': { key: 'capacity', min: 1, max: kMaxCapacity },
     '--timed-ms': { key: 'timedMs', min: 1, max: 60_000 },
+    '--yields': { key: 'yields', min: 0, max: kMaxCount },
   };
   for (let i = 0; i < argv.length; i++) {
     const a = at(argv, i);
-    if (a === '--relock') {
-      o.relock = true;
+    if (a === '--relock' || a === '--spin') {
+      o[a === '--relock' ? 'relock' : 'spin'] = true;
       continue;
     }
     const spec = ints[a];
@@ -94,6 +105,8 @@ const S_QMUTEX = 12; //      pthread_mutex_t of the ring
 const S_NOT_EMPTY = 16; //   pthread_cond_t
 const S_NOT_FULL = 20; //    pthread_cond_t
 const S_DONE = 24; //        u32: the producer is done
+const S_ARRIVED = 28; //     u32: threads at the spin barrier (--spin)
+const kYieldBarrier = 0x9e1d; // the kernel barrier before --yields
 const S_HEAD = 32; //        u64 items taken
 const S_TAIL = 40; //        u64 items put
 const S_RING = 64; //        u64 × capacity
@@ -110,6 +123,24 @@ class Worker {
     private readonly base: number,
     private readonly t: number,
   ) {}
+
+  /** phase 0 (--spin): arrive, then spin in user mode until every thread has */
+  spinBarrier(): void {
+    if (!this.o.spin) return;
+    const m = this.libc.mmu;
+    m.xadd32(this.base + S_ARRIVED, 1);
+    while (m.load32(this.base + S_ARRIVED) < this.o.threads) {
+      /* spin: no syscall, only the timer tick can take this CPU away */
+    }
+  }
+
+  /** --yields: once every thread is here (a kernel barrier), give the CPU away Y times */
+  yieldLoop(): void {
+    if (this.o.yields === 0) return;
+    const sys = this.libc.sys;
+    if (this.o.threads > 1) sys.barrier(kYieldBarrier, this.o.threads);
+    for (let i = 0; i < this.o.yields; i++) sys.sched_yield();
+  }
 
   /** phase 1: the counter under the mutex */
   count(): void {
@@ -211,6 +242,8 @@ function stressMain(u: UserContext): number {
     threads.push(pt);
   }
   const me = new Worker(libc, o, base, 0);
+  me.spinBarrier();
+  me.yieldLoop();
   me.count();
   if (o.threads >= 2) me.produce();
   me.finish();
@@ -263,6 +296,8 @@ function stressThread(u: UserContext, arg: number): number {
   const base = arg - t;
   const libc = Libc.attach(u, u.mmu.load64(base + S_LIBC));
   const w = new Worker(libc, o, base, t);
+  w.spinBarrier();
+  w.yieldLoop();
   w.count();
   w.consume();
   w.finish();

@@ -1,0 +1,403 @@
+// The scheduler of the processor component (kernel/sched/core.c, much simplified): tasks are not CPUs.
+//
+// A task (user thread) runs in a worker of its own, since a JS stack cannot be switched; a CPU is
+// state in shared memory: its runqueue, its current task (kCpuCurr), its TLB row, its IPI queue and
+// its cpu_tlbstate. A task executes kernel or user code only while it owns a CPU, and then it *is*
+// that CPU: its Env takes the CPU's context (mailbox, stats row, per-CPU words), its MMU that CPU's TLB.
+// When no task owns a CPU, the CPU's idle context (its own worker, processor/cpu.ts) does: it answers
+// IPIs and hands the CPU to the first task its runqueue gets.
+//
+// Policy: round robin with a time slice (--timeslice-ms). A task gives its CPU away
+//   - when it sleeps (futex wait, join, barrier, exit_group's wait): schedule() in TASK_INTERRUPTIBLE;
+//   - at the timer tick (the MMU's interrupt point in user mode) and at syscall return, when its slice
+//     is used up and its runqueue is not empty (need_resched): it goes to the tail of a runqueue;
+//   - at sched_yield, if anyone waits;
+//   - at exit, for good.
+// The kernel is not preemptible (CONFIG_PREEMPT_NONE): a task never switches out holding a kernel lock,
+// in the middle of an RPC or with a csd in flight, so everything a CPU context owns stays consistent
+// across a switch. Wake-up placement (select_task_rq): the CPU the task last ran on if it is idle, else
+// the lowest idle CPU, else the CPU with the fewest tasks (ties go to the last one). A woken task queues
+// itself (the waker only makes its condition true and notifies it), then waits for a CPU owner to hand
+// it the CPU. A preempted or yielding task goes back to the tail of its CPU's runqueue before it gives
+// the CPU away; an idle CPU whose runqueue is empty takes the first task of the longest one.
+//
+// switch_mm follows Linux 4.9 arch/x86/mm/tlb.c without PCID, which LegoOS's tlb.c (cpu_tlbstate, its
+// "follow the linux mm and borrowed active_mm way" note) copies: switching to another mm sets this CPU
+// in next's mm_cpumask, reloads CR3 (a full local TLB flush) and then clears it from prev's mask;
+// switching back to the same mm keeps the TLB unless a flush made the CPU leave that mm meanwhile. An
+// idle CPU is lazy (enter_lazy_tlb): it keeps the last mm's translations and its mm_cpumask bit; a flush
+// IPI for that mm makes it leave_mm (tlb.ts flushTlbFunc) instead of flushing pages.
+//
+// Locks and words: rq->lock (kCpuRqLock, a leaf spinlock) guards kCpuRqHead/Tail/Len and the queued
+// tasks' kThreadRqNext. The CPU's owner hands it over: it stores kCpuCurr, then the new owner's
+// kThreadOnCpu (Atomics.store + notify); whoever owns the CPU writes its per-CPU words (kCpuState,
+// kCpuPid, kCpuTid, kCpuActiveMm/Pid, kCpuTlbState) and its bit of kCtlCpusBusy. mm_cpumask by
+// Atomics or/and (tlb.ts). Callers hold no kernel lock at a schedule point.
+import {
+  kCpuActiveMm,
+  kCpuActivePid,
+  kCpuCurr,
+  kCpuDoorbell,
+  kCpuKernelEnterMs,
+  kCpuPid,
+  kCpuRqHead,
+  kCpuRqLen,
+  kCpuRqLock,
+  kCpuRqTail,
+  kCpuState,
+  kCpuStateIdle,
+  kCpuStateKernel,
+  kCpuTid,
+  kCpuTlbState,
+  kCtlCpusBusy,
+  kCtlShutdown,
+  kMmCpumask,
+  kMmPid,
+  kThreadCpu,
+  kThreadOnCpu,
+  kThreadRqNext,
+  TLBSTATE_LAZY,
+  TLBSTATE_OK,
+  type Shared,
+} from '../kernel/layout.ts';
+import type { Env } from '../kernel/env.ts';
+import { S } from '../kernel/stats.ts';
+import { spinLock, spinUnlock } from '../kernel/sync.ts';
+import type { Kern, TaskHooks } from './kern.ts';
+import type { CpuMmu } from './mmu.ts';
+import { safePoint } from './stop.ts';
+import { handleIpis, tlbFlushAllLocal } from './tlb.ts';
+
+/** How often a task off its CPU looks again at what it waits for (a kill notifies no sleeper). */
+const kOffCpuPollMs = 10;
+
+// ---- runqueues ----
+function rqLock(env: Env, sh: Shared, cpu: number): void {
+  spinLock(env, sh.cpu.a, sh.cpu.idx(cpu, kCpuRqLock), cpu);
+}
+function rqUnlock(sh: Shared, cpu: number): void {
+  spinUnlock(sh.cpu.a, sh.cpu.idx(cpu, kCpuRqLock));
+}
+
+/** enqueue_task at the tail of cpu's runqueue, and ring the CPU (its idle context may sleep). */
+export function enqueueTask(env: Env, sh: Shared, cpu: number, tid: number): void {
+  rqLock(env, sh, cpu);
+  sh.threads.store(tid, kThreadRqNext, 0);
+  const tail = sh.cpu.load(cpu, kCpuRqTail);
+  if (tail === 0) sh.cpu.store(cpu, kCpuRqHead, tid);
+  else sh.threads.store(tail, kThreadRqNext, tid);
+  sh.cpu.store(cpu, kCpuRqTail, tid);
+  sh.cpu.store(cpu, kCpuRqLen, sh.cpu.load(cpu, kCpuRqLen) + 1);
+  rqUnlock(sh, cpu);
+  sh.cpu.add(cpu, kCpuDoorbell, 1);
+  sh.cpu.notify(cpu, kCpuDoorbell, 1);
+}
+
+/** pick_next_task: dequeue the head of cpu's runqueue, 0 if it is empty. */
+export function pickNextTask(env: Env, sh: Shared, cpu: number): number {
+  if (sh.cpu.load(cpu, kCpuRqLen) === 0) return 0;
+  rqLock(env, sh, cpu);
+  const t = sh.cpu.load(cpu, kCpuRqHead);
+  if (t !== 0) {
+    const next = sh.threads.load(t, kThreadRqNext);
+    sh.cpu.store(cpu, kCpuRqHead, next);
+    if (next === 0) sh.cpu.store(cpu, kCpuRqTail, 0);
+    sh.threads.store(t, kThreadRqNext, 0);
+    sh.cpu.store(cpu, kCpuRqLen, sh.cpu.load(cpu, kCpuRqLen) - 1);
+  }
+  rqUnlock(sh, cpu);
+  return t;
+}
+
+/**
+ * put_prev_task + pick_next_task for a task that stays runnable (preemption, yield): if anyone waits on
+ * cpu's runqueue, dequeue the first and queue `tid` at the tail, under one hold of the lock, so the task
+ * is back on the runqueue before it gives the CPU away. Returns the next task, 0 (and queues nothing)
+ * if nobody waits.
+ */
+export function requeueAndPick(env: Env, sh: Shared, cpu: number, tid: number): number {
+  if (sh.cpu.load(cpu, kCpuRqLen) === 0) return 0;
+  rqLock(env, sh, cpu);
+  const t = sh.cpu.load(cpu, kCpuRqHead);
+  if (t !== 0) {
+    const next = sh.threads.load(t, kThreadRqNext);
+    sh.threads.store(t, kThreadRqNext, 0);
+    sh.threads.store(tid, kThreadRqNext, 0);
+    if (next === 0) sh.cpu.store(cpu, kCpuRqHead, tid);
+    else {
+      sh.cpu.store(cpu, kCpuRqHead, next);
+      sh.threads.store(sh.cpu.load(cpu, kCpuRqTail), kThreadRqNext, tid);
+    }
+    sh.cpu.store(cpu, kCpuRqTail, tid);
+  }
+  rqUnlock(sh, cpu);
+  return t;
+}
+
+/**
+ * Idle balancing (newidle_balance, in miniature): an idle CPU with an empty runqueue takes the first
+ * task of the longest other runqueue. Returns it, 0 if every runqueue is empty.
+ */
+function stealTask(env: Env, sh: Shared, cpu: number): number {
+  let busiest = -1;
+  for (let c = 0; c < sh.geo.ctx.cpus; c++)
+    if (c !== cpu && sh.cpu.load(c, kCpuRqLen) > (busiest < 0 ? 0 : sh.cpu.load(busiest, kCpuRqLen))) busiest = c;
+  return busiest < 0 ? 0 : pickNextTask(env, sh, busiest);
+}
+
+/** An idle CPU: its idle context owns it and nobody waits for it. */
+function cpuIdle(sh: Shared, cpu: number): boolean {
+  return sh.cpu.load(cpu, kCpuCurr) === 0 && sh.cpu.load(cpu, kCpuRqLen) === 0;
+}
+
+/** select_task_rq: where a task that becomes runnable queues (the policy in the header). */
+export function selectTaskRq(sh: Shared, tid: number): number {
+  const cpus = sh.geo.ctx.cpus;
+  const prev = sh.threads.load(tid, kThreadCpu);
+  if (prev >= 0 && prev < cpus && cpuIdle(sh, prev)) return prev;
+  for (let c = 0; c < cpus; c++) if (cpuIdle(sh, c)) return c;
+  let best = prev >= 0 && prev < cpus ? prev : 0;
+  const load = (c: number) => sh.cpu.load(c, kCpuRqLen) + (sh.cpu.load(c, kCpuCurr) !== 0 ? 1 : 0);
+  for (let c = 0; c < cpus; c++) if (load(c) < load(best)) best = c;
+  return best;
+}
+
+/**
+ * context_switch by the CPU's owner: give the CPU to `next` (a tid), or to the idle context (0).
+ * The caller has written everything it owed the CPU; after this it must not touch the CPU's state.
+ */
+export function handOver(sh: Shared, cpu: number, next: number): void {
+  sh.cpu.store(cpu, kCpuCurr, next);
+  if (next !== 0) {
+    sh.threads.store(next, kThreadOnCpu, cpu + 1);
+    sh.threads.notify(next, kThreadOnCpu);
+  } else sh.cpu.notify(cpu, kCpuCurr);
+}
+
+// ---- switch_mm and lazy TLB ----
+/**
+ * switch_mm_irqs_off(prev, next): make this CPU's TLB hold translations of k.mmSlot's mm only. A task
+ * without an mm yet (before execve) leaves the CPU as it is, lazily.
+ */
+export function switchMm(k: Kern): void {
+  const sh = k.sh;
+  const c = k.cpu;
+  const bit = 1 << c;
+  const slot = k.mmSlot;
+  if (slot < 0) return;
+  const active = sh.cpu.load(c, kCpuActiveMm);
+  const activePid = sh.cpu.load(c, kCpuActivePid);
+  sh.cpu.store(c, kCpuTlbState, TLBSTATE_OK);
+  if (active !== slot + 1 || activePid !== k.pid) {
+    // prev != next (a slot reused by a new process is another mm: its pid differs)
+    sh.cpu.store(c, kCpuActiveMm, slot + 1);
+    sh.cpu.store(c, kCpuActivePid, k.pid);
+    // the bit first: a flusher that changes a PTE after this CPU may have walked it must see the bit
+    sh.mm.or(slot, kMmCpumask, bit);
+    k.env.sched('switch_mm:cpumask');
+    tlbFlushAllLocal(k); // load_cr3(next->pgd), no PCID: the whole TLB goes
+    // stop flush IPIs for prev (unless prev is gone: its exit flushed every lazy CPU out of its mask)
+    if (active !== 0 && active !== slot + 1 && sh.mm.load(active - 1, kMmPid) === activePid)
+      sh.mm.and(active - 1, kMmCpumask, ~bit);
+  } else if ((sh.mm.load(slot, kMmCpumask) & bit) === 0) {
+    // we were lazy in this mm and a flush made us leave it: nothing in the TLB can be trusted
+    sh.mm.or(slot, kMmCpumask, bit);
+    tlbFlushAllLocal(k);
+  }
+}
+
+/** enter_lazy_tlb: the CPU goes idle keeping the last mm's TLB and mm_cpumask bit. */
+function enterLazyTlb(k: Kern): void {
+  const sh = k.sh;
+  if (sh.cpu.load(k.cpu, kCpuActiveMm) !== 0 && sh.cpu.load(k.cpu, kCpuTlbState) === TLBSTATE_OK) {
+    sh.cpu.store(k.cpu, kCpuTlbState, TLBSTATE_LAZY);
+    k.env.stat(S.nr_lazy_tlb);
+  }
+}
+
+/**
+ * exit_mm of the last user, on its CPU: leave the mm for init_mm (flush, clear the bit). Lazy CPUs
+ * still in the mask are the caller's to flush (they leave on that IPI).
+ */
+export function dropActiveMm(k: Kern, slot: number): void {
+  const sh = k.sh;
+  tlbFlushAllLocal(k);
+  sh.mm.and(slot, kMmCpumask, ~(1 << k.cpu));
+  if (sh.cpu.load(k.cpu, kCpuActiveMm) === slot + 1) {
+    sh.cpu.store(k.cpu, kCpuActiveMm, 0);
+    sh.cpu.store(k.cpu, kCpuActivePid, 0);
+  }
+}
+
+// ---- the idle context ----
+/**
+ * cpu_idle of CPU k.cpu (its own worker): while the CPU is its own, answer IPIs, park for stop_machine,
+ * and hand the CPU to the first runnable task; sleep on the CPU's doorbell when there is none. Returns
+ * at shutdown.
+ */
+export function cpuIdleLoop(k: Kern): void {
+  const sh = k.sh;
+  const env = k.env;
+  const c = k.cpu;
+  while (sh.ctl.load(kCtlShutdown) === 0) {
+    const cur = sh.cpu.load(c, kCpuCurr);
+    if (cur !== 0) {
+      sh.cpu.wait(c, kCpuCurr, cur, 100);
+      continue;
+    }
+    handleIpis(k);
+    safePoint(env);
+    const seen = sh.cpu.load(c, kCpuDoorbell);
+    const next = pickNextTask(env, sh, c) || stealTask(env, sh, c);
+    if (next !== 0) {
+      env.stat(S.nr_switches);
+      handOver(sh, c, next);
+      continue;
+    }
+    sh.cpu.wait(c, kCpuDoorbell, seen, 20);
+  }
+}
+
+// ---- the task side ----
+/**
+ * One task's view of the scheduler (its worker's): getting a CPU, giving it away, and the schedule
+ * points the kernel calls through Kern.task.
+ */
+export class TaskSched implements TaskHooks {
+  private sliceStart = 0;
+  private readonly sliceMs: number;
+  /** the last CPU this task ran on, -1 before its first */
+  private last = -1;
+
+  constructor(
+    private readonly k: Kern,
+    private readonly mmu: CpuMmu,
+    private readonly tid: number,
+  ) {
+    this.sliceMs = k.env.config.timesliceMs;
+  }
+
+  /** Off-CPU -> on a CPU: queue on the runqueue select_task_rq picks, wait to be handed a CPU, take it. */
+  acquire(): void {
+    const { k, tid } = this;
+    enqueueTask(k.env, k.sh, selectTaskRq(k.sh, tid), tid);
+    this.waitForCpu();
+  }
+
+  /** Queued: wait until a CPU's owner hands this task its CPU, and take it. */
+  private waitForCpu(): void {
+    const { k, tid } = this;
+    const sh = k.sh;
+    const oi = sh.threads.idx(tid, kThreadOnCpu);
+    while (Atomics.load(sh.threads.a, oi) === 0) {
+      if (sh.ctl.load(kCtlShutdown) === 2) throw new Error(`sched: shutdown while tid ${tid} waited for a CPU`);
+      Atomics.wait(sh.threads.a, oi, 0, 100);
+    }
+    this.bind(Atomics.load(sh.threads.a, oi) - 1);
+  }
+
+  private bind(c: number): void {
+    const { k, tid } = this;
+    const sh = k.sh;
+    const env = k.env;
+    env.ctx = c;
+    env.cpu = c;
+    env.irq = () => handleIpis(k);
+    this.mmu.bindCpu();
+    sh.ctl.or(kCtlCpusBusy, 1 << c);
+    // a checker may be stopping the machine: this CPU was idle to it, so touch nothing before parking
+    safePoint(env);
+    if (this.last >= 0 && this.last !== c) env.stat(S.nr_migrations);
+    this.last = c;
+    sh.threads.store(tid, kThreadCpu, c);
+    sh.cpu.store(c, kCpuState, kCpuStateKernel);
+    sh.cpu.store(c, kCpuTid, tid);
+    sh.cpu.store(c, kCpuPid, k.pid);
+    switchMm(k);
+    this.sliceStart = performance.now();
+  }
+
+  /**
+   * schedule(): give the CPU to the next task of its runqueue, or to its idle context. `requeue`: the
+   * task stays runnable (preemption, yield): it goes to the tail of this CPU's runqueue and waits for a
+   * CPU again (an idle CPU may take it from there); otherwise it returns off-CPU (sleep, exit), and must
+   * acquire() before it touches kernel state again. Returns false, keeping the CPU, when the task would
+   * be requeued and nobody waits for the CPU.
+   */
+  release(requeue: boolean): boolean {
+    const { k, tid } = this;
+    const sh = k.sh;
+    const env = k.env;
+    const c = k.cpu;
+    const next = requeue ? requeueAndPick(env, sh, c, tid) : pickNextTask(env, sh, c);
+    if (next === 0 && requeue) {
+      this.sliceStart = performance.now(); // nobody waits: a new slice
+      return false;
+    }
+    env.stat(S.nr_switches);
+    if (next === 0) {
+      enterLazyTlb(k);
+      sh.ctl.and(kCtlCpusBusy, ~(1 << c));
+      sh.cpu.store(c, kCpuState, kCpuStateIdle);
+    }
+    sh.cpu.store(c, kCpuKernelEnterMs, -1);
+    sh.cpu.store(c, kCpuPid, 0);
+    sh.cpu.store(c, kCpuTid, 0);
+    sh.threads.store(tid, kThreadOnCpu, 0);
+    env.ctx = -1;
+    env.cpu = -1;
+    env.irq = () => {};
+    handOver(sh, c, next);
+    if (requeue) this.waitForCpu();
+    return true;
+  }
+
+  /** Leave the CPU for good (the task has exited). */
+  exit(): void {
+    this.release(false);
+  }
+
+  /** need_resched at the timer tick or syscall return: the slice is used up and someone waits. */
+  tick(): void {
+    const k = this.k;
+    if (performance.now() - this.sliceStart < this.sliceMs) return;
+    if (k.sh.cpu.load(k.cpu, kCpuRqLen) === 0) {
+      this.sliceStart = performance.now();
+      return;
+    }
+    const state = k.sh.cpu.load(k.cpu, kCpuState);
+    k.env.stat(S.nr_preempt);
+    this.release(true);
+    k.sh.cpu.store(k.cpu, kCpuState, state);
+  }
+
+  /** sched_yield: to the tail of a runqueue, if anyone waits. */
+  yield(): void {
+    const k = this.k;
+    k.env.stat(S.nr_yield);
+    const state = k.sh.cpu.load(k.cpu, kCpuState);
+    if (this.release(true)) k.sh.cpu.store(k.cpu, kCpuState, state);
+  }
+
+  /**
+   * Sleep off the CPU until done() holds: schedule() away, wait on a[i] (its waker notifies it) or for
+   * the poll interval (a fatal signal of the process, a timeout), then queue for a CPU again. done() is
+   * evaluated off-CPU: it may read shared memory and the clock, nothing per-CPU.
+   */
+  sleep(a: Int32Array, i: number, done: () => boolean): void {
+    const k = this.k;
+    const state = k.sh.cpu.load(k.cpu, kCpuState);
+    this.release(false);
+    try {
+      while (!done()) {
+        const v = Atomics.load(a, i);
+        if (done()) break;
+        if (k.sh.ctl.load(kCtlShutdown) === 2) throw new Error(`sched: shutdown while tid ${this.tid} slept`);
+        Atomics.wait(a, i, v, kOffCpuPollMs);
+      }
+    } finally {
+      this.acquire();
+      k.sh.cpu.store(k.cpu, kCpuState, state);
+    }
+  }
+}
