@@ -46,7 +46,8 @@ export class Env {
    */
   ctx: number;
   cpu: number;
-  readonly name: string;
+  /** "cpu0", "memory", …; a task takes its CPU's name while it runs there */
+  name: string;
   readonly bootEpochMs: number;
   readonly config: MachineConfig;
   readonly logLevel: number;

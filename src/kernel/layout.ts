@@ -113,7 +113,10 @@ export const CTL = region('ctl', 51, {
     guard: 'user barriers {count, generation}: Atomics by their threads',
   },
   kCtlLiveThreads: { at: 48, guard: 'user threads created and not yet exited (Atomics.add/sub)' },
-  kCtlCpusBusy: { at: 49, guard: 'bitmask of CPUs running a task: each CPU Atomics.or/and-s its own bit' },
+  kCtlCpusBusy: {
+    at: 49,
+    guard: 'bitmask of CPUs running a task: the task that owns a CPU Atomics.or/and-s its bit (sched.ts)',
+  },
   kCtlIbLock: {
     at: 50,
     guard: '--ib-serialize: one spinlock around every ibapi_send_reply (CONFIG_FIT_SEQUENTIAL_IBAPI)',
@@ -339,7 +342,10 @@ export const MM = region('mm', 16, {
   kMmUsers: { at: 5, guard: 'live threads (Atomics.add/sub)' },
   kMmKilled: { at: 6, guard: 'fatal signal pending: CAS from 0 by the first thread to die' },
   kMmSemOwner: { at: 7, guard: 'mmap_sem writer: cpu + 1 holding it for write (diagnostics)' },
-  kMmShootdowns: { at: 8, guard: 'TLB shootdowns in flight on this mm (Atomics; see switchMmOut)' },
+  kMmShootdowns: {
+    at: 8,
+    guard: 'TLB shootdowns in flight on this mm (Atomics; the exit of the mm waits them out, task.ts teardown)',
+  },
   kMmSiCode: { at: 9, guard: 'the kMmKilled CAS winner: si_code of the fatal signal (1 MAPERR, 2 ACCERR, 0 other)' },
   kMmPendingFlush: { at: 10, guard: 'PTE changes whose TLB flush has not completed yet (Atomics; stale-TLB detector)' },
   kMmAsChanges: {

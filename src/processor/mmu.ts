@@ -16,8 +16,8 @@
 // the page walk reads PTEs with Atomics.load, setDirty is a CAS on the PTE without the PTE lock, and user
 // data in pcdata is read and written plainly (cas32/xadd32 by Atomics). A fault enters
 // pcacheHandleFault, which takes mmap_sem for read and the pcache locks itself. A CpuMmu is used only
-// on its CPU's worker thread, by the user thread running there or its syscalls (copy to/from user),
-// holding no kernel lock.
+// by its task's worker thread, for the user thread or its syscalls (copy to/from user), on the CPU the
+// task owns (bindCpu after each switch), holding no kernel lock.
 import {
   _PAGE_DIRTY,
   _PAGE_PRESENT,

@@ -192,18 +192,26 @@ export function switchMm(k: Kern): void {
     // prev != next (a slot reused by a new process is another mm: its pid differs)
     sh.cpu.store(c, kCpuActiveMm, slot + 1);
     sh.cpu.store(c, kCpuActivePid, k.pid);
-    // the bit first: a flusher that changes a PTE after this CPU may have walked it must see the bit
-    sh.mm.or(slot, kMmCpumask, bit);
-    k.env.sched('switch_mm:cpumask');
-    tlbFlushAllLocal(k); // load_cr3(next->pgd), no PCID: the whole TLB goes
+    loadCr3(k, slot);
     // stop flush IPIs for prev (unless prev is gone: its exit flushed every lazy CPU out of its mask)
     if (active !== 0 && active !== slot + 1 && sh.mm.load(active - 1, kMmPid) === activePid)
       sh.mm.and(active - 1, kMmCpumask, ~bit);
   } else if ((sh.mm.load(slot, kMmCpumask) & bit) === 0) {
     // we were lazy in this mm and a flush made us leave it: nothing in the TLB can be trusted
-    sh.mm.or(slot, kMmCpumask, bit);
-    tlbFlushAllLocal(k);
+    loadCr3(k, slot);
   }
+}
+
+/**
+ * Join next's mm_cpumask, then load its PGD (no PCID: the whole TLB goes). The bit must be visible
+ * before the PGD is loaded (Linux 71b3c126e611, CVE-2016-2069): loading CR3 lets the CPU start filling
+ * its TLB from the new page tables, and a CPU that changes a PTE after this one may have walked it must
+ * see the bit, or it sends no flush.
+ */
+function loadCr3(k: Kern, slot: number): void {
+  k.sh.mm.or(slot, kMmCpumask, 1 << k.cpu);
+  k.env.sched('switch_mm:cpumask');
+  tlbFlushAllLocal(k);
 }
 
 /** enter_lazy_tlb: the CPU goes idle keeping the last mm's TLB and mm_cpumask bit. */
@@ -302,6 +310,7 @@ export class TaskSched implements TaskHooks {
     const env = k.env;
     env.ctx = c;
     env.cpu = c;
+    env.name = `cpu${c}`;
     env.irq = () => handleIpis(k);
     this.mmu.bindCpu();
     sh.ctl.or(kCtlCpusBusy, 1 << c);
@@ -346,6 +355,7 @@ export class TaskSched implements TaskHooks {
     sh.threads.store(tid, kThreadOnCpu, 0);
     env.ctx = -1;
     env.cpu = -1;
+    env.name = 'task';
     env.irq = () => {};
     handOver(sh, c, next);
     if (requeue) this.waitForCpu();

@@ -1,10 +1,13 @@
 // stop_machine for checkers (kernel/stop_machine.c, much simplified): one context stops every CPU and
-// the sweep kthread at a safe point — a point where it holds no kernel lock (user mode, the start of a
-// task, a join/barrier wait) — runs a function, then lets them go. A checker running inside the window
-// sees no transient state, so it never reports one as an error. The window is kCtlStopMachine (owner
-// ctx + 1, taken by CAS from 0, released by Atomics.store + notify); a parked context sets its own
-// kCpuParked (Atomics.store + notify) and keeps answering IPIs. Both functions may be called from any
-// context (a CPU, the sweep kthread, the host) on its own thread, holding no kernel lock.
+// the sweep kthread at a safe point — a point where the context that owns a CPU holds no kernel lock
+// (user mode, a task taking a CPU, the CPU's idle loop) — runs a function, then lets them go. Only CPUs
+// are stopped: a task off its CPU (asleep or queued) writes only its own thread words and the
+// runqueues, which no checker takes for an invariant. A CPU whose idle context owns it counts as
+// parked, and a task that takes it parks before it touches anything else. A checker running inside the
+// window sees no transient state, so it never reports one as an error. The window is kCtlStopMachine
+// (owner ctx + 1, taken by CAS from 0, released by Atomics.store + notify); a parked context sets its
+// own kCpuParked (Atomics.store + notify) and keeps answering IPIs. Both functions may be called from
+// any context (a CPU, the sweep kthread, the host) on its own thread, holding no kernel lock.
 import type { Env } from '../kernel/env.ts';
 import { kCpuParked, kCpuState, kCpuStateIdle, kCtlCpusBusy, kCtlShutdown, kCtlStopMachine } from '../kernel/layout.ts';
 
