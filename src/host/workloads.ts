@@ -34,6 +34,7 @@ export interface WorkloadOptions {
   relock?: boolean;
   spin?: boolean;
   yields?: string;
+  affinity?: string;
 }
 
 export const WORKLOADS = ['word_count', 'dpkg-status', 'script', 'mremap-stress', 'pthread-stress'] as const;
@@ -85,6 +86,22 @@ function inputLimit(cfg: MachineConfig): { bytes: number; why: string } {
     : { bytes: 1024 ** 3, why: 'the 1G input limit' };
 }
 
+/** --affinity "1" or "0,2": the CPUs as a bitmask, each one a CPU of this machine. */
+function affinityOption(text: string, cfg: MachineConfig): number {
+  let mask = 0;
+  for (const part of text.split(',')) {
+    if (!/^\d+$/.test(part.trim()))
+      throw new UsageError(`--affinity ${excerpt(text)}: give CPU numbers separated by commas, e.g. 0,1`);
+    const c = Number(part);
+    if (c >= cfg.cpus)
+      throw new UsageError(
+        `--affinity ${excerpt(text)}: CPU ${c} does not exist (--cpus ${cfg.cpus}: CPUs 0-${cfg.cpus - 1}); raise --cpus or pick another CPU`,
+      );
+    mask |= 1 << c;
+  }
+  return mask;
+}
+
 function threadsOption(o: WorkloadOptions, cfg: MachineConfig, fallback: number): number {
   const t = o.threads === undefined ? fallback : Number(o.threads);
   if (!Number.isInteger(t) || t < 1)
@@ -112,6 +129,7 @@ export function addWorkloadOptions(cmd: Command): Command {
     .option('--relock', 'pthread-stress: every thread locks its mutex twice (a self-deadlock the hang check must end)')
     .option('--spin', 'pthread-stress: first a user-space spin barrier of all threads (ends only under preemption)')
     .option('--yields <n>', 'pthread-stress: then every thread calls sched_yield n times')
+    .option('--affinity <cpus>', 'pthread-stress: every thread first pins itself to these CPUs (e.g. 1 or 0,2)')
     .option('--seconds <s>', 'mremap-stress: time budget (0 = none)')
     .option('--pattern <p>', 'mremap-stress: chain, pingpong or random');
 }
@@ -304,6 +322,7 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
       ['--capacity', o.capacity],
       ['--timed-ms', o.timedMs],
       ['--yields', o.yields],
+      ['--affinity', o.affinity === undefined ? undefined : String(affinityOption(o.affinity, cfg))],
     ]);
     if (o.relock) argv.push('--relock');
     if (o.spin) argv.push('--spin');
@@ -314,7 +333,7 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
       threads,
       argv,
       memFiles: {},
-      describe: `pthread-stress: ${threads} thread${threads > 1 ? 's' : ''}, ${opts.iterations} locked increments each, ${threads > 1 ? `${opts.items} items through a ring of ${opts.capacity}` : 'no producer/consumer phase (one thread)'}${opts.timedMs > 0 ? `, waits time out after ${opts.timedMs} ms` : ''}${opts.relock ? ', every thread re-locks its mutex' : ''}${opts.spin ? ', a spin barrier first' : ''}${opts.yields ? `, ${opts.yields} sched_yields each` : ''}`,
+      describe: `pthread-stress: ${threads} thread${threads > 1 ? 's' : ''}, ${opts.iterations} locked increments each, ${threads > 1 ? `${opts.items} items through a ring of ${opts.capacity}` : 'no producer/consumer phase (one thread)'}${opts.timedMs > 0 ? `, waits time out after ${opts.timedMs} ms` : ''}${opts.relock ? ', every thread re-locks its mutex' : ''}${opts.spin ? ', a spin barrier first' : ''}${opts.yields ? `, ${opts.yields} sched_yields each` : ''}${o.affinity !== undefined ? `, pinned to CPUs ${o.affinity}` : ''}`,
       verify(out) {
         const rep = mainReport<PthreadStressReport>(out, 'pthread-stress');
         if (!rep) return { ok: false, summary: 'no result: the program did not finish', details: {} };

@@ -510,6 +510,10 @@ export const THREAD = region('threads', 16, {
     guard:
       'CPU handover (Atomics.store + notify by the CPU owner that picks it; cleared by the task): CPU + 1, 0 off-CPU',
   },
+  kThreadAffinity: {
+    at: 14,
+    guard: "clone (the parent's), then sched_setaffinity (Atomics.store): cpus_allowed as a CPU bitmask, 0 = all",
+  },
 });
 export const {
   kThreadState,
@@ -526,6 +530,7 @@ export const {
   kThreadSleepGen,
   kThreadRqNext,
   kThreadOnCpu,
+  kThreadAffinity,
 } = indices(THREAD);
 /** A thread's Float64 words (addresses): threadF, record = tid. */
 export const THREAD_F = region('thread floats', 2, {

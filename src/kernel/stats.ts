@@ -117,4 +117,6 @@ export const SYSCALL_NAMES = [
   'getpid',
   'futex',
   'sched_yield',
+  'sched_setaffinity',
+  'sched_getaffinity',
 ] as const;

@@ -19,6 +19,8 @@ export interface TaskHooks {
   tick(): void;
   /** sched_yield */
   yield(): void;
+  /** after the task's own affinity changed: move off this CPU if it is no longer allowed */
+  checkAffinity(): void;
   /** schedule() off the CPU until done() holds (TASK_INTERRUPTIBLE); returns on a CPU, maybe another */
   sleep(a: Int32Array, i: number, done: () => boolean): void;
 }

@@ -53,6 +53,8 @@ import {
   kCtlShutdown,
   kMmCpumask,
   kMmPid,
+  kMaxThreads,
+  kThreadAffinity,
   kThreadCpu,
   kThreadOnCpu,
   kThreadRqNext,
@@ -134,15 +136,39 @@ export function requeueAndPick(env: Env, sh: Shared, cpu: number, tid: number): 
   return t;
 }
 
+/** May tid run on cpu (its cpus_allowed; 0 = every CPU)? A CPU bitmask of at most 16 bits. */
+export function cpuAllowed(sh: Shared, tid: number, cpu: number): boolean {
+  const mask = sh.threads.load(tid, kThreadAffinity);
+  return mask === 0 || ((mask >>> cpu) & 1) === 1;
+}
+
 /**
  * Idle balancing (newidle_balance, in miniature): an idle CPU with an empty runqueue takes the first
- * task of the longest other runqueue. Returns it, 0 if every runqueue is empty.
+ * task allowed on it from the longest other runqueue. Returns it, 0 if there is none.
  */
 function stealTask(env: Env, sh: Shared, cpu: number): number {
   let busiest = -1;
   for (let c = 0; c < sh.geo.ctx.cpus; c++)
     if (c !== cpu && sh.cpu.load(c, kCpuRqLen) > (busiest < 0 ? 0 : sh.cpu.load(busiest, kCpuRqLen))) busiest = c;
-  return busiest < 0 ? 0 : pickNextTask(env, sh, busiest);
+  if (busiest < 0) return 0;
+  rqLock(env, sh, busiest);
+  let prev = 0;
+  let t = sh.cpu.load(busiest, kCpuRqHead);
+  for (let n = 0; t !== 0 && !cpuAllowed(sh, t, cpu); n++) {
+    if (n > kMaxThreads) throw new Error(`sched: runqueue of CPU${busiest} loops`);
+    prev = t;
+    t = sh.threads.load(t, kThreadRqNext);
+  }
+  if (t !== 0) {
+    const next = sh.threads.load(t, kThreadRqNext);
+    if (prev === 0) sh.cpu.store(busiest, kCpuRqHead, next);
+    else sh.threads.store(prev, kThreadRqNext, next);
+    if (next === 0) sh.cpu.store(busiest, kCpuRqTail, prev);
+    sh.threads.store(t, kThreadRqNext, 0);
+    sh.cpu.store(busiest, kCpuRqLen, sh.cpu.load(busiest, kCpuRqLen) - 1);
+  }
+  rqUnlock(sh, busiest);
+  return t;
 }
 
 /** An idle CPU: its idle context owns it and nobody waits for it. */
@@ -153,12 +179,14 @@ function cpuIdle(sh: Shared, cpu: number): boolean {
 /** select_task_rq: where a task that becomes runnable queues (the policy in the header). */
 export function selectTaskRq(sh: Shared, tid: number): number {
   const cpus = sh.geo.ctx.cpus;
+  const ok = (c: number) => cpuAllowed(sh, tid, c);
   const prev = sh.threads.load(tid, kThreadCpu);
-  if (prev >= 0 && prev < cpus && cpuIdle(sh, prev)) return prev;
-  for (let c = 0; c < cpus; c++) if (cpuIdle(sh, c)) return c;
-  let best = prev >= 0 && prev < cpus ? prev : 0;
+  if (prev >= 0 && prev < cpus && ok(prev) && cpuIdle(sh, prev)) return prev;
+  for (let c = 0; c < cpus; c++) if (ok(c) && cpuIdle(sh, c)) return c;
+  let best = prev >= 0 && prev < cpus && ok(prev) ? prev : -1;
   const load = (c: number) => sh.cpu.load(c, kCpuRqLen) + (sh.cpu.load(c, kCpuCurr) !== 0 ? 1 : 0);
-  for (let c = 0; c < cpus; c++) if (load(c) < load(best)) best = c;
+  for (let c = 0; c < cpus; c++) if (ok(c) && (best < 0 || load(c) < load(best))) best = c;
+  if (best < 0) throw new Error(`sched: tid ${tid} is allowed on no CPU`); // sched_setaffinity refuses that
   return best;
 }
 
@@ -302,6 +330,23 @@ export class TaskSched implements TaskHooks {
       Atomics.wait(sh.threads.a, oi, 0, 100);
     }
     this.bind(Atomics.load(sh.threads.a, oi) - 1);
+    // its affinity changed while it was queued: this CPU is no longer one of its own
+    if (!cpuAllowed(sh, tid, k.cpu)) this.migrate();
+  }
+
+  /** Leave a CPU the task may no longer run on, for one it may (the migration stopper's job in Linux). */
+  private migrate(): void {
+    this.release(false);
+    this.acquire();
+  }
+
+  /** sched_setaffinity of the task itself: move now if its CPU is no longer allowed. */
+  checkAffinity(): void {
+    const k = this.k;
+    if (cpuAllowed(k.sh, this.tid, k.cpu)) return;
+    const state = k.sh.cpu.load(k.cpu, kCpuState);
+    this.migrate();
+    k.sh.cpu.store(k.cpu, kCpuState, state);
   }
 
   private bind(c: number): void {
@@ -370,6 +415,10 @@ export class TaskSched implements TaskHooks {
   /** need_resched at the timer tick or syscall return: the slice is used up and someone waits. */
   tick(): void {
     const k = this.k;
+    if (!cpuAllowed(k.sh, this.tid, k.cpu)) {
+      this.checkAffinity(); // another thread took this CPU out of the task's mask
+      return;
+    }
     if (performance.now() - this.sliceStart < this.sliceMs) return;
     if (k.sh.cpu.load(k.cpu, kCpuRqLen) === 0) {
       this.sliceStart = performance.now();

@@ -45,6 +45,7 @@ import {
   kCpuStateUser,
   kMaxTasks,
   kThreadCpu,
+  kThreadAffinity,
   kBarrierCount,
   kBarrierGen,
   kNrBarriers,
@@ -67,6 +68,7 @@ import {
   kThreadState,
   kSpawnRing,
   THREAD_CREATED,
+  THREAD_RUNNING,
   THREAD_EXITED,
 } from '../kernel/layout.ts';
 import { kSyscallBase, S, SYSCALL_NAMES } from '../kernel/stats.ts';
@@ -469,6 +471,7 @@ export class ProcSyscalls implements Syscalls {
       sh.threads.set(tid, kThreadPid, k.pid);
       sh.threads.set(tid, kThreadEntry, ei);
       sh.threads.store(tid, kThreadCpu, k.cpu); // wake_up_new_task places it from the parent's CPU
+      sh.threads.store(tid, kThreadAffinity, sh.threads.load(k.tid, kThreadAffinity)); // inherited
       sh.threadArgs.set(tid, arg);
       // CLONE_PARENT_SETTID: the tid is in *ctid before either thread runs (a failed put_user is
       // ignored, as copy_process ignores it); CLONE_CHILD_CLEARTID remembers where to clear it.
@@ -556,6 +559,39 @@ export class ProcSyscalls implements Syscalls {
       this.k.task?.yield();
       return 0;
     });
+  }
+
+  sched_setaffinity(tid: number, mask: number): number {
+    return this.sys('sched_setaffinity', () => {
+      const k = this.k;
+      const sh = k.sh;
+      const t = tid === 0 ? k.tid : this.liveThread(tid);
+      if (t < 0) return -ESRCH;
+      // cpumask_and(new_mask, in_mask, cpu_active_mask): bits past the last CPU are dropped
+      const online = 2 ** sh.geo.ctx.cpus;
+      if (!Number.isInteger(mask) || mask <= 0 || mask % online === 0) return -EINVAL;
+      sh.threads.store(t, kThreadAffinity, mask % online);
+      if (t === k.tid) k.task?.checkAffinity();
+      return 0;
+    });
+  }
+
+  sched_getaffinity(tid: number): number {
+    return this.sys('sched_getaffinity', () => {
+      const k = this.k;
+      const t = tid === 0 ? k.tid : this.liveThread(tid);
+      if (t < 0) return -ESRCH;
+      return k.sh.threads.load(t, kThreadAffinity) || 2 ** k.sh.geo.ctx.cpus - 1;
+    });
+  }
+
+  /** tid if it is a live thread of this process, else -1 */
+  private liveThread(tid: number): number {
+    const sh = this.k.sh;
+    if (!Number.isInteger(tid) || tid <= 0 || tid >= kMaxThreads || sh.threads.get(tid, kThreadPid) !== this.k.pid)
+      return -1;
+    const st = sh.threads.load(tid, kThreadState);
+    return st === THREAD_CREATED || st === THREAD_RUNNING ? tid : -1;
   }
 
   getpid(): number {

@@ -82,6 +82,14 @@ export interface Syscalls {
   futex(uaddr: number, op: number, val: number, timeoutMs?: number): number;
   /** sched_yield: let another runnable task have this CPU; 0 */
   sched_yield(): number;
+  /**
+   * sched_setaffinity(tid, mask): the CPUs thread `tid` of this process (0: the caller) may run on, as
+   * a bitmask (not a cpu_set_t pointer). -EINVAL if the mask names no CPU that exists, -ESRCH if tid is
+   * not a live thread of this process. The caller moves at once if its CPU is no longer allowed.
+   */
+  sched_setaffinity(tid: number, mask: number): number;
+  /** sched_getaffinity(tid): the thread's mask (only CPUs that exist), or -ESRCH */
+  sched_getaffinity(tid: number): number;
   getpid(): number;
   gettid(): number;
   /** ends the calling thread (never returns) */

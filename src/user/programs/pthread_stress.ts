@@ -1,8 +1,9 @@
 // pthread-stress: libc's futex-based mutex, condition variables and join under contention.
 //
 //   argv = [--threads T] [--iterations N] [--items K] [--capacity C] [--timed-ms W] [--relock] [--spin]
-//          [--yields Y]
+//          [--yields Y] [--affinity MASK]
 //
+// --affinity MASK: every thread first calls sched_setaffinity(0, MASK) (a CPU bitmask).
 // Phase 0, with --spin: a user-space spin barrier. Every thread adds itself to a counter (xadd) and
 // spins, reading it with plain loads and no syscall, until all T have arrived. With more threads than
 // CPUs it ends only if the kernel preempts the spinners (the timer tick) so the others get a CPU.
@@ -35,6 +36,7 @@ export interface PthreadStressOptions {
   relock: boolean;
   spin: boolean;
   yields: number;
+  affinity: number;
 }
 export const PTHREAD_STRESS_DEFAULTS: PthreadStressOptions = {
   threads: 2,
@@ -45,6 +47,7 @@ export const PTHREAD_STRESS_DEFAULTS: PthreadStressOptions = {
   relock: false,
   spin: false,
   yields: 0,
+  affinity: 0,
 };
 /** What main reports (u.report): the host's oracle checks it. */
 export interface PthreadStressReport {
@@ -65,14 +68,19 @@ export interface PthreadStressReport {
 export const kPthreadStressMaxThreads = 64;
 const kMaxCount = 10_000_000;
 const kMaxCapacity = 64;
-const kUsage = 'options: --threads T --iterations N --items K --capacity C --timed-ms W --relock --spin --yields Y';
+const kUsage =
+  'options: --threads T --iterations N --items K --capacity C --timed-ms W --relock --spin --yields Y --affinity MASK';
 
 /** Parse the program's argv; a string is the one-line error. */
 export function parsePthreadStressArgs(argv: readonly string[]): PthreadStressOptions | string {
   const o = { ...PTHREAD_STRESS_DEFAULTS };
   const ints: Record<
     string,
-    { key: 'threads' | 'iterations' | 'items' | 'capacity' | 'timedMs' | 'yields'; min: number; max: number }
+    {
+      key: 'threads' | 'iterations' | 'items' | 'capacity' | 'timedMs' | 'yields' | 'affinity';
+      min: number;
+      max: number;
+    }
   > = {
     '--threads': { key: 'threads', min: 1, max: kPthreadStressMaxThreads },
     '--iterations': { key: 'iterations', min: 0, max: kMaxCount },
@@ -80,6 +88,7 @@ export function parsePthreadStressArgs(argv: readonly string[]): PthreadStressOp
     '--capacity': { key: 'capacity', min: 1, max: kMaxCapacity },
     '--timed-ms': { key: 'timedMs', min: 1, max: 60_000 },
     '--yields': { key: 'yields', min: 0, max: kMaxCount },
+    '--affinity': { key: 'affinity', min: 1, max: 0xffff },
   };
   for (let i = 0; i < argv.length; i++) {
     const a = at(argv, i);
@@ -225,8 +234,16 @@ function options(u: UserContext): PthreadStressOptions {
   return o;
 }
 
+/** --affinity: pin the calling thread, or abort (the host checked the CPUs exist) */
+function pin(u: UserContext, o: PthreadStressOptions): void {
+  if (o.affinity === 0) return;
+  const r = u.sys.sched_setaffinity(0, o.affinity);
+  if (r < 0) throw new UserSignal(SIGABRT, 0, `pthread-stress: sched_setaffinity(0, ${o.affinity}) failed (${r})`);
+}
+
 function stressMain(u: UserContext): number {
   const o = options(u);
+  pin(u, o);
   const libc = Libc.init(u);
   const m = u.mmu;
   const base = u.sys.mmap(0, kSharedBytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -292,6 +309,7 @@ function stressMain(u: UserContext): number {
 
 function stressThread(u: UserContext, arg: number): number {
   const o = options(u);
+  pin(u, o);
   const t = arg % PAGE_SIZE;
   const base = arg - t;
   const libc = Libc.attach(u, u.mmu.load64(base + S_LIBC));
