@@ -91,8 +91,22 @@ export function enqueueTask(env: Env, sh: Shared, cpu: number, tid: number): voi
   sh.cpu.store(cpu, kCpuRqTail, tid);
   sh.cpu.store(cpu, kCpuRqLen, sh.cpu.load(cpu, kCpuRqLen) + 1);
   rqUnlock(sh, cpu);
+  ring(sh, cpu);
+  if (sh.cpu.load(cpu, kCpuCurr) !== 0) kickIdleCpu(sh, cpu);
+}
+
+function ring(sh: Shared, cpu: number): void {
   sh.cpu.add(cpu, kCpuDoorbell, 1);
   sh.cpu.notify(cpu, kCpuDoorbell, 1);
+}
+
+/** A task waits on a busy CPU's runqueue: ring the first idle CPU, whose idle loop will steal it. */
+function kickIdleCpu(sh: Shared, busy: number): void {
+  for (let c = 0; c < sh.geo.ctx.cpus; c++)
+    if (c !== busy && cpuIdle(sh, c)) {
+      ring(sh, c);
+      return;
+    }
 }
 
 /** pick_next_task: dequeue the head of cpu's runqueue, 0 if it is empty. */
@@ -133,6 +147,7 @@ export function requeueAndPick(env: Env, sh: Shared, cpu: number, tid: number): 
     sh.cpu.store(cpu, kCpuRqTail, tid);
   }
   rqUnlock(sh, cpu);
+  if (t !== 0) kickIdleCpu(sh, cpu);
   return t;
 }
 
