@@ -95,16 +95,11 @@ export class Cpu {
       `CPU${env.cpu}: online (${CPUHP_STEPS.map((s) => (s.name === 'smpcfd:prepare' && !csdDone ? `${s.name} SKIPPED` : s.name)).join(', ')})`,
     );
   }
-
-  /** cpu_idle: own the CPU whenever no task does, until shutdown. */
-  idle(): void {
-    cpuIdleLoop(this.k);
-  }
 }
 
 /** The CPU worker's entry (workers/cpu.cjs): bring the CPU up, say so, and idle. */
 export function main(): void {
   const cpu = new Cpu(workerData as WorkerInit);
   hostPort().postMessage({ type: 'online', who: cpu.env.name } satisfies WorkerMsg);
-  cpu.idle();
+  cpuIdleLoop(cpu.k); // cpu_idle: own the CPU whenever no task does, until shutdown
 }

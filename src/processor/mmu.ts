@@ -77,8 +77,9 @@ export class CpuMmu implements Mmu {
     this.data32 = sh.pcdata32;
     this.view = sh.pcdataView;
     // a task's MMU has no CPU until it gets one (bindCpu)
-    this.tlbVpn = k.cpu >= 0 ? sh.tlbVpn.row(k.cpu) : new Float64Array(0);
-    this.tlbVal = k.cpu >= 0 ? sh.tlbVal.row(k.cpu) : new Int32Array(0);
+    this.tlbVpn = new Float64Array(0);
+    this.tlbVal = new Int32Array(0);
+    if (k.cpu >= 0) this.bindCpu();
     k.mmu = {
       invalidateFast: () => {
         this.rBase = -1;

@@ -81,15 +81,37 @@ function rqUnlock(sh: Shared, cpu: number): void {
   spinUnlock(sh.cpu.a, sh.cpu.idx(cpu, kCpuRqLock));
 }
 
-/** enqueue_task at the tail of cpu's runqueue, and ring the CPU (its idle context may sleep). */
-export function enqueueTask(env: Env, sh: Shared, cpu: number, tid: number): void {
-  rqLock(env, sh, cpu);
+/** Under rq->lock: queue tid at the tail of cpu's runqueue. */
+function rqAppend(sh: Shared, cpu: number, tid: number): void {
   sh.threads.store(tid, kThreadRqNext, 0);
   const tail = sh.cpu.load(cpu, kCpuRqTail);
   if (tail === 0) sh.cpu.store(cpu, kCpuRqHead, tid);
   else sh.threads.store(tail, kThreadRqNext, tid);
   sh.cpu.store(cpu, kCpuRqTail, tid);
   sh.cpu.store(cpu, kCpuRqLen, sh.cpu.load(cpu, kCpuRqLen) + 1);
+}
+
+/** Under rq->lock: unlink t, which follows prev (0: t is the head), from cpu's runqueue. */
+function rqUnlink(sh: Shared, cpu: number, prev: number, t: number): void {
+  const next = sh.threads.load(t, kThreadRqNext);
+  if (prev === 0) sh.cpu.store(cpu, kCpuRqHead, next);
+  else sh.threads.store(prev, kThreadRqNext, next);
+  if (next === 0) sh.cpu.store(cpu, kCpuRqTail, prev);
+  sh.threads.store(t, kThreadRqNext, 0);
+  sh.cpu.store(cpu, kCpuRqLen, sh.cpu.load(cpu, kCpuRqLen) - 1);
+}
+
+/** Under rq->lock: unlink and return the head of cpu's runqueue, 0 if it is empty. */
+function rqPopHead(sh: Shared, cpu: number): number {
+  const t = sh.cpu.load(cpu, kCpuRqHead);
+  if (t !== 0) rqUnlink(sh, cpu, 0, t);
+  return t;
+}
+
+/** enqueue_task at the tail of cpu's runqueue, and ring the CPU (its idle context may sleep). */
+export function enqueueTask(env: Env, sh: Shared, cpu: number, tid: number): void {
+  rqLock(env, sh, cpu);
+  rqAppend(sh, cpu, tid);
   rqUnlock(sh, cpu);
   ring(sh, cpu);
   if (sh.cpu.load(cpu, kCpuCurr) !== 0) kickIdleCpu(sh, cpu);
@@ -113,14 +135,7 @@ function kickIdleCpu(sh: Shared, busy: number): void {
 export function pickNextTask(env: Env, sh: Shared, cpu: number): number {
   if (sh.cpu.load(cpu, kCpuRqLen) === 0) return 0;
   rqLock(env, sh, cpu);
-  const t = sh.cpu.load(cpu, kCpuRqHead);
-  if (t !== 0) {
-    const next = sh.threads.load(t, kThreadRqNext);
-    sh.cpu.store(cpu, kCpuRqHead, next);
-    if (next === 0) sh.cpu.store(cpu, kCpuRqTail, 0);
-    sh.threads.store(t, kThreadRqNext, 0);
-    sh.cpu.store(cpu, kCpuRqLen, sh.cpu.load(cpu, kCpuRqLen) - 1);
-  }
+  const t = rqPopHead(sh, cpu);
   rqUnlock(sh, cpu);
   return t;
 }
@@ -134,18 +149,8 @@ export function pickNextTask(env: Env, sh: Shared, cpu: number): number {
 export function requeueAndPick(env: Env, sh: Shared, cpu: number, tid: number): number {
   if (sh.cpu.load(cpu, kCpuRqLen) === 0) return 0;
   rqLock(env, sh, cpu);
-  const t = sh.cpu.load(cpu, kCpuRqHead);
-  if (t !== 0) {
-    const next = sh.threads.load(t, kThreadRqNext);
-    sh.threads.store(t, kThreadRqNext, 0);
-    sh.threads.store(tid, kThreadRqNext, 0);
-    if (next === 0) sh.cpu.store(cpu, kCpuRqHead, tid);
-    else {
-      sh.cpu.store(cpu, kCpuRqHead, next);
-      sh.threads.store(sh.cpu.load(cpu, kCpuRqTail), kThreadRqNext, tid);
-    }
-    sh.cpu.store(cpu, kCpuRqTail, tid);
-  }
+  const t = rqPopHead(sh, cpu);
+  if (t !== 0) rqAppend(sh, cpu, tid);
   rqUnlock(sh, cpu);
   if (t !== 0) kickIdleCpu(sh, cpu);
   return t;
@@ -174,14 +179,7 @@ function stealTask(env: Env, sh: Shared, cpu: number): number {
     prev = t;
     t = sh.threads.load(t, kThreadRqNext);
   }
-  if (t !== 0) {
-    const next = sh.threads.load(t, kThreadRqNext);
-    if (prev === 0) sh.cpu.store(busiest, kCpuRqHead, next);
-    else sh.threads.store(prev, kThreadRqNext, next);
-    if (next === 0) sh.cpu.store(busiest, kCpuRqTail, prev);
-    sh.threads.store(t, kThreadRqNext, 0);
-    sh.cpu.store(busiest, kCpuRqLen, sh.cpu.load(busiest, kCpuRqLen) - 1);
-  }
+  if (t !== 0) rqUnlink(sh, busiest, prev, t);
   rqUnlock(sh, busiest);
   return t;
 }
@@ -359,9 +357,20 @@ export class TaskSched implements TaskHooks {
   checkAffinity(): void {
     const k = this.k;
     if (cpuAllowed(k.sh, this.tid, k.cpu)) return;
+    this.keepingState(() => {
+      this.migrate();
+      return true;
+    });
+  }
+
+  /**
+   * Around a switch inside a syscall or at the tick: what the task was doing (kCpuState) goes with it
+   * to the CPU it comes back on, whose bind wrote "kernel". `switchOut` says whether it switched.
+   */
+  private keepingState(switchOut: () => boolean): void {
+    const k = this.k;
     const state = k.sh.cpu.load(k.cpu, kCpuState);
-    this.migrate();
-    k.sh.cpu.store(k.cpu, kCpuState, state);
+    if (switchOut()) k.sh.cpu.store(k.cpu, kCpuState, state);
   }
 
   private bind(c: number): void {
@@ -439,18 +448,15 @@ export class TaskSched implements TaskHooks {
       this.sliceStart = performance.now();
       return;
     }
-    const state = k.sh.cpu.load(k.cpu, kCpuState);
     k.env.stat(S.nr_preempt);
-    this.release(true);
-    k.sh.cpu.store(k.cpu, kCpuState, state);
+    this.keepingState(() => this.release(true));
   }
 
   /** sched_yield: to the tail of a runqueue, if anyone waits. */
   yield(): void {
     const k = this.k;
     k.env.stat(S.nr_yield);
-    const state = k.sh.cpu.load(k.cpu, kCpuState);
-    if (this.release(true)) k.sh.cpu.store(k.cpu, kCpuState, state);
+    this.keepingState(() => this.release(true));
   }
 
   /**

@@ -499,8 +499,7 @@ export class ProcSyscalls implements Syscalls {
     return this.sys('join', () => {
       const k = this.k;
       const sh = k.sh;
-      if (!Number.isInteger(tid) || tid <= 0 || tid >= kMaxThreads || sh.threads.get(tid, kThreadPid) !== k.pid)
-        return -ESRCH;
+      if (!this.threadOfMine(tid)) return -ESRCH;
       if (tid === k.tid) return -EDEADLK;
       const si = sh.threads.idx(tid, kThreadState);
       const done = (): boolean => Atomics.load(sh.threads.a, si) === THREAD_EXITED || this.killed();
@@ -585,12 +584,17 @@ export class ProcSyscalls implements Syscalls {
     });
   }
 
+  /** Is tid a thread (live or not) of this process? */
+  private threadOfMine(tid: number): boolean {
+    return (
+      Number.isInteger(tid) && tid > 0 && tid < kMaxThreads && this.k.sh.threads.get(tid, kThreadPid) === this.k.pid
+    );
+  }
+
   /** tid if it is a live thread of this process, else -1 */
   private liveThread(tid: number): number {
-    const sh = this.k.sh;
-    if (!Number.isInteger(tid) || tid <= 0 || tid >= kMaxThreads || sh.threads.get(tid, kThreadPid) !== this.k.pid)
-      return -1;
-    const st = sh.threads.load(tid, kThreadState);
+    if (!this.threadOfMine(tid)) return -1;
+    const st = this.k.sh.threads.load(tid, kThreadState);
     return st === THREAD_CREATED || st === THREAD_RUNNING ? tid : -1;
   }
 
