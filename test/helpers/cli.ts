@@ -71,8 +71,9 @@ export interface JsonSummary {
 export async function runJson(
   args: string[],
   env: Record<string, string> = {},
+  timeoutMs?: number,
 ): Promise<{ r: CliResult; j: JsonSummary }> {
-  const r = await runCli([...args, '--json'], env);
+  const r = await runCli([...args, '--json'], env, timeoutMs);
   let j: JsonSummary;
   try {
     j = JSON.parse(r.stdout) as JsonSummary;
