@@ -407,8 +407,12 @@ export class TaskSched implements TaskHooks {
     const sh = k.sh;
     const env = k.env;
     const c = k.cpu;
+    // Give up the token before the task can be on a runqueue: once requeued, an idle CPU may steal it
+    // and hand it a CPU at once, and that grant must not be overwritten.
+    sh.threads.store(tid, kThreadOnCpu, 0);
     const next = requeue ? requeueAndPick(env, sh, c, tid) : pickNextTask(env, sh, c);
     if (next === 0 && requeue) {
+      sh.threads.store(tid, kThreadOnCpu, c + 1); // not queued, so nobody could grant it: keep the CPU
       this.sliceStart = performance.now(); // nobody waits: a new slice
       return false;
     }
@@ -421,7 +425,6 @@ export class TaskSched implements TaskHooks {
     sh.cpu.store(c, kCpuKernelEnterMs, -1);
     sh.cpu.store(c, kCpuPid, 0);
     sh.cpu.store(c, kCpuTid, 0);
-    sh.threads.store(tid, kThreadOnCpu, 0);
     env.ctx = -1;
     env.cpu = -1;
     env.name = 'task';
