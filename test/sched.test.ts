@@ -100,6 +100,33 @@ describe('the scheduler: tasks are not CPUs', () => {
     },
   );
 
+  // A yield requeues the task while another CPU idles, which steals it at once: the race in which a
+  // task's own release once overwrote that CPU's grant (the task then waited for ever). The old code hung
+  // on 1 of 3 runs of this command; runCli's timeout turns a hang into a failure here.
+  it('3 threads yielding on 2 CPUs: every requeued task is stolen or picked, none waits for ever', async () => {
+    const { r, j } = await runJson(
+      [
+        'run',
+        'pthread-stress',
+        '--cpus',
+        '2',
+        '--threads',
+        '3',
+        '--iterations',
+        '0',
+        '--items',
+        '0',
+        '--yields',
+        '20000',
+      ],
+      {},
+      60_000,
+    );
+    expect(j.verification).toMatchObject({ ok: true });
+    expect(r.code).toBe(0);
+    expect(total(perCpu(j), 'yields')).toBe(60_000);
+  });
+
   it('prints the per-CPU scheduler table in the summary', async () => {
     const r = await runCli([
       'run',
