@@ -104,7 +104,7 @@ describe('bad input exits 2 with one line and no stack trace', () => {
     [
       'unknown workload',
       ['run', 'wordcount'],
-      /unknown workload "wordcount" \(known: word_count, dpkg-status, script, mremap-stress, pthread-stress\)/,
+      /unknown workload "wordcount" \(known: word_count, dpkg-status, script, mremap-stress, pthread-stress, fork-stress\)/,
     ],
     ['zero CPUs', ['run', 'word_count', '--cpus', '0'], /--cpus 0 must be at least 1/],
     ['a pcache that is not whole lines', ['run', 'word_count', '--pcache', '3K'], /--pcache 3K must be at least/],

@@ -40,6 +40,7 @@ const P2M: Record<number, OpInfo> = {
   [P2M_MPROTECT]: { slot: 6, name: 'P2M_MPROTECT' },
   [P2M_EXECVE]: { slot: 7, name: 'P2M_EXECVE' },
   [P2M_EXIT]: { slot: 16, name: 'P2M_EXIT' },
+  [P2M_FORK]: { slot: 18, name: 'P2M_FORK' },
 };
 const P2S: Record<number, OpInfo> = {
   [P2S_OPEN]: { slot: 8, name: 'P2S_OPEN' },

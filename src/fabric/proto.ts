@@ -58,6 +58,13 @@ export type MremapReq = z.infer<typeof zMremapReq>;
 export const zBrkReq = z.object({ brk: z.number() });
 export type BrkReq = z.infer<typeof zBrkReq>;
 /** P2M_EXIT: M drops the process and returns its last VMA ranges (so P can zap exactly those). */
+/** p2m_fork_struct {pid (the header), tgid, parent_tgid, clone_flags, comm} */
+export const zForkReq = z.object({ parentTgid: z.number().int(), cloneFlags: z.number().int(), comm: z.string() });
+export type ForkReq = z.infer<typeof zForkReq>;
+/** fork_reply_struct: the child's VMAs as fork_vmainfo {vm_start, vm_end, vm_flags} */
+export const zForkReply = z.object({ vmas: z.array(z.tuple([z.number(), z.number(), z.number()])) });
+export type ForkReply = z.infer<typeof zForkReply>;
+
 export const zExitReply = z.object({ vmas: z.array(z.tuple([z.number(), z.number()])) });
 export type ExitReply = z.infer<typeof zExitReply>;
 

@@ -4,7 +4,8 @@
 // Plain writes of shared words happen only in boot() before any worker exists, and for the main
 // thread's kThreadPid in run() before its task is posted; everything else is Atomics, as layout.ts
 // assigns: the host-only words (kCtlShutdown, kCtlSpawnTail, kPrintkTail, kRepTail), the consumer side
-// of the spawn, printk and report rings, kCtlNextTid/kCtlLiveThreads (Atomics.add), kMmKilled by CAS
+// of the spawn, printk and report rings, kCtlLiveThreads (Atomics.add), a tid per process it starts
+// (allocTid), kMmKilled by CAS
 // from 0 (interrupt), and the per-CPU and mm words the watchdog reads lockless. It takes no kernel
 // lock; --check periodic enters stopMachine (kCtlStopMachine CAS) from the host with none held.
 import { BroadcastChannel, Worker } from 'node:worker_threads';
@@ -36,6 +37,7 @@ import {
   kCtlHostDoorbell,
   kCtlLiveThreads,
   kCtlNextTid,
+  kThreadParent,
   kCtlPgtableNext,
   kCtlShutdown,
   kCtlSpawnHead,
@@ -61,6 +63,7 @@ import { stopMachine } from '../processor/stop.ts';
 import { callSingleQueued } from '../processor/tlb.ts';
 import { checkQuiescent } from '../processor/pcache/debug.ts';
 import { Kern } from '../processor/kern.ts';
+import { allocTid } from '../processor/pid.ts';
 import type { CpuTask, CpuTaskResult } from '../processor/task.ts';
 import { drainReports, reportsDropped, violationCount, type Violation } from '../kernel/report.ts';
 import { LOCK_KIND } from '../kernel/sync.ts';
@@ -118,7 +121,9 @@ export class Machine {
   private console: BroadcastChannel | undefined;
   private failure: EmulatorFailure | undefined;
   private failWaiters: Array<(e: EmulatorFailure) => void> = [];
+  /** tasks in the pool, by start order (a tid can be freed and handed out again while a promise settles) */
   private running = new Map<number, { task: CpuTask; promise: Promise<CpuTaskResult> }>();
+  private taskSeq = 0;
   private results: CpuTaskResult[] = [];
   private readonly dec = new TextDecoder();
   bootMs = 0;
@@ -285,13 +290,12 @@ export class Machine {
     const spawnLoop = this.spawnLoop();
     try {
       for (const { program, argv } of procs) {
-        const pid = sh.ctl.add(kCtlNextTid, 1);
+        const pid = allocTid(sh);
+        if (pid < 0) throw new Error('machine: no free tid for a new process');
         sh.ctl.add(kCtlLiveThreads, 1);
         sh.threads.set(pid, kThreadPid, pid);
         this.procs.set(pid, { program, argv });
-        this.startTask({ tid: pid, pid, program, argv, main: true });
-        const running = this.running.get(pid);
-        if (!running) throw new Error(`machine: the main thread of pid ${pid} was never started`);
+        const running = this.startTask({ tid: pid, pid, program, argv, main: true });
         // each main's own end, stamped when it settles (not when the loop below gets to it)
         const ended = running.promise.then((r) => ({ r, at: performance.now() }));
         ended.catch(() => {}); // a failed task fails the machine: the race below reports that
@@ -320,21 +324,24 @@ export class Machine {
   /** what each process runs, by pid: its threads run the same program */
   private readonly procs = new Map<number, { program: string; argv: string[] }>();
 
-  private startTask(task: CpuTask): void {
+  private startTask(task: CpuTask): { task: CpuTask; promise: Promise<CpuTaskResult> } {
     if (!this.pool) throw new Error('machine: a task was started before the task pool');
+    const seq = this.taskSeq++;
     const promise = (this.pool.run(task) as Promise<CpuTaskResult>).then(
       (r) => {
         this.results.push(r);
-        this.running.delete(task.tid);
+        this.running.delete(seq);
         return r;
       },
       (e: unknown) => {
-        this.running.delete(task.tid);
+        this.running.delete(seq);
         throw this.fail(`task of tid ${task.tid} failed: ${errText(e)}`);
       },
     );
     promise.catch(() => {});
-    this.running.set(task.tid, { task, promise });
+    const entry = { task, promise };
+    this.running.set(seq, entry);
+    return entry;
   }
 
   /** Threads created by clone() reach the host through the spawn ring. */
@@ -352,8 +359,11 @@ export class Machine {
         tail++;
         sh.ctl.store(kCtlSpawnTail, tail);
         const pid = sh.threads.get(tid, kThreadPid);
-        const proc = this.procs.get(pid);
+        // a fork's child leads a new process that runs its parent's program (until it calls execve)
+        const parent = tid === pid ? sh.threads.get(tid, kThreadParent) : 0;
+        const proc = this.procs.get(parent !== 0 ? parent : pid);
         if (!proc) throw this.fail(`clone: tid ${tid} belongs to pid ${pid}, which the host never started`);
+        if (parent !== 0) this.procs.set(pid, proc);
         this.startTask({ tid, pid, program: proc.program, argv: proc.argv, main: false });
       }
       const w = sh.ctl.waitAsync(kCtlHostDoorbell, seen, 50);

@@ -11,6 +11,7 @@ import { parseScenario } from '../user/programs/script/parser.ts';
 import { type ScriptReport } from '../user/programs/script/report.ts';
 import { parseStressArgs, type StressReport } from '../user/programs/mremap_stress.ts';
 import { parsePthreadStressArgs, type PthreadStressReport } from '../user/programs/pthread_stress.ts';
+import { parseForkStressArgs, type ForkStressReport } from '../user/programs/fork_stress.ts';
 import { compareBytes, comparePthreadStress, compareWordCounts, countWords, sortCounts } from './oracle.ts';
 import { fmtBytes, type Machine, type RunOutcome } from './machine.ts';
 import { excerpt, parseSize, UsageError } from './options.ts';
@@ -35,9 +36,17 @@ export interface WorkloadOptions {
   spin?: boolean;
   yields?: string;
   affinity?: string;
+  procs?: string;
 }
 
-export const WORKLOADS = ['word_count', 'dpkg-status', 'script', 'mremap-stress', 'pthread-stress'] as const;
+export const WORKLOADS = [
+  'word_count',
+  'dpkg-status',
+  'script',
+  'mremap-stress',
+  'pthread-stress',
+  'fork-stress',
+] as const;
 export type Workload = (typeof WORKLOADS)[number];
 
 /** A prepared workload: what to run, and how to verify it afterwards. */
@@ -121,8 +130,11 @@ export function addWorkloadOptions(cmd: Command): Command {
     .option('--top <n>', 'word_count: words to print', '10')
     .option('--threads <n>', 'word_count, mremap-stress, pthread-stress: threads (default: --cpus)')
     .option('--regions <n>', 'mremap-stress: regions per thread')
-    .option('--pages <n>', 'mremap-stress: pages per region')
-    .option('--iterations <n>', 'mremap-stress: actions per thread; pthread-stress: locked increments per thread')
+    .option('--pages <n>', 'mremap-stress, fork-stress: pages per region')
+    .option(
+      '--iterations <n>',
+      'mremap-stress: actions per thread; pthread-stress: locked increments per thread; fork-stress: forks',
+    )
     .option('--items <n>', 'pthread-stress: items main produces for the other threads')
     .option('--capacity <n>', 'pthread-stress: slots in the producer/consumer ring')
     .option('--timed-ms <ms>', 'pthread-stress: every condition wait times out after <ms> and loops')
@@ -130,7 +142,8 @@ export function addWorkloadOptions(cmd: Command): Command {
     .option('--spin', 'pthread-stress: first a user-space spin barrier of all threads (ends only under preemption)')
     .option('--yields <n>', 'pthread-stress: then every thread calls sched_yield n times')
     .option('--affinity <cpus>', 'pthread-stress: every thread first pins itself to these CPUs (e.g. 1 or 0,2)')
-    .option('--seconds <s>', 'mremap-stress: time budget (0 = none)')
+    .option('--procs <n>', 'fork-stress: children alive at once')
+    .option('--seconds <s>', 'mremap-stress, fork-stress: time budget (0 = none)')
     .option('--pattern <p>', 'mremap-stress: chain, pingpong or random');
 }
 
@@ -339,6 +352,44 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
         if (!rep) return { ok: false, summary: 'no result: the program did not finish', details: {} };
         const cmp = comparePthreadStress(opts, rep);
         return { ok: cmp.ok, summary: cmp.summary, details: { ...rep } };
+      },
+    };
+  }
+  if (workload === 'fork-stress') {
+    if (args.length > 0) throw new UsageError(`fork-stress takes options, not arguments: ${args.join(' ')}`);
+    if (o.threads !== undefined) throw new UsageError('fork-stress: --threads does not apply (give --procs)');
+    const argv: string[] = [];
+    const given: Array<[string, string | undefined]> = [
+      ['--procs', o.procs],
+      ['--pages', o.pages],
+      ['--iterations', o.iterations],
+      ['--seconds', o.seconds],
+    ];
+    for (const [flag, v] of given) if (v !== undefined) argv.push(flag, v);
+    const opts = parseForkStressArgs(argv);
+    if (typeof opts === 'string') throw new UsageError(`fork-stress: ${opts}`);
+    const until = [opts.iterations > 0 ? `${opts.iterations} forks` : '', opts.seconds > 0 ? `${opts.seconds} s` : '']
+      .filter(Boolean)
+      .join(' or ');
+    return {
+      program: 'fork-stress',
+      threads: 1 + opts.procs,
+      argv,
+      memFiles: {},
+      describe: `fork-stress: up to ${opts.procs} children at once over 2 regions of ${opts.pages} pages, until ${until}`,
+      verify(out) {
+        const rep = mainReport<ForkStressReport>(out, 'fork-stress');
+        if (!rep) return { ok: false, summary: 'no result: the program did not finish', details: {} };
+        const ok =
+          rep.childFailures === 0 &&
+          rep.mismatches === 0 &&
+          rep.selfChecks.length === 0 &&
+          rep.reaped === rep.forks &&
+          rep.forks > 0;
+        const summary = ok
+          ? `${rep.forks} forks, every child reaped and clean, ${rep.pagesVerified} pages verified`
+          : `${rep.forks} forks, ${rep.reaped} reaped, ${rep.childFailures} children failed, ${rep.mismatches} bad pages in the root${rep.firstMismatch ? ` (first: ${rep.firstMismatch})` : ''}${rep.selfChecks.length ? `; ${rep.selfChecks.join('; ')}` : ''}`;
+        return { ok, summary, details: { ...rep } };
       },
     };
   }

@@ -91,14 +91,21 @@ export function contextsFor(cpus: number): Contexts {
 // ---------------------------------------------------------------------------------------------
 // ctl: global words (Int32). Written with Atomics by whoever the guard names.
 export const kNrBarriers = 16;
-export const CTL = region('ctl', 51, {
+export const CTL = region('ctl', 53, {
   kCtlCpuBootCounter: { at: 0, guard: 'CPU workers claim their id with Atomics.add (cpuhp)' },
   kCtlCpusOnline: { at: 1, guard: 'bitmask of online CPUs: each CPU Atomics.or-s its bit at the end of bring-up' },
   kCtlShutdown: { at: 2, guard: 'host only (Atomics.store): 1 stops M, S and the kthreads, 2 aborts waits' },
-  kCtlNextTid: { at: 3, guard: "tid allocator (Atomics.add); a pid is its main thread's tid" },
+  kCtlNextTid: {
+    at: 3,
+    guard:
+      "alloc_pid's cyclic cursor (Atomics.add); a tid is claimed by CAS of its kThreadState; a pid is its leader's tid",
+  },
   kCtlRmapFreeLock: { at: 5, guard: "the rmap free list's spinlock (a leaf lock)" },
   kCtlRmapFreeHead: { at: 6, guard: 'rmap free list head: under kCtlRmapFreeLock' },
-  kCtlPgtableNext: { at: 7, guard: 'bump allocator of page-table pages (Atomics.add)' },
+  kCtlPgtableNext: {
+    at: 7,
+    guard: 'bump allocator of page-table pages never used yet (Atomics.add); freed pages go to kCtlPgtableFreeHead',
+  },
   kCtlVictimLock: { at: 8, guard: "the victim cache's spinlock (usable_victims_lock, a leaf lock)" },
   kCtlVictimGen: { at: 9, guard: 'address-space generation: Atomics.add under kCtlVictimLock by every unmap/move' },
   kCtlVictimClock: { at: 10, guard: 'FIFO replacement hand: under kCtlVictimLock' },
@@ -121,6 +128,11 @@ export const CTL = region('ctl', 51, {
     at: 50,
     guard: '--ib-serialize: one spinlock around every ibapi_send_reply (CONFIG_FIT_SEQUENTIAL_IBAPI)',
   },
+  kCtlPgtableFreeLock: { at: 51, guard: "the free page-table pages' spinlock (a leaf lock)" },
+  kCtlPgtableFreeHead: {
+    at: 52,
+    guard: 'kCtlPgtableFreeLock: the first free table page + 1 (0 = none); each links the next in its word 0',
+  },
 });
 export const {
   kCtlCpuBootCounter,
@@ -142,6 +154,8 @@ export const {
   kCtlLiveThreads,
   kCtlCpusBusy,
   kCtlIbLock,
+  kCtlPgtableFreeLock,
+  kCtlPgtableFreeHead,
 } = indices(CTL);
 export const kCtlGlobalWords = CTL.stride;
 /** A user barrier (the barrier syscall), kNrBarriers of them laid over kCtlBarrierBase: sh.barrier. */
@@ -301,6 +315,8 @@ export const RMAP_CALLER_NAMES = [
 ];
 export const RMAP_FILL_PAGE_REMOTE = 0;
 export const RMAP_VICTIM_FILL = 2;
+export const RMAP_COW = 3;
+export const RMAP_FORK = 4;
 export const RMAP_MREMAP_SLOWPATH = 5;
 
 // ---------------------------------------------------------------------------------------------
@@ -316,6 +332,12 @@ export const _PAGE_USER = 1 << 2;
 export const _PAGE_ACCESSED = 1 << 5;
 export const _PAGE_DIRTY = 1 << 6;
 export const _PAGE_PROTNONE = 1 << 8; // Linux reuses _PAGE_GLOBAL for PROT_NONE mappings
+/**
+ * Software bit (_PAGE_SOFTW1's slot): write-protected for copy-on-write, the mapping itself allows
+ * writes. P has no VMAs (as in LegoOS), and splitkern's P honours mprotect, so a write fault on a
+ * read-only PTE must learn from the PTE whether it is a COW break (pcache_do_wp_page) or SIGSEGV.
+ */
+export const _PAGE_COW = 1 << 9;
 export const kPteFlagsMask = 0xfff;
 export const PTE_FLAG_NAMES: Array<[number, string]> = [
   [_PAGE_PRESENT, 'present'],
@@ -324,6 +346,7 @@ export const PTE_FLAG_NAMES: Array<[number, string]> = [
   [_PAGE_ACCESSED, 'accessed'],
   [_PAGE_DIRTY, 'dirty'],
   [_PAGE_PROTNONE, 'protnone'],
+  [_PAGE_COW, 'cow'],
 ];
 /** Physical frame numbers as LegoOS prints them: the pcache lives at memmap=...$4G. */
 export const kPcachePhysStart = 0x100000000;
@@ -335,7 +358,7 @@ export const kPtepBase = 0xffff880080000000;
 export const kMaxProcs = 16;
 export const MM = region('mm', 16, {
   kMmPid: { at: 0, guard: 'the slot claim: CAS from 0 by the CPU creating the process; 0 = free slot' },
-  kMmPgd: { at: 1, guard: 'written once at execve, before the slot is used; read-only after' },
+  kMmPgd: { at: 1, guard: 'written once at mm_alloc (execve, fork), before the slot is used; read-only after' },
   kMmSem: { at: 2, guard: 'the P-side mmap_sem itself (rw-semaphore: bit 30 writer, bit 29 waiting, readers)' },
   kMmCpumask: { at: 3, guard: 'mm_cpumask: Atomics.or / and by the CPU switching in or out' },
   kMmPageTableLock: { at: 4, guard: 'mm->page_table_lock itself (upper-level page-table population)' },
@@ -478,8 +501,12 @@ export const { kVictimPid, kVictimSet, kVictimGen, kVictimRw } = indices(VICTIM)
 export const kMaxThreads = 256;
 /** live user threads at once (threads-max): each is a task with its own worker; clone fails with EAGAIN past it */
 export const kMaxTasks = 64;
-export const THREAD = region('threads', 16, {
-  kThreadState: { at: 0, guard: 'Atomics.store + notify: THREAD_FREE/CREATED (clone), RUNNING, EXITED (its CPU)' },
+export const THREAD = region('threads', 18, {
+  kThreadState: {
+    at: 0,
+    guard:
+      'CAS FREE -> CREATED by alloc_pid (processor/pid.ts); then Atomics.store + notify: RUNNING, EXITED (its CPU), FREE again by release_task',
+  },
   kThreadPid: { at: 1, guard: 'clone, before the spawn ring publishes the tid; read-only after' },
   kThreadExit: { at: 2, guard: 'its CPU, before kThreadState becomes THREAD_EXITED: the exit value' },
   kThreadCpu: {
@@ -514,7 +541,25 @@ export const THREAD = region('threads', 16, {
     at: 14,
     guard: "clone (the parent's), then sched_setaffinity (Atomics.store): cpus_allowed as a CPU bitmask, 0 = all",
   },
+  // processes (a leader's row: tid == pid)
+  kThreadParent: {
+    at: 15,
+    guard:
+      'fork, before the spawn ring publishes the tid: the parent pid (0: started by the host); Atomics.store of kParentInit by the exiting parent (reparent)',
+  },
+  kThreadChldGen: {
+    at: 16,
+    guard: "SIGCHLD: Atomics.add + notify by each exiting child of this leader; the leader's wait4 sleeps on it",
+  },
+  kThreadUsage: {
+    at: 17,
+    guard:
+      'task_struct usage (Atomics.and): kUsageTask until the task has left its CPU, kUsageReap until reaped; the last clear frees the row',
+  },
 });
+/** kThreadUsage bits: the task itself (dropped after its last switch away) and whoever reaps it */
+export const kUsageTask = 1;
+export const kUsageReap = 2;
 export const {
   kThreadState,
   kThreadPid,
@@ -531,7 +576,12 @@ export const {
   kThreadRqNext,
   kThreadOnCpu,
   kThreadAffinity,
+  kThreadParent,
+  kThreadChldGen,
+  kThreadUsage,
 } = indices(THREAD);
+/** kThreadParent of an orphan: reparented to init, which reaps it at its exit */
+export const kParentInit = -1;
 /** A thread's Float64 words (addresses): threadF, record = tid. */
 export const THREAD_F = region('thread floats', 2, {
   kThreadFFutexAddr: { at: 0, guard: "its futex hash bucket's lock: the uaddr it sleeps on while queued" },
@@ -550,10 +600,13 @@ export const FUTEX_HB = region('futex hash bucket', 2, {
   kFhbHead: { at: 1, guard: 'hb->lock: the first queued tid, 0 when empty (the chain runs through kThreadFutexNext)' },
 });
 export const { kFhbLock, kFhbHead } = indices(FUTEX_HB);
+/** a free row (alloc_pid claims it by CAS to THREAD_CREATED); a reaped leader's row goes back to it */
 export const THREAD_FREE = 0;
 export const THREAD_CREATED = 1;
 export const THREAD_RUNNING = 2;
 export const THREAD_EXITED = 3;
+/** a reaped leader (EXIT_DEAD: its parent's wait4 took its status), until its usage frees the row */
+export const THREAD_DEAD = 4;
 
 // ---------------------------------------------------------------------------------------------
 // printk ring: kPrintkSlots slots of kPrintkSlotBytes; slot header Int32 {seq+1, len}, then UTF-8.

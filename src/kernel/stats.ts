@@ -11,6 +11,8 @@ export const PCACHE_EVENTS = [
   'nr_clflush_clean_skipped',
   'nr_clflush_fail',
   'nr_pgfault_wp',
+  'nr_pgfault_wp_cow',
+  'nr_pgfault_wp_reuse',
   'nr_pgfault_due_to_concurrent_eviction',
   'nr_pcache_fill_from_memory',
   'nr_pcache_fill_from_victim',
@@ -61,6 +63,10 @@ export const OTHER_EVENTS = [
   'nr_migrations',
   'nr_lazy_tlb',
   'nr_leave_mm',
+  // processes (processor/fork.ts)
+  'nr_fork',
+  'nr_fork_ptes',
+  'nr_fork_rmap_fallback',
 ] as const;
 
 /**
@@ -119,4 +125,6 @@ export const SYSCALL_NAMES = [
   'sched_yield',
   'sched_setaffinity',
   'sched_getaffinity',
+  'fork',
+  'wait4',
 ] as const;

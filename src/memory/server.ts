@@ -14,6 +14,7 @@ import {
   P2M_BRK,
   P2M_EXECVE,
   P2M_EXIT,
+  P2M_FORK,
   P2M_MMAP,
   P2M_MPROTECT,
   P2M_MREMAP,
@@ -24,6 +25,7 @@ import {
 import {
   zBrkReq,
   zExecveReq,
+  zForkReq,
   zMmapReq,
   zMprotectReq,
   zMremapReq,
@@ -32,10 +34,11 @@ import {
   type ExecveReply,
   type M2sReadReq,
   type ExitReply,
+  type ForkReply,
   type PtOp,
 } from '../fabric/proto.ts';
 import { kNodeMemory, kNodeStorage } from '../kernel/layout.ts';
-import { EACCES, EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH, PAGE_SIZE } from '../uapi/abi.ts';
+import { EACCES, EEXIST, EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH, PAGE_SIZE } from '../uapi/abi.ts';
 import { LegoMm, type Vma } from './vm/mm.ts';
 
 /** Where the kernel's top-down mmap area starts: the first 0x7e000-byte mmap lands at 0x7fffe5788000. */
@@ -44,14 +47,20 @@ export const kStackTop = 0x7ffffffff000;
 export const kBrkStart = 0x602000;
 const kChunkFrames = 4096; // DRAM is allocated in 16 MiB chunks as it is used
 
-/** M's DRAM: frames of 4 KiB, allocated on first touch, recycled on zap. */
+/**
+ * M's DRAM: frames of 4 KiB, allocated on first touch. A frame is counted once per page table that
+ * maps it (page_count): fork shares every page of the parent with the child (copy_page_range), and
+ * the last release recycles it.
+ */
 export class Dram {
   private readonly chunks: Uint8Array[] = [];
   private readonly free: number[] = [];
+  private readonly refs: Uint32Array;
   private next = 0;
   readonly maxFrames: number;
   constructor(bytes: number) {
     this.maxFrames = Math.floor(bytes / PAGE_SIZE);
+    this.refs = new Uint32Array(this.maxFrames);
   }
   get used(): number {
     return this.next - this.free.length;
@@ -60,16 +69,31 @@ export class Dram {
     const f = this.free.pop();
     if (f !== undefined) {
       this.page(f).fill(0);
+      this.refs[f] = 1;
       return f;
     }
     if (this.next >= this.maxFrames) return -1;
     const n = this.next++;
     if (n % kChunkFrames === 0)
       this.chunks.push(new Uint8Array(Math.min(kChunkFrames, this.maxFrames - n) * PAGE_SIZE));
+    this.refs[n] = 1;
     return n;
   }
+  /** get_page: one more page table maps frame f */
+  get(f: number): number {
+    this.refs[f] = (this.refs[f] ?? 0) + 1;
+    return f;
+  }
+  /** page_count */
+  count(f: number): number {
+    return this.refs[f] ?? 0;
+  }
+  /** put_page: the frame goes back to the free list with its last reference */
   release(f: number): void {
-    this.free.push(f);
+    const n = this.count(f);
+    if (n === 0) throw new Error(`memory: frame ${f} released with no reference`);
+    this.refs[f] = n - 1;
+    if (n === 1) this.free.push(f);
   }
   page(f: number): Uint8Array {
     const c = this.chunks[Math.floor(f / kChunkFrames)];
@@ -94,7 +118,7 @@ export class Memory {
   readonly procs = new Map<number, Proc>();
   readonly dram: Dram;
   readonly zeroPage = new Uint8Array(PAGE_SIZE);
-  stats = { miss: 0, missZero: 0, missFile: 0, flush: 0, flushFail: 0 };
+  stats = { miss: 0, missZero: 0, missFile: 0, flush: 0, flushFail: 0, forks: 0, cowBreak: 0 };
 
   constructor(
     readonly env: Env,
@@ -129,6 +153,8 @@ export class Memory {
         return this.pcacheFlush(req, out);
       case P2M_EXECVE:
         return this.execve(req, out);
+      case P2M_FORK:
+        return this.fork(req, out);
       case P2M_EXIT:
         return this.exit(req, out);
       case P2M_MMAP:
@@ -151,11 +177,11 @@ export class Memory {
     }
   }
 
-  private execve(req: IncomingRequest, out: ReplyWriter): void {
-    const b = req.body(zExecveReq);
+  /** A new lego_task_struct with an empty mm (its hooks bound to it). */
+  private newProc(pid: number, comm: string): Proc {
     const proc: Proc = {
-      pid: req.pid,
-      comm: b.comm,
+      pid,
+      comm,
       pages: new Map(),
       ops: [],
       why: 'munmap',
@@ -170,12 +196,46 @@ export class Memory {
         zapPages: (s, len) => this.zapPages(proc, s, len),
       },
     });
+    return proc;
+  }
+
+  private execve(req: IncomingRequest, out: ReplyWriter): void {
+    const b = req.body(zExecveReq);
+    const proc = this.newProc(req.pid, b.comm);
     this.procs.set(req.pid, proc);
     this.env.printk(
       'debug',
       `memory: execve pid ${req.pid} (${b.comm}): mmap_base 0x${kMmapBase.toString(16)} brk 0x${kBrkStart.toString(16)}`,
     );
     const reply: ExecveReply = { mmapBase: kMmapBase, brk: kBrkStart, stackTop: kStackTop };
+    out.reply(0, 0, reply);
+  }
+
+  /**
+   * handle_p2m_fork: a new lego_task_struct for the child (req.pid) with dup_lego_mm of the parent's:
+   * every VMA copied, every page shared by reference (lego_copy_page_range). A later write-back of
+   * either side to a private page copies it first (pcacheFlush). The reply lists the VMAs P copies
+   * its page tables over (fork_vmainfo: start, end, vm_flags).
+   */
+  private fork(req: IncomingRequest, out: ReplyWriter): void {
+    const b = req.body(zForkReq);
+    const parent = this.procs.get(b.parentTgid);
+    if (!parent) {
+      this.env.printk('warn', `memory: fork: no parent tgid ${b.parentTgid} for pid ${req.pid}`);
+      out.reply(-ESRCH);
+      return;
+    }
+    if (this.procs.has(req.pid)) {
+      out.reply(-EEXIST);
+      return;
+    }
+    const child = this.newProc(req.pid, b.comm);
+    child.mm.dupFrom(parent.mm);
+    for (const [vpn, f] of parent.pages) child.pages.set(vpn, this.dram.get(f));
+    this.procs.set(req.pid, child);
+    this.stats.forks++;
+    const reply: ForkReply = { vmas: child.mm.vmas.map((v: Vma) => [v.start, v.end, v.flags]) };
+    this.env.printk('debug', `memory: fork: pid ${req.pid} from ${b.parentTgid}: ${reply.vmas.length} VMAs`);
     out.reply(0, 0, reply);
   }
 
@@ -329,12 +389,20 @@ export class Memory {
     }
     const vpn = Math.floor(va / PAGE_SIZE);
     let f = p.pages.get(vpn);
-    if (f === undefined) {
-      f = this.dram.alloc();
-      if (f < 0) {
+    // A page still shared with the other side of a fork is copied before it is written (M's own
+    // COW break, as get_user_pages(FOLL_WRITE) does in handle_p2m_flush_one): the write is this
+    // process's alone. The flush carries the whole page, so the copy is the flushed data.
+    if (f === undefined || this.dram.count(f) > 1) {
+      const nf = this.dram.alloc();
+      if (nf < 0) {
         out.reply(-ENOMEM);
         return;
       }
+      if (f !== undefined) {
+        this.dram.release(f);
+        this.stats.cowBreak++;
+      }
+      f = nf;
       p.pages.set(vpn, f);
     }
     this.dram.page(f).set(req.mbox.page);

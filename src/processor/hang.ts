@@ -30,6 +30,7 @@ import {
   kThreadSleepGen,
   kThreadState,
   MM_SI_HUNG,
+  THREAD_DEAD,
   THREAD_EXITED,
   THREAD_FREE,
 } from '../kernel/layout.ts';
@@ -146,7 +147,7 @@ export function checkHung(k: Kern, sleepers: number, exiting = 0): void {
     for (let t = 1; t < kMaxThreads; t++) {
       if (t === exiting || sh.threads.load(t, kThreadPid) !== pid) continue;
       const st = sh.threads.load(t, kThreadState);
-      if (st === THREAD_FREE || st === THREAD_EXITED) continue;
+      if (st === THREAD_FREE || st === THREAD_EXITED || st === THREAD_DEAD) continue;
       const what = stillAsleep(k, t, exiting);
       if (what === undefined) return false;
       who.push(what);

@@ -8,11 +8,13 @@
 // own thread.
 import {
   _PAGE_ACCESSED,
+  _PAGE_COW,
   _PAGE_DIRTY,
   _PAGE_PRESENT,
   _PAGE_PROTNONE,
   _PAGE_RW,
   _PAGE_USER,
+  kMetaMapcount,
   kMmPgd,
 } from '../kernel/layout.ts';
 import { S } from '../kernel/stats.ts';
@@ -157,13 +159,21 @@ export function changeProtection(k: Kern, start: number, end: number, prot: numb
       }
       if (sh.pgtable.load(ptep) !== 0) {
         ptlLock(k.env, ptep);
-        const pte = sh.pgtable.load(ptep);
+        let pte = sh.pgtable.load(ptep);
         if (pteMapped(pte)) {
-          const keep = pte & ~(_PAGE_PRESENT | _PAGE_RW | _PAGE_PROTNONE);
-          const npte = accessible
-            ? keep | _PAGE_PRESENT | _PAGE_USER | (prot & PROT_WRITE ? _PAGE_RW : 0)
-            : keep | _PAGE_PROTNONE;
-          sh.pgtable.store(ptep, npte | (pte & (_PAGE_ACCESSED | _PAGE_DIRTY)));
+          // A line another process still maps (after fork) gets write permission as _PAGE_COW: the
+          // first write copies it (pcache_do_wp_page). mapcount can only grow by a fork of this mm,
+          // which our mmap_sem excludes.
+          const shared = sh.meta.load(pteLine(pte), kMetaMapcount) > 1;
+          const wr = (prot & PROT_WRITE) === 0 ? 0 : shared ? _PAGE_COW : _PAGE_RW;
+          // by CAS (ptep_modify_prot_start/commit): another CPU's MMU may set _PAGE_DIRTY meanwhile
+          for (;;) {
+            const keep = pte & ~(_PAGE_PRESENT | _PAGE_RW | _PAGE_PROTNONE | _PAGE_COW);
+            const npte = accessible ? keep | _PAGE_PRESENT | _PAGE_USER | wr : keep | _PAGE_PROTNONE;
+            const seen = sh.pgtable.cas(ptep, pte, npte);
+            if (seen === pte) break;
+            pte = seen;
+          }
           changed++;
         }
         ptlUnlock(k.env, ptep);

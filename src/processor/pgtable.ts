@@ -1,13 +1,15 @@
 // x86-64 4-level page tables of P (managers/processor/pgtable.c). The P page table is the pcache's tag
-// store: a present PTE points at a pcache line. Table pages come from one pool and are never freed
-// (as LegoOS: "free_pgd_range ... never frees table pages").
+// store: a present PTE points at a pcache line. Table pages come from one pool; munmap never frees
+// them (as LegoOS: "free_pgd_range ... never frees table pages"), the end of an mm frees its whole
+// tree (freePgtables), so that processes created and ended by fork for ever do not drain the pool.
 //
 // Locks: a PTE is modified only under its PTE-page lock (split PTE locks, ptl[tablePage]), except the
 // MMU's _PAGE_DIRTY CAS (as x86 sets A/D bits); upper-level entries are populated under
 // mm->page_table_lock, which walk(alloc) takes itself (a leaf lock). Readers (the MMU's page walk, like
-// hardware) read entries with Atomics.load and take no lock. allocTablePage is a kCtlPgtableNext bump
-// (Atomics.add) and zeroes the page before any entry points at it. Nothing is locked while
-// mm->page_table_lock is held, so callers of walk and ptlLock* never hold it.
+// hardware) read entries with Atomics.load and take no lock. allocTablePage pops the free list under
+// its leaf lock (kCtlPgtableFreeLock), else bumps kCtlPgtableNext (Atomics.add), and zeroes the page
+// before any entry points at it. Only that leaf lock is taken while mm->page_table_lock is held, so
+// callers of walk and ptlLock* never hold it.
 import type { Env } from '../kernel/env.ts';
 import {
   _PAGE_ACCESSED,
@@ -16,6 +18,8 @@ import {
   _PAGE_PROTNONE,
   _PAGE_RW,
   _PAGE_USER,
+  kCtlPgtableFreeHead,
+  kCtlPgtableFreeLock,
   kCtlPgtableNext,
   kMmPageTableLock,
   kMmPgd,
@@ -72,9 +76,22 @@ export function tableOfSlot(slot: number): number {
   return Math.floor(slot / kPtrsPerTable);
 }
 
-/** Allocate a zeroed table page from the pool. */
-export function allocTablePage(sh: Shared): number {
-  const tp = sh.ctl.add(kCtlPgtableNext, 1);
+/**
+ * Allocate a zeroed table page: a freed one (freePgtables) if any, else one never used yet. `env`
+ * services IPIs while waiting for the free list's leaf lock; without it (boot, tests) the wait only spins.
+ */
+export function allocTablePage(sh: Shared, env?: Env): number {
+  let tp = -1;
+  if (sh.ctl.load(kCtlPgtableFreeHead) !== 0) {
+    lockFreeTables(sh, env);
+    const head = sh.ctl.get(kCtlPgtableFreeHead);
+    if (head !== 0) {
+      tp = head - 1;
+      sh.ctl.set(kCtlPgtableFreeHead, sh.pgtable.a[tp * kPtrsPerTable] ?? 0);
+    }
+    spinUnlock(sh.ctl.a, kCtlPgtableFreeLock);
+  }
+  if (tp < 0) tp = sh.ctl.add(kCtlPgtableNext, 1);
   if (tp >= sh.geo.nrTablePages) {
     throw new PgtableExhausted(
       `page-table pool exhausted (${sh.geo.nrTablePages} table pages): the address space is too sparse for splitkern's limit`,
@@ -82,6 +99,37 @@ export function allocTablePage(sh: Shared): number {
   }
   sh.pgtable.a.fill(0, tp * kPtrsPerTable, (tp + 1) * kPtrsPerTable); // a fresh page no one else sees yet
   return tp;
+}
+
+function lockFreeTables(sh: Shared, env: Env | undefined): void {
+  if (env) spinLock(env, sh.ctl.a, kCtlPgtableFreeLock);
+  else while (!spinTrylock(sh.ctl.a, kCtlPgtableFreeLock));
+}
+
+/**
+ * free_pgtables + pgd_free at the end of an mm: every table page of the tree under `pgd` goes back
+ * to the pool. The caller guarantees no walker can reach the tree any more (the mm's slot is free,
+ * no CPU has it loaded, and no rmap points into it).
+ */
+export function freePgtables(env: Env, pgd: number): number {
+  const sh = env.sh;
+  const pages: number[] = [];
+  const collect = (tp: number, level: number): void => {
+    pages.push(tp);
+    if (level === 1) return;
+    for (let i = 0; i < kPtrsPerTable; i++) {
+      const e = sh.pgtable.load(tp * kPtrsPerTable + i);
+      if (e & _PAGE_PRESENT) collect(e >>> 12, level - 1);
+    }
+  };
+  collect(pgd, 4);
+  spinLock(env, sh.ctl.a, kCtlPgtableFreeLock);
+  for (const tp of pages) {
+    sh.pgtable.store(tp * kPtrsPerTable, sh.ctl.get(kCtlPgtableFreeHead));
+    sh.ctl.set(kCtlPgtableFreeHead, tp + 1);
+  }
+  spinUnlock(sh.ctl.a, kCtlPgtableFreeLock);
+  return pages.length;
 }
 
 export function indexAt(va: number, level: number): number {
@@ -106,7 +154,7 @@ export function walk(env: Env, mmSlot: number, va: number, alloc: boolean): numb
       e = sh.pgtable.load(i);
       if ((e & _PAGE_PRESENT) === 0) {
         try {
-          const ntp = allocTablePage(sh);
+          const ntp = allocTablePage(sh, env);
           e = (ntp << 12) | _PAGE_PRESENT;
           sh.pgtable.store(i, e);
         } finally {

@@ -49,10 +49,7 @@ import {
   kBarrierCount,
   kBarrierGen,
   kNrBarriers,
-  kCtlHostDoorbell,
   kCtlLiveThreads,
-  kCtlNextTid,
-  kCtlSpawnHead,
   kMaxThreads,
   kMmAsChanges,
   kMmKilled,
@@ -64,9 +61,11 @@ import {
   kThreadEntry,
   kThreadExit,
   kThreadFClearTid,
+  kThreadChldGen,
+  kThreadParent,
   kThreadPid,
+  kThreadSignal,
   kThreadState,
-  kSpawnRing,
   THREAD_CREATED,
   THREAD_RUNNING,
   THREAD_EXITED,
@@ -76,6 +75,7 @@ import { downWrite, LOCK_KIND, upWrite } from '../kernel/sync.ts';
 import {
   EAGAIN,
   EBADF,
+  ECHILD,
   EDEADLK,
   EFAULT,
   EINVAL,
@@ -94,6 +94,9 @@ import {
   STAT_ST_BLKSIZE,
   STAT_ST_MODE,
   STAT_ST_SIZE,
+  WNOHANG,
+  wExitStatus,
+  wTermSig,
 } from '../uapi/abi.ts';
 import type { Syscalls } from '../uapi/program.ts';
 import { ThreadExit } from '../uapi/program.ts';
@@ -103,7 +106,9 @@ import { changeProtection, releasePgtable } from './mm.ts';
 import { movePageTables } from './mremap.ts';
 import type { CpuMmu } from './mmu.ts';
 import { futexWait, futexWake } from './futex.ts';
-import { sleepUntil, SLEEP_BARRIER, SLEEP_JOIN } from './hang.ts';
+import { sleepOn, sleepUntil, SLEEP_BARRIER, SLEEP_JOIN } from './hang.ts';
+import { doFork, publishTask, reserveTask } from './fork.ts';
+import { abandonTid, allocTid, reapIfExited } from './pid.ts';
 import { hex } from '../lib/text.ts';
 
 type SyscallName = (typeof SYSCALL_NAMES)[number];
@@ -458,13 +463,9 @@ export class ProcSyscalls implements Syscalls {
       if (ei < 0) return -EINVAL;
       if (!Number.isInteger(ctid) || ctid < 0 || ctid % 4 !== 0) return -EINVAL;
       // threads-max: every live thread is a task with a worker of its own (copy_process: -EAGAIN)
-      for (;;) {
-        const live = sh.ctl.load(kCtlLiveThreads);
-        if (live >= kMaxTasks) return -EAGAIN;
-        if (sh.ctl.cas(kCtlLiveThreads, live, live + 1) === live) break;
-      }
-      const tid = sh.ctl.add(kCtlNextTid, 1);
-      if (tid >= kMaxThreads) {
+      if (!reserveTask(sh)) return -EAGAIN;
+      const tid = allocTid(sh);
+      if (tid < 0) {
         sh.ctl.sub(kCtlLiveThreads, 1);
         return -EAGAIN;
       }
@@ -479,20 +480,88 @@ export class ProcSyscalls implements Syscalls {
         try {
           this.mmu.putUser32(ctid, tid);
         } catch (e) {
-          sh.ctl.sub(kCtlLiveThreads, 1); // the process is being killed: the thread never starts
+          abandonTid(sh, tid); // the process is being killed: the thread never starts
+          sh.ctl.sub(kCtlLiveThreads, 1);
           throw e;
         }
       }
       sh.threadF.set(tid, kThreadFClearTid, ctid);
       sh.mm.add(k.mmSlot, kMmUsers, 1);
       sh.threads.store(tid, kThreadState, THREAD_CREATED);
-      // Hand the new thread to the host, which queues it on the CPU pool.
-      const i = sh.ctl.add(kCtlSpawnHead, 1);
-      sh.spawn.store(i % kSpawnRing, tid);
-      sh.ctl.add(kCtlHostDoorbell, 1);
-      sh.ctl.notify(kCtlHostDoorbell);
+      publishTask(sh, tid);
       return tid;
     });
+  }
+
+  /**
+   * fork: a new process whose address space is a copy of this one's (fork.ts); its first thread
+   * starts at thread entry `entry` with `arg`. Returns the child's pid, or -errno.
+   */
+  fork(entry: string, arg: number): number {
+    return this.sys('fork', () => {
+      const ei = this.entries.indexOf(entry);
+      if (ei < 0) return -EINVAL;
+      const pid = doFork(this.k, ei, arg);
+      if (pid > 0) this.afterAddressSpaceCall?.('fork');
+      return pid;
+    });
+  }
+
+  /**
+   * wait4(pid, wstatus, options): reap a child that has exited (pid -1: any child), storing its wait
+   * status at statusVa (0: none); WNOHANG returns 0 if none has exited yet. Sleeps off the CPU until a
+   * child's exit (its SIGCHLD, kThreadChldGen) when none has. -ECHILD with no such child, -EINVAL for
+   * an unknown option, -EFAULT for a bad statusVa (the child is reaped all the same, as in Linux).
+   */
+  wait4(pid: number, statusVa: number, options: number): number {
+    return this.sys('wait4', () => {
+      const k = this.k;
+      const sh = k.sh;
+      if (!Number.isInteger(options) || (options & ~WNOHANG) !== 0) return -EINVAL;
+      if (!Number.isInteger(pid) || (pid !== -1 && (pid <= 0 || pid >= kMaxThreads))) return -ECHILD;
+      const chld = sh.threads.idx(k.pid, kThreadChldGen);
+      for (;;) {
+        const gen = Atomics.load(sh.threads.a, chld);
+        const found = this.reapChild(pid);
+        if (found.pid > 0) {
+          if (statusVa !== 0 && !this.mmu.putUser32(statusVa, found.status)) return -EFAULT;
+          return found.pid;
+        }
+        if (!found.any) return -ECHILD;
+        if (options & WNOHANG) return 0;
+        sleepOn(
+          k,
+          sh.threads.a,
+          chld,
+          () => Atomics.load(sh.threads.a, chld) !== gen || this.killed(),
+          k.pid,
+          LOCK_KIND.join,
+        );
+        this.mmu.interrupt(); // unwinds if the process is being killed
+      }
+    });
+  }
+
+  /** One scan of the children (do_wait): reap the first exited one that matches. */
+  private reapChild(want: number): { pid: number; status: number; any: boolean } {
+    const sh = this.k.sh;
+    let any = false;
+    for (let t = 1; t < kMaxThreads; t++) {
+      if ((want !== -1 && t !== want) || sh.threads.load(t, kThreadParent) !== this.k.pid) continue;
+      const st = sh.threads.load(t, kThreadState);
+      if (
+        sh.threads.load(t, kThreadPid) !== t ||
+        (st !== THREAD_CREATED && st !== THREAD_RUNNING && st !== THREAD_EXITED)
+      )
+        continue;
+      any = true;
+      if (st !== THREAD_EXITED) continue;
+      // the status is read before the reap: once reaped the row may be freed and handed out again
+      const sig = sh.threads.get(t, kThreadSignal);
+      const status = sig !== 0 ? wTermSig(sig) : wExitStatus(sh.threads.get(t, kThreadExit));
+      if (reapIfExited(sh, t)) return { pid: t, status, any };
+    }
+    return { pid: 0, status: 0, any };
   }
 
   join(tid: number): number {

@@ -27,10 +27,6 @@ import {
   kMmSleepers,
   kMmKilled,
   kMmSiCode,
-  kMmMovingEnd,
-  kMmMovingStart,
-  kMmPgd,
-  kMmPid,
   kMmSem,
   kMmShootdowns,
   kMmUsers,
@@ -45,6 +41,7 @@ import {
   Shared,
   THREAD_EXITED,
   THREAD_RUNNING,
+  kUsageTask,
   MM_SI_HUNG,
 } from '../kernel/layout.ts';
 import { downWrite, LOCK_KIND, spinLock, spinUnlock, upWrite, waitUntil } from '../kernel/sync.ts';
@@ -57,7 +54,8 @@ import { stopMachine } from './stop.ts';
 import { Kern } from './kern.ts';
 import { releasePgtable } from './mm.ts';
 import { CpuMmu, SIGKILL } from './mmu.ts';
-import { allocTablePage } from './pgtable.ts';
+import { mmSlotAlloc, mmSlotFree } from './fork.ts';
+import { exitNotify, forgetThreadsAndChildren, putTask } from './pid.ts';
 import { ProcSyscalls } from './syscalls.ts';
 import { futexWake } from './futex.ts';
 import { checkHung, HUNG_WHY, sleepOn } from './hang.ts';
@@ -154,6 +152,7 @@ export class Task {
     let slot = -1;
     try {
       k.setCurrent(task.pid, -1, task.tid, comm);
+      // a fork's child has the mm its parent copied (fork.ts): only a new program makes one
       slot = task.main ? this.execve(task.pid, comm) : this.mmSlotOrThrow(task.pid);
       k.setCurrent(task.pid, slot, task.tid, comm);
       sh.threads.store(task.tid, kThreadState, THREAD_RUNNING);
@@ -193,6 +192,7 @@ export class Task {
       k.task = undefined;
       k.setCurrent(0, -1, 0, '');
       sched.exit();
+      putTask(sh, task.tid, kUsageTask); // off its CPU for good: the row may be freed now
     }
     return res;
   }
@@ -232,20 +232,8 @@ export class Task {
   /** do_execve: a P-side mm (PGD, mmap_sem) and the M-side one (P2M_EXECVE). */
   private execve(pid: number, comm: string): number {
     const { sh, k } = this;
-    let slot = -1;
-    for (let s = 0; s < kMaxProcs; s++) {
-      if (sh.mm.cas(s, kMmPid, 0, pid) === 0) {
-        slot = s;
-        break;
-      }
-    }
+    const slot = mmSlotAlloc(k, pid);
     if (slot < 0) throw new Error(`too many processes (${kMaxProcs})`);
-    sh.mm.set(slot, kMmPgd, allocTablePage(sh));
-    for (const f of [kMmSem, kMmCpumask, kMmKilled, kMmShootdowns, kMmSiCode, kMmSleepers]) sh.mm.store(slot, f, 0);
-    sh.mm.store(slot, kMmUsers, 1);
-    sh.mmF.set(slot, kMmMovingStart, -1);
-    sh.mmF.set(slot, kMmMovingEnd, -1);
-    sh.mmF.set(slot, kMmFaultAddr, -1);
     sh.threads.set(pid, kThreadPid, pid);
     const rep = k.fab.sendReply(kNodeMemory, P2M_EXECVE, { pid, payload: { comm } satisfies ExecveReq });
     if (rep.status < 0) throw new Error(`P2M_EXECVE failed: ${rep.status}`);
@@ -260,7 +248,8 @@ export class Task {
   private threadExit(task: CpuTask, slot: number, res: CpuTaskResult): void {
     const { sh, k, env } = this;
     const users = sh.mm.idx(slot, kMmUsers);
-    if (task.main) {
+    const leader = task.tid === task.pid;
+    if (leader) {
       // exit_group: if main ended normally with threads left, kill them (that SIGKILL is not the
       // process's fate: its exit code is main's). Otherwise the first fatal signal any thread took
       // is what the process died of, whatever unwound main afterwards.
@@ -281,6 +270,7 @@ export class Task {
         stopMachine(env, env.config.sweep, () => checkQuiescent(k, `exit of pid ${task.pid}`));
       }
       this.teardown(task.pid, slot);
+      forgetThreadsAndChildren(sh, task.pid);
     } else {
       this.mmRelease(task.tid, slot);
       Atomics.sub(sh.mm.a, users, 1);
@@ -292,6 +282,7 @@ export class Task {
     sh.threads.set(task.tid, kThreadSignal, res.signal);
     sh.threads.store(task.tid, kThreadState, THREAD_EXITED);
     sh.threads.notify(task.tid, kThreadState);
+    if (leader) exitNotify(sh, task.pid);
     sh.ctl.sub(kCtlLiveThreads, 1);
   }
 
@@ -335,6 +326,6 @@ export class Task {
     if (sh.mm.load(slot, kMmCpumask) !== 0) flushTlbMmRange(k, pid, slot, 0, TASK_SIZE);
     const inflight = sh.mm.idx(slot, kMmShootdowns);
     waitUntil(this.env, sh.mm.a, inflight, () => Atomics.load(sh.mm.a, inflight) === 0, slot, LOCK_KIND.csd);
-    sh.mm.store(slot, kMmPid, 0);
+    mmSlotFree(k, slot);
   }
 }

@@ -18,6 +18,7 @@ export const ESRCH = 3;
 export const EINTR = 4;
 export const EIO = 5;
 export const EBADF = 9;
+export const ECHILD = 10;
 export const EAGAIN = 11;
 export const ENOMEM = 12;
 export const EACCES = 13;
@@ -46,6 +47,7 @@ export const ERRNO_NAMES: Record<number, string> = {
   [EINTR]: 'EINTR',
   [EIO]: 'EIO',
   [EBADF]: 'EBADF',
+  [ECHILD]: 'ECHILD',
   [EAGAIN]: 'EAGAIN',
   [ENOMEM]: 'ENOMEM',
   [EACCES]: 'EACCES',
@@ -175,6 +177,12 @@ export const SIGSEGV = 11;
 export const SEGV_MAPERR = 1;
 export const SEGV_ACCERR = 2;
 export const SIGBUS = 7;
+export const SIGCHLD = 17;
+/** wait4 options (include/uapi/linux/wait.h) */
+export const WNOHANG = 1;
+/** wait status words as the W* macros read them: exit code << 8, or the terminating signal */
+export const wExitStatus = (code: number): number => (code & 0xff) * 256;
+export const wTermSig = (sig: number): number => sig & 0x7f;
 
 /** x86 page-fault error code bits (arch/x86/include/asm/traps.h) as printed in "segfault at ... error N". */
 export const X86_PF_PROT = 1;

@@ -69,6 +69,19 @@ export interface Syscalls {
    * and does FUTEX_WAKE on it (pthread_join waits for that). Bad addresses are ignored, as in Linux.
    */
   clone(entry: string, arg: number, ctid?: number): number;
+  /**
+   * fork: a new process with a copy of this one's address space (private mappings copy-on-write,
+   * MAP_SHARED ones shared). A JS stack cannot be copied, so the child does not return from fork: its
+   * one thread starts at the program's thread entry `entry` with `arg`, as clone starts a thread.
+   * Returns the child's pid, or -errno (-EAGAIN past threads-max, -ENOMEM past the process table).
+   */
+  fork(entry: string, arg: number): number;
+  /**
+   * wait4(pid, wstatus, options): reap an exited child (pid -1: any), storing its wait status (the
+   * W* macros' encoding, abi.ts wExitStatus / wTermSig) at the aligned u32 statusVa unless 0. Returns
+   * its pid; 0 with WNOHANG if none has exited; -ECHILD if there is no such child.
+   */
+  wait4(pid: number, statusVa: number, options: number): number;
   /** Wait for a thread started by clone; returns its exit value, or -errno. */
   join(tid: number): number;
   /** A barrier shared by all threads of the process, identified by id, for `count` parties. */

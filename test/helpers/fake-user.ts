@@ -5,6 +5,7 @@ import {
   EBADF,
   EFAULT,
   EAGAIN,
+  ECHILD,
   EINVAL,
   ETIMEDOUT,
   FUTEX_CMD_MASK,
@@ -356,6 +357,12 @@ export function makeFakeUser(m: FakeMachine, program?: Program, seed = 1, argv: 
     },
     join(tid) {
       return results.get(tid) ?? -EINVAL;
+    },
+    fork() {
+      throw new Error('fake-user: fork needs a second address space (run the program on the machine)');
+    },
+    wait4() {
+      return -ECHILD;
     },
     barrier(_id, count) {
       if (count > 1) throw new Error('fake-user: barriers need real threads');

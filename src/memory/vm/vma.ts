@@ -354,6 +354,18 @@ export class VmaTree {
     );
   }
 
+  /**
+   * dup_mmap for fork: this (new, untouched) mm takes a copy of every VMA of `parent` and its brk.
+   * VMAs are frozen, so the list is copied and its entries shared. Linux's VM_DONTCOPY and
+   * VM_WIPEONFORK come from madvise, which splitkern does not have.
+   */
+  dupFrom(parent: VmaTree): void {
+    this.list.splice(0, this.list.length, ...parent.list);
+    this.brkStart = parent.brkStart;
+    this.brk = parent.brk;
+    this.nextShmemId = parent.nextShmemId;
+  }
+
   /** Sorted, non-overlapping VMAs (frozen objects; replaced, never mutated). */
   get vmas(): readonly Vma[] {
     return this.list;

@@ -11,6 +11,9 @@
 //                               of one owner on a line)
 //   mapcount-mismatch       (3, 4) mapcount == |rmaps|, PC_valid <=> mapcount > 0, refcount == mapcount on
 //                               the LRU; also a corrupt rmap list (cycle, freed or foreign rmap)
+//   cow-writable            a line with several rmaps, one PTE of them write-protected for copy-on-
+//                               write (_PAGE_COW), has no writable PTE (a write would reach the other
+//                               process's view; the COW write-protection rule of fork)
 //   set-index               (7) set(rmap.address) == set(line)
 //   free-line-state         (5) a free line has flags 0, ref 0, mapcount 0, no rmaps ("Bad pcache state")
 //   set-conservation        (6) free/LRU lists agree with their counters and links, nrFree + nrLru == ways,
@@ -24,7 +27,9 @@
 // and follows every link with a bound, so a corrupted structure is reported, never looped on.
 import type { Kern } from '../kern.ts';
 import {
+  _PAGE_COW,
   _PAGE_PRESENT,
+  _PAGE_RW,
   kCtlPgtableNext,
   kEvictEntries,
   kListFree,
@@ -79,6 +84,7 @@ export type InvariantKind =
   | 'pte-without-rmap'
   | 'line-mapped-twice'
   | 'mapcount-mismatch'
+  | 'cow-writable'
   | 'set-index'
   | 'free-line-state'
   | 'set-conservation'
@@ -423,6 +429,8 @@ class QuiescentChecker {
       const rmaps = at(this.lineRmaps, line);
       const set = sh.setOfLine(line);
       const owners = new Set<number>();
+      let cow = 0;
+      const writable: string[] = [];
       for (const r of rmaps) {
         const v = rmapView(sh, r);
         if (sh.setOfAddr(v.address) !== set) {
@@ -446,7 +454,11 @@ class QuiescentChecker {
         const mm = this.slotOfPid.get(v.owner);
         const ptep = mm ? this.walk(mm.pgd, v.address) : -1;
         const pte = ptep >= 0 ? sh.pgtable.load(ptep) : 0;
-        if (ptep === v.pageTable && pteMapped(pte) && pteLine(pte) === line) continue;
+        if (ptep === v.pageTable && pteMapped(pte) && pteLine(pte) === line) {
+          if (pte & _PAGE_COW) cow++;
+          if (pte & _PAGE_RW) writable.push(`pid ${v.owner} at ${hex(v.address)}`);
+          continue;
+        }
         if (this.allow('rmap-pte-mismatch'))
           reportBadRmap(
             this.k,
@@ -456,6 +468,14 @@ class QuiescentChecker {
             pte,
             mm ? this.caller : `${this.caller}, owner pid ${v.owner} has no mm`,
           );
+      }
+      if (rmaps.length > 1 && cow > 0 && writable.length > 0) {
+        this.report('cow-writable', {
+          line,
+          set,
+          mapcount: rmaps.length,
+          text: `${this.prefix()} pcache line ${line} (set ${set}) is shared by ${rmaps.length} mappings, ${cow} of them copy-on-write, and writable by ${writable.join(', ')}`,
+        });
       }
     }
   }

@@ -6,6 +6,7 @@
 // lock order it keeps by trylocking each owner's mmap_sem).
 import { P2M_PCACHE_FLUSH } from '../../fabric/opcodes.ts';
 import {
+  _PAGE_COW,
   _PAGE_DIRTY,
   _PAGE_RW,
   kCtlVictimGen,
@@ -188,7 +189,8 @@ export function pcacheEvictLine(k: Kern, set: number): number {
     }
     const old = sh.pgtable.xchg(ptep, 0);
     if (old & _PAGE_DIRTY) dirty = true;
-    if (old & _PAGE_RW) writable = true;
+    // a COW-protected PTE is writable for the victim copy: only a line with one mapping goes there
+    if (old & (_PAGE_RW | _PAGE_COW)) writable = true;
     ptlUnlock(k.env, ptep);
     k.env.sched('evict:pte_cleared');
     flushTlbMmRange(k, v.owner, ownerSlot, v.address, v.address + PAGE_SIZE);

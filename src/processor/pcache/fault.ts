@@ -6,13 +6,18 @@
 // Unlike LegoOS, a fault takes P's mmap_sem for read, so it serialises with mremap/munmap on P.
 import { P2M_PCACHE_MISS } from '../../fabric/opcodes.ts';
 import {
+  _PAGE_ACCESSED,
+  _PAGE_COW,
+  _PAGE_DIRTY,
   _PAGE_PROTNONE,
   _PAGE_RW,
+  kMetaMapcount,
   kMmAsChanges,
   kMmKilled,
   kMmSem,
   kNodeMemory,
   kSetNrEviction,
+  RMAP_COW,
   RMAP_FILL_PAGE_REMOTE,
   RMAP_VICTIM_FILL,
 } from '../../kernel/layout.ts';
@@ -21,11 +26,14 @@ import { downRead, upRead } from '../../kernel/sync.ts';
 import { EACCES, ENOMEM, PAGE_SIZE, PROT_WRITE } from '../../uapi/abi.ts';
 import type { Kern } from '../kern.ts';
 import { pcacheAlloc } from './alloc.ts';
-import { putPcache } from './meta.ts';
+import { putPcache, unlockPcache } from './meta.ts';
 import { psetFindEviction } from './perset.ts';
-import { pcacheAddRmap, rmapReserve, rmapUnreserve } from './rmap.ts';
+import { findRmap, pcacheAddRmap, pcacheRemoveRmapLocked, rmapReserve, rmapUnreserve } from './rmap.ts';
 import { victimTryFill } from './victim.ts';
-import { pteMapped, ptlLock, ptlUnlock, walk, mkPte } from '../pgtable.ts';
+import { pteLine, pteMapped, ptlLock, ptlUnlock, walk, mkPte } from '../pgtable.ts';
+import { lockLineUnderPtl } from '../mm.ts';
+import { flushTlbMmRange } from '../tlb.ts';
+import { kernelWarn } from '../../kernel/report.ts';
 
 export const FAULT_OK = 0;
 export const FAULT_SIGSEGV_MAPERR = 1; // no mapping (SEGV_MAPERR)
@@ -33,6 +41,80 @@ export const FAULT_SIGSEGV_ACCERR = 2; // mapping forbids the access (SEGV_ACCER
 export const FAULT_OOM = 3; // "fail to allocate pcache or victim cache lines"
 export const FAULT_KILLED = 4; // the process is being killed by a fatal signal of another thread
 export const FAULT_OOM_REMOTE = 5; // the memory component has no DRAM left for the page (P2M_PCACHE_MISS -ENOMEM)
+
+const WP_RETRY = -1;
+
+/**
+ * pcache_do_wp_page: a write to a PTE write-protected for copy-on-write (_PAGE_COW). The only mapping
+ * left of the line makes it writable in place (PCACHE_FAULT_WP_REUSE); a line still shared with
+ * another process is copied into a new line of the same set, which this PTE then maps writable and
+ * dirty (PCACHE_FAULT_WP_COW). Unlike LegoOS, the new line is allocated before the PTE lock is taken
+ * (an eviction it triggers may need any PTE lock, this one's too), and the PTE re-checked after.
+ * The TLB flush of the old translation completes with the old line still locked, so the other side
+ * cannot reuse it in place while a CPU of this mm could still read it through a stale entry.
+ * Returns a FAULT_* code, or WP_RETRY when the PTE changed meanwhile.
+ */
+function pcacheDoWpPage(k: Kern, slot: number, va: number, ptep: number, orig: number): number {
+  const sh = k.sh;
+  const pid = k.pid;
+  const page = va - (va % PAGE_SIZE);
+  k.env.stat(S.nr_pgfault_wp);
+  const nline = pcacheAlloc(k, va);
+  if (nline < 0) return FAULT_OOM;
+  const rmap = rmapReserve(k);
+  if (rmap < 0) {
+    putPcache(k, nline);
+    return FAULT_OOM;
+  }
+  const giveUp = (): void => {
+    rmapUnreserve(k, rmap);
+    putPcache(k, nline);
+  };
+  ptlLock(k.env, ptep);
+  const old = pteLine(orig);
+  const unlock = (): void => ptlUnlock(k.env, ptep);
+  if (sh.pgtable.load(ptep) !== orig) {
+    unlock();
+    giveUp();
+    return WP_RETRY;
+  }
+  if (!lockLineUnderPtl(k, old, ptep, orig, () => ptlLock(k.env, ptep), unlock)) {
+    giveUp(); // every lock dropped: the PTE changed while we slept on the line
+    return WP_RETRY;
+  }
+  if (sh.meta.load(old, kMetaMapcount) === 1) {
+    // by CAS: nothing else writes a read-only PTE under its lock but the MMU's accessed/dirty bits
+    let cur = orig;
+    for (;;) {
+      const seen = sh.pgtable.cas(ptep, cur, (cur & ~_PAGE_COW) | _PAGE_RW | _PAGE_DIRTY | _PAGE_ACCESSED);
+      if (seen === cur) break;
+      cur = seen;
+    }
+    unlockPcache(sh, old);
+    unlock();
+    giveUp();
+    k.env.stat(S.nr_pgfault_wp_reuse);
+    return FAULT_OK;
+  }
+  k.env.sched('cow:line_locked');
+  sh.pcdata.copyWithin(sh.lineOffset(nline), sh.lineOffset(old), sh.lineOffset(old) + PAGE_SIZE);
+  sh.pgtable.store(ptep, mkPte(nline, true) | _PAGE_DIRTY);
+  pcacheAddRmap(k, nline, ptep, page, pid, RMAP_COW, rmap);
+  const r = findRmap(sh, old, ptep, pid, page);
+  if (r >= 0) pcacheRemoveRmapLocked(k, old, r);
+  else
+    kernelWarn(
+      k,
+      { fn: 'pcache_remove_rmap', file: 'managers/processor/pcache/rmap.c' },
+      `pte: ${ptep} ptent: 0x${(orig >>> 0).toString(16)} address: 0x${page.toString(16)}\nfail to remove`,
+    );
+  flushTlbMmRange(k, pid, slot, page, page + PAGE_SIZE);
+  unlockPcache(sh, old);
+  unlock();
+  if (r >= 0) putPcache(k, old); // the removed rmap's reference
+  k.env.stat(S.nr_pgfault_wp_cow);
+  return FAULT_OK;
+}
 
 export function pcacheHandleFault(k: Kern, va: number, write: boolean): number {
   const sh = k.sh;
@@ -61,7 +143,12 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
     const orig = sh.pgtable.load(ptep);
     if (pteMapped(orig)) {
       if (orig & _PAGE_PROTNONE) return FAULT_SIGSEGV_ACCERR;
-      if (write && (orig & _PAGE_RW) === 0) return FAULT_SIGSEGV_ACCERR; // no fork, so no COW
+      if (write && (orig & _PAGE_RW) === 0) {
+        if ((orig & _PAGE_COW) === 0) return FAULT_SIGSEGV_ACCERR; // the mapping is read-only
+        const r = pcacheDoWpPage(k, slot, va, ptep, orig);
+        if (r === WP_RETRY) continue;
+        return r;
+      }
       // Spurious: a stale TLB entry after a remote upgrade, or another CPU filled it first.
       k.env.stat(S.spurious_fault);
       return FAULT_OK;

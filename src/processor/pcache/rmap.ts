@@ -93,6 +93,25 @@ export function pcacheAddRmap(
     unlockPcache(sh, line);
     return false;
   }
+  pcacheAddRmapLocked(k, line, r, ptep, address, owner, caller);
+  unlockPcache(sh, line);
+  return true;
+}
+
+/**
+ * The body of pcache_add_rmap on a line the caller has locked, with an rmap from rmapReserve: fork
+ * (pcache_copy_one_pte) adds the child's mapping to a live line it already holds locked.
+ */
+export function pcacheAddRmapLocked(
+  k: Kern,
+  line: number,
+  r: number,
+  ptep: number,
+  address: number,
+  owner: number,
+  caller: number,
+): void {
+  const sh = k.sh;
   sh.rmap.set(r, kRmapFlags, PCACHE_RMAP_used);
   sh.rmap.set(r, kRmapOwner, owner);
   sh.rmap.set(r, kRmapPageTable, ptep);
@@ -102,8 +121,6 @@ export function pcacheAddRmap(
   sh.meta.set(line, kMetaRmapHead, r + 1);
   sh.meta.add(line, kMetaMapcount, 1);
   sh.meta.or(line, kMetaFlags, PC_valid);
-  unlockPcache(sh, line);
-  return true;
 }
 
 /** __pcache_remove_rmap (line locked): unlink and free; clears PC_valid when mapcount drops to 0. */

@@ -2,6 +2,7 @@
 // memory, no lock (workers/cpu.cjs hands it to each CPU).
 import type { Program } from '../../uapi/program.ts';
 import { dpkgStatus } from './dpkg_status.ts';
+import { forkStress } from './fork_stress.ts';
 import { mremapStress } from './mremap_stress.ts';
 import { pthreadStress } from './pthread_stress.ts';
 import { scriptProgram } from './script.ts';
@@ -13,4 +14,5 @@ export const programs: Record<string, Program> = {
   script: scriptProgram,
   'mremap-stress': mremapStress,
   'pthread-stress': pthreadStress,
+  'fork-stress': forkStress,
 };

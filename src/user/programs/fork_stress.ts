@@ -1,0 +1,276 @@
+// fork-stress: parents and children that copy-on-write, mremap and munmap the same pages, checked by
+// page tags against what each side wrote.
+//
+//   argv = [--procs N] [--pages P] [--iterations F] [--seconds S]
+//
+// main (the root) maps two private regions of P pages. Each round it verifies every page of both
+// against the tags it wrote last, writes a new version of them all, then forks a child (up to N
+// alive at once; past that it first reaps one with wait4), and every third round moves a region with
+// mremap, so lines still shared with children move too. A tag is (owner pid, version, region, page),
+// 8 bytes at three places of each page, independent of where the page is mapped.
+// The child starts knowing only the version its parent wrote before the fork (the fork argument: not
+// memory, so an oracle the kernel cannot corrupt). It verifies that both regions hold exactly that
+// version (nothing the parent wrote after the fork shows through), writes its own tags over region 0
+// (every page a COW break), mremaps region 1 elsewhere and checks it still holds the parent's version,
+// overwrites half of it, munmaps the second half of region 0, and verifies what is left. It exits 0,
+// or with the number of bad pages (at most 255) after printing the first ones on stderr.
+// The root stops after F forks (default 200; 0 or --seconds alone: no limit) or S seconds (0: none),
+// reaps every child and reports
+// { kind: 'fork-stress', forks, reaped, childFailures, pagesVerified, mismatches, firstMismatch }.
+// A child's pages count as verified only if it exited 0 (its exit means it checked all of them).
+// User space: no kernel lock; it talks to the kernel only through fork, wait4, mmap, mremap, munmap.
+import {
+  MAP_ANONYMOUS,
+  MAP_FIXED,
+  MAP_PRIVATE,
+  MREMAP_FIXED,
+  MREMAP_MAYMOVE,
+  PAGE_SIZE,
+  PROT_READ,
+  PROT_WRITE,
+  ECHILD,
+  SIGSEGV,
+  WNOHANG,
+  wTermSig,
+} from '../../uapi/abi.ts';
+import { UserSignal, type Program, type UserContext } from '../../uapi/program.ts';
+import { Libc, SIGABRT } from '../libc.ts';
+import { at } from '../../lib/at.ts';
+
+export interface ForkStressOptions {
+  procs: number;
+  pages: number;
+  iterations: number;
+  seconds: number;
+}
+export const FORK_STRESS_DEFAULTS: ForkStressOptions = { procs: 4, pages: 32, iterations: 200, seconds: 0 };
+export interface ForkStressReport {
+  kind: 'fork-stress';
+  forks: number;
+  reaped: number;
+  /** children that did not exit 0 (a bad page, or a signal) */
+  childFailures: number;
+  /** pages verified by the root and by children that exited 0 */
+  pagesVerified: number;
+  /** bad pages the root saw in its own regions */
+  mismatches: number;
+  firstMismatch?: string;
+  /** wait4 and signal checks that failed (empty when all passed) */
+  selfChecks: string[];
+}
+const kUsage = 'options: --procs N --pages P --iterations F --seconds S';
+
+export function parseForkStressArgs(argv: readonly string[]): ForkStressOptions | string {
+  const o = { ...FORK_STRESS_DEFAULTS };
+  const ints: Record<string, { key: keyof ForkStressOptions; min: number; max: number }> = {
+    '--procs': { key: 'procs', min: 1, max: 12 },
+    '--pages': { key: 'pages', min: 2, max: 4096 },
+    '--iterations': { key: 'iterations', min: 0, max: 10_000_000 },
+    '--seconds': { key: 'seconds', min: 0, max: 86_400 },
+  };
+  let forksGiven = false;
+  for (let i = 0; i < argv.length; i++) {
+    const a = at(argv, i);
+    if (a === '--iterations') forksGiven = true;
+    const spec = ints[a];
+    if (spec === undefined) return `unknown argument "${a}" (${kUsage})`;
+    const val = argv[++i];
+    const n = Number(val);
+    if (val === undefined || !/^\d+$/.test(val) || n < spec.min || n > spec.max)
+      return `${a} ${val ?? ''} must be an integer from ${spec.min} to ${spec.max}`.replace('  ', ' ');
+    o[spec.key] = n;
+  }
+  if (o.seconds > 0 && !forksGiven) o.iterations = 0; // a time budget alone: as many forks as fit
+  if (o.iterations === 0 && o.seconds === 0) return '--iterations 0 needs --seconds S (else it never ends)';
+  return o;
+}
+
+/** A page's tag: owner pid < 2^8, version < 2^20, region < 2^4, page < 2^12 (below 2^44). */
+const tagOf = (owner: number, version: number, region: number, page: number): number =>
+  (owner % 256) * 2 ** 36 + (version % 2 ** 20) * 2 ** 16 + region * 2 ** 12 + page;
+const kTagOffsets = [0, 2048, PAGE_SIZE - 8];
+
+function describeTag(t: number): string {
+  return `pid ${Math.floor(t / 2 ** 36)} version ${Math.floor(t / 2 ** 16) % 2 ** 20} region ${Math.floor(t / 2 ** 12) % 16} page ${t % 4096}`;
+}
+
+// The control page, at a fixed address (private, so a child reads the copy of fork time): the libc
+// arena, the parent's pid, the region size and the regions' addresses.
+const kCtl = 0x200000000;
+const C_ARENA = 0; //   u64 libc arena state VA
+const C_PARENT = 8; //  u32 pid of the tags' writer
+const C_PAGES = 12; //  u32 pages per region
+const C_REGION = 16; // u64 × 2: region addresses
+
+class Tags {
+  bad = 0;
+  first: string | undefined;
+  constructor(private readonly u: UserContext) {}
+  write(va: number, tag: number): void {
+    for (const off of kTagOffsets) this.u.mmu.store64(va + off, tag);
+  }
+  check(va: number, want: number, what: string): boolean {
+    for (const off of kTagOffsets) {
+      const got = this.u.mmu.load64(va + off);
+      if (got !== want) {
+        this.bad++;
+        this.first ??= `${what} at 0x${(va + off).toString(16)}: holds ${describeTag(got)} (0x${got.toString(16)}), expected ${describeTag(want)}`;
+        return false;
+      }
+    }
+    return true;
+  }
+}
+
+function mapRegion(u: UserContext, pages: number): number {
+  const va = u.sys.mmap(0, pages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (va < 0) throw new UserSignal(SIGABRT, 0, `fork-stress: mmap failed (${va})`);
+  return va;
+}
+
+/** Move a region to a fresh address: map a hole there, then mremap onto it (MREMAP_FIXED-free). */
+function moveRegion(u: UserContext, va: number, len: number): number {
+  const hole = u.sys.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (hole < 0) throw new UserSignal(SIGABRT, 0, `fork-stress: mmap failed (${hole})`);
+  u.sys.munmap(hole, len);
+  const to = u.sys.mremap(va, len, len, MREMAP_MAYMOVE | MREMAP_FIXED, hole);
+  if (to < 0) throw new UserSignal(SIGABRT, va, `fork-stress: mremap failed (${to})`);
+  return to;
+}
+
+function child(u: UserContext, version: number): number {
+  const m = u.mmu;
+  const libc = Libc.attach(u, m.load64(kCtl + C_ARENA));
+  const parent = m.load32(kCtl + C_PARENT);
+  const pages = m.load32(kCtl + C_PAGES);
+  const r0 = m.load64(kCtl + C_REGION);
+  let r1 = m.load64(kCtl + C_REGION + 8);
+  const me = u.pid;
+  const t = new Tags(u);
+  // 1. exactly the parent's version of fork time, in both regions
+  for (let p = 0; p < pages; p++) {
+    t.check(r0 + p * PAGE_SIZE, tagOf(parent, version, 0, p), `child ${me}: region 0 page ${p}`);
+    t.check(r1 + p * PAGE_SIZE, tagOf(parent, version, 1, p), `child ${me}: region 1 page ${p}`);
+  }
+  // 2. COW-write region 0; move region 1 and check it kept the parent's data; overwrite its first half
+  for (let p = 0; p < pages; p++) t.write(r0 + p * PAGE_SIZE, tagOf(me, 1, 0, p));
+  r1 = moveRegion(u, r1, pages * PAGE_SIZE);
+  const half = Math.floor(pages / 2);
+  for (let p = 0; p < pages; p++) {
+    t.check(r1 + p * PAGE_SIZE, tagOf(parent, version, 1, p), `child ${me}: moved region 1 page ${p}`);
+    if (p < half) t.write(r1 + p * PAGE_SIZE, tagOf(me, 1, 1, p));
+  }
+  // 3. drop the second half of region 0, verify everything left
+  u.sys.munmap(r0 + half * PAGE_SIZE, (pages - half) * PAGE_SIZE);
+  for (let p = 0; p < half; p++) t.check(r0 + p * PAGE_SIZE, tagOf(me, 1, 0, p), `child ${me}: region 0 page ${p}`);
+  for (let p = 0; p < pages; p++)
+    t.check(
+      r1 + p * PAGE_SIZE,
+      p < half ? tagOf(me, 1, 1, p) : tagOf(parent, version, 1, p),
+      `child ${me}: region 1 page ${p}`,
+    );
+  if (t.bad > 0) libc.dprintf(2, 'fork-stress: %d bad page(s); first: %s\n', t.bad, t.first ?? '');
+  return Math.min(255, t.bad);
+}
+
+/**
+ * A child that must die: it makes region 0 read-only and writes to it. Its lines are still shared
+ * copy-on-write with the parent, and the write must be SIGSEGV (the mapping forbids it), not a COW break.
+ */
+function crash(u: UserContext): number {
+  const r0 = u.mmu.load64(kCtl + C_REGION);
+  u.sys.mprotect(r0, PAGE_SIZE, PROT_READ);
+  u.mmu.store8(r0, 1);
+  return 0;
+}
+
+/** Pages a child verifies when it exits 0 (steps 1 to 3 above). */
+const childPages = (pages: number): number => 2 * pages + pages + Math.floor(pages / 2) + pages;
+
+function main(u: UserContext, argv: string[]): number {
+  const o = parseForkStressArgs(argv);
+  if (typeof o === 'string') throw new UserSignal(SIGABRT, 0, `fork-stress: ${o}`);
+  const m = u.mmu;
+  const libc = Libc.init(u);
+  const c = u.sys.mmap(kCtl, PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+  if (c !== kCtl) throw new UserSignal(SIGABRT, 0, `fork-stress: mmap of the control page failed (${c})`);
+  const len = o.pages * PAGE_SIZE;
+  const region = [mapRegion(u, o.pages), mapRegion(u, o.pages)];
+  m.store64(kCtl + C_ARENA, libc.stateVa);
+  m.store32(kCtl + C_PARENT, u.pid);
+  m.store32(kCtl + C_PAGES, o.pages);
+  const t = new Tags(u);
+  const status = mapRegion(u, 1);
+  const deadline = o.seconds > 0 ? performance.now() + o.seconds * 1000 : Infinity;
+  const rep: ForkStressReport = {
+    kind: 'fork-stress',
+    forks: 0,
+    reaped: 0,
+    childFailures: 0,
+    pagesVerified: 0,
+    mismatches: 0,
+    selfChecks: [],
+  };
+  // wait4's edges, and a child killed by a signal: a write to a read-only page it shares by COW
+  if (u.sys.wait4(-1, status, 0) !== -ECHILD) rep.selfChecks.push('wait4 with no child did not return -ECHILD');
+  m.store64(kCtl + C_REGION, at(region, 0));
+  t.write(at(region, 0), tagOf(u.pid, 0, 0, 0)); // present, so the child shares its line
+  const doomed = u.sys.fork('crash', 0);
+  const got = doomed > 0 ? u.sys.wait4(doomed, status, 0) : doomed;
+  if (got !== doomed || m.load32(status) !== wTermSig(SIGSEGV))
+    rep.selfChecks.push(
+      `the crashing child: wait4 gave ${got}, status 0x${m.load32(status).toString(16)} (want SIGSEGV)`,
+    );
+  if (u.sys.wait4(doomed, status, WNOHANG) !== -ECHILD) rep.selfChecks.push('a reaped child was reaped again');
+  let live = 0;
+  const reap = (options: number): boolean => {
+    const pid = u.sys.wait4(-1, status, options);
+    if (pid === 0) return false;
+    if (pid < 0) throw new UserSignal(SIGABRT, 0, `fork-stress: wait4 failed (${pid})`);
+    live--;
+    rep.reaped++;
+    if (m.load32(status) === 0) rep.pagesVerified += childPages(o.pages);
+    else {
+      rep.childFailures++;
+      libc.dprintf(2, 'fork-stress: child %d ended with wait status 0x%x\n', pid, m.load32(status));
+    }
+    return true;
+  };
+  for (let version = 1; ; version++) {
+    for (let r = 0; r < 2; r++) {
+      const base = at(region, r);
+      for (let p = 0; p < o.pages; p++) {
+        if (
+          version > 1 &&
+          t.check(base + p * PAGE_SIZE, tagOf(u.pid, version - 1, r, p), `root: region ${r} page ${p}`)
+        )
+          rep.pagesVerified++;
+        t.write(base + p * PAGE_SIZE, tagOf(u.pid, version, r, p));
+      }
+      m.store64(kCtl + C_REGION + 8 * r, base);
+    }
+    if ((o.iterations > 0 && rep.forks >= o.iterations) || performance.now() >= deadline) break;
+    while (live >= o.procs) reap(0);
+    const pid = u.sys.fork('child', version);
+    if (pid < 0) throw new UserSignal(SIGABRT, 0, `fork-stress: fork failed (${pid})`);
+    live++;
+    rep.forks++;
+    while (live > 0 && reap(WNOHANG));
+    if (version % 3 === 0) region[version % 2] = moveRegion(u, at(region, version % 2), len);
+  }
+  while (live > 0) reap(0);
+  rep.mismatches = t.bad;
+  if (t.first !== undefined) rep.firstMismatch = t.first;
+  u.report(rep);
+  libc.printf(
+    'fork-stress: %d forks, %d children reaped (%d failed), %d pages verified, %d bad\n',
+    rep.forks,
+    rep.reaped,
+    rep.childFailures,
+    rep.pagesVerified,
+    rep.mismatches,
+  );
+  return rep.childFailures > 0 || rep.mismatches > 0 || rep.selfChecks.length > 0 ? 1 : 0;
+}
+
+export const forkStress: Program = { name: 'fork-stress', main, threads: { child, crash } };
