@@ -54,7 +54,7 @@ import {
 } from '../kernel/layout.ts';
 import { S } from '../kernel/stats.ts';
 import { downWrite, upWrite } from '../kernel/sync.ts';
-import { EAGAIN, ENOMEM, PAGE_SIZE, SIGCHLD } from '../uapi/abi.ts';
+import { EAGAIN, EINTR, ENOMEM, PAGE_SIZE, SIGCHLD } from '../uapi/abi.ts';
 import type { Kern } from './kern.ts';
 import { lockLineUnderPtl } from './mm.ts';
 import { getPcache, unlockPcache } from './pcache/meta.ts';
@@ -128,6 +128,8 @@ export function publishTask(sh: Shared, tid: number): void {
  */
 export function doFork(k: Kern, entryIndex: number, arg: number): number {
   const sh = k.sh;
+  // copy_process: a fatal signal already pending makes no new process (the syscall never returns)
+  if (sh.mm.load(k.mmSlot, kMmKilled) !== 0) return -EINTR;
   if (!reserveTask(sh)) return -EAGAIN;
   const pid = allocTid(sh);
   if (pid < 0) {
