@@ -36,6 +36,7 @@ import {
 import { UserSignal, type Program, type UserContext } from '../../uapi/program.ts';
 import { Libc, SIGABRT } from '../libc.ts';
 import { at } from '../../lib/at.ts';
+import { intArg } from './args.ts';
 
 export interface ForkStressOptions {
   procs: number;
@@ -74,10 +75,8 @@ export function parseForkStressArgs(argv: readonly string[]): ForkStressOptions 
     if (a === '--iterations') forksGiven = true;
     const spec = ints[a];
     if (spec === undefined) return `unknown argument "${a}" (${kUsage})`;
-    const val = argv[++i];
-    const n = Number(val);
-    if (val === undefined || !/^\d+$/.test(val) || n < spec.min || n > spec.max)
-      return `${a} ${val ?? ''} must be an integer from ${spec.min} to ${spec.max}`.replace('  ', ' ');
+    const n = intArg(a, argv[++i], spec.min, spec.max);
+    if (typeof n === 'string') return n;
     o[spec.key] = n;
   }
   if (o.seconds > 0 && !forksGiven) o.iterations = 0; // a time budget alone: as many forks as fit

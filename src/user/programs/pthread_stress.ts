@@ -26,6 +26,7 @@ import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE, ETIMEDOUT
 import { UserSignal, type Program, type UserContext } from '../../uapi/program.ts';
 import { Libc, SIGABRT } from '../libc.ts';
 import { at } from '../../lib/at.ts';
+import { intArg } from './args.ts';
 
 export interface PthreadStressOptions {
   threads: number;
@@ -98,10 +99,8 @@ export function parsePthreadStressArgs(argv: readonly string[]): PthreadStressOp
     }
     const spec = ints[a];
     if (spec === undefined) return `unknown argument "${a}" (${kUsage})`;
-    const val = argv[++i];
-    const n = Number(val);
-    if (val === undefined || !/^\d+$/.test(val) || n < spec.min || n > spec.max)
-      return `${a} ${val ?? ''} must be an integer from ${spec.min} to ${spec.max}`.replace('  ', ' ');
+    const n = intArg(a, argv[++i], spec.min, spec.max);
+    if (typeof n === 'string') return n;
     o[spec.key] = n;
   }
   return o;
