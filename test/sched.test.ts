@@ -30,6 +30,8 @@ interface CpuRow {
 }
 const perCpu = (j: { stats: unknown }) => (j.stats as { perCpu: CpuRow[] }).perCpu;
 const total = (rows: CpuRow[], k: keyof CpuRow) => rows.reduce((n, r) => n + r[k], 0);
+/** a command line as the shell would split it (no quoting needed here) */
+const argv = (line: string): string[] => line.split(' ');
 
 describe('the scheduler: tasks are not CPUs', () => {
   it('word_count with 8 threads on 2 CPUs: the count is verified, and the CPUs switched between tasks', async () => {
@@ -72,22 +74,7 @@ describe('the scheduler: tasks are not CPUs', () => {
     { timeout: 300_000 },
     async () => {
       const { r, j } = await runJson(
-        [
-          'run',
-          'pthread-stress',
-          '--cpus',
-          '2',
-          '--threads',
-          '12',
-          '--capacity',
-          '1',
-          '--iterations',
-          '5000',
-          '--items',
-          '5000',
-          '--heartbeat',
-          '5',
-        ],
+        argv('run pthread-stress --cpus 2 --threads 12 --capacity 1 --iterations 5000 --items 5000 --heartbeat 5'),
         {},
         240_000,
       );
@@ -105,20 +92,7 @@ describe('the scheduler: tasks are not CPUs', () => {
   // on 1 of 3 runs of this command; runCli's timeout turns a hang into a failure here.
   it('3 threads yielding on 2 CPUs: every requeued task is stolen or picked, none waits for ever', async () => {
     const { r, j } = await runJson(
-      [
-        'run',
-        'pthread-stress',
-        '--cpus',
-        '2',
-        '--threads',
-        '3',
-        '--iterations',
-        '0',
-        '--items',
-        '0',
-        '--yields',
-        '20000',
-      ],
+      argv('run pthread-stress --cpus 2 --threads 3 --iterations 0 --items 0 --yields 20000'),
       {},
       60_000,
     );

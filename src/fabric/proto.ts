@@ -61,6 +61,11 @@ export type BrkReq = z.infer<typeof zBrkReq>;
 /** p2m_fork_struct {pid (the header), tgid, parent_tgid, clone_flags, comm} */
 export const zForkReq = z.object({ parentTgid: z.number().int(), cloneFlags: z.number().int(), comm: z.string() });
 export type ForkReq = z.infer<typeof zForkReq>;
+/** The vm_flags bits (include/linux/mm.h) that P reads in fork_vmainfo; M's VMA layer uses the same. */
+export const VM_SHARED = 0x8;
+export const VM_MAYWRITE = 0x20;
+/** is_cow_mapping: private and may be written */
+export const isCowMapping = (vmFlags: number): boolean => (vmFlags & (VM_SHARED | VM_MAYWRITE)) === VM_MAYWRITE;
 /** fork_reply_struct: the child's VMAs as fork_vmainfo {vm_start, vm_end, vm_flags} */
 export const zForkReply = z.object({ vmas: z.array(z.tuple([z.number(), z.number(), z.number()])) });
 export type ForkReply = z.infer<typeof zForkReply>;

@@ -18,7 +18,7 @@
 // the rmap pool exhausted a line is not shared: its data goes to M for the child (P2M_PCACHE_FLUSH
 // under the child's pid) and the child faults the page in.
 import { P2M_FORK, P2M_PCACHE_FLUSH } from '../fabric/opcodes.ts';
-import { zForkReply, type ForkReq } from '../fabric/proto.ts';
+import { isCowMapping, zForkReply, type ForkReq } from '../fabric/proto.ts';
 import {
   _PAGE_ACCESSED,
   _PAGE_COW,
@@ -64,13 +64,6 @@ import { allocTid, abandonTid } from './pid.ts';
 import { flushTlbMmRange, tlbGatherEnd, tlbGatherStart } from './tlb.ts';
 
 const PMD_SIZE = 2 ** 21;
-/** vm_flags bits fork looks at (include/linux/mm.h; M sends them in fork_vmainfo) */
-const VM_SHARED = 0x8;
-const VM_MAYWRITE = 0x20;
-
-/** is_cow_mapping: private and may be written */
-export const isCowMapping = (vmFlags: number): boolean => (vmFlags & (VM_SHARED | VM_MAYWRITE)) === VM_MAYWRITE;
-
 /**
  * mm_alloc for process `pid`: claim a free mm slot (CAS of kMmPid), give it a PGD and reset its
  * words; kMmUsers = 1 (the process's first thread). -1 if every slot is in use.

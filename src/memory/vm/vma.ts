@@ -42,6 +42,7 @@ import {
   TASK_SIZE,
 } from '../../uapi/abi.ts';
 import { hexPad } from '../../lib/text.ts';
+import { VM_MAYWRITE, VM_SHARED } from '../../fabric/proto.ts';
 import { at } from '../../lib/at.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -87,14 +88,14 @@ export const LEGACY_MAP_MASK =
   MAP_HUGE_2MB |
   MAP_HUGE_1GB;
 
-// VM_* bits (include/linux/mm.h). Bits that carry a Linux name have Linux's value.
+// VM_* bits (include/linux/mm.h). Bits that carry a Linux name have Linux's value. VM_SHARED and
+// VM_MAYWRITE are defined with the fork message that carries them to P (fabric/proto.ts).
+export { VM_MAYWRITE, VM_SHARED };
 export const VM_NONE = 0x0;
 export const VM_READ = 0x1;
 export const VM_WRITE = 0x2;
 export const VM_EXEC = 0x4;
-export const VM_SHARED = 0x8;
 export const VM_MAYREAD = 0x10;
-export const VM_MAYWRITE = 0x20;
 export const VM_MAYEXEC = 0x40;
 export const VM_MAYSHARE = 0x80;
 export const VM_GROWSDOWN = 0x100;

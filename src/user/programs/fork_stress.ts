@@ -6,8 +6,8 @@
 // main (the root) maps two private regions of P pages. Each round it verifies every page of both
 // against the tags it wrote last, writes a new version of them all, then forks a child (up to N
 // alive at once; past that it first reaps one with wait4), and every third round moves a region with
-// mremap, so lines still shared with children move too. A tag is (owner pid, version, region, page),
-// 8 bytes at three places of each page, independent of where the page is mapped.
+// mremap, so lines still shared with children move too. A tag is (writer pid, version, region, page)
+// in the whole-page format of script/tags.ts, independent of where the page is mapped.
 // The child starts knowing only the version its parent wrote before the fork (the fork argument: not
 // memory, so an oracle the kernel cannot corrupt). It verifies that both regions hold exactly that
 // version (nothing the parent wrote after the fork shows through), writes its own tags over region 0
@@ -36,6 +36,7 @@ import {
 import { UserSignal, type Program, type UserContext } from '../../uapi/program.ts';
 import { Libc, SIGABRT } from '../libc.ts';
 import { at } from '../../lib/at.ts';
+import { decodePageTag, describePageContent, writeTaggedPage, type PageTag } from './script/tags.ts';
 import { intArg } from './args.ts';
 
 export interface ForkStressOptions {
@@ -84,14 +85,21 @@ export function parseForkStressArgs(argv: readonly string[]): ForkStressOptions 
   return o;
 }
 
-/** A page's tag: owner pid < 2^8, version < 2^20, region < 2^4, page < 2^12 (below 2^44). */
-const tagOf = (owner: number, version: number, region: number, page: number): number =>
-  (owner % 256) * 2 ** 36 + (version % 2 ** 20) * 2 ** 16 + region * 2 ** 12 + page;
-const kTagOffsets = [0, 2048, PAGE_SIZE - 8];
-
-function describeTag(t: number): string {
-  return `pid ${Math.floor(t / 2 ** 36)} version ${Math.floor(t / 2 ** 16) % 2 ** 20} region ${Math.floor(t / 2 ** 12) % 16} page ${t % 4096}`;
-}
+/**
+ * A page's tag, in the page format the scenarios and mremap-stress use (script/tags.ts: a whole page,
+ * self-describing and checksummed, independent of where it is mapped): the writer's pid as the
+ * thread, the version as the generation (descriptions name the region by its number, 0 or 1).
+ */
+const tagOf = (owner: number, version: number, region: number, page: number): PageTag => ({
+  region,
+  page,
+  generation: version,
+  thread: owner,
+});
+const kRegionNames = new Map([
+  [0, '0'],
+  [1, '1'],
+]);
 
 // The control page, at a fixed address (private, so a child reads the copy of fork time): the libc
 // arena, the parent's pid, the region size and the regions' addresses.
@@ -104,20 +112,27 @@ const C_REGION = 16; // u64 × 2: region addresses
 class Tags {
   bad = 0;
   first: string | undefined;
+  private readonly buf = new Uint8Array(PAGE_SIZE);
   constructor(private readonly u: UserContext) {}
-  write(va: number, tag: number): void {
-    for (const off of kTagOffsets) this.u.mmu.store64(va + off, tag);
+  write(va: number, tag: PageTag): void {
+    writeTaggedPage(this.u.mmu, va, tag);
   }
-  check(va: number, want: number, what: string): boolean {
-    for (const off of kTagOffsets) {
-      const got = this.u.mmu.load64(va + off);
-      if (got !== want) {
-        this.bad++;
-        this.first ??= `${what} at 0x${(va + off).toString(16)}: holds ${describeTag(got)} (0x${got.toString(16)}), expected ${describeTag(want)}`;
-        return false;
-      }
-    }
-    return true;
+  check(va: number, want: PageTag, what: string): boolean {
+    this.u.mmu.read(va, this.buf);
+    const c = decodePageTag(this.buf);
+    const t = c.kind === 'tag' ? c.tag : undefined;
+    if (
+      c.kind === 'tag' &&
+      c.intact &&
+      t?.region === want.region &&
+      t.page === want.page &&
+      t.generation === want.generation &&
+      t.thread === want.thread
+    )
+      return true;
+    this.bad++;
+    this.first ??= `${what} at 0x${va.toString(16)}: holds ${describePageContent(c, kRegionNames)}, expected region ${want.region} page ${want.page} generation ${want.generation} written by pid ${want.thread}`;
+    return false;
   }
 }
 
