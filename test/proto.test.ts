@@ -62,7 +62,11 @@ describe('fabric bodies decode through their schemas', () => {
 describe('M answers a malformed request -EINVAL and logs why', () => {
   const run = (opcode: number, body: unknown): { status: number; log: string[] } => {
     const log: string[] = [];
-    const env = { printk: (_level: string, msg: string) => log.push(msg) } as unknown as Env;
+    const env = {
+      printk: (_level: string, msg: string) => log.push(msg),
+      bugs: new Set(),
+      sh: { geo: { nrSets: 64 } },
+    } as unknown as Env;
     const mem = new Memory(env, undefined, 1 << 20);
     const bytes = msgpack.encode(body);
     const req: IncomingRequest = {
@@ -71,6 +75,7 @@ describe('M answers a malformed request -EINVAL and logs why', () => {
       pid: 7,
       flags: 0,
       vaddr: 0,
+      shm: 0,
       mbox: mailbox(),
       hasPage: false,
       bodyLen: bytes.length,
@@ -98,7 +103,11 @@ describe('M answers a malformed request -EINVAL and logs why', () => {
 
   it('P2M_MMAP on a live process with a length that is not a number; a good one then succeeds', () => {
     const log: string[] = [];
-    const env = { printk: (_level: string, msg: string) => log.push(msg) } as unknown as Env;
+    const env = {
+      printk: (_level: string, msg: string) => log.push(msg),
+      bugs: new Set(),
+      sh: { geo: { nrSets: 64 } },
+    } as unknown as Env;
     const mem = new Memory(env, undefined, 1 << 20);
     const send = (opcode: number, body: unknown): number => {
       const bytes = msgpack.encode(body);
@@ -112,6 +121,7 @@ describe('M answers a malformed request -EINVAL and logs why', () => {
           pid: 7,
           flags: 0,
           vaddr: 0,
+          shm: 0,
           mbox: m,
           hasPage: false,
           bodyLen: bytes.length,

@@ -25,8 +25,11 @@ const traceFiles = readdirSync(TRACES)
   .sort();
 /** Shipped scenarios that are meant to end in a fatal signal rather than succeed. */
 const FATAL_TRACES = ['segfault.jsonl'];
-/** Scenarios that test the real kernel's address-space layout and mmap flags, which the fake does not model. */
-const REAL_KERNEL_ONLY = ['mmap-flags.jsonl'];
+/**
+ * Scenarios that test the real kernel's address-space layout, mmap flags and shared pages (aliases,
+ * colour), which the fake does not model.
+ */
+const REAL_KERNEL_ONLY = ['mmap-flags.jsonl', 'shared-alias.jsonl'];
 const passingTraces = traceFiles.filter((f) => !FATAL_TRACES.includes(f) && !REAL_KERNEL_ONLY.includes(f));
 const readTrace = (f: string): string => readFileSync(join(TRACES, f), 'utf8');
 

@@ -66,6 +66,7 @@ function request(
     pid: opts.pid ?? 1,
     flags: 0,
     vaddr: 0,
+    shm: 0,
     mbox,
     hasPage: opts.data !== undefined,
     bodyLen: encoded?.length ?? 0,

@@ -40,6 +40,7 @@ import {
   kMboxPayloadBytes,
   kMboxPayloadOff,
   kMboxPid,
+  kMboxShm,
   kMboxReplyLen,
   kMboxReqLen,
   kMboxSrc,
@@ -138,6 +139,8 @@ export class MalformedMessage extends Error {
 export interface Reply<T> {
   status: number;
   aux: number;
+  /** the reply's shared-page tag word (P2M_PCACHE_MISS of a shared page), 0 otherwise */
+  shm: number;
   /** the reply body decoded through the schema sendReply was given; undefined without a body or a schema */
   body: T | undefined;
   /** the mailbox (reply page at mbox.page when the reply carries one) */
@@ -151,6 +154,8 @@ export interface SendOpts {
   vaddr?: number;
   /** hot-path request flags (e.g. the fault's write bit), carried in a header word */
   flags?: number;
+  /** hot-path shared-page tag (P2M_PCACHE_FLUSH of a shared page), carried in a header word */
+  shm?: number;
 }
 
 /** The requester side: ibapi_send_reply for one context. */
@@ -196,6 +201,7 @@ export class Fabric {
     h.set(kMboxDst, dst);
     h.set(kMboxPid, opts.pid ?? 0);
     h.set(kMboxAux, opts.flags ?? 0);
+    h.set(kMboxShm, opts.shm ?? 0);
     m.vaddr = opts.vaddr ?? 0;
     h.set(kMboxReqLen, opts.payload === undefined ? 0 : m.writePayload(opts.payload));
     bytesOut += h.get(kMboxReqLen);
@@ -234,6 +240,7 @@ export class Fabric {
     return {
       status: h.get(kMboxStatus),
       aux: h.get(kMboxAux),
+      shm: h.get(kMboxShm),
       body:
         replyLen > 0 && reply
           ? m.readPayload(replyLen, reply, `${opInfo(dst, opcode, this.fromMemory).name} reply from node ${dst}`)
@@ -262,6 +269,8 @@ export interface IncomingRequest {
   pid: number;
   flags: number;
   vaddr: number;
+  /** the hot-path shared-page tag word (P2M_PCACHE_FLUSH of a shared page), 0 otherwise */
+  shm: number;
   mbox: Mailbox;
   hasPage: boolean;
   /** bytes of the msgpack body, 0 if the request has none */
@@ -271,8 +280,11 @@ export interface IncomingRequest {
 }
 
 export interface ReplyWriter {
-  /** reply with status/aux, an optional msgpack body, an optional 4 KiB page (copied raw) */
-  reply(status: number, aux?: number, body?: unknown, page?: Uint8Array | null): void;
+  /**
+   * reply with status/aux, an optional msgpack body, an optional 4 KiB page (copied raw) and the
+   * shared-page tag word (0 = a private page)
+   */
+  reply(status: number, aux?: number, body?: unknown, page?: Uint8Array | null, shm?: number): void;
 }
 
 /**
@@ -333,6 +345,7 @@ function dispatchOne(
     pid: h.get(kMboxPid),
     flags: h.get(kMboxAux),
     vaddr: m.vaddr,
+    shm: h.get(kMboxShm),
     mbox: m,
     hasPage: h.get(kMboxPageIn) === 1,
     bodyLen: reqLen,
@@ -345,9 +358,10 @@ function dispatchOne(
   };
   let replied = false;
   const out: ReplyWriter = {
-    reply(status, aux = 0, body, page) {
+    reply(status, aux = 0, body, page, shm = 0) {
       h.set(kMboxStatus, status);
       h.set(kMboxAux, aux);
+      h.set(kMboxShm, shm);
       h.set(kMboxReplyLen, body === undefined ? 0 : m.writePayload(body));
       if (page) {
         m.page.set(page);

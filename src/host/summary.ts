@@ -47,6 +47,8 @@ export interface MachineStats {
   mremap: { psetSame: number; psetDiff: number; pagesMoved: number };
   /** FUTEX_WAITs that queued, waiters a FUTEX_WAKE unqueued, and waiters that unqueued themselves at their timeout */
   futex: { waits: number; woken: number; timedOut: number };
+  /** shared pages on P: fills that mapped an alias's line, alias-scan retries, write-backs at unmap */
+  shared: { aliasFills: number; retries: number; zapFlushes: number; evictions: number };
   /**
    * per CPU (splitkern top): faults and syscalls of the tasks that ran there; context switches, time
    * slices used up (preemptions), sched_yields, migrations onto it; times it went lazy (idle keeping
@@ -132,6 +134,12 @@ export function collectStats(sh: Shared): MachineStats {
       pagesMoved: sum(S.mremap_move_pages),
     },
     futex: { waits: sum(S.futex_wait), woken: sum(S.futex_wake), timedOut: sum(S.futex_timedout) },
+    shared: {
+      aliasFills: sum(S.nr_pcache_fill_shm_alias),
+      retries: sum(S.nr_pcache_fill_shm_retry),
+      zapFlushes: sum(S.nr_shm_zap_flush),
+      evictions: sum(S.nr_shm_evict),
+    },
     perCpu,
     bugs,
   };
@@ -172,6 +180,11 @@ export function formatStats(st: MachineStats): string {
   out.push(
     `mremap: ${st.mremap.pagesMoved} pages moved, PCACHE_MREMAP_PSET_SAME ${st.mremap.psetSame}, PCACHE_MREMAP_PSET_DIFF ${st.mremap.psetDiff}`,
   );
+  const sharedSeen = st.shared.aliasFills + st.shared.retries + st.shared.zapFlushes + st.shared.evictions;
+  if (sharedSeen > 0)
+    out.push(
+      `shared pages: ${st.shared.aliasFills} fills mapped an alias's line, ${st.shared.retries} alias-scan retries, ${st.shared.evictions} lines evicted, ${st.shared.zapFlushes} written back at unmap`,
+    );
   out.push('sched:');
   out.push(
     `  ${'cpu'.padEnd(5)} ${'switches'.padStart(9)} ${'preempted'.padStart(9)} ${'yields'.padStart(7)} ${'migrated'.padStart(8)} ${'lazy tlb'.padStart(8)} ${'leave_mm'.padStart(8)} ${'faults'.padStart(8)} ${'syscalls'.padStart(8)}`,

@@ -19,6 +19,7 @@ export const BUG_FLAGS = [
   'tlb-shootdown-skip',
   'brk-shrink-no-zap',
   'cpuhp-missing',
+  'shared-no-colour',
 ] as const;
 export type BugFlag = (typeof BUG_FLAGS)[number];
 

@@ -238,8 +238,14 @@ export const META = region('pcmeta', 8, {
   kMetaPrev: { at: 4, guard: 'set lock: LRU / free-list link, line index + 1, 0 = none' },
   kMetaNext: { at: 5, guard: 'set lock: LRU / free-list link, line index + 1, 0 = none' },
   kMetaList: { at: 6, guard: 'set lock: which list the line is on (kListNone/Free/Lru)' },
+  kMetaShm: {
+    at: 7,
+    guard:
+      "set lock: the shared M page this line caches (M's shm tag), 0 = private; set by the fill before any PTE maps the line, cleared by __put_pcache, so stable while a PTE maps it",
+  },
 });
-export const { kMetaFlags, kMetaRef, kMetaMapcount, kMetaRmapHead, kMetaPrev, kMetaNext, kMetaList } = indices(META);
+export const { kMetaFlags, kMetaRef, kMetaMapcount, kMetaRmapHead, kMetaPrev, kMetaNext, kMetaList, kMetaShm } =
+  indices(META);
 export const kMetaStride = META.stride;
 export const kListNone = 0;
 export const kListFree = 1;
@@ -271,6 +277,11 @@ export const SET = region('pcset', 16 + kEvictEntries, {
   kSetLruTail: { at: 3, guard: 'set lock: LRU tail (oldest), line + 1' },
   kSetNrLru: { at: 4, guard: 'set lock (Atomics.add, so the checker reads a whole value)' },
   kSetNrFree: { at: 5, guard: 'set lock (Atomics.add, so the checker reads a whole value)' },
+  kSetShmGen: {
+    at: 6,
+    guard:
+      'set lock (Atomics.add + notify): bumped when a line caching a shared page leaves the set (its data in M); read by the fill before P2M_PCACHE_MISS',
+  },
   kSetNrEviction: { at: 7, guard: 'set lock (Atomics.add + notify); read lockless by pset_find_eviction' },
   kSetNrVictims: { at: 12, guard: 'victim lock (kCtlVictimLock): victims tagged with this set' },
   kSetEvictPidBase: {
@@ -286,6 +297,7 @@ export const {
   kSetLruTail,
   kSetNrLru,
   kSetNrFree,
+  kSetShmGen,
   kSetNrEviction,
   kSetNrVictims,
   kSetEvictPidBase,
@@ -686,6 +698,10 @@ export const MBOX_HDR = region('mailbox header', 16, {
   kMboxStatus: { at: 8, guard: 'receiver, before publishing: reply status (0 or -errno)' },
   kMboxAux: { at: 9, guard: 'requester (request flags) before posting; receiver (reply aux) before publishing' },
   kMboxPid: { at: 10, guard: "requester, before posting: the request's pid" },
+  kMboxShm: {
+    at: 11,
+    guard: 'receiver (P2M_PCACHE_MISS reply) or requester (P2M_PCACHE_FLUSH): the shared page tag, 0 = private page',
+  },
 });
 export const {
   kMboxState,
@@ -699,6 +715,7 @@ export const {
   kMboxStatus,
   kMboxAux,
   kMboxPid,
+  kMboxShm,
 } = indices(MBOX_HDR);
 export const kMboxHeaderWords = MBOX_HDR.stride;
 export const MBOX_F = region('mailbox floats', 4, {

@@ -67,6 +67,11 @@ export const OTHER_EVENTS = [
   'nr_fork',
   'nr_fork_ptes',
   'nr_fork_rmap_fallback',
+  // shared pages (pcache/fault.ts alias scan; write-back of a zapped dirty shared mapping, mm.ts)
+  'nr_pcache_fill_shm_alias',
+  'nr_pcache_fill_shm_retry',
+  'nr_shm_zap_flush',
+  'nr_shm_evict',
 ] as const;
 
 /**
@@ -82,6 +87,7 @@ export const BUG_EVENTS = [
   'nr_bug_tlb_shootdown_skip',
   'nr_bug_brk_shrink_no_zap',
   'nr_bug_cpuhp_missing',
+  'nr_bug_shared_no_colour',
 ] as const;
 export const bugStatName = (flag: BugFlag): (typeof BUG_EVENTS)[number] =>
   `nr_bug_${flag.replace(/-/g, '_')}` as (typeof BUG_EVENTS)[number];

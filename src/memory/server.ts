@@ -39,69 +39,14 @@ import {
 } from '../fabric/proto.ts';
 import { kNodeMemory, kNodeStorage } from '../kernel/layout.ts';
 import { EACCES, EEXIST, EFAULT, EINVAL, ENOMEM, ENOSYS, ESRCH, PAGE_SIZE } from '../uapi/abi.ts';
-import { LegoMm, type Vma } from './vm/mm.ts';
+import { LegoMm, VM_MAYSHARE, type Vma } from './vm/mm.ts';
+import { Dram } from './dram.ts';
+import { ShmemRegistry, type ShmKey } from './shmem.ts';
 
 /** Where the kernel's top-down mmap area starts: the first 0x7e000-byte mmap lands at 0x7fffe5788000. */
 export const kMmapBase = 0x7fffe5806000;
 export const kStackTop = 0x7ffffffff000;
 export const kBrkStart = 0x602000;
-const kChunkFrames = 4096; // DRAM is allocated in 16 MiB chunks as it is used
-
-/**
- * M's DRAM: frames of 4 KiB, allocated on first touch. A frame is counted once per page table that
- * maps it (page_count): fork shares every page of the parent with the child (copy_page_range), and
- * the last release recycles it.
- */
-export class Dram {
-  private readonly chunks: Uint8Array[] = [];
-  private readonly free: number[] = [];
-  private readonly refs: Uint32Array;
-  private next = 0;
-  readonly maxFrames: number;
-  constructor(bytes: number) {
-    this.maxFrames = Math.floor(bytes / PAGE_SIZE);
-    this.refs = new Uint32Array(this.maxFrames);
-  }
-  get used(): number {
-    return this.next - this.free.length;
-  }
-  alloc(): number {
-    const f = this.free.pop();
-    if (f !== undefined) {
-      this.page(f).fill(0);
-      this.refs[f] = 1;
-      return f;
-    }
-    if (this.next >= this.maxFrames) return -1;
-    const n = this.next++;
-    if (n % kChunkFrames === 0)
-      this.chunks.push(new Uint8Array(Math.min(kChunkFrames, this.maxFrames - n) * PAGE_SIZE));
-    this.refs[n] = 1;
-    return n;
-  }
-  /** get_page: one more page table maps frame f */
-  get(f: number): number {
-    this.refs[f] = (this.refs[f] ?? 0) + 1;
-    return f;
-  }
-  /** page_count */
-  count(f: number): number {
-    return this.refs[f] ?? 0;
-  }
-  /** put_page: the frame goes back to the free list with its last reference */
-  release(f: number): void {
-    const n = this.count(f);
-    if (n === 0) throw new Error(`memory: frame ${f} released with no reference`);
-    this.refs[f] = n - 1;
-    if (n === 1) this.free.push(f);
-  }
-  page(f: number): Uint8Array {
-    const c = this.chunks[Math.floor(f / kChunkFrames)];
-    if (c === undefined) throw new RangeError(`memory: frame ${f} was never allocated`);
-    const o = (f % kChunkFrames) * PAGE_SIZE;
-    return c.subarray(o, o + PAGE_SIZE);
-  }
-}
 
 interface Proc {
   pid: number;
@@ -114,11 +59,38 @@ interface Proc {
   why: 'munmap' | 'brk' | 'mmap-fixed' | 'mremap';
 }
 
+/** The shared object a VMA maps, if it is a shared mapping: its shmem segment, or its file. */
+function sharedKey(v: Vma): ShmKey | undefined {
+  if (v.shmemId !== undefined) return `shm:${v.shmemId}`;
+  if (v.file && v.flags & VM_MAYSHARE) return `file:${v.file.path}`;
+  return undefined;
+}
+
+/** The page offset of `va` in the object a VMA maps. */
+const pgoffOf = (v: Vma, va: number): number => v.pgoff + Math.floor((va - v.start) / PAGE_SIZE);
+
 export class Memory {
   readonly procs = new Map<number, Proc>();
   readonly dram: Dram;
+  readonly shmem: ShmemRegistry;
   readonly zeroPage = new Uint8Array(PAGE_SIZE);
-  stats = { miss: 0, missZero: 0, missFile: 0, flush: 0, flushFail: 0, forks: 0, cowBreak: 0 };
+  stats = {
+    miss: 0,
+    missZero: 0,
+    missFile: 0,
+    missShared: 0,
+    flush: 0,
+    flushFail: 0,
+    flushShared: 0,
+    forks: 0,
+    cowBreak: 0,
+    shmFreed: 0,
+  };
+  /**
+   * The colour of shared mappings (vma.ts shmColour): the pcache's set span, so that every alias of
+   * a shared page indexes one set; 0 under bug shared-no-colour (LegoOS M's get_unmapped_area).
+   */
+  private readonly shmColour: number;
 
   constructor(
     readonly env: Env,
@@ -126,6 +98,8 @@ export class Memory {
     memoryBytes: number,
   ) {
     this.dram = new Dram(memoryBytes);
+    this.shmem = new ShmemRegistry(this.dram);
+    this.shmColour = env.bugs.has('shared-no-colour') ? 0 : env.sh.geo.nrSets * PAGE_SIZE;
   }
 
   /**
@@ -191,6 +165,9 @@ export class Memory {
       mmapBase: kMmapBase,
       brkStart: kBrkStart,
       stackTop: kStackTop,
+      shmColour: this.shmColour,
+      newShmemId: () => this.shmem.newShmemId(),
+      onUncolouredShared: this.env.bugs.has('shared-no-colour') ? () => this.env.bugRan('shared-no-colour') : undefined,
       hooks: {
         movePages: (o, n, len) => this.movePages(proc, o, n, len),
         zapPages: (s, len) => this.zapPages(proc, s, len),
@@ -248,6 +225,7 @@ export class Memory {
     const vmas: Array<[number, number]> = p.mm.vmas.map((v: Vma) => [v.start, v.end]);
     for (const f of p.pages.values()) this.dram.release(f);
     this.procs.delete(req.pid);
+    this.collectShared();
     const reply: ExitReply = { vmas };
     out.reply(0, 0, reply);
   }
@@ -273,6 +251,7 @@ export class Memory {
       if (!(e instanceof RangeError)) throw e;
       ret = -EINVAL; // a non-integer argument: the C ABI could not have carried it
     }
+    if (p.ops.some((o) => o.op === 'zap')) this.collectShared();
     const reply: AsReply = { ret, ops: p.ops };
     p.ops = [];
     out.reply(ret < 0 ? ret : 0, 0, reply);
@@ -319,7 +298,11 @@ export class Memory {
     p.ops.push({ op: 'zap', start, len, why: p.why });
   }
 
-  /** handle_p2m_pcache_miss: the page at vaddr, with the VMA's protection in aux. */
+  /**
+   * handle_p2m_pcache_miss: the page at vaddr, with the VMA's protection in aux. A page of a shared
+   * mapping is the object's own frame, and the reply carries its tag (the shm word), so that P caches
+   * it in one line however many addresses map it.
+   */
   private pcacheMiss(req: IncomingRequest, out: ReplyWriter): void {
     this.stats.miss++;
     const p = this.procs.get(req.pid);
@@ -336,45 +319,81 @@ export class Memory {
     }
     const vma = p.mm.findVma(va);
     if (!vma) throw new Error(`memory: no VMA at 0x${va.toString(16)} after access() allowed it`);
+    const key = sharedKey(vma);
+    if (key !== undefined) {
+      this.stats.missShared++;
+      const pgoff = pgoffOf(vma, va);
+      let page = this.shmem.lookup(key, pgoff);
+      if (!page) {
+        page = this.shmem.create(key, pgoff);
+        if (!page) return this.outOfMemory(p, va, out);
+        if (vma.file && this.readFilePage(vma.file.path, vma.file.size, pgoff * PAGE_SIZE, page.frame) < 0) {
+          this.shmem.drop(key, pgoff);
+          out.reply(-EFAULT);
+          return;
+        }
+      }
+      out.reply(0, vma.prot, undefined, this.dram.page(page.frame), page.tag);
+      return;
+    }
     const vpn = Math.floor(va / PAGE_SIZE);
     let f = p.pages.get(vpn);
     if (f === undefined) {
       // First touch: a zero page, or the file's bytes for a file-backed VMA (MAP_PRIVATE: M's copy
       // then diverges from the file).
       f = this.dram.alloc();
-      if (f < 0) {
-        this.env.printk(
-          'error',
-          `memory: out of memory: ${this.dram.maxFrames} frames in use (--memory); pid ${p.pid} addr 0x${va.toString(16)}`,
-        );
-        out.reply(-ENOMEM);
-        return;
-      }
+      if (f < 0) return this.outOfMemory(p, va, out);
       p.pages.set(vpn, f);
       if (vma.file) {
         this.stats.missFile++;
-        const off = vma.pgoff * PAGE_SIZE + (vpn * PAGE_SIZE - vma.start);
-        if (off < vma.file.size) {
-          if (!this.fab) throw new Error('memory: a file mapping without a storage component');
-          const rep = this.fab.sendReply(kNodeStorage, M2S_READ, {
-            payload: { path: vma.file.path, offset: off } satisfies M2sReadReq,
-          });
-          if (rep.status < 0) {
-            p.pages.delete(vpn);
-            this.dram.release(f);
-            out.reply(-EFAULT);
-            return;
-          }
-          this.dram.page(f).set(rep.mbox.page);
+        if (this.readFilePage(vma.file.path, vma.file.size, pgoffOf(vma, va) * PAGE_SIZE, f) < 0) {
+          p.pages.delete(vpn);
+          this.dram.release(f);
+          out.reply(-EFAULT);
+          return;
         }
       } else this.stats.missZero++;
     }
     out.reply(0, vma.prot, undefined, this.dram.page(f));
   }
 
-  /** handle_p2m_flush_one: store a written-back line; -EFAULT if no VMA maps it any more. */
+  private outOfMemory(p: Proc, va: number, out: ReplyWriter): void {
+    this.env.printk(
+      'error',
+      `memory: out of memory: ${this.dram.maxFrames} frames in use (--memory); pid ${p.pid} addr 0x${va.toString(16)}`,
+    );
+    out.reply(-ENOMEM);
+  }
+
+  /** M2S_READ of the file's page at byte offset `off` into frame f (past the end: the zeroes stay). */
+  private readFilePage(path: string, size: number, off: number, f: number): number {
+    if (off >= size) return 0;
+    if (!this.fab) throw new Error('memory: a file mapping without a storage component');
+    const rep = this.fab.sendReply(kNodeStorage, M2S_READ, { payload: { path, offset: off } satisfies M2sReadReq });
+    if (rep.status < 0) return rep.status;
+    this.dram.page(f).set(rep.mbox.page);
+    return 0;
+  }
+
+  /**
+   * handle_p2m_flush_one: store a written-back line; -EFAULT if no VMA maps it any more. A shared
+   * line is written back by its tag (the shm word) into its object's frame, wherever it is mapped
+   * now; -EFAULT once no mapping of the object is left (nobody can read it again).
+   */
   private pcacheFlush(req: IncomingRequest, out: ReplyWriter): void {
     this.stats.flush++;
+    if (req.shm !== 0) {
+      this.stats.flushShared++;
+      const frame = this.shmem.frameOfTag(req.shm);
+      if (frame === undefined) {
+        this.stats.flushFail++;
+        out.reply(-EFAULT);
+        return;
+      }
+      this.dram.page(frame).set(req.mbox.page);
+      out.reply(0);
+      return;
+    }
     const p = this.procs.get(req.pid);
     const va = req.vaddr;
     if (!p) {
@@ -382,9 +401,19 @@ export class Memory {
       out.reply(-ESRCH);
       return;
     }
-    if (!p.mm.findVma(va)) {
+    const vma = p.mm.findVma(va);
+    if (!vma) {
       this.stats.flushFail++;
       out.reply(-EFAULT);
+      return;
+    }
+    const key = sharedKey(vma);
+    const shared = key === undefined ? undefined : this.shmem.lookup(key, pgoffOf(vma, va));
+    if (shared) {
+      // a shared page written back by address (P tags every line it fills from a shared mapping,
+      // so only a line filled before the mapping became shared could get here)
+      this.dram.page(shared.frame).set(req.mbox.page);
+      out.reply(0);
       return;
     }
     const vpn = Math.floor(va / PAGE_SIZE);
@@ -407,6 +436,18 @@ export class Memory {
     }
     this.dram.page(f).set(req.mbox.page);
     out.reply(0);
+  }
+
+  /** Free the shared objects no process maps any more (after an unmap or an exit). */
+  private collectShared(): void {
+    if (this.shmem.size === 0) return;
+    const live = new Set<ShmKey>();
+    for (const p of this.procs.values())
+      for (const v of p.mm.vmas) {
+        const key = sharedKey(v);
+        if (key !== undefined) live.add(key);
+      }
+    this.stats.shmFreed += this.shmem.collect(live);
   }
 }
 

@@ -28,6 +28,7 @@ import {
   kCtlLiveThreads,
   kCtlSpawnHead,
   kMaxProcs,
+  kMetaShm,
   kMaxTasks,
   kMmCpumask,
   kMmFaultAddr,
@@ -223,7 +224,8 @@ function pcacheCopyOnePte(k: Kern, ptep: number, cptep: number, va: number, pid:
       // data M does not have yet, so it goes to M under the child's pid first.
       if (pte & _PAGE_DIRTY) {
         const page = sh.pcdata.subarray(sh.lineOffset(line), sh.lineOffset(line) + PAGE_SIZE);
-        k.fab.sendReply(kNodeMemory, P2M_PCACHE_FLUSH, { pid, vaddr: va, page });
+        const shm = sh.meta.load(line, kMetaShm); // a shared page is written back by its tag
+        k.fab.sendReply(kNodeMemory, P2M_PCACHE_FLUSH, { pid, vaddr: va, page, shm });
       }
       k.env.stat(S.nr_fork_rmap_fallback);
       unlockPcache(sh, line);

@@ -5,7 +5,8 @@
 // the line lock by trylock or by lockLineUnderPtl's drop-and-retake (never a blocking line lock under
 // a PTE lock); with both dropped, the TLB flush, the deferred putPcache of each zapped line (the set
 // lock when it frees) and victimInvalidateRange (the victim lock, kCtlVictimLock). Called on the CPU's
-// own thread.
+// own thread. A dirty PTE of a shared page is written back (P2M_PCACHE_FLUSH by tag) while its line
+// and PTE locks are held, as the fill holds its PTE lock across P2M_PCACHE_MISS.
 import {
   _PAGE_ACCESSED,
   _PAGE_COW,
@@ -15,8 +16,11 @@ import {
   _PAGE_RW,
   _PAGE_USER,
   kMetaMapcount,
+  kMetaShm,
   kMmPgd,
+  kNodeMemory,
 } from '../kernel/layout.ts';
+import { P2M_PCACHE_FLUSH } from '../fabric/opcodes.ts';
 import { S } from '../kernel/stats.ts';
 import { PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE } from '../uapi/abi.ts';
 import type { Kern } from './kern.ts';
@@ -62,10 +66,23 @@ export function lockLineUnderPtl(
 }
 
 /**
+ * Write back a shared line whose dirty PTE is being zapped (line and PTE locked). P2M_PCACHE_FLUSH
+ * by tag: M writes the page's frame wherever it is mapped; -EFAULT means no mapping of the object is
+ * left anywhere (this was the last one), and nobody can read the page again.
+ */
+function shmZapFlush(k: Kern, line: number, va: number): void {
+  const sh = k.sh;
+  const data = sh.pcdata.subarray(sh.lineOffset(line), sh.lineOffset(line) + PAGE_SIZE);
+  const shm = sh.meta.load(line, kMetaShm);
+  const rep = k.fab.sendReply(kNodeMemory, P2M_PCACHE_FLUSH, { pid: k.pid, vaddr: va, page: data, shm });
+  if (rep.status === 0) k.env.stat(S.nr_shm_zap_flush);
+}
+
+/**
  * release_pgtable(start, end) = unmap_page_range + free_pgd_range: zap every PTE, drop its rmap, and
  * free the lines only after the TLB flush (a line freed before the flush can be reused while another
- * CPU still writes through a stale TLB entry: bug `free-before-flush`). Dirty data is discarded, as
- * munmap/exit discard it (zap_pte_range).
+ * CPU still writes through a stale TLB entry: bug `free-before-flush`). Dirty private data is
+ * discarded, as munmap/exit discard it (zap_pte_range); a dirty shared page is written back to M.
  */
 export function releasePgtable(k: Kern, start: number, end: number): void {
   const sh = k.sh;
@@ -113,7 +130,10 @@ export function releasePgtable(k: Kern, start: number, end: number): void {
           );
         } else {
           // The PTE is cleared only when its rmap is found (7207dd02).
-          sh.pgtable.store(ptep, 0);
+          const old = sh.pgtable.xchg(ptep, 0);
+          // A shared page outlives this mapping: its dirty data goes to M before the PTE that knew
+          // it was dirty is gone (the line's other mappings, if any, may be clean).
+          if (old & _PAGE_DIRTY && sh.meta.load(line, kMetaShm) !== 0) shmZapFlush(k, line, va);
           pcacheRemoveRmapLocked(k, line, r);
           k.env.sched('zap:pte_cleared');
           if (earlyFree) {
@@ -161,10 +181,12 @@ export function changeProtection(k: Kern, start: number, end: number, prot: numb
         ptlLock(k.env, ptep);
         let pte = sh.pgtable.load(ptep);
         if (pteMapped(pte)) {
-          // A line another process still maps (after fork) gets write permission as _PAGE_COW: the
-          // first write copies it (pcache_do_wp_page). mapcount can only grow by a fork of this mm,
-          // which our mmap_sem excludes.
-          const shared = sh.meta.load(pteLine(pte), kMetaMapcount) > 1;
+          // A private line another process still maps (after fork) gets write permission as _PAGE_COW:
+          // the first write copies it (pcache_do_wp_page). A private line's mapcount can only grow by
+          // a fork of this mm, which our mmap_sem excludes. A line of a shared page (shm tag, stable
+          // while this PTE maps it) is written in place by every mapping.
+          const line = pteLine(pte);
+          const shared = sh.meta.load(line, kMetaMapcount) > 1 && sh.meta.load(line, kMetaShm) === 0;
           const wr = (prot & PROT_WRITE) === 0 ? 0 : shared ? _PAGE_COW : _PAGE_RW;
           // by CAS (ptep_modify_prot_start/commit): another CPU's MMU may set _PAGE_DIRTY meanwhile
           for (;;) {

@@ -23,6 +23,7 @@
 import { P2M_PCACHE_FLUSH } from '../fabric/opcodes.ts';
 import {
   _PAGE_DIRTY,
+  kMetaShm,
   kMmMovingEnd,
   kMmMovingStart,
   kMmPgd,
@@ -347,13 +348,18 @@ function pcacheMovePteSlowpathHead(c: MoveCtx, pte: number): number {
 function attachSlowpath(k: Kern, d: Detached, bounce: Uint8Array): void {
   const sh = k.sh;
   bounce.set(sh.pcdata.subarray(sh.lineOffset(d.line), sh.lineOffset(d.line) + PAGE_SIZE));
+  const shm = sh.meta.load(d.line, kMetaShm); // read before the put below may free the line
+  const dirty = (d.pte & _PAGE_DIRTY) !== 0;
+  const leaveToM = (): void => {
+    if (dirty) k.fab.sendReply(kNodeMemory, P2M_PCACHE_FLUSH, { pid: k.pid, vaddr: d.newVa, page: bounce, shm });
+  };
+  if (shm !== 0 && dirty) leaveToM(); // before the old line, which other aliases may map, can go
   pcacheRemoveRmapLocked(k, d.line, d.r);
   unlockPcache(sh, d.line);
   putPcache(k, d.line);
-  const dirty = (d.pte & _PAGE_DIRTY) !== 0;
-  const leaveToM = (): void => {
-    if (dirty) k.fab.sendReply(kNodeMemory, P2M_PCACHE_FLUSH, { pid: k.pid, vaddr: d.newVa, page: bounce });
-  };
+  // A shared page is not copied into the new set: another alias of it may be cached there already,
+  // so its next touch refills it from M through the alias scan (fault.ts).
+  if (shm !== 0) return;
   const nl = pcacheAlloc(k, d.newVa, 2 * sh.geo.ways);
   if (nl < 0) {
     leaveToM();

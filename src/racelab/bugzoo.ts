@@ -157,6 +157,22 @@ export const BUGS: BugEntry[] = [
     // target takes smp_call_function_single's on-stack csd, which cfd_data does not touch)
     repro: ['mremap-stress', '--cpus', '3', '--iterations', '300', '--watchdog', '3'],
   },
+  {
+    name: 'shared-no-colour',
+    story:
+      "LegoOS M places every mapping with x86's arch_get_unmapped_area (managers/memory/vm/mmap.c: info.align_mask = 0, a MAP_FIXED address returned unchecked), which x86 can afford because its caches are physically indexed. The pcache is virtually indexed: two addresses of one shared page that index different sets are two lines, and a write through one is not seen through the other. sparc64 Linux, whose D-cache is virtually indexed, colours shared mappings in arch_get_unmapped_area (arch/sparc/kernel/sys_sparc_64.c, COLOR_ALIGN to SHMLBA) and refuses a MAP_FIXED shared address of the wrong colour with -EINVAL.",
+    path: "src/memory/vm/vma.ts getUnmappedArea: a MAP_SHARED mapping is placed as x86 places it, without colouredUnmappedArea (M's shmColour 0, src/memory/server.ts); P's alias scan (src/processor/pcache/fault.ts shmFindAlias) is the same, and finds nothing in the other set",
+    symptom:
+      'a second view of a shared page (mremap(old, 0, new_len) of a shared mapping, or a MAP_FIXED one) indexes another pcache set: a write through one view reads as zeros or an older version through the other',
+    detector:
+      'data oracle (fork-stress names the alias it read through); shm-alias check (--check): a shared page cached in two lines',
+    signature: {
+      kind: 'oracle',
+      facts: ['view=alias'],
+      describe: 'a shared page written through one address holds something else when read through its alias',
+    },
+    repro: ['fork-stress', '--iterations', '3'],
+  },
 ];
 
 export const BUG_NAMES: readonly BugFlag[] = BUGS.map((b) => b.name);

@@ -92,6 +92,8 @@ export function oracleFacts(message: string): string[] {
   else if (/MISMATCH against an independent count/.test(message)) facts.push('got=wrong-count');
   else if (/MISMATCH at offset/.test(message)) facts.push('got=wrong-bytes');
   else facts.push('got=other');
+  // fork-stress names the second view of a shared page it read through
+  if (/\balias\b/.test(message)) facts.push('view=alias');
   return facts;
 }
 

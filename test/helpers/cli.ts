@@ -65,6 +65,7 @@ export interface JsonSummary {
     faults: { total: number; segfaults: number };
     syscalls: Record<string, number>;
     futex: { waits: number; woken: number; timedOut: number };
+    shared: { aliasFills: number; retries: number; zapFlushes: number; evictions: number };
   };
 }
 

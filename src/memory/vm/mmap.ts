@@ -182,7 +182,7 @@ export class Mmap extends Munmap {
     const first = this.findVmaIntersection(addr, end);
     if (first && addr > first.start && end < first.end && this.list.length >= this.maxMapCount) return -ENOMEM;
     if (first) this.removeRange(addr, end, true);
-    const shmemId = shmem ? this.nextShmemId++ : undefined;
+    const shmemId = shmem ? this.newShmemId() : undefined;
     this.insertVma(makeVma(addr, end, vmFlags, pgoff, file, shmemId));
     this.mergeRange(addr, end);
     return addr;

@@ -200,6 +200,17 @@ export interface LegoMmOptions {
    * 2 MiB boundary (thp_get_unmapped_area), as Linux does with THP compiled in.
    */
   thpAlign?: boolean;
+  /**
+   * The colour of shared mappings, in bytes (0 = none, the default, as x86 Linux and LegoOS place
+   * them): a MAP_SHARED mapping is placed so that addr - pgoff * PAGE_SIZE is a multiple of it, and a
+   * MAP_FIXED one that is not gets -EINVAL (sparc64 arch_get_unmapped_area, COLOR_ALIGN / SHMLBA).
+   * M gives the pcache's set span, so every alias of a shared page indexes the same pcache set.
+   */
+  shmColour?: number;
+  /** Called when a shared mapping is placed without the colour rule (shmColour 0): bug shared-no-colour. */
+  onUncolouredShared?: () => void;
+  /** Identities of new shmem objects, unique across processes (default: a counter of this mm's own). */
+  newShmemId?: () => number;
 }
 
 export type RemapType = 'noresize' | 'shrink' | 'expand';
@@ -323,10 +334,13 @@ export class VmaTree {
   readonly stackRlimit: number;
   readonly memlockRlimit: number;
   readonly thpAlign: boolean;
+  readonly shmColour: number;
 
   protected readonly list: Vma[] = [];
   protected readonly hooks: MmHooks | undefined;
   protected nextShmemId = 1;
+  protected readonly newShmemId: () => number;
+  private readonly onUncolouredShared: (() => void) | undefined;
 
   constructor(opts: LegoMmOptions) {
     this.mmapBase = pageAlignDown(opts.mmapBase);
@@ -340,6 +354,10 @@ export class VmaTree {
     this.stackRlimit = opts.stackRlimit ?? DEFAULT_RLIMIT_STACK;
     this.memlockRlimit = opts.memlockRlimit ?? DEFAULT_RLIMIT_MEMLOCK;
     this.thpAlign = opts.thpAlign ?? true;
+    this.shmColour = opts.shmColour ?? 0;
+    if (this.shmColour % PAGE_SIZE !== 0 || this.shmColour < 0) throw new RangeError('bad shmColour');
+    this.newShmemId = opts.newShmemId ?? (() => this.nextShmemId++);
+    this.onUncolouredShared = opts.onUncolouredShared;
     if (this.stackTop > TASK_SIZE || this.stackTop < INITIAL_STACK_SIZE) throw new RangeError('bad stackTop');
     // setup_arg_pages(): VM_STACK_FLAGS = VM_GROWSDOWN | VM_DATA_DEFAULT_FLAGS (| VM_ACCOUNT)
     const start = this.stackTop - INITIAL_STACK_SIZE;
@@ -586,12 +604,39 @@ export class VmaTree {
     return ret + offSub;
   }
 
+  /**
+   * sparc64 arch_get_unmapped_area_topdown's colour rule for a shared mapping (SHMLBA = shmColour):
+   * a MAP_FIXED address must have the colour of pgoff; a hint is moved up to it (COLOR_ALIGN); the
+   * search asks vm_unmapped_area for align_mask = shmColour - PAGE_SIZE, align_offset = pgoff << 12.
+   */
+  protected colouredUnmappedArea(addr: number, len: number, pgoff: number, flags: number): number {
+    const span = this.shmColour;
+    const off = mod(pgoff * PAGE_SIZE, span);
+    if (flags & MAP_FIXED) return mod(addr - off, span) === 0 ? addr : -EINVAL;
+    if (addr) {
+      addr = Math.ceil(addr / span) * span + off; // COLOR_ALIGN(addr, pgoff)
+      if (TASK_SIZE - len >= addr && this.hintFree(addr, len)) return addr;
+    }
+    const pad = len + span - PAGE_SIZE;
+    const top = this.unmappedAreaTopdown(pad, Math.max(PAGE_SIZE, this.mmapMinAddr), this.mmapBase);
+    if (!isErr(top)) {
+      const a = top + pad - len; // the highest fit in the gap, moved down to the colour
+      return a - mod(a - off, span);
+    }
+    const bottom = this.unmappedArea(pad, Math.max(this.mmapLegacyBase, this.mmapMinAddr), TASK_SIZE);
+    return isErr(bottom) ? bottom : bottom + mod(off - bottom, span);
+  }
+
   /** mm/mmap.c __get_unmapped_area */
   protected getUnmappedArea(target: MapTarget, addr: number, len: number, pgoff: number, flags: number): number {
     // Careful about overflows..
     if (len > TASK_SIZE) return -ENOMEM;
     let a: number;
-    if (target.file) {
+    const shared = (flags & MAP_SHARED) !== 0;
+    if (shared && this.shmColour === 0) this.onUncolouredShared?.();
+    if (shared && this.shmColour > 0) {
+      a = this.colouredUnmappedArea(addr, len, pgoff, flags);
+    } else if (target.file) {
       // Regular files on Linux's disk filesystems (ext4, xfs) use thp_get_unmapped_area.
       a = this.thpAlign
         ? this.thpGetUnmappedArea(addr, len, pgoff, flags)

@@ -8,7 +8,9 @@
 //                               rmap.page_table, and that PTE maps this line      (report_bad_rmap text)
 //   pte-without-rmap        (2) every mapped PTE of a live mm has its rmap (owner, VA, slot) on its line
 //   line-mapped-twice       (2, 8) no line is mapped twice in one address space (two PTEs, or two rmaps
-//                               of one owner on a line)
+//                               of one owner on a line), unless it caches a shared page (its aliases)
+//   shm-alias               no two lines cache the same shared page (one shm tag): a write through one
+//                               alias would not be seen through the other; no free line keeps a tag
 //   mapcount-mismatch       (3, 4) mapcount == |rmaps|, PC_valid <=> mapcount > 0, refcount == mapcount on
 //                               the LRU; also a corrupt rmap list (cycle, freed or foreign rmap)
 //   cow-writable            a line with several rmaps, one PTE of them write-protected for copy-on-
@@ -43,6 +45,7 @@ import {
   kMetaPrev,
   kMetaRef,
   kMetaRmapHead,
+  kMetaShm,
   kMmPgd,
   kMmPid,
   kPtrsPerTable,
@@ -85,6 +88,7 @@ export type InvariantKind =
   | 'line-mapped-twice'
   | 'mapcount-mismatch'
   | 'cow-writable'
+  | 'shm-alias'
   | 'set-index'
   | 'free-line-state'
   | 'set-conservation'
@@ -163,6 +167,7 @@ class QuiescentChecker {
     this.checkSets();
     this.checkLines();
     this.checkRmaps();
+    this.checkShmAliases();
     for (const mm of this.mms) this.checkPageTable(mm);
     this.checkEvictionLists();
     for (const [kind, n] of this.perKind) {
@@ -390,6 +395,7 @@ class QuiescentChecker {
         if (ref !== 0) why.push('nonzero _refcount');
         if (flags !== 0) why.push('PCACHE_FLAGS_CHECK_AT_FREE flag(s) set');
         if (this.meta(line, kMetaRmapHead) !== 0) why.push('nonempty rmap list');
+        if (this.meta(line, kMetaShm) !== 0) why.push('shared-page tag left');
         if (why.length) {
           const comm = this.k.comm || this.k.env.name;
           this.report('free-line-state', {
@@ -429,6 +435,7 @@ class QuiescentChecker {
       const rmaps = at(this.lineRmaps, line);
       const set = sh.setOfLine(line);
       const owners = new Set<number>();
+      const shm = this.meta(line, kMetaShm);
       let cow = 0;
       const writable: string[] = [];
       for (const r of rmaps) {
@@ -443,7 +450,7 @@ class QuiescentChecker {
             text: `${this.prefix()} rmap ${r} of pcache line ${line} (set ${set}): pid ${v.owner} address ${hex(v.address)} indexes set ${sh.setOfAddr(v.address)}`,
           });
         }
-        if (owners.has(v.owner))
+        if (owners.has(v.owner) && shm === 0)
           this.lineMappedTwice(
             line,
             v.owner,
@@ -477,6 +484,32 @@ class QuiescentChecker {
           text: `${this.prefix()} pcache line ${line} (set ${set}) is shared by ${rmaps.length} mappings, ${cow} of them copy-on-write, and writable by ${writable.join(', ')}`,
         });
       }
+    }
+  }
+
+  /** shm-alias: one line per shared page (free lines are checked by free-line-state). */
+  private checkShmAliases(): void {
+    const sh = this.sh;
+    const byTag = new Map<number, number>();
+    const where = (line: number): string =>
+      at(this.lineRmaps, line)
+        .map((r) => `pid ${sh.rmap.get(r, kRmapOwner)} at ${hex(sh.rmapAddr.get(r))}`)
+        .join(', ') || 'no mapping';
+    for (let line = 0; line < this.nrLines; line++) {
+      const tag = this.meta(line, kMetaShm);
+      if (tag === 0 || this.foundOn[line] === kListFree) continue;
+      const first = byTag.get(tag);
+      if (first === undefined) {
+        byTag.set(tag, line);
+        continue;
+      }
+      const [s1, s2] = [sh.setOfLine(first), sh.setOfLine(line)];
+      this.report('shm-alias', {
+        line,
+        set: s2,
+        facts: [`sets=${s1 === s2 ? 'same' : 'differ'}`],
+        text: `${this.prefix()} shared page ${tag} is cached twice: pcache line ${first} (set ${s1}; ${where(first)}) and line ${line} (set ${s2}; ${where(line)}): a write through one alias is not seen through the other`,
+      });
     }
   }
 
@@ -552,7 +585,8 @@ class QuiescentChecker {
     }
     const first = mapped.get(line);
     if (first === undefined) mapped.set(line, va);
-    else this.lineMappedTwice(line, mm.pid, `is mapped twice by pid ${mm.pid}: at ${hex(first)} and ${hex(va)}`, va);
+    else if (this.meta(line, kMetaShm) === 0)
+      this.lineMappedTwice(line, mm.pid, `is mapped twice by pid ${mm.pid}: at ${hex(first)} and ${hex(va)}`, va);
   }
 
   // ---- per-set eviction lists (11) ------------------------------------------------------------

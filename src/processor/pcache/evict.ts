@@ -14,6 +14,7 @@ import {
   kMetaMapcount,
   kMetaPrev,
   kMetaRef,
+  kMetaShm,
   kMmSem,
   kNodeMemory,
   kRmapFlags,
@@ -197,18 +198,22 @@ export function pcacheEvictLine(k: Kern, set: number): number {
     tlbGatherEnd(k, ownerSlot);
     sh.rmap.or(r, kRmapFlags, PCACHE_RMAP_reserved);
   }
-  // Write back (pcache_flush_one): one P2M_PCACHE_FLUSH per mapping.
+  // Write back (pcache_flush_one): one P2M_PCACHE_FLUSH per mapping; a shared page once, by its tag.
   const data = sh.pcdata.subarray(sh.lineOffset(line), sh.lineOffset(line) + PAGE_SIZE);
+  const shm = sh.meta.load(line, kMetaShm);
+  if (shm !== 0) k.env.stat(S.nr_shm_evict);
   if (dirty) {
     sh.meta.or(line, kMetaFlags, PC_writeback);
-    for (const r of rmaps) {
+    for (const r of shm !== 0 ? rmaps.slice(0, 1) : rmaps) {
       const v = rmapView(sh, r);
-      const rep = k.fab.sendReply(kNodeMemory, P2M_PCACHE_FLUSH, { pid: v.owner, vaddr: v.address, page: data });
+      const rep = k.fab.sendReply(kNodeMemory, P2M_PCACHE_FLUSH, { pid: v.owner, vaddr: v.address, page: data, shm });
       k.env.stat(rep.status < 0 ? S.nr_clflush_fail : S.nr_clflush);
     }
     sh.meta.and(line, kMetaFlags, ~PC_writeback);
   } else k.env.stat(S.nr_clflush_clean_skipped);
-  const only = rmaps.length === 1 ? rmaps[0] : undefined;
+  // The victim cache is keyed by (pid, address): a shared page, which other addresses may map, stays
+  // out of it (its fill must go through M's tag and the alias scan).
+  const only = rmaps.length === 1 && shm === 0 ? rmaps[0] : undefined;
   if (sh.geo.victims > 0 && only !== undefined) {
     const v = rmapView(sh, only);
     victimInsert(k, set, v.owner, v.address, data, gen, writable);

@@ -4,6 +4,12 @@
 //   in the address's set (evicting if full) -> victim cache -> P2M_PCACHE_MISS -> copy 4 KiB into the
 //   line -> set PTE -> add rmap. The MMU then refills its TLB from the new PTE.
 // Unlike LegoOS, a fault takes P's mmap_sem for read, so it serialises with mremap/munmap on P.
+// A page of a shared mapping (M's reply carries its shm tag) is cached in one line per set however
+// many addresses map it: the fill maps the line of the set already tagged with the page, if there is
+// one (shmFindAlias). M colours shared mappings so that every alias of a page indexes the same set,
+// which makes the pcache physically tagged for shared pages, as sparc64's D-cache is. The alias scan
+// takes the set lock under the PTE lock: every set-lock holder only trylocks a line or a PTE lock
+// beneath it, so this cannot close a cycle.
 import { P2M_PCACHE_MISS } from '../../fabric/opcodes.ts';
 import {
   _PAGE_ACCESSED,
@@ -11,12 +17,16 @@ import {
   _PAGE_DIRTY,
   _PAGE_PROTNONE,
   _PAGE_RW,
+  kMetaFlags,
   kMetaMapcount,
+  kMetaShm,
   kMmAsChanges,
   kMmKilled,
   kMmSem,
   kNodeMemory,
   kSetNrEviction,
+  kSetShmGen,
+  PC_valid,
   RMAP_COW,
   RMAP_FILL_PAGE_REMOTE,
   RMAP_VICTIM_FILL,
@@ -26,9 +36,16 @@ import { downRead, upRead } from '../../kernel/sync.ts';
 import { EACCES, ENOMEM, PAGE_SIZE, PROT_WRITE } from '../../uapi/abi.ts';
 import type { Kern } from '../kern.ts';
 import { pcacheAlloc } from './alloc.ts';
-import { putPcache, unlockPcache } from './meta.ts';
+import { getPcache, lockSet, putPcache, trylockPcache, unlockPcache, unlockSet } from './meta.ts';
 import { psetFindEviction } from './perset.ts';
-import { findRmap, pcacheAddRmap, pcacheRemoveRmapLocked, rmapReserve, rmapUnreserve } from './rmap.ts';
+import {
+  findRmap,
+  pcacheAddRmap,
+  pcacheAddRmapLocked,
+  pcacheRemoveRmapLocked,
+  rmapReserve,
+  rmapUnreserve,
+} from './rmap.ts';
 import { victimTryFill } from './victim.ts';
 import { pteLine, pteMapped, ptlLock, ptlUnlock, walk, mkPte } from '../pgtable.ts';
 import { lockLineUnderPtl } from '../mm.ts';
@@ -43,6 +60,37 @@ export const FAULT_KILLED = 4; // the process is being killed by a fatal signal 
 export const FAULT_OOM_REMOTE = 5; // the memory component has no DRAM left for the page (P2M_PCACHE_MISS -ENOMEM)
 
 const WP_RETRY = -1;
+const SHM_RETRY = -2;
+
+/**
+ * The alias scan of a shared page's fill, under the set lock: the line of this set that already
+ * caches the page (`tag`) is returned locked, with a reference taken for the new mapping; if there is
+ * none, `line` (fresh, not yet mapped) is tagged with the page and returned. SHM_RETRY: a line of the
+ * page is busy (being filled, unmapped or evicted), or one left the set since the fill read `gen0`
+ * before asking M, so its write-back may be newer than the copy M sent.
+ */
+function shmFindAlias(k: Kern, set: number, line: number, tag: number, gen0: number): number {
+  const sh = k.sh;
+  lockSet(k, set);
+  try {
+    if (sh.set.load(set, kSetShmGen) !== gen0) return SHM_RETRY;
+    for (let w = 0; w < sh.geo.ways; w++) {
+      const l = set + w * sh.geo.nrSets;
+      if (l === line || sh.meta.get(l, kMetaShm) !== tag) continue;
+      if (!trylockPcache(sh, l)) return SHM_RETRY;
+      if ((sh.meta.load(l, kMetaFlags) & PC_valid) === 0) {
+        unlockPcache(sh, l); // tagged but not mapped: being filled, or unmapped and about to be freed
+        return SHM_RETRY;
+      }
+      getPcache(sh, l);
+      return l;
+    }
+    sh.meta.set(line, kMetaShm, tag);
+    return line;
+  } finally {
+    unlockSet(k, set);
+  }
+}
 
 /**
  * pcache_do_wp_page: a write to a PTE write-protected for copy-on-write (_PAGE_COW). The only mapping
@@ -206,6 +254,7 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
       k.env.stat(S.nr_pcache_fill_from_victim);
     } else {
       // The fill RPC runs under the PTE lock, as in LegoOS (fill_func inside common_do_fill_page).
+      const gen0 = sh.set.load(set, kSetShmGen);
       const rep = k.fab.sendReply(kNodeMemory, P2M_PCACHE_MISS, { pid, vaddr: page, flags: write ? 1 : 0 });
       if (rep.status < 0) {
         ptlUnlock(k.env, ptep);
@@ -213,8 +262,34 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
         if (rep.status === -ENOMEM) return FAULT_OOM_REMOTE;
         return rep.status === -EACCES ? FAULT_SIGSEGV_ACCERR : FAULT_SIGSEGV_MAPERR;
       }
-      sh.pcdata.set(rep.mbox.page, sh.lineOffset(line));
       writable = (rep.aux & PROT_WRITE) !== 0;
+      const alias = rep.shm !== 0 ? shmFindAlias(k, set, line, rep.shm, gen0) : line;
+      if (alias === SHM_RETRY) {
+        ptlUnlock(k.env, ptep);
+        giveUp();
+        k.env.stat(S.nr_pcache_fill_shm_retry);
+        k.env.irq();
+        sh.set.wait(set, kSetShmGen, sh.set.load(set, kSetShmGen), 0.2);
+        continue;
+      }
+      if (alias !== line) {
+        // Another address of this shared page is cached in `alias`: map that line here too.
+        if (write && !writable) {
+          unlockPcache(sh, alias);
+          ptlUnlock(k.env, ptep);
+          putPcache(k, alias);
+          giveUp();
+          return FAULT_SIGSEGV_ACCERR;
+        }
+        sh.pgtable.store(ptep, mkPte(alias, writable));
+        pcacheAddRmapLocked(k, alias, rmap, ptep, page, pid, RMAP_FILL_PAGE_REMOTE);
+        unlockPcache(sh, alias);
+        ptlUnlock(k.env, ptep);
+        putPcache(k, line);
+        k.env.stat(S.nr_pcache_fill_shm_alias);
+        return FAULT_OK;
+      }
+      sh.pcdata.set(rep.mbox.page, sh.lineOffset(line));
       k.env.stat(S.nr_pcache_fill_from_memory);
     }
     if (write && !writable) {

@@ -9,7 +9,9 @@
 //   - the set lock (lru_lock, kSetLock) guards the set's free list, LRU list, their counters and the
 //     lines' list links (kMetaPrev/kMetaNext/kMetaList): pushFree, popFree, lruAddHead and lruDel
 //     must be called with it held;
-//   - a line's rmap list is read under the line lock, or in a stopped world (rmapList, rmapView).
+//   - a line's rmap list is read under the line lock, or in a stopped world (rmapList, rmapView);
+//   - a line's shm tag (kMetaShm) is written under the set lock: set by the fill of a shared page
+//     before any PTE maps the line, cleared here in __put_pcache with a bump of the set's kSetShmGen.
 // Lock order (rmap.c FAT NOTE, 933163e8): P's mmap_sem -> set lock (lru_lock) -> pcache line lock
 // -> PTE lock -> leaf locks. The leaf locks take nothing beneath them: the victim cache lock
 // (kCtlVictimLock, which also guards kSetNrVictims), the rmap free-list lock and mm->page_table_lock.
@@ -22,6 +24,9 @@
 //   - the walkers that only test and clear the accessed bit (pcacheReferencedTrylock, rmap.ts: the
 //     LRU second-chance scan, kevict_sweepd) take each PTE lock by trylock (rmap_get_pte_trylock)
 //     and skip a PTE whose lock is busy;
+//   - the fill of a shared page takes the set lock under the PTE lock for its alias scan
+//     (fault.ts shmFindAlias), and only trylocks the alias's line there: no holder of a set lock
+//     waits for a line or a PTE lock (evict_find_line and the sweep only trylock them);
 //   - the fill (fault.ts -> pcacheAddRmap) locks, under the PTE lock, the line it has just allocated.
 //     That line is not PC_valid and no rmap or other PTE reaches it, so the only other holders are
 //     set scans (eviction, kevict_sweepd) that trylock it, see it invalid and drop it at once,
@@ -39,6 +44,7 @@ import {
   kMetaPrev,
   kMetaRef,
   kMetaRmapHead,
+  kMetaShm,
   kRmapCaller,
   kRmapFlags,
   kRmapNext,
@@ -50,6 +56,7 @@ import {
   kSetLruTail,
   kSetNrFree,
   kSetNrLru,
+  kSetShmGen,
   PC_FLAG_NAMES,
   PC_locked,
   PCACHE_FLAGS_CHECK_AT_FREE,
@@ -164,8 +171,16 @@ export function freePcache(k: Kern, line: number): void {
     });
   }
   sh.meta.store(line, kMetaFlags, 0);
+  // A line that cached a shared page leaves: its data is in M now (written back when it was evicted,
+  // or when its dirty PTE was zapped), and a fill that fetched the page before that must fetch again.
+  const shm = sh.meta.get(line, kMetaShm) !== 0;
+  if (shm) {
+    sh.meta.set(line, kMetaShm, 0);
+    sh.set.add(set, kSetShmGen, 1);
+  }
   pushFree(sh, set, line);
   unlockSet(k, set);
+  if (shm) sh.set.notify(set, kSetShmGen);
 }
 
 export function pcFlagsString(f: number): string {

@@ -14,6 +14,14 @@
 // (every page a COW break), mremaps region 1 elsewhere and checks it still holds the parent's version,
 // overwrites half of it, munmaps the second half of region 0, and verifies what is left. It exits 0,
 // or with the number of bad pages (at most 255) after printing the first ones on stderr.
+// A third region is shared (MAP_SHARED|MAP_ANONYMOUS, kSharedPages pages), with a second view of
+// the same pages made by mremap(shared, 0, len, MREMAP_MAYMOVE): the alias. The root first checks
+// that a write through either view is read through the other. Each child owns one page of it (its
+// slot, given in the fork argument with its version): it writes its tag through one view, reads it
+// through the other, makes a third view, writes a newer tag through that, munmaps it and checks the
+// page through the first two. After reaping the child the root reads the slot through its own alias:
+// it must hold what the child wrote last (shared pages are shared across fork). Every fifth round
+// the root replaces its alias with a fresh one.
 // The root stops after F forks (default 200; 0 or --seconds alone: no limit) or S seconds (0: none),
 // reaps every child and reports
 // { kind: 'fork-stress', forks, reaped, childFailures, pagesVerified, mismatches, firstMismatch }.
@@ -23,6 +31,7 @@ import {
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_PRIVATE,
+  MAP_SHARED,
   MREMAP_FIXED,
   MREMAP_MAYMOVE,
   PAGE_SIZE,
@@ -99,7 +108,13 @@ const tagOf = (owner: number, version: number, region: number, page: number): Pa
 const kRegionNames = new Map([
   [0, '0'],
   [1, '1'],
+  [2, 'shared'],
 ]);
+/** The shared region's region number in tags, and its pages: one slot per live child (--procs <= 12). */
+const kShared = 2;
+const kSharedPages = 16;
+/** A child's fork argument: its parent's version and its shared slot. */
+const kSlotsPerVersion = 64;
 
 // The control page, at a fixed address (private, so a child reads the copy of fork time): the libc
 // arena, the parent's pid, the region size and the regions' addresses.
@@ -108,6 +123,8 @@ const C_ARENA = 0; //   u64 libc arena state VA
 const C_PARENT = 8; //  u32 pid of the tags' writer
 const C_PAGES = 12; //  u32 pages per region
 const C_REGION = 16; // u64 × 2: region addresses
+const C_SHARED = 32; // u64: the shared region
+const C_ALIAS = 40; //  u64: its alias (the second view of the same pages)
 
 class Tags {
   bad = 0;
@@ -142,6 +159,22 @@ function mapRegion(u: UserContext, pages: number): number {
   return va;
 }
 
+/** The shared region and a second view of it: mremap(old, 0, len, MREMAP_MAYMOVE) of a shared mapping. */
+function mapShared(u: UserContext): number {
+  const va = u.sys.mmap(0, kSharedPages * PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (va < 0) throw new UserSignal(SIGABRT, 0, `fork-stress: mmap of the shared region failed (${va})`);
+  return va;
+}
+
+function aliasOf(u: UserContext, shared: number): number {
+  const va = u.sys.mremap(shared, 0, kSharedPages * PAGE_SIZE, MREMAP_MAYMOVE, 0);
+  if (va < 0)
+    throw new UserSignal(SIGABRT, shared, `fork-stress: mremap(old_len 0) of the shared region failed (${va})`);
+  return va;
+}
+
+const hexVa = (va: number): string => `0x${va.toString(16)}`;
+
 /** Move a region to a fresh address: map a hole there, then mremap onto it (MREMAP_FIXED-free). */
 function moveRegion(u: UserContext, va: number, len: number): number {
   const hole = u.sys.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -152,7 +185,9 @@ function moveRegion(u: UserContext, va: number, len: number): number {
   return to;
 }
 
-function child(u: UserContext, version: number): number {
+function child(u: UserContext, arg: number): number {
+  const version = Math.floor(arg / kSlotsPerVersion);
+  const slot = arg % kSlotsPerVersion;
   const m = u.mmu;
   const libc = Libc.attach(u, m.load64(kCtl + C_ARENA));
   const parent = m.load32(kCtl + C_PARENT);
@@ -183,8 +218,36 @@ function child(u: UserContext, version: number): number {
       p < half ? tagOf(me, 1, 1, p) : tagOf(parent, version, 1, p),
       `child ${me}: region 1 page ${p}`,
     );
+  sharedSlot(u, t, slot, version);
   if (t.bad > 0) libc.dprintf(2, 'fork-stress: %d bad page(s); first: %s\n', t.bad, t.first ?? '');
   return Math.min(255, t.bad);
+}
+
+/**
+ * The child's page of the shared region: written through one view and read through the other, then
+ * written through a third view that is unmapped at once (a dirty shared page outliving its mapping),
+ * and read through the first two. It leaves generation 2 * version + 1 for the root to find.
+ */
+function sharedSlot(u: UserContext, t: Tags, slot: number, version: number): void {
+  const me = u.pid;
+  const views = [u.mmu.load64(kCtl + C_SHARED), u.mmu.load64(kCtl + C_ALIAS)];
+  const a = at(views, version % 2);
+  const b = at(views, 1 - (version % 2));
+  const off = slot * PAGE_SIZE;
+  const first = tagOf(me, 2 * version, kShared, slot);
+  t.write(a + off, first);
+  t.check(b + off, first, `child ${me}: shared page ${slot} written at ${hexVa(a + off)}, read`);
+  const third = aliasOf(u, at(views, 0));
+  t.check(third + off, first, `child ${me}: shared page ${slot} through a new alias`);
+  const last = tagOf(me, 2 * version + 1, kShared, slot);
+  t.write(third + off, last);
+  u.sys.munmap(third, kSharedPages * PAGE_SIZE);
+  for (const v of views)
+    t.check(
+      v + off,
+      last,
+      `child ${me}: shared page ${slot} written through an unmapped alias at ${hexVa(third + off)}, read`,
+    );
 }
 
 /**
@@ -199,7 +262,7 @@ function crash(u: UserContext): number {
 }
 
 /** Pages a child verifies when it exits 0 (steps 1 to 3 above). */
-const childPages = (pages: number): number => 2 * pages + pages + Math.floor(pages / 2) + pages;
+const childPages = (pages: number): number => 2 * pages + pages + Math.floor(pages / 2) + pages + 4;
 
 function main(u: UserContext, argv: string[]): number {
   const o = parseForkStressArgs(argv);
@@ -215,6 +278,26 @@ function main(u: UserContext, argv: string[]): number {
   m.store32(kCtl + C_PAGES, o.pages);
   const t = new Tags(u);
   const status = mapRegion(u, 1);
+  const shared = mapShared(u);
+  let alias = aliasOf(u, shared);
+  m.store64(kCtl + C_SHARED, shared);
+  m.store64(kCtl + C_ALIAS, alias);
+  // the alias rule: a write through either view is read through the other, at once
+  for (let p = 0; p < kSharedPages; p++) {
+    const off = p * PAGE_SIZE;
+    t.write(shared + off, tagOf(u.pid, 0, kShared, p));
+    t.check(
+      alias + off,
+      tagOf(u.pid, 0, kShared, p),
+      `root: shared page ${p} written at ${hexVa(shared + off)}, read through its alias`,
+    );
+    t.write(alias + off, tagOf(u.pid, 1, kShared, p));
+    t.check(
+      shared + off,
+      tagOf(u.pid, 1, kShared, p),
+      `root: shared page ${p} written through its alias at ${hexVa(alias + off)}, read`,
+    );
+  }
   const deadline = o.seconds > 0 ? performance.now() + o.seconds * 1000 : Infinity;
   const rep: ForkStressReport = {
     kind: 'fork-stress',
@@ -225,6 +308,7 @@ function main(u: UserContext, argv: string[]): number {
     mismatches: 0,
     selfChecks: [],
   };
+  rep.pagesVerified += 2 * kSharedPages - t.bad;
   // wait4's edges, and a child killed by a signal: a write to a read-only page it shares by COW
   if (u.sys.wait4(-1, status, 0) !== -ECHILD) rep.selfChecks.push('wait4 with no child did not return -ECHILD');
   m.store64(kCtl + C_REGION, at(region, 0));
@@ -237,14 +321,24 @@ function main(u: UserContext, argv: string[]): number {
     );
   if (u.sys.wait4(doomed, status, WNOHANG) !== -ECHILD) rep.selfChecks.push('a reaped child was reaped again');
   let live = 0;
+  const slots = new Map<number, { slot: number; version: number }>(); // live child -> its shared page
+  const freeSlots = Array.from({ length: kSharedPages }, (_, i) => kSharedPages - 1 - i);
   const reap = (options: number): boolean => {
     const pid = u.sys.wait4(-1, status, options);
     if (pid === 0) return false;
     if (pid < 0) throw new UserSignal(SIGABRT, 0, `fork-stress: wait4 failed (${pid})`);
     live--;
     rep.reaped++;
-    if (m.load32(status) === 0) rep.pagesVerified += childPages(o.pages);
-    else {
+    const owned = slots.get(pid);
+    if (owned === undefined) throw new UserSignal(SIGABRT, 0, `fork-stress: wait4 returned ${pid}, not a child`);
+    slots.delete(pid);
+    freeSlots.push(owned.slot);
+    if (m.load32(status) === 0) {
+      rep.pagesVerified += childPages(o.pages);
+      const va = alias + owned.slot * PAGE_SIZE;
+      const what = `root: shared page ${owned.slot} of child ${pid}, read through the root's alias`;
+      if (t.check(va, tagOf(pid, 2 * owned.version + 1, kShared, owned.slot), what)) rep.pagesVerified++;
+    } else {
       rep.childFailures++;
       libc.dprintf(2, 'fork-stress: child %d ended with wait status 0x%x\n', pid, m.load32(status));
     }
@@ -265,8 +359,16 @@ function main(u: UserContext, argv: string[]): number {
     }
     if ((o.iterations > 0 && rep.forks >= o.iterations) || performance.now() >= deadline) break;
     while (live >= o.procs) reap(0);
-    const pid = u.sys.fork('child', version);
+    const slot = freeSlots.pop();
+    if (slot === undefined) throw new UserSignal(SIGABRT, 0, 'fork-stress: no free shared slot');
+    if (version % 5 === 0) {
+      u.sys.munmap(alias, kSharedPages * PAGE_SIZE);
+      alias = aliasOf(u, shared);
+      m.store64(kCtl + C_ALIAS, alias);
+    }
+    const pid = u.sys.fork('child', version * kSlotsPerVersion + slot);
     if (pid < 0) throw new UserSignal(SIGABRT, 0, `fork-stress: fork failed (${pid})`);
+    slots.set(pid, { slot, version });
     live++;
     rep.forks++;
     while (live > 0 && reap(WNOHANG));
