@@ -21,8 +21,6 @@ import {
 import { LegoMm, type Vma } from '../src/memory/vm/mm.ts';
 import { Dram } from '../src/memory/dram.ts';
 import { ShmemRegistry } from '../src/memory/shmem.ts';
-import { Memory } from '../src/memory/server.ts';
-import { Mailbox, type IncomingRequest } from '../src/fabric/ibapi.ts';
 import {
   P2M_EXECVE,
   P2M_EXIT,
@@ -33,10 +31,9 @@ import {
   P2M_PCACHE_FLUSH,
   P2M_PCACHE_MISS,
 } from '../src/fabric/opcodes.ts';
-import type { Env } from '../src/kernel/env.ts';
-import { kMboxBytes } from '../src/kernel/layout.ts';
 import { oracleFacts } from '../src/racelab/signature.ts';
 import { runJson } from './helpers/cli.ts';
+import { memoryUnderTest } from './helpers/memory.ts';
 
 const RW = PROT_READ | PROT_WRITE;
 const SPAN = 512 * PAGE_SIZE; // a 16 MiB 8-way pcache: 512 sets
@@ -149,49 +146,6 @@ describe("M's shared objects", () => {
     expect(reg.newShmemId()).not.toBe(id); // ids are not reused across processes
   });
 });
-
-/** M driven as P drives it, one request at a time, with the reply's words captured. */
-function memoryUnderTest(): {
-  mem: Memory;
-  call: (
-    pid: number,
-    opcode: number,
-    body?: unknown,
-    o?: { vaddr?: number; shm?: number; flags?: number; page?: Uint8Array },
-  ) => { status: number; shm: number; body: unknown; page: Uint8Array | undefined };
-} {
-  const env = { printk: () => {}, bugs: new Set(), sh: { geo: { nrSets: 512 } } } as unknown as Env;
-  const mem = new Memory(env, undefined, 1 << 22);
-  const call = (
-    pid: number,
-    opcode: number,
-    body: unknown = undefined,
-    o: { vaddr?: number; shm?: number; flags?: number; page?: Uint8Array } = {},
-  ) => {
-    const m = new Mailbox(new SharedArrayBuffer(kMboxBytes), 0);
-    if (o.page) m.page.set(o.page);
-    const req: IncomingRequest = {
-      src: 0,
-      opcode,
-      pid,
-      flags: o.flags ?? 0,
-      vaddr: o.vaddr ?? 0,
-      shm: o.shm ?? 0,
-      mbox: m,
-      hasPage: o.page !== undefined,
-      bodyLen: 1,
-      body: <T>() => body as T,
-    };
-    const out = { status: 1, shm: -1, body: undefined as unknown, page: undefined as Uint8Array | undefined };
-    mem.handle(req, {
-      reply: (status, _aux, b, page, shm = 0) => {
-        Object.assign(out, { status, shm, body: b, page: page ? Uint8Array.from(page) : undefined });
-      },
-    });
-    return out;
-  };
-  return { mem, call };
-}
 
 describe("M's shared mappings, request by request", () => {
   const len = 2 * PAGE_SIZE;

@@ -28,9 +28,16 @@ export type PtOp = z.infer<typeof zPtOp>;
 export const zAsReply = z.object({ ret: z.number(), ops: z.array(zPtOp) });
 export type AsReply = z.infer<typeof zAsReply>;
 
-export const zExecveReq = z.object({ comm: z.string() });
+/** p2m_execve_struct: the new image's comm and argv (M starts a new mm; an old one is dropped) */
+export const zExecveReq = z.object({ comm: z.string(), argv: z.array(z.string()).optional() });
 export type ExecveReq = z.infer<typeof zExecveReq>;
-export const zExecveReply = z.object({ mmapBase: z.number(), brk: z.number(), stackTop: z.number() });
+/** execve_reply: the new mm's layout, and the VMAs of the image it replaced (P zaps those) */
+export const zExecveReply = z.object({
+  mmapBase: z.number(),
+  brk: z.number(),
+  stackTop: z.number(),
+  oldVmas: z.array(z.tuple([z.number(), z.number()])),
+});
 export type ExecveReply = z.infer<typeof zExecveReply>;
 
 export const zMmapReq = z.object({

@@ -37,6 +37,7 @@ import {
   kCtlHostDoorbell,
   kCtlLiveThreads,
   kCtlNextTid,
+  kThreadExec,
   kThreadParent,
   kCtlPgtableNext,
   kCtlShutdown,
@@ -95,7 +96,8 @@ export interface ConsoleSink {
 /** What CPUs post on the console channel. */
 type ConsoleMsg =
   | { type: 'console'; fd: number; pid: number; data: Uint8Array }
-  | { type: 'progress'; tid: number; done: number; total: number };
+  | { type: 'progress'; tid: number; done: number; total: number }
+  | { type: 'exec'; pid: number; n: number; program: string; argv: string[] };
 
 export class Machine {
   readonly sh: Shared;
@@ -178,6 +180,7 @@ export class Machine {
     this.console.onmessage = (ev: unknown) => {
       const m = (ev as { data: ConsoleMsg }).data;
       if (m.type === 'progress') this.sink.progress?.(m.tid, m.done, m.total);
+      else if (m.type === 'exec') this.execed(m.pid, m.n, m.program, m.argv);
       else this.sink.console(m.fd, m.pid, m.data);
     };
     if (cfg.topology === '1P-1M-1S')
@@ -342,6 +345,16 @@ export class Machine {
     const entry = { task, promise };
     this.running.set(seq, entry);
     return entry;
+  }
+
+  /**
+   * A process exec'd image n of `program`: its threads from now on run that program (the kThreadExec
+   * handshake, processor/syscalls.ts execve). The exec'ing thread waits for this acknowledgement.
+   */
+  private execed(pid: number, n: number, program: string, argv: string[]): void {
+    this.procs.set(pid, { program, argv });
+    this.sh.threads.store(pid, kThreadExec, n);
+    this.sh.threads.notify(pid, kThreadExec);
   }
 
   /** Threads created by clone() reach the host through the spawn ring. */

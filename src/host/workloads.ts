@@ -387,7 +387,7 @@ export function prepare(workload: Workload, args: string[], o: WorkloadOptions, 
           rep.reaped === rep.forks &&
           rep.forks > 0;
         const summary = ok
-          ? `${rep.forks} forks, every child reaped and clean, ${rep.pagesVerified} pages verified`
+          ? `${rep.forks} forks (${rep.execs} exec'd pthread-stress), every child reaped and clean, ${rep.pagesVerified} pages verified`
           : `${rep.forks} forks, ${rep.reaped} reaped, ${rep.childFailures} children failed, ${rep.mismatches} bad pages in the root${rep.firstMismatch ? ` (first: ${rep.firstMismatch})` : ''}${rep.selfChecks.length ? `; ${rep.selfChecks.join('; ')}` : ''}`;
         return { ok, summary, details: { ...rep } };
       },

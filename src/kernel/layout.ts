@@ -513,7 +513,7 @@ export const { kVictimPid, kVictimSet, kVictimGen, kVictimRw } = indices(VICTIM)
 export const kMaxThreads = 256;
 /** live user threads at once (threads-max): each is a task with its own worker; clone fails with EAGAIN past it */
 export const kMaxTasks = 64;
-export const THREAD = region('threads', 18, {
+export const THREAD = region('threads', 19, {
   kThreadState: {
     at: 0,
     guard:
@@ -568,6 +568,11 @@ export const THREAD = region('threads', 18, {
     guard:
       'task_struct usage (Atomics.and): kUsageTask until the task has left its CPU, kUsageReap until reaped; the last clear frees the row',
   },
+  kThreadExec: {
+    at: 18,
+    guard:
+      "execve handshake (leader's row): Atomics.store of -n by the exec'ing leader before it tells the host of image n; the host stores n and notifies once it will start the process's new threads with the new program",
+  },
 });
 /** kThreadUsage bits: the task itself (dropped after its last switch away) and whoever reaps it */
 export const kUsageTask = 1;
@@ -591,6 +596,7 @@ export const {
   kThreadParent,
   kThreadChldGen,
   kThreadUsage,
+  kThreadExec,
 } = indices(THREAD);
 /** kThreadParent of an orphan: reparented to init, which reaps it at its exit */
 export const kParentInit = -1;

@@ -133,4 +133,5 @@ export const SYSCALL_NAMES = [
   'sched_getaffinity',
   'fork',
   'wait4',
+  'execve',
 ] as const;

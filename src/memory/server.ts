@@ -176,15 +176,25 @@ export class Memory {
     return proc;
   }
 
+  /**
+   * handle_p2m_execve: a new lego_task_struct's mm for the program (exec_loader's bprm_mm_init). A
+   * process that already has one is exec'ing another program: its old mm goes (its pages released,
+   * its shared objects collected if nothing else maps them), and the reply lists the old VMAs, which P
+   * zaps.
+   */
   private execve(req: IncomingRequest, out: ReplyWriter): void {
     const b = req.body(zExecveReq);
+    const old = this.procs.get(req.pid);
+    const oldVmas: Array<[number, number]> = old ? old.mm.vmas.map((v: Vma) => [v.start, v.end]) : [];
+    if (old) for (const f of old.pages.values()) this.dram.release(f);
     const proc = this.newProc(req.pid, b.comm);
     this.procs.set(req.pid, proc);
+    if (old) this.collectShared();
     this.env.printk(
       'debug',
-      `memory: execve pid ${req.pid} (${b.comm}): mmap_base 0x${kMmapBase.toString(16)} brk 0x${kBrkStart.toString(16)}`,
+      `memory: execve pid ${req.pid} (${b.comm})${old ? ` replacing ${old.comm}` : ''}: mmap_base 0x${kMmapBase.toString(16)} brk 0x${kBrkStart.toString(16)}`,
     );
-    const reply: ExecveReply = { mmapBase: kMmapBase, brk: kBrkStart, stackTop: kStackTop };
+    const reply: ExecveReply = { mmapBase: kMmapBase, brk: kBrkStart, stackTop: kStackTop, oldVmas };
     out.reply(0, 0, reply);
   }
 

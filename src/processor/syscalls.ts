@@ -13,6 +13,7 @@
 import { BroadcastChannel } from 'node:worker_threads';
 import {
   P2M_BRK,
+  P2M_EXECVE,
   P2M_MMAP,
   P2M_MPROTECT,
   P2M_MREMAP,
@@ -26,10 +27,12 @@ import {
 } from '../fabric/opcodes.ts';
 import {
   zAsReply,
+  zExecveReply,
   zLseekReply,
   zStatReply,
   type AsReply,
   type CloseReq,
+  type ExecveReq,
   type LseekReq,
   type OpenReq,
   type PtOp,
@@ -45,6 +48,7 @@ import {
   kCpuStateUser,
   kMaxTasks,
   kThreadCpu,
+  kThreadExec,
   kThreadAffinity,
   kBarrierCount,
   kBarrierGen,
@@ -73,12 +77,15 @@ import {
 import { kSyscallBase, S, SYSCALL_NAMES } from '../kernel/stats.ts';
 import { downWrite, LOCK_KIND, upWrite } from '../kernel/sync.ts';
 import {
+  E2BIG,
   EAGAIN,
   EBADF,
+  EBUSY,
   ECHILD,
   EDEADLK,
   EFAULT,
   EINVAL,
+  ENOENT,
   ENODEV,
   ENOSYS,
   ESRCH,
@@ -99,7 +106,10 @@ import {
   wTermSig,
 } from '../uapi/abi.ts';
 import type { Syscalls } from '../uapi/program.ts';
-import { ThreadExit } from '../uapi/program.ts';
+import { ExecImage, ThreadExit } from '../uapi/program.ts';
+
+/** The argv strings execve accepts, in bytes with their NULs (MAX_ARG_STRLEN: 32 pages). */
+const kMaxArgBytes = 128 * 1024;
 import { pcacheHandleFault, FAULT_OK } from './pcache/fault.ts';
 import type { Kern } from './kern.ts';
 import { changeProtection, releasePgtable } from './mm.ts';
@@ -123,10 +133,12 @@ export class ProcSyscalls implements Syscalls {
   constructor(
     private readonly k: Kern,
     private readonly mmu: CpuMmu,
-    /** thread entry names of the running program, in the order clone encodes them */
-    private readonly entries: readonly string[],
+    /** thread entry names of the running program, in the order clone encodes them (execve changes them) */
+    private entries: readonly string[],
     /** P's console: where fd 1 and 2 go (none in unit tests: then they go to S like any fd) */
     private readonly console?: BroadcastChannel,
+    /** the programs execve may start: name -> its thread entries (sorted) */
+    private readonly images: ReadonlyMap<string, readonly string[]> = new Map(),
   ) {
     this.hasStorage = k.env.config.topology === '1P-1M-1S';
   }
@@ -540,6 +552,70 @@ export class ProcSyscalls implements Syscalls {
         this.mmu.interrupt(); // unwinds if the process is being killed
       }
     });
+  }
+
+  /**
+   * do_execve (LegoOS managers/processor/exec.c): P2M_EXECVE makes M start a new mm and drop the old
+   * one; P zaps the old image's mappings under mmap_sem (exec_mmap: the old mm's pcache lines go, a
+   * dirty shared page is written back), takes the new comm, and makes sure the host will start the
+   * process's later threads with the new program (the kThreadExec handshake). Then ExecImage unwinds
+   * the old program; the task starts the new one's main. The mm slot, its PGD and page-table pages
+   * stay (the new image's faults reuse them), as do the open files (no O_CLOEXEC in splitkern).
+   */
+  execve(program: string, argv: readonly string[]): number {
+    const ret = this.sys('execve', () => {
+      const k = this.k;
+      const sh = k.sh;
+      const entries = this.images.get(program);
+      if (entries === undefined) return -ENOENT;
+      let bytes = 0;
+      for (const a of argv) {
+        if (typeof a !== 'string') return -EFAULT;
+        bytes += Buffer.byteLength(a) + 1;
+      }
+      if (bytes > kMaxArgBytes) return -E2BIG;
+      if (sh.mm.load(k.mmSlot, kMmUsers) > 1) return -EBUSY; // no de_thread
+      if (this.killed()) this.mmu.interrupt();
+      const comm = program.slice(0, 15);
+      const sem = sh.mm.idx(k.mmSlot, kMmSem);
+      downWrite(k.env, sh.mm.a, sem, k.mmSlot);
+      sh.mm.store(k.mmSlot, kMmSemOwner, k.cpu + 1);
+      k.mmapWriteHeld = true;
+      try {
+        const payload = { comm, argv: [...argv] } satisfies ExecveReq;
+        const rep = k.fab.sendReply(kNodeMemory, P2M_EXECVE, { pid: k.pid, payload }, zExecveReply);
+        if (rep.status < 0 || !rep.body) return rep.status < 0 ? rep.status : -EFAULT;
+        for (const [start, end] of rep.body.oldVmas) releasePgtable(k, start, end);
+      } finally {
+        k.mmapWriteHeld = false;
+        sh.mm.store(k.mmSlot, kMmSemOwner, 0);
+        upWrite(sh.mm.a, sem);
+      }
+      k.setCurrent(k.pid, k.mmSlot, k.tid, comm);
+      this.tellHostOfImage(program, argv);
+      this.entries = entries;
+      return 0;
+    });
+    if (ret < 0) return ret;
+    this.afterAddressSpaceCall?.('execve');
+    throw new ExecImage(program, argv);
+  }
+
+  /**
+   * The kThreadExec handshake: the host learns the new program and argv (its threads are started by
+   * the host, from the spawn ring) and acknowledges before execve returns to the new image, so a
+   * thread the new program clones is started with it.
+   */
+  private tellHostOfImage(program: string, argv: readonly string[]): void {
+    const k = this.k;
+    const sh = k.sh;
+    if (!this.console) return; // unit tests: no host
+    const i = sh.threads.idx(k.pid, kThreadExec);
+    const n = Math.abs(Atomics.load(sh.threads.a, i)) + 1;
+    Atomics.store(sh.threads.a, i, -n);
+    this.console.postMessage({ type: 'exec', pid: k.pid, n, program, argv: [...argv] });
+    sleepOn(k, sh.threads.a, i, () => Atomics.load(sh.threads.a, i) === n || this.killed(), k.pid, LOCK_KIND.join);
+    this.mmu.interrupt(); // unwinds if the process is being killed
   }
 
   /** One scan of the children (do_wait): reap the first exited one that matches. */

@@ -46,7 +46,7 @@ import {
 } from '../kernel/layout.ts';
 import { downWrite, LOCK_KIND, spinLock, spinUnlock, upWrite, waitUntil } from '../kernel/sync.ts';
 import type { Program, UserContext } from '../uapi/program.ts';
-import { ThreadExit, UserSignal } from '../uapi/program.ts';
+import { ExecImage, ThreadExit, UserSignal } from '../uapi/program.ts';
 import { TASK_SIZE } from '../uapi/abi.ts';
 import { checkQuiescent } from './pcache/debug.ts';
 import { reportViolation } from '../kernel/report.ts';
@@ -157,7 +157,7 @@ export class Task {
       k.setCurrent(task.pid, slot, task.tid, comm);
       sh.threads.store(task.tid, kThreadState, THREAD_RUNNING);
       switchMm(k);
-      const sys = new ProcSyscalls(k, this.mmu, entries, this.console);
+      const sys = new ProcSyscalls(k, this.mmu, entries, this.console, this.images);
       let lastProgress = 0;
       if (env.config.check === 'syscall') {
         sys.afterAddressSpaceCall = (name) =>
@@ -197,30 +197,49 @@ export class Task {
     return res;
   }
 
+  /** The programs execve may start, with their thread entries in clone's order. */
+  private get images(): ReadonlyMap<string, readonly string[]> {
+    this.imageMap ??= new Map(Object.entries(this.programs).map(([n, p]) => [n, Object.keys(p.threads ?? {}).sort()]));
+    return this.imageMap;
+  }
+  private imageMap: Map<string, readonly string[]> | undefined;
+
   private runUser(prog: Program, u: UserContext, task: CpuTask, entries: string[], res: CpuTaskResult): number {
-    const { sh, k } = this;
-    try {
-      if (task.main) return prog.main(u, task.argv);
-      const name = at(entries, sh.threads.get(task.tid, kThreadEntry));
-      const fn = prog.threads?.[name];
-      if (!fn) throw new Error(`program ${prog.name} has no thread entry "${name}"`);
-      return fn(u, sh.threadArgs.get(task.tid));
-    } catch (e) {
-      if (e instanceof ThreadExit) return e.code;
-      if (e instanceof UserSignal) {
-        // The first fatal signal of the process wins and kills every thread of it.
-        const ki = sh.mm.idx(k.mmSlot, kMmKilled);
-        if (Atomics.compareExchange(sh.mm.a, ki, 0, e.signo) === 0) {
-          sh.mmF.set(k.mmSlot, kMmFaultAddr, e.addr);
-          sh.mm.store(k.mmSlot, kMmSiCode, e.why === 'SEGV_MAPERR' ? 1 : e.why === 'SEGV_ACCERR' ? 2 : 0);
-        }
-        res.signal = e.signo;
-        res.faultAddr = e.addr;
-        res.why = e.why;
-        return 128 + e.signo;
+    const { sh } = this;
+    let image: Program | undefined; // the program an execve of this thread started
+    for (;;) {
+      try {
+        if (image) return image.main(u, u.argv);
+        if (task.main) return prog.main(u, task.argv);
+        const name = at(entries, sh.threads.get(task.tid, kThreadEntry));
+        const fn = prog.threads?.[name];
+        if (!fn) throw new Error(`program ${prog.name} has no thread entry "${name}"`);
+        return fn(u, sh.threadArgs.get(task.tid));
+      } catch (e) {
+        if (!(e instanceof ExecImage)) return this.userEnded(e, res);
+        // execve succeeded: the old image is gone; this thread runs the new program's main
+        image = this.programs[e.program];
+        if (!image) throw new Error(`execve: no program "${e.program}" after the kernel accepted it`, { cause: e });
+        u.argv = [...e.argv];
       }
-      throw e;
     }
+  }
+
+  /** How a user thread's code ended: exit, or a fatal signal (the first one of the process wins). */
+  private userEnded(e: unknown, res: CpuTaskResult): number {
+    const { sh, k } = this;
+    if (e instanceof ThreadExit) return e.code;
+    if (!(e instanceof UserSignal)) throw e;
+    // The first fatal signal of the process wins and kills every thread of it.
+    const ki = sh.mm.idx(k.mmSlot, kMmKilled);
+    if (Atomics.compareExchange(sh.mm.a, ki, 0, e.signo) === 0) {
+      sh.mmF.set(k.mmSlot, kMmFaultAddr, e.addr);
+      sh.mm.store(k.mmSlot, kMmSiCode, e.why === 'SEGV_MAPERR' ? 1 : e.why === 'SEGV_ACCERR' ? 2 : 0);
+    }
+    res.signal = e.signo;
+    res.faultAddr = e.addr;
+    res.why = e.why;
+    return 128 + e.signo;
   }
 
   private mmSlotOrThrow(pid: number): number {

@@ -17,6 +17,7 @@ export const ENOENT = 2;
 export const ESRCH = 3;
 export const EINTR = 4;
 export const EIO = 5;
+export const E2BIG = 7;
 export const EBADF = 9;
 export const ECHILD = 10;
 export const EAGAIN = 11;

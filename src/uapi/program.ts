@@ -82,6 +82,14 @@ export interface Syscalls {
    * its pid; 0 with WNOHANG if none has exited; -ECHILD if there is no such child.
    */
   wait4(pid: number, statusVa: number, options: number): number;
+  /**
+   * execve(program, argv): replace the process's image with `program` (a name of the machine's
+   * program registry, the "file") run with `argv`. On success it does not return: every mapping of
+   * the old image is gone, and the calling thread starts the new program's main. -ENOENT for an
+   * unknown program, -E2BIG past 128 KiB of argv strings, -EBUSY if the process has other threads
+   * (splitkern has no de_thread).
+   */
+  execve(program: string, argv: readonly string[]): number;
   /** Wait for a thread started by clone; returns its exit value, or -errno. */
   join(tid: number): number;
   /** A barrier shared by all threads of the process, identified by id, for `count` parties. */
@@ -152,6 +160,19 @@ export class UserSignal extends Error {
 }
 
 /** Thrown by sys.exit to unwind the calling thread. */
+/**
+ * Thrown by a successful execve once the kernel has replaced the image: the task that catches it (the
+ * kernel's, processor/task.ts) starts `program`'s main with `argv` on the same thread.
+ */
+export class ExecImage extends Error {
+  constructor(
+    readonly program: string,
+    readonly argv: readonly string[],
+  ) {
+    super(`execve ${program}`);
+  }
+}
+
 export class ThreadExit extends Error {
   constructor(readonly code: number) {
     super(`thread exit ${code}`);

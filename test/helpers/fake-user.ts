@@ -361,6 +361,9 @@ export function makeFakeUser(m: FakeMachine, program?: Program, seed = 1, argv: 
     fork() {
       throw new Error('fake-user: fork needs a second address space (run the program on the machine)');
     },
+    execve() {
+      throw new Error('fake-user: execve needs the machine (run the program on it)');
+    },
     wait4() {
       return -ECHILD;
     },

@@ -22,6 +22,10 @@
 // page through the first two. After reaping the child the root reads the slot through its own alias:
 // it must hold what the child wrote last (shared pages are shared across fork). Every fifth round
 // the root replaces its alias with a fresh one.
+// Every eighth child instead execs another program (execve of pthread-stress with three threads,
+// which checks itself and exits 0 only if its counts are the closed forms): the root counts it as
+// verified when wait4 gives status 0. The root also checks execve's errors (-ENOENT, -E2BIG, and
+// -EBUSY while it has a second thread).
 // The root stops after F forks (default 200; 0 or --seconds alone: no limit) or S seconds (0: none),
 // reaps every child and reports
 // { kind: 'fork-stress', forks, reaped, childFailures, pagesVerified, mismatches, firstMismatch }.
@@ -38,6 +42,11 @@ import {
   PROT_READ,
   PROT_WRITE,
   ECHILD,
+  E2BIG,
+  EBUSY,
+  ENOENT,
+  FUTEX_WAIT_PRIVATE,
+  FUTEX_WAKE_PRIVATE,
   SIGSEGV,
   WNOHANG,
   wTermSig,
@@ -66,7 +75,9 @@ export interface ForkStressReport {
   /** bad pages the root saw in its own regions */
   mismatches: number;
   firstMismatch?: string;
-  /** wait4 and signal checks that failed (empty when all passed) */
+  /** children that exec'd another program and exited 0 */
+  execs: number;
+  /** wait4, execve and signal checks that failed (empty when all passed) */
   selfChecks: string[];
 }
 const kUsage = 'options: --procs N --pages P --iterations F --seconds S';
@@ -125,6 +136,9 @@ const C_PAGES = 12; //  u32 pages per region
 const C_REGION = 16; // u64 × 2: region addresses
 const C_SHARED = 32; // u64: the shared region
 const C_ALIAS = 40; //  u64: its alias (the second view of the same pages)
+const C_IDLE = 48; //   u32: 0 while the root's idle thread must wait (execve's -EBUSY check)
+/** What an exec'ing child runs: another program, with threads, that checks itself. */
+const kExecArgv = ['--threads', '3', '--iterations', '50', '--items', '60'];
 
 class Tags {
   bad = 0;
@@ -250,6 +264,35 @@ function sharedSlot(u: UserContext, t: Tags, slot: number, version: number): voi
     );
 }
 
+/** A child that becomes another program; execve returns only if it failed. */
+function exec(u: UserContext): number {
+  const r = u.sys.execve('pthread-stress', kExecArgv);
+  return 100 + Math.min(100, -r);
+}
+
+/** A second thread of the root, so that execve must refuse (-EBUSY): it waits until told to end. */
+function idle(u: UserContext): number {
+  while (u.mmu.load32(kCtl + C_IDLE) === 0) u.sys.futex(kCtl + C_IDLE, FUTEX_WAIT_PRIVATE, 0);
+  return 0;
+}
+
+/** execve's errors, each of which leaves the caller as it was. */
+function execveChecks(u: UserContext, fails: string[]): void {
+  const enoent = u.sys.execve('no-such-program', []);
+  if (enoent !== -ENOENT) fails.push(`execve of an unknown program returned ${enoent}, not -ENOENT`);
+  const e2big = u.sys.execve('pthread-stress', ['x'.repeat(200_000)]);
+  if (e2big !== -E2BIG) fails.push(`execve with 200 KB of argv returned ${e2big}, not -E2BIG`);
+  u.mmu.store32(kCtl + C_IDLE, 0);
+  const tid = u.sys.clone('idle', 0);
+  if (tid < 0) throw new UserSignal(SIGABRT, 0, `fork-stress: clone failed (${tid})`);
+  const ebusy = u.sys.execve('pthread-stress', kExecArgv);
+  if (ebusy !== -EBUSY) fails.push(`execve with a second thread returned ${ebusy}, not -EBUSY`);
+  u.mmu.store32(kCtl + C_IDLE, 1);
+  u.sys.futex(kCtl + C_IDLE, FUTEX_WAKE_PRIVATE, 1);
+  const joined = u.sys.join(tid);
+  if (joined !== 0) fails.push(`the idle thread ended with ${joined}`);
+}
+
 /**
  * A child that must die: it makes region 0 read-only and writes to it. Its lines are still shared
  * copy-on-write with the parent, and the write must be SIGSEGV (the mapping forbids it), not a COW break.
@@ -306,8 +349,10 @@ function main(u: UserContext, argv: string[]): number {
     childFailures: 0,
     pagesVerified: 0,
     mismatches: 0,
+    execs: 0,
     selfChecks: [],
   };
+  execveChecks(u, rep.selfChecks);
   rep.pagesVerified += 2 * kSharedPages - t.bad;
   // wait4's edges, and a child killed by a signal: a write to a read-only page it shares by COW
   if (u.sys.wait4(-1, status, 0) !== -ECHILD) rep.selfChecks.push('wait4 with no child did not return -ECHILD');
@@ -321,7 +366,8 @@ function main(u: UserContext, argv: string[]): number {
     );
   if (u.sys.wait4(doomed, status, WNOHANG) !== -ECHILD) rep.selfChecks.push('a reaped child was reaped again');
   let live = 0;
-  const slots = new Map<number, { slot: number; version: number }>(); // live child -> its shared page
+  // live child -> its shared page (-1: an exec'ing child, which has none)
+  const slots = new Map<number, { slot: number; version: number }>();
   const freeSlots = Array.from({ length: kSharedPages }, (_, i) => kSharedPages - 1 - i);
   const reap = (options: number): boolean => {
     const pid = u.sys.wait4(-1, status, options);
@@ -332,6 +378,14 @@ function main(u: UserContext, argv: string[]): number {
     const owned = slots.get(pid);
     if (owned === undefined) throw new UserSignal(SIGABRT, 0, `fork-stress: wait4 returned ${pid}, not a child`);
     slots.delete(pid);
+    if (owned.slot < 0) {
+      if (m.load32(status) === 0) rep.execs++;
+      else {
+        rep.childFailures++;
+        libc.dprintf(2, 'fork-stress: exec child %d ended with wait status 0x%x\n', pid, m.load32(status));
+      }
+      return true;
+    }
     freeSlots.push(owned.slot);
     if (m.load32(status) === 0) {
       rep.pagesVerified += childPages(o.pages);
@@ -359,14 +413,15 @@ function main(u: UserContext, argv: string[]): number {
     }
     if ((o.iterations > 0 && rep.forks >= o.iterations) || performance.now() >= deadline) break;
     while (live >= o.procs) reap(0);
-    const slot = freeSlots.pop();
+    const exec = version % 8 === 4;
+    const slot = exec ? -1 : freeSlots.pop();
     if (slot === undefined) throw new UserSignal(SIGABRT, 0, 'fork-stress: no free shared slot');
     if (version % 5 === 0) {
       u.sys.munmap(alias, kSharedPages * PAGE_SIZE);
       alias = aliasOf(u, shared);
       m.store64(kCtl + C_ALIAS, alias);
     }
-    const pid = u.sys.fork('child', version * kSlotsPerVersion + slot);
+    const pid = exec ? u.sys.fork('exec', 0) : u.sys.fork('child', version * kSlotsPerVersion + slot);
     if (pid < 0) throw new UserSignal(SIGABRT, 0, `fork-stress: fork failed (${pid})`);
     slots.set(pid, { slot, version });
     live++;
@@ -389,4 +444,4 @@ function main(u: UserContext, argv: string[]): number {
   return rep.childFailures > 0 || rep.mismatches > 0 || rep.selfChecks.length > 0 ? 1 : 0;
 }
 
-export const forkStress: Program = { name: 'fork-stress', main, threads: { child, crash } };
+export const forkStress: Program = { name: 'fork-stress', main, threads: { child, crash, exec, idle } };

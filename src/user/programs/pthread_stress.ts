@@ -20,7 +20,8 @@
 // process must be killed as hung, not run for ever.
 //
 // Report: { kind: 'pthread-stress', threads, iterations, items, counter, consumed, sum, sumSquares,
-// perThread, timeouts }. The host checks it against T·N and the closed forms of 1..K.
+// perThread, timeouts }. The host checks it against T·N and the closed forms of 1..K; main also
+// exits 1 if they do not hold (or a thread failed), so a parent's wait4 sees the verdict.
 // User space: it takes no kernel lock; its locks are the pthread mutexes in its own memory.
 import { MAP_ANONYMOUS, MAP_PRIVATE, PAGE_SIZE, PROT_READ, PROT_WRITE, ETIMEDOUT } from '../../uapi/abi.ts';
 import { UserSignal, type Program, type UserContext } from '../../uapi/program.ts';
@@ -300,6 +301,18 @@ function stressMain(u: UserContext): number {
     perThread,
   };
   u.report(rep);
+  // its own verdict too (the exit status a parent gets, as after fork-stress's execve): the host's
+  // oracle checks the same closed forms independently
+  const k = o.threads >= 2 ? o.items : 0;
+  if (
+    counter !== o.threads * o.iterations ||
+    consumed !== k ||
+    sum !== (k * (k + 1)) / 2 ||
+    sumSquares !== (k * (k + 1) * (2 * k + 1)) / 6
+  ) {
+    libc.dprintf(2, 'pthread-stress: counter %d, consumed %d, sum %d: not the closed forms\n', counter, consumed, sum);
+    bad++;
+  }
   if (o.threads >= 2)
     libc.printf('pthread-stress: counter %d, %d items consumed by %d consumer(s)\n', counter, consumed, o.threads - 1);
   else libc.printf('pthread-stress: counter %d\n', counter);
