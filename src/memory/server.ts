@@ -185,8 +185,7 @@ export class Memory {
   private execve(req: IncomingRequest, out: ReplyWriter): void {
     const b = req.body(zExecveReq);
     const old = this.procs.get(req.pid);
-    const oldVmas: Array<[number, number]> = old ? old.mm.vmas.map((v: Vma) => [v.start, v.end]) : [];
-    if (old) for (const f of old.pages.values()) this.dram.release(f);
+    const oldVmas = old ? this.dropMm(old) : [];
     const proc = this.newProc(req.pid, b.comm);
     this.procs.set(req.pid, proc);
     if (old) this.collectShared();
@@ -232,12 +231,17 @@ export class Memory {
       out.reply(-ESRCH);
       return;
     }
-    const vmas: Array<[number, number]> = p.mm.vmas.map((v: Vma) => [v.start, v.end]);
-    for (const f of p.pages.values()) this.dram.release(f);
+    const vmas = this.dropMm(p);
     this.procs.delete(req.pid);
     this.collectShared();
     const reply: ExitReply = { vmas };
     out.reply(0, 0, reply);
+  }
+
+  /** A process's mm goes (exit, execve): its private pages are released; returns its VMA ranges. */
+  private dropMm(p: Proc): Array<[number, number]> {
+    for (const f of p.pages.values()) this.dram.release(f);
+    return p.mm.vmas.map((v: Vma) => [v.start, v.end]);
   }
 
   private asCall<B>(
@@ -420,8 +424,8 @@ export class Memory {
     const key = sharedKey(vma);
     const shared = key === undefined ? undefined : this.shmem.lookup(key, pgoffOf(vma, va));
     if (shared) {
-      // a shared page written back by address (P tags every line it fills from a shared mapping,
-      // so only a line filled before the mapping became shared could get here)
+      // a write-back by address to a shared mapping stores into its page like any other access
+      // (P sends those of shared lines by tag, so that they reach the page wherever it is mapped)
       this.dram.page(shared.frame).set(req.mbox.page);
       out.reply(0);
       return;

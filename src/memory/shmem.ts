@@ -40,11 +40,6 @@ export class ShmemRegistry {
     return this.objects.size;
   }
 
-  /** Shared pages held, over every object. */
-  get pages(): number {
-    return this.byTag.size;
-  }
-
   /** The page at `pgoff` of `key` if it exists. */
   lookup(key: ShmKey, pgoff: number): ShmPage | undefined {
     return this.objects.get(key)?.get(pgoff);

@@ -187,26 +187,37 @@ export class ProcSyscalls implements Syscalls {
   ): number {
     const k = this.k;
     const sh = k.sh;
+    return this.mmapWrite(opts.locked ?? true, () => {
+      // Two address-space changes of one mm in progress at once: only possible when one of them runs
+      // without mmap_sem (mremap-unserialized). Counted as that flag's broken branch running.
+      const changes = sh.mm.idx(k.mmSlot, kMmAsChanges);
+      if (Atomics.add(sh.mm.a, changes, 1) > 0 && k.env.bugs.has('mremap-unserialized'))
+        k.env.bugRan('mremap-unserialized');
+      try {
+        const rep = k.fab.sendReply(kNodeMemory, opcode, { pid: k.pid, payload }, zAsReply);
+        const body = rep.body;
+        if (!body) return rep.status < 0 ? rep.status : -EFAULT;
+        (opts.apply ?? ((b) => this.replay(b.ops)))(body);
+        return body.ret;
+      } finally {
+        Atomics.sub(sh.mm.a, changes, 1);
+      }
+    });
+  }
+
+  /** `body` with P's mmap_sem held for write (unless !locked: mremap-unserialized), owner recorded. */
+  private mmapWrite(locked: boolean, body: () => number): number {
+    const k = this.k;
+    const sh = k.sh;
     const sem = sh.mm.idx(k.mmSlot, kMmSem);
-    const locked = opts.locked ?? true;
     if (locked) {
       downWrite(k.env, sh.mm.a, sem, k.mmSlot);
       sh.mm.store(k.mmSlot, kMmSemOwner, k.cpu + 1);
     }
     k.mmapWriteHeld = locked;
-    // Two address-space changes of one mm in progress at once: only possible when one of them runs
-    // without mmap_sem (mremap-unserialized). Counted as that flag's broken branch running.
-    const changes = sh.mm.idx(k.mmSlot, kMmAsChanges);
-    if (Atomics.add(sh.mm.a, changes, 1) > 0 && k.env.bugs.has('mremap-unserialized'))
-      k.env.bugRan('mremap-unserialized');
     try {
-      const rep = k.fab.sendReply(kNodeMemory, opcode, { pid: k.pid, payload }, zAsReply);
-      const body = rep.body;
-      if (!body) return rep.status < 0 ? rep.status : -EFAULT;
-      (opts.apply ?? ((b) => this.replay(b.ops)))(body);
-      return body.ret;
+      return body();
     } finally {
-      Atomics.sub(sh.mm.a, changes, 1);
       k.mmapWriteHeld = false;
       if (locked) {
         sh.mm.store(k.mmSlot, kMmSemOwner, 0);
@@ -577,20 +588,14 @@ export class ProcSyscalls implements Syscalls {
       if (sh.mm.load(k.mmSlot, kMmUsers) > 1) return -EBUSY; // no de_thread
       if (this.killed()) this.mmu.interrupt();
       const comm = program.slice(0, 15);
-      const sem = sh.mm.idx(k.mmSlot, kMmSem);
-      downWrite(k.env, sh.mm.a, sem, k.mmSlot);
-      sh.mm.store(k.mmSlot, kMmSemOwner, k.cpu + 1);
-      k.mmapWriteHeld = true;
-      try {
+      const err = this.mmapWrite(true, () => {
         const payload = { comm, argv: [...argv] } satisfies ExecveReq;
         const rep = k.fab.sendReply(kNodeMemory, P2M_EXECVE, { pid: k.pid, payload }, zExecveReply);
         if (rep.status < 0 || !rep.body) return rep.status < 0 ? rep.status : -EFAULT;
         for (const [start, end] of rep.body.oldVmas) releasePgtable(k, start, end);
-      } finally {
-        k.mmapWriteHeld = false;
-        sh.mm.store(k.mmSlot, kMmSemOwner, 0);
-        upWrite(sh.mm.a, sem);
-      }
+        return 0;
+      });
+      if (err < 0) return err;
       k.setCurrent(k.pid, k.mmSlot, k.tid, comm);
       this.tellHostOfImage(program, argv);
       this.entries = entries;

@@ -147,7 +147,7 @@ export class Task {
       for (;;) Atomics.wait(never, 0, 0, 1000); // stuck in the kernel: the watchdog must fire
     }
     const res: CpuTaskResult = { tid: task.tid, pid: task.pid, cpu: env.cpu, exit: 0, signal: 0, reports: [] };
-    const entries = Object.keys(prog.threads ?? {}).sort();
+    const entries = threadEntries(prog);
     const comm = prog.name.slice(0, 15);
     let slot = -1;
     try {
@@ -199,7 +199,7 @@ export class Task {
 
   /** The programs execve may start, with their thread entries in clone's order. */
   private get images(): ReadonlyMap<string, readonly string[]> {
-    this.imageMap ??= new Map(Object.entries(this.programs).map(([n, p]) => [n, Object.keys(p.threads ?? {}).sort()]));
+    this.imageMap ??= new Map(Object.entries(this.programs).map(([n, p]) => [n, threadEntries(p)]));
     return this.imageMap;
   }
   private imageMap: Map<string, readonly string[]> | undefined;
@@ -348,3 +348,6 @@ export class Task {
     mmSlotFree(k, slot);
   }
 }
+
+/** A program's thread entries in the order clone and fork encode them (kThreadEntry). */
+const threadEntries = (p: Program): string[] => Object.keys(p.threads ?? {}).sort();

@@ -263,7 +263,8 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
         return rep.status === -EACCES ? FAULT_SIGSEGV_ACCERR : FAULT_SIGSEGV_MAPERR;
       }
       writable = (rep.aux & PROT_WRITE) !== 0;
-      const alias = rep.shm !== 0 ? shmFindAlias(k, set, line, rep.shm, gen0) : line;
+      // (a write the mapping forbids maps nothing: the SIGSEGV below, before any alias is taken)
+      const alias = rep.shm !== 0 && (writable || !write) ? shmFindAlias(k, set, line, rep.shm, gen0) : line;
       if (alias === SHM_RETRY) {
         ptlUnlock(k.env, ptep);
         giveUp();
@@ -274,13 +275,6 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
       }
       if (alias !== line) {
         // Another address of this shared page is cached in `alias`: map that line here too.
-        if (write && !writable) {
-          unlockPcache(sh, alias);
-          ptlUnlock(k.env, ptep);
-          putPcache(k, alias);
-          giveUp();
-          return FAULT_SIGSEGV_ACCERR;
-        }
         sh.pgtable.store(ptep, mkPte(alias, writable));
         pcacheAddRmapLocked(k, alias, rmap, ptep, page, pid, RMAP_FILL_PAGE_REMOTE);
         unlockPcache(sh, alias);

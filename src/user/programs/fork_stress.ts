@@ -54,6 +54,7 @@ import {
 import { UserSignal, type Program, type UserContext } from '../../uapi/program.ts';
 import { Libc, SIGABRT } from '../libc.ts';
 import { at } from '../../lib/at.ts';
+import { hex } from '../../lib/text.ts';
 import { decodePageTag, describePageContent, writeTaggedPage, type PageTag } from './script/tags.ts';
 import { intArg } from './args.ts';
 
@@ -162,7 +163,7 @@ class Tags {
     )
       return true;
     this.bad++;
-    this.first ??= `${what} at 0x${va.toString(16)}: holds ${describePageContent(c, kRegionNames)}, expected region ${want.region} page ${want.page} generation ${want.generation} written by pid ${want.thread}`;
+    this.first ??= `${what} at ${hex(va)}: holds ${describePageContent(c, kRegionNames)}, expected region ${want.region} page ${want.page} generation ${want.generation} written by pid ${want.thread}`;
     return false;
   }
 }
@@ -186,8 +187,6 @@ function aliasOf(u: UserContext, shared: number): number {
     throw new UserSignal(SIGABRT, shared, `fork-stress: mremap(old_len 0) of the shared region failed (${va})`);
   return va;
 }
-
-const hexVa = (va: number): string => `0x${va.toString(16)}`;
 
 /** Move a region to a fresh address: map a hole there, then mremap onto it (MREMAP_FIXED-free). */
 function moveRegion(u: UserContext, va: number, len: number): number {
@@ -250,7 +249,7 @@ function sharedSlot(u: UserContext, t: Tags, slot: number, version: number): voi
   const off = slot * PAGE_SIZE;
   const first = tagOf(me, 2 * version, kShared, slot);
   t.write(a + off, first);
-  t.check(b + off, first, `child ${me}: shared page ${slot} written at ${hexVa(a + off)}, read`);
+  t.check(b + off, first, `child ${me}: shared page ${slot} written at ${hex(a + off)}, read`);
   const third = aliasOf(u, at(views, 0));
   t.check(third + off, first, `child ${me}: shared page ${slot} through a new alias`);
   const last = tagOf(me, 2 * version + 1, kShared, slot);
@@ -260,7 +259,7 @@ function sharedSlot(u: UserContext, t: Tags, slot: number, version: number): voi
     t.check(
       v + off,
       last,
-      `child ${me}: shared page ${slot} written through an unmapped alias at ${hexVa(third + off)}, read`,
+      `child ${me}: shared page ${slot} written through an unmapped alias at ${hex(third + off)}, read`,
     );
 }
 
@@ -332,13 +331,13 @@ function main(u: UserContext, argv: string[]): number {
     t.check(
       alias + off,
       tagOf(u.pid, 0, kShared, p),
-      `root: shared page ${p} written at ${hexVa(shared + off)}, read through its alias`,
+      `root: shared page ${p} written at ${hex(shared + off)}, read through its alias`,
     );
     t.write(alias + off, tagOf(u.pid, 1, kShared, p));
     t.check(
       shared + off,
       tagOf(u.pid, 1, kShared, p),
-      `root: shared page ${p} written through its alias at ${hexVa(alias + off)}, read`,
+      `root: shared page ${p} written through its alias at ${hex(alias + off)}, read`,
     );
   }
   const deadline = o.seconds > 0 ? performance.now() + o.seconds * 1000 : Infinity;
