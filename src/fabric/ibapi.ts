@@ -229,7 +229,7 @@ export class Fabric {
       const seen = this.cpu.load(env.ctx, kCpuDoorbell);
       if (h.load(kMboxState) === MBOX_REPLIED) break;
       if (this.ctl.load(kCtlShutdown) === 2) throw new Error('fabric: shutdown while waiting for a reply');
-      this.cpu.wait(env.ctx, kCpuDoorbell, seen, 100);
+      env.wait(this.cpu.a, this.cpu.idx(env.ctx, kCpuDoorbell), seen, 100, 'wait:reply', false);
     }
     this.serializeLock?.(false);
     h.store(kMboxState, MBOX_IDLE);
@@ -325,7 +325,7 @@ export function serveForever(env: Env, node: number, handle: (req: IncomingReque
     recv.store(node, kRecvSleeping, 1);
     let pending = false;
     for (let w = 0; w < kRecvPendingWords; w++) if (recv.load(node, kRecvPendingBase + w) !== 0) pending = true;
-    if (!pending) recv.wait(node, kRecvDoorbell, seen, 50);
+    if (!pending) env.wait(recv.a, recv.idx(node, kRecvDoorbell), seen, 50, 'wait:request');
     recv.store(node, kRecvSleeping, 0);
   }
 }

@@ -16,9 +16,22 @@ import { formatSignature } from '../racelab/signature.ts';
 import { soak } from '../racelab/soak.ts';
 import { stopMachine } from '../processor/stop.ts';
 import { EmulatorFailure, errText, fmtBytes, Machine, type RunOutcome } from './machine.ts';
-import { buildConfig, excerpt, oneLine, parseNumber, UsageError, type RawOptions } from './options.ts';
+import { buildConfig, excerpt, oneLine, parseNumber, parseSched, UsageError, type RawOptions } from './options.ts';
 import { collectStats, formatStats } from './summary.ts';
 import { hex } from '../lib/text.ts';
+import type { RunSummary } from '../racelab/signature.ts';
+import { readSchedule, ScheduleFileError } from '../racelab/schedule.ts';
+import {
+  finalHash,
+  formatScheduleLine,
+  judgeReplay,
+  loadReplay,
+  OutputHasher,
+  recordSchedule,
+  scheduleSummary,
+  signaturesOf,
+  type ScheduleSummary,
+} from './schedrun.ts';
 import { kMaxTasks } from '../kernel/layout.ts';
 import { addWorkloadOptions, prepare, WORKLOADS, type Job, type Workload, type WorkloadOptions } from './workloads.ts';
 
@@ -26,6 +39,9 @@ interface RunOptions extends RawOptions, WorkloadOptions {
   spawn?: string[];
   heartbeat?: string;
 }
+
+/** the command line after `splitkern`, as a schedule file records it */
+let commandLine: string[] = [];
 
 type ThreadProgress = Map<number, { done: number; total: number }>;
 
@@ -195,6 +211,10 @@ async function run(workloadArg: string | undefined, args: string[], o: RunOption
     );
   const memFiles: Record<string, Uint8Array> = {};
   for (const j of jobs) Object.assign(memFiles, j.job.memFiles);
+  const procs = jobs.map((j) => ({ program: j.job.program, argv: j.job.argv }));
+  const controlled = cfg.sched.mode !== 'free';
+  const replay = cfg.sched.mode === 'replay' ? loadReplay(cfg, procs) : undefined;
+  const outputs = new OutputHasher();
   const describe = jobs.map((j) => j.job.describe).join('; ');
   const stdoutChunks = new Map<number, Buffer[]>();
   const lines = new LinePrefixer((pid) => `[pid ${pid}] `);
@@ -207,6 +227,7 @@ async function run(workloadArg: string | undefined, args: string[], o: RunOption
     cfg,
     {
       console(fd, pid, raw) {
+        if (controlled) outputs.push(fd, pid, raw);
         // several processes: each line says whose it is
         const data = multi ? lines.push(fd, pid, raw) : raw;
         if (cfg.json) {
@@ -226,6 +247,7 @@ async function run(workloadArg: string | undefined, args: string[], o: RunOption
       },
     },
     memFiles,
+    replay?.events,
   );
   const progressDone = new Map<number, { done: number; total: number }>();
   let outcomes: RunOutcome[] | undefined;
@@ -280,7 +302,9 @@ async function run(workloadArg: string | undefined, args: string[], o: RunOption
       if (beat) clearInterval(beat);
     }
     if (cfg.check !== 'none') {
-      const r = stopMachine(machine.env, cfg.sweep, () => checkQuiescent(machine.k, 'end of run'));
+      // a controlled schedule's end is itself a stopped world: no context runs again until shutdown
+      const check = () => checkQuiescent(machine.k, 'end of run');
+      const r = controlled ? check() : stopMachine(machine.env, cfg.sweep, check);
       machine.env.printk(
         'info',
         `check: end of run: ${r.checked.lines} lines, ${r.checked.rmaps} rmaps, ${r.checked.ptes} PTEs, ${r.checked.sets} sets checked, ${r.violations} violations`,
@@ -314,14 +338,40 @@ async function run(workloadArg: string | undefined, args: string[], o: RunOption
       runStartMs,
       out,
     });
+  /**
+   * A controlled schedule's end: its figures in the summary, --record, and a replay's verdict (a replay
+   * that ends otherwise than its recording is splitkern's own nondeterminism: exit 3).
+   */
+  const settle = (code: number, summary: RunSummary): { code: number; schedule?: ScheduleSummary } => {
+    if (!controlled) return { code };
+    const s = scheduleSummary(machine, finalHash(machine, outputs.digest(), code));
+    const sigs = signaturesOf(summary);
+    if (o.record !== undefined) recordSchedule(o.record, machine, commandLine, procs, code, sigs, s);
+    if (!replay) return { code, schedule: s };
+    const verdict = judgeReplay(machine, replay, code, sigs, s);
+    process.stderr.write(`splitkern: ${verdict.line}\n`);
+    return { code: verdict.ok ? code : 3, schedule: s };
+  };
   if (failure || !outcomes) {
     const msg = failure?.message ?? 'the run did not complete';
     process.stderr.write(`splitkern: emulator failure: ${msg.split('\n')[0]}\n`);
-    if (cfg.json)
-      process.stdout.write(
-        `${JSON.stringify({ ok: false, exitCode: 3, error: msg, seed: cfg.seed, config: cfg, violations: machine.violations, violationCount: machine.violationCount, violationsDropped: machine.violationsDropped, wallMs: Math.round(performance.now() - t0), runStartMs: Math.round(runStartMs * 1000) / 1000, stats }, null, 2)}\n`,
-      );
-    return 3;
+    const body = {
+      ok: false,
+      exitCode: 3,
+      error: msg,
+      seed: cfg.seed,
+      config: cfg,
+      violations: machine.violations,
+      violationCount: machine.violationCount,
+      violationsDropped: machine.violationsDropped,
+      wallMs: Math.round(performance.now() - t0),
+      runStartMs: Math.round(runStartMs * 1000) / 1000,
+      stats,
+    };
+    const { code, schedule } = settle(3, body);
+    if (schedule && !cfg.json) process.stderr.write(`splitkern: ${formatScheduleLine(schedule)}\n`);
+    if (cfg.json) process.stdout.write(`${JSON.stringify({ ...body, exitCode: code, schedule }, null, 2)}\n`);
+    return code;
   }
   const results = jobs.map((j, i) => {
     const outcome = outcomes[i];
@@ -354,31 +404,32 @@ async function run(workloadArg: string | undefined, args: string[], o: RunOption
   const violations = machine.violations;
   const nViolations = machine.violationCount;
   const ok = nViolations === 0 && results.every((r) => r.ok);
+  const common = {
+    seed: cfg.seed,
+    config: { ...cfg },
+    violations,
+    violationCount: nViolations,
+    violationsDropped: machine.violationsDropped,
+    runStartMs: Math.round(runStartMs * 1000) / 1000,
+    bootMs: Math.round(machine.bootMs),
+    logDropped: machine.logDropped,
+    stats,
+  };
+  const one = results[0];
+  const body =
+    !multi && one
+      ? { ok, exitCode: ok ? 0 : 1, ...one.json, ...common }
+      : {
+          ok,
+          exitCode: ok ? 0 : 1,
+          describe,
+          processes: results.map((r) => r.json),
+          wallMs: Math.round(Math.max(...results.map((r) => r.outcome.wallMs))),
+          ...common,
+        };
+  const { code, schedule } = settle(ok ? 0 : 1, body);
   if (cfg.json) {
-    const common = {
-      seed: cfg.seed,
-      config: { ...cfg },
-      violations,
-      violationCount: nViolations,
-      violationsDropped: machine.violationsDropped,
-      runStartMs: Math.round(runStartMs * 1000) / 1000,
-      bootMs: Math.round(machine.bootMs),
-      logDropped: machine.logDropped,
-      stats,
-    };
-    const one = results[0];
-    const body =
-      !multi && one
-        ? { ok, exitCode: ok ? 0 : 1, ...one.json, ...common }
-        : {
-            ok,
-            exitCode: ok ? 0 : 1,
-            describe,
-            processes: results.map((r) => r.json),
-            wallMs: Math.round(Math.max(...results.map((r) => r.outcome.wallMs))),
-            ...common,
-          };
-    process.stdout.write(`${JSON.stringify(body, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ ...body, exitCode: code, schedule }, null, 2)}\n`);
   } else {
     out(
       `\n== splitkern ${cfg.topology}, ${cfg.cpus} CPUs, pcache ${fmtBytes(cfg.pcacheBytes)} ${cfg.ways}-way, seed ${cfg.seed}, kernel ${cfg.kernel}${cfg.bugs.length ? ` (bugs: ${cfg.bugs.join(', ')})` : ''}\n`,
@@ -391,9 +442,10 @@ async function run(workloadArg: string | undefined, args: string[], o: RunOption
     if (cfg.check !== 'none' || nViolations) out(`violations (--check ${cfg.check}): ${violationLine(machine)}\n`);
     for (const x of violations.slice(0, 5)) out(`  ${x.kind}: ${x.text}\n`);
     out(`${formatStats(stats)}\n`);
+    if (schedule) out(`${formatScheduleLine(schedule)}\n`);
     if (machine.logDropped) out(`(kernel log: ${machine.logDropped} lines dropped: the ring overflowed)\n`);
   }
-  return ok ? 0 : 1;
+  return code;
 }
 
 /**
@@ -553,6 +605,15 @@ function addRunOptions(cmd: Command): Command {
         'a historical kernel as a set of bug flags: fixed, legoos-head, legoos-2018-02-03, legoos-2018-02-01',
       )
       .option('--jitter <p>', 'delay each schedule point with probability p (widens race windows)')
+      .option(
+        '--sched <mode>',
+        'free (real parallelism), or a controlled schedule, one context at a time: random, pct:D[:K] (PCT, bug depth D over ~K steps), replay:FILE',
+        'free',
+      )
+      .option(
+        '--record <file>',
+        'write the controlled schedule, with its outcome, to this file (see `splitkern replay`)',
+      )
       .option('--ib-serialize', 'one global lock around every fabric RPC of P (CONFIG_FIT_SEQUENTIAL_IBAPI)')
       .option(
         '--spawn <command>',
@@ -563,6 +624,7 @@ function addRunOptions(cmd: Command): Command {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  commandLine = [...argv];
   const program = new Command();
   program
     .name('splitkern')
@@ -583,6 +645,17 @@ export async function main(argv: string[]): Promise<number> {
     code = await run(workload, args, opts);
   });
   program
+    .command('replay')
+    .description(
+      'run a recorded schedule again, from its header alone (the same command line, --sched replay:FILE); exit 3 if the run leaves the schedule or ends otherwise than the recording',
+    )
+    .argument('<file>', 'a schedule written by --record')
+    .option('--record <file>', 'record the replay too')
+    .option('--json', 'machine-readable summary on stdout')
+    .action(async (file: string, opts: { record?: string; json?: boolean }) => {
+      code = await main(replayCommand(file, opts));
+    });
+  program
     .command('bugs')
     .description('list the bug zoo: every historical bug flag and kernel preset')
     .option('--json', 'as JSON')
@@ -601,14 +674,11 @@ export async function main(argv: string[]): Promise<number> {
     .option('--seed <n>', 'first seed', '1')
     .option('--json', 'one JSON object per run, then one per bug')
     .option('--first', 'stop the attempts at the first reproduction (the controls still run)')
-    .action(
-      async (
-        bug: string | undefined,
-        opts: { all?: boolean; attempts: string; controls?: string; seed: string; json?: boolean; first?: boolean },
-      ) => {
-        code = await reproCommand(bug, opts);
-      },
-    );
+    .option('--sched <mode>', 'every run under this schedule: free, random or pct:D[:K]', 'free')
+    .option('--record <dir>', 'save the schedule of every reproducing attempt in this directory (random, pct)')
+    .action(async (bug: string | undefined, opts: ReproCliOptions) => {
+      code = await reproCommand(bug, opts);
+    });
   program
     .command('soak')
     .description(
@@ -647,6 +717,31 @@ export async function main(argv: string[]): Promise<number> {
   return code;
 }
 
+/** The command line that replays FILE: its recorded one, with --sched replay:FILE instead of its mode. */
+function replayCommand(file: string, opts: { record?: string; json?: boolean }): string[] {
+  let f;
+  try {
+    f = readSchedule(file);
+  } catch (e) {
+    if (e instanceof ScheduleFileError) throw new UsageError(e.message);
+    throw e;
+  }
+  const out: string[] = [];
+  for (let i = 0; i < f.command.length; i++) {
+    const a = f.command[i] ?? '';
+    if (a === '--sched' || a === '--record') {
+      i++;
+      continue;
+    }
+    if (a.startsWith('--sched=') || a.startsWith('--record=') || a === '--json') continue;
+    out.push(a);
+  }
+  out.push('--sched', `replay:${file}`);
+  if (opts.record !== undefined) out.push('--record', opts.record);
+  if (opts.json) out.push('--json');
+  return out;
+}
+
 function listBugs(json: boolean): void {
   if (json) {
     process.stdout.write(`${JSON.stringify({ bugs: BUGS, kernels: KERNELS }, null, 2)}\n`);
@@ -670,10 +765,18 @@ function listBugs(json: boolean): void {
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
-async function reproCommand(
-  bug: string | undefined,
-  opts: { all?: boolean; attempts: string; controls?: string; seed: string; json?: boolean; first?: boolean },
-): Promise<number> {
+interface ReproCliOptions {
+  all?: boolean;
+  attempts: string;
+  controls?: string;
+  seed: string;
+  json?: boolean;
+  first?: boolean;
+  sched: string;
+  record?: string;
+}
+
+async function reproCommand(bug: string | undefined, opts: ReproCliOptions): Promise<number> {
   if (opts.all && bug !== undefined) throw new UsageError(`repro: give a bug or --all, not both`);
   if (!opts.all && bug === undefined) throw new UsageError(`repro: name a bug (see \`splitkern bugs\`) or give --all`);
   const entries = opts.all ? BUGS : BUGS.filter((b) => b.name === bug);
@@ -690,9 +793,24 @@ async function reproCommand(
     throw new UsageError(`--controls ${opts.controls} must be an integer from 0 to 10000`);
   if (!Number.isInteger(seed) || seed < 0 || seed > 2 ** 31)
     throw new UsageError(`--seed ${opts.seed} must be an integer from 0 to 2147483648`);
+  const sched = parseSched(opts.sched);
+  if (sched.mode === 'replay')
+    throw new UsageError('repro runs new schedules: replay a recorded one with `splitkern replay FILE`');
+  if (opts.record !== undefined) {
+    if (sched.mode === 'free') throw new UsageError('repro --record needs --sched random or --sched pct:D');
+    fs.mkdirSync(opts.record, { recursive: true });
+  }
   return repro(
     entries,
-    { attempts, controls, seed, json: opts.json ?? false, first: opts.first ?? false },
+    {
+      attempts,
+      controls,
+      seed,
+      json: opts.json ?? false,
+      first: opts.first ?? false,
+      sched: opts.sched,
+      recordDir: opts.record,
+    },
     opts.all ?? false,
   );
 }

@@ -9,6 +9,7 @@
 // from 0 (interrupt), and the per-CPU and mm words the watchdog reads lockless. It takes no kernel
 // lock; --check periodic enters stopMachine (kCtlStopMachine CAS) from the host with none held.
 import { BroadcastChannel, Worker } from 'node:worker_threads';
+import { createHash } from 'node:crypto';
 
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -57,6 +58,11 @@ import {
   kThreadPid,
   kNrNodes,
   Shared,
+  CS_ENDED,
+  ST_MEMORY,
+  ST_STORAGE,
+  ST_SWEEP,
+  stCpu,
   type SharedBuffers,
 } from '../kernel/layout.ts';
 import { pcacheEarlyInit } from '../processor/pcache/init.ts';
@@ -69,6 +75,21 @@ import type { CpuTask, CpuTaskResult } from '../processor/task.ts';
 import { drainReports, reportsDropped, violationCount, type Violation } from '../kernel/report.ts';
 import { LOCK_KIND } from '../kernel/sync.ts';
 import { consoleChannel, type WorkerInit, type WorkerMsg } from '../kernel/workerdata.ts';
+import {
+  csAdmitTask,
+  csDrain,
+  csHalted,
+  csMode,
+  csParked,
+  csPrepare,
+  csStart,
+  describeEvent,
+  describeSthreads,
+  eventPoint,
+  eventYielder,
+  sthreadName,
+} from '../kernel/ctlsched.ts';
+import { pointName } from '../kernel/points.ts';
 import { kPrintkSlotLen, kPrintkSlotLevel, kPrintkSlotSeq, kPrintkTextOff } from '../kernel/layout.ts';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -135,8 +156,13 @@ export class Machine {
     readonly cfg: MachineConfig,
     private readonly sink: ConsoleSink,
     private readonly memFiles: Record<string, Uint8Array> = {},
+    /** --sched replay: the decisions to follow */
+    private readonly replay?: Uint32Array,
   ) {
-    const geo = geometryFor({ pcacheBytes: cfg.pcacheBytes, ways: cfg.ways, victim: cfg.victim, cpus: cfg.cpus });
+    const geo = geometryFor(
+      { pcacheBytes: cfg.pcacheBytes, ways: cfg.ways, victim: cfg.victim, cpus: cfg.cpus, sched: cfg.sched },
+      replay?.length ?? 0,
+    );
     this.bufs = allocateShared(geo);
     this.sh = new Shared(this.bufs);
     this.bootEpochMs = performance.timeOrigin + performance.now();
@@ -207,9 +233,68 @@ export class Machine {
     const pool = this.pool;
     await Promise.race([Promise.all([...Array(cfg.cpus).keys()].map(() => pool.run('warm-up'))), this.failed()]);
     if (cfg.sweep) await this.startWorker('sweep', 'sweep.cjs', this.init());
+    if (this.env.cs) await this.gather();
     this.bootMs = performance.now() - t0;
     env.printk('notice', `splitkern: ${cfg.topology} up in ${this.bootMs.toFixed(0)} ms: ${cfg.cpus} CPUs online`);
     this.drainLog();
+  }
+
+  /** The system sthreads of a controlled schedule, in the live list's fixed order. */
+  private systemSthreads(): number[] {
+    const cfg = this.cfg;
+    return [
+      ST_MEMORY,
+      ...(cfg.topology === '1P-1M-1S' ? [ST_STORAGE] : []),
+      ...[...Array(cfg.cpus).keys()].map(stCpu),
+      ...(cfg.sweep ? [ST_SWEEP] : []),
+    ];
+  }
+
+  /** A controlled schedule: every system sthread parks at its idle wait before the first decision. */
+  private async gather(): Promise<void> {
+    const system = this.systemSthreads();
+    const s = this.cfg.sched;
+    csPrepare(this.sh, {
+      seed: this.cfg.seed,
+      system,
+      pctDepth: s.mode === 'pct' ? s.pctDepth : 0,
+      pctSteps: s.pctSteps,
+      replay: this.replay ? Int32Array.from(this.replay, (w) => w | 0) : undefined,
+    });
+    await this.waitFor(() => csParked(this.sh) === system.length, 30_000, 'the controlled schedule gather');
+  }
+
+  /** The decisions of the controlled schedule so far (drained from its ring by the host). */
+  readonly schedEvents: number[] = [];
+  /**
+   * sha256 of the machine's state where a controlled schedule ended or halted (the pcache, its
+   * metadata, rmaps, page tables, mms, TLBs, victim cache, thread table), taken while it is frozen.
+   */
+  stateHash: string | undefined;
+
+  private hashState(): void {
+    const b = this.bufs;
+    const h = createHash('sha256');
+    for (const buf of [
+      b.pcdata,
+      b.pcmeta,
+      b.pcset,
+      b.pcsetEvictAddr,
+      b.rmap,
+      b.rmapAddr,
+      b.pgtable,
+      b.ptl,
+      b.mm,
+      b.mmF,
+      b.tlbVpn,
+      b.tlbVal,
+      b.victim,
+      b.victimAddr,
+      b.victimData,
+      b.threads,
+    ])
+      h.update(new Uint8Array(buf));
+    this.stateHash = h.digest('hex');
   }
 
   private startWorker(name: string, file: string, data: WorkerInit): Promise<void> {
@@ -295,6 +380,7 @@ export class Machine {
       for (const { program, argv } of procs) {
         const pid = allocTid(sh);
         if (pid < 0) throw new Error('machine: no free tid for a new process');
+        csAdmitTask(sh, pid);
         sh.ctl.add(kCtlLiveThreads, 1);
         sh.threads.set(pid, kThreadPid, pid);
         this.procs.set(pid, { program, argv });
@@ -304,6 +390,7 @@ export class Machine {
         ended.catch(() => {}); // a failed task fails the machine: the race below reports that
         mains.push({ pid, ended, t0: performance.now() });
       }
+      if (this.env.cs) csStart(sh, this.env.cs);
       const outcomes: RunOutcome[] = [];
       for (const m of mains) {
         const { r: main, at } = await Promise.race([m.ended, this.failed()]);
@@ -313,6 +400,12 @@ export class Machine {
       while (this.running.size > 0)
         await Promise.race([Promise.all([...this.running.values()].map((r) => r.promise)), this.failed()]);
       for (const o of outcomes) o.threads = this.results.filter((r) => r.pid === o.pid && r.tid !== o.pid);
+      if (this.env.cs) {
+        // the schedule ended with the last task: the machine is frozen until shutdown
+        await this.waitFor(() => csMode(sh) === CS_ENDED, 10_000, 'the end of the controlled schedule');
+        csDrain(sh, this.schedEvents);
+        this.hashState();
+      }
       this.drainLog();
       return outcomes;
     } finally {
@@ -384,10 +477,13 @@ export class Machine {
     }
   }
 
-  /** Periodic host work: kernel log, watchdog, --check periodic. */
+  /** Periodic host work: kernel log, watchdog, --check periodic, the controlled schedule's ring. */
   private tick(): void {
     this.drainLog();
-    this.watchdog();
+    if (this.env.cs) {
+      csDrain(this.sh, this.schedEvents);
+      this.scheduleHalted();
+    } else this.watchdog();
     if (
       this.cfg.check === 'periodic' &&
       this.running.size > 0 &&
@@ -438,12 +534,45 @@ export class Machine {
     this.logDropped += hdr.xchg(kPrintkDropped, 0);
   }
 
-  /** Soft-lockup detector (kernel/watchdog.c): a CPU in the kernel for longer than --watchdog. */
-  private watchdog(): void {
+  /**
+   * A controlled schedule halted (ctlsched.ts): the machine is frozen where it stopped. A stuck CPU is
+   * the watchdog's report, as in free running; a deadlock or a replay that left its schedule is an
+   * internal failure, said with the step and who waited where.
+   */
+  private scheduleHalted(): void {
+    const h = csHalted(this.sh);
+    if (!h || this.failure) return;
+    csDrain(this.sh, this.schedEvents);
+    this.hashState();
+    if (h.why === 'watchdog') {
+      this.watchdog(h.arg);
+      return;
+    }
+    if (h.why === 'deadlock') {
+      for (const line of describeSthreads(this.sh)) this.env.printk('error', `ctlsched: ${line}`);
+      this.drainLog();
+      this.fail(
+        `controlled schedule: deadlock at step ${h.step}: every context is blocked and none has a timeout (${describeEvent(h.actual)} was the last to block)`,
+      );
+      return;
+    }
+    const expected =
+      h.expected < 0 ? 'the schedule had no more decisions' : `the schedule expected ${describeEvent(h.expected)}`;
+    this.fail(
+      `replay diverged at step ${h.step}: ${sthreadName(eventYielder(h.actual))} reached ${pointName(eventPoint(h.actual))}, but ${expected}${h.expected >= 0 && eventYielder(h.expected) === eventYielder(h.actual) && eventPoint(h.expected) === eventPoint(h.actual) ? ` (which could not run: ${h.arg} could)` : ''}`,
+    );
+  }
+
+  /**
+   * Soft-lockup detector (kernel/watchdog.c): a CPU in the kernel for longer than --watchdog. Under a
+   * controlled schedule the decision loop finds it (in logical time) and names the CPU: `only`.
+   */
+  private watchdog(only = -1): void {
     if (this.failure) return;
     const { sh, cfg } = this;
     const now = this.env.nowMs();
     for (let c = 0; c < cfg.cpus; c++) {
+      if (only >= 0 && c !== only) continue;
       const since = sh.cpu.load(c, kCpuKernelEnterMs);
       if (sh.cpu.load(c, kCpuState) !== kCpuStateKernel || since < 0) continue;
       const stuck = (now - since) / 1000;

@@ -87,6 +87,30 @@ export interface RawOptions {
   kernel?: string;
   jitter?: string;
   ibSerialize?: boolean;
+  sched?: string;
+  record?: string;
+}
+
+/**
+ * --sched MODE: free | random | pct:D | pct:D:K | replay:FILE. D is PCT's bug depth (1..17: D - 1
+ * priority change points), K the estimated steps they are drawn over.
+ */
+export function parseSched(text: string): MachineConfig['sched'] {
+  const base = DEFAULT_CONFIG.sched;
+  if (text === 'free' || text === 'random') return { ...base, mode: text };
+  const pct = /^pct:(\d+)(?::(\d+))?$/.exec(text);
+  if (pct) {
+    const d = Number(pct[1]);
+    const k = pct[2] === undefined ? base.pctSteps : Number(pct[2]);
+    if (d < 1 || d > 17) throw new UsageError(`--sched ${text}: the depth D of pct:D must be 1 to 17`);
+    if (k < 1 || k > 1e9) throw new UsageError(`--sched ${text}: the step estimate K of pct:D:K must be 1 to 1e9`);
+    return { ...base, mode: 'pct', pctDepth: d, pctSteps: k };
+  }
+  if (text.startsWith('replay:') && text.length > 'replay:'.length)
+    return { ...base, mode: 'replay', replayFile: text.slice('replay:'.length) };
+  throw new UsageError(
+    `--sched ${excerpt(text)} is not a mode: use free, random, pct:D (e.g. pct:3), pct:D:K or replay:FILE`,
+  );
 }
 
 const isPow2 = (n: number): boolean => n > 0 && (n & (n - 1)) === 0;
@@ -199,6 +223,18 @@ export function buildConfig(o: RawOptions): MachineConfig {
       throw new UsageError(`--jitter ${excerpt(o.jitter)} must be a probability between 0 and 1`);
     cfg.jitter = p;
   }
+  if (o.sched !== undefined) cfg.sched = parseSched(o.sched.trim());
+  const controlled = cfg.sched.mode !== 'free';
+  if (controlled && cfg.jitter > 0)
+    throw new UsageError(
+      `--jitter has no meaning under --sched ${o.sched}: the controlled schedule decides every interleaving (drop --jitter)`,
+    );
+  if (controlled && o.check === 'periodic')
+    throw new UsageError(
+      `--check periodic runs on the host's clock, which a controlled schedule does not follow: use --check syscall or --check end with --sched ${o.sched}`,
+    );
+  if (o.record !== undefined && !controlled)
+    throw new UsageError('--record needs a controlled schedule: add --sched random or --sched pct:3');
   if (o.files !== undefined) cfg.filesDir = o.files;
   if (o.out !== undefined) cfg.outPath = o.out;
   const r = configSchema.safeParse(cfg);

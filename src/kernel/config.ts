@@ -61,7 +61,22 @@ export interface MachineConfig {
   ibSerialize: boolean;
   /** which LegoOS format `report_bad_rmap` prints: the 2018-02 "mismatched PTE and rmap" block or HEAD's */
   rmapReportFormat: '2018-02' | 'head';
+  /** --sched: free parallelism, or a controlled scheduler (src/kernel/ctlsched.ts) */
+  sched: SchedConfig;
 }
+
+export type SchedMode = 'free' | 'random' | 'pct' | 'replay';
+export interface SchedConfig {
+  mode: SchedMode;
+  /** pct: the bug depth D (D - 1 priority change points) */
+  pctDepth: number;
+  /** pct: the estimated number of steps k the change points are drawn over */
+  pctSteps: number;
+  /** replay: the schedule file being followed (its decisions are handed to the workers by the host) */
+  replayFile?: string;
+}
+/** One schedule step is this many µs of logical time in a controlled mode (the clock's only tick). */
+export const kSchedStepUs = 10;
 
 export const DEFAULT_CONFIG: MachineConfig = {
   topology: '1P-1M-1S',
@@ -84,6 +99,7 @@ export const DEFAULT_CONFIG: MachineConfig = {
   jitter: 0,
   ibSerialize: false,
   rmapReportFormat: '2018-02',
+  sched: { mode: 'free', pctDepth: 3, pctSteps: 20000 },
 };
 
 /** Hard limits, named so an error can say which one was hit and how to change the input. */

@@ -1,7 +1,8 @@
 // The per-worker kernel environment: which context this worker is, its shared views, the kernel log,
 // its statistics row, and the two hooks every wait loop calls: `irq` (service incoming IPIs: a CPU
 // waiting for anything must keep answering TLB shootdowns, or two CPUs deadlock) and `sched` (named
-// schedule points in the race paths; no-ops unless jitter or a controlled scheduler is installed).
+// schedule points in the race paths; no-ops unless jitter or a controlled scheduler is installed), and
+// `wait`, through which every kernel wait goes, so that a controlled scheduler can make it a schedule point.
 // An Env belongs to one worker and is used only on its own thread (the host has its own). printk
 // reserves a ring slot with Atomics.add on kPrintkHead and commits it by the Atomics.store of its seq;
 // stat/statMax write this context's stats row plainly (its only writer). No lock is taken, so callers
@@ -23,6 +24,8 @@ import type { BugFlag, MachineConfig } from './config.ts';
 import { BUG_FLAGS } from './config.ts';
 import { bugStatName, S } from './stats.ts';
 import type { WorkerInit } from './workerdata.ts';
+import { CtlSched, type WaitResult } from './ctlsched.ts';
+import type { SchedPoint } from './points.ts';
 
 const S_BUG = Object.fromEntries(BUG_FLAGS.map((f) => [f, S[bugStatName(f)]])) as Record<BugFlag, number>;
 
@@ -54,8 +57,10 @@ export class Env {
   private readonly enc = new TextEncoder();
   /** service pending IPIs; replaced by the CPU's handler once it is online */
   irq: () => void = () => {};
-  /** named schedule point; replaced when --jitter or a scheduler is active */
-  sched: (point: string) => void = () => {};
+  /** named schedule point; replaced when --jitter or a controlled scheduler is active */
+  sched: (point: SchedPoint) => void = () => {};
+  /** the controlled scheduler (--sched random|pct|replay), undefined when the machine runs free */
+  readonly cs: CtlSched | undefined;
   readonly bugs: ReadonlySet<BugFlag>;
 
   constructor(
@@ -70,11 +75,37 @@ export class Env {
     this.logLevel = LOGLEVEL[init.config.logLevel];
     this.bugs = new Set(init.config.bugs);
     if (init.config.jitter > 0) this.sched = jitter(init.config.jitter, init.config.seed, init.ctx);
+    if (init.config.sched.mode !== 'free') {
+      const cs = new CtlSched(sh, init.config);
+      this.cs = cs;
+      this.sched = (p) => cs.yield(p);
+    }
   }
 
-  /** milliseconds since boot, shared clock across workers */
+  /**
+   * milliseconds since boot, shared clock across workers; in a controlled mode the logical clock of
+   * the schedule (kSchedStepUs per decision), which every timeout and stamp of the kernel then follows
+   */
   nowMs(): number {
+    if (this.cs) return this.cs.nowMs();
     return performance.timeOrigin + performance.now() - this.bootEpochMs;
+  }
+
+  /**
+   * Every kernel wait: Atomics.wait(a, i, v, timeoutMs) when the machine runs free; under a controlled
+   * scheduler a schedule point where this context blocks on a[i] (and, on a CPU, on its doorbell, unless
+   * `irqWake` is false) and hands the turn on. Callers loop on their condition, as with Atomics.wait.
+   */
+  wait(
+    a: Int32Array,
+    i: number,
+    v: number,
+    timeoutMs: number | undefined,
+    point: SchedPoint,
+    irqWake = true,
+  ): WaitResult {
+    if (!this.cs) return Atomics.wait(a, i, v, timeoutMs);
+    return this.cs.wait(a, i, v, timeoutMs, point, irqWake && this.cpu >= 0 ? this.ctx : -1);
   }
 
   /** printk: one line into the shared log ring, stamped like dmesg. */
@@ -140,11 +171,17 @@ function jitter(p: number, seed: number, ctx: number): (point: string) => void {
 
 /**
  * A component worker's start (M, S, a P kernel thread): what the host handed it, the views over the
- * shared buffers, and the kernel environment of its context (`pick` names it among the contexts).
+ * shared buffers, and the kernel environment of its context (`pick` names it among the contexts, and
+ * `sthread` is its id under a controlled scheduler: layout.ts ST_*).
  */
-export function workerEnv(pick: (ctx: Contexts) => number, name: string): { init: WorkerInit; sh: Shared; env: Env } {
+export function workerEnv(
+  pick: (ctx: Contexts) => number,
+  name: string,
+  sthread: number,
+): { init: WorkerInit; sh: Shared; env: Env } {
   const init = workerData as WorkerInit;
   const sh = new Shared(init.bufs);
   const env = new Env(sh, { ctx: pick(sh.geo.ctx), cpu: -1, name, bootEpochMs: init.bootEpochMs, config: init.config });
+  if (env.cs) env.cs.self = sthread;
   return { init, sh, env };
 }

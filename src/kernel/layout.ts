@@ -751,6 +751,100 @@ export const RECV = region('recv', 16, {
 export const { kRecvDoorbell, kRecvSleeping, kRecvPendingBase } = indices(RECV);
 
 // ---------------------------------------------------------------------------------------------
+// ---------------------------------------------------------------------------------------------
+// ctlsched: the controlled scheduler (src/kernel/ctlsched.ts, --sched random|pct:D|replay). In a
+// controlled mode exactly one schedulable thread ("sthread": M, S, kevict_sweepd, a CPU's idle
+// context, a task) runs at a time: the one holding the turn. Everything below is written by the turn
+// holder (or by the host while nobody holds it: before the first turn, after the end), so plain
+// values would do; they are Atomics so that the waiters' loads are well defined.
+export const ST_MEMORY = 0;
+export const ST_STORAGE = 1;
+export const ST_SWEEP = 2;
+export const stCpu = (cpu: number): number => 3 + cpu;
+export const stTask = (tid: number): number => 3 + kMaxCpus + tid;
+/** the host's id in an event word (it makes the first decision, and is never chosen) */
+export const ST_HOST = 511;
+export const kMaxSthreads = 3 + kMaxCpus + kMaxThreads;
+export const kCsLogEntries = 1 << 20;
+export const kCsPctMaxChanges = 16;
+export const CS = region('ctlsched', 32 + kCsPctMaxChanges, {
+  kCsMode: {
+    at: 0,
+    guard: 'CS_FREE/GATHER/RUN: the host (Atomics.store + notify); CS_ENDED/CS_HALTED: the turn holder',
+  },
+  kCsTurn: { at: 1, guard: 'the turn holder (Atomics.store) as it hands the turn on: the sthread that runs, -1 none' },
+  kCsStep: { at: 2, guard: 'the turn holder (Atomics.store): decisions made so far' },
+  kCsParked: { at: 3, guard: 'Atomics.add by each system sthread that parks in the gather' },
+  kCsNLive: { at: 4, guard: 'the turn holder, or the host before the first turn: entries of the live list' },
+  kCsLiveTasks: { at: 5, guard: 'the turn holder, or the host before the first turn: admitted tasks not exited' },
+  kCsRng: { at: 6, count: 4, guard: 'the turn holder: the decision PRNG state (sfc32)' },
+  kCsHalt: { at: 10, guard: 'the turn holder, once, as it sets CS_HALTED: CS_HALT_* why' },
+  kCsHaltArg: { at: 11, count: 4, guard: 'the turn holder, with kCsHalt: the halt details' },
+  kCsLogHead: { at: 15, guard: 'the turn holder (Atomics.store): events written to the log ring' },
+  kCsLogTail: { at: 16, guard: 'the host (Atomics.store + notify): events it has read from the ring' },
+  kCsReplayLen: { at: 17, guard: 'the host, before the first turn: decisions in the replay schedule' },
+  kCsReplayPos: { at: 18, guard: 'the turn holder: the next replay decision' },
+  kCsSwitches: { at: 19, guard: 'the turn holder: decisions that moved the turn to another sthread' },
+  kCsHash: { at: 20, guard: 'the turn holder: FNV-1a of the event words so far' },
+  kCsJumps: { at: 21, guard: 'the turn holder: times every sthread was blocked and the clock jumped' },
+  kCsPctDepth: { at: 22, guard: 'the host, before the first turn: PCT depth D (0 when not PCT)' },
+  kCsPctChangeBase: {
+    at: 32,
+    count: kCsPctMaxChanges,
+    guard: 'the host, before the first turn: the steps of the PCT priority change points, ascending',
+  },
+});
+export const {
+  kCsMode,
+  kCsTurn,
+  kCsStep,
+  kCsParked,
+  kCsNLive,
+  kCsLiveTasks,
+  kCsRng,
+  kCsHalt,
+  kCsHaltArg,
+  kCsLogHead,
+  kCsLogTail,
+  kCsReplayLen,
+  kCsReplayPos,
+  kCsSwitches,
+  kCsHash,
+  kCsJumps,
+  kCsPctDepth,
+  kCsPctChangeBase,
+} = indices(CS);
+export const CS_FREE = 0;
+export const CS_GATHER = 1;
+export const CS_RUN = 2;
+export const CS_ENDED = 3;
+export const CS_HALTED = 4;
+export const CS_HALT_DEADLOCK = 1;
+export const CS_HALT_WATCHDOG = 2;
+export const CS_HALT_DIVERGED = 3;
+export const CS_THREAD = region('ctlsched thread', 12, {
+  kStState: { at: 0, guard: 'the turn holder (its own, or admit/exit of another), or the host before the first turn' },
+  kStBuf: { at: 1, guard: 'the sthread itself as it blocks: the buffer id of the word it waits on, -1 none' },
+  kStIdx: { at: 2, guard: 'the sthread itself as it blocks: the Int32 index of that word in its buffer' },
+  kStVal: { at: 3, guard: 'the sthread itself as it blocks: it is blocked while the word holds this value' },
+  kStBuf2: { at: 4, guard: 'the sthread itself as it blocks: a CPU context also wakes on its doorbell (-1 none)' },
+  kStIdx2: { at: 5, guard: 'the sthread itself as it blocks: the doorbell index' },
+  kStVal2: { at: 6, guard: 'the sthread itself as it blocks: the doorbell value it saw' },
+  kStPrio: { at: 7, guard: 'the turn holder (admission, PCT change points): the PCT priority' },
+  kStGo: {
+    at: 8,
+    guard: 'the turn holder sets 1 (Atomics.store + notify) to hand this sthread the turn; it clears it',
+  },
+  kStPoint: { at: 9, guard: 'the sthread itself: the schedule point it last stopped at' },
+});
+export const { kStState, kStBuf, kStIdx, kStVal, kStBuf2, kStIdx2, kStVal2, kStPrio, kStGo, kStPoint } =
+  indices(CS_THREAD);
+export const ST_ABSENT = 0;
+export const ST_READY = 1;
+export const ST_BLOCKED = 2;
+/** kCsLive's entries start after the global words; the log ring and the replay schedule are their own buffers */
+export const kCsLiveBase = CS.stride;
+
 export interface Geometry {
   nrLines: number;
   nrSets: number;
@@ -761,9 +855,16 @@ export interface Geometry {
   nrTablePages: number;
   victims: number;
   ctx: Contexts;
+  /** a controlled scheduler runs: allocate its event ring */
+  schedLog: boolean;
+  /** decisions of the schedule being replayed (0 when not replaying) */
+  replayEvents: number;
 }
 
-export function geometryFor(cfg: Pick<MachineConfig, 'pcacheBytes' | 'ways' | 'victim' | 'cpus'>): Geometry {
+export function geometryFor(
+  cfg: Pick<MachineConfig, 'pcacheBytes' | 'ways' | 'victim' | 'cpus'> & { sched?: MachineConfig['sched'] },
+  replayEvents = 0,
+): Geometry {
   const nrLines = Math.floor(cfg.pcacheBytes / PAGE_SIZE);
   const nrSets = nrLines / cfg.ways;
   return {
@@ -775,6 +876,8 @@ export function geometryFor(cfg: Pick<MachineConfig, 'pcacheBytes' | 'ways' | 'v
     nrTablePages: 16384,
     victims: cfg.victim,
     ctx: contextsFor(cfg.cpus),
+    schedLog: (cfg.sched?.mode ?? 'free') !== 'free',
+    replayEvents,
   };
 }
 
@@ -808,6 +911,16 @@ export interface SharedBuffers {
   threadF: SharedArrayBuffer;
   futexHb: SharedArrayBuffer;
   stats: SharedArrayBuffer;
+  /** ctlsched: global words, then the live list (sthread ids, admission order) */
+  cs: SharedArrayBuffer;
+  /** ctlsched: per-sthread records (kSt*) */
+  csThreads: SharedArrayBuffer;
+  /** ctlsched: the logical clock (µs, word 0), then each sthread's deadline (µs, Infinity none) */
+  csTime: SharedArrayBuffer;
+  /** ctlsched: the event ring the host drains into the recorded schedule */
+  csLog: SharedArrayBuffer;
+  /** ctlsched: the schedule being replayed (--sched replay), one event word per decision */
+  csReplay: SharedArrayBuffer;
 }
 
 export function ctlWords(geo: Geometry): number {
@@ -851,6 +964,11 @@ export function allocateShared(geo: Geometry): SharedBuffers {
     threadF: sab(kMaxThreads * THREAD_F.stride * 8),
     futexHb: sab(kFutexHashSize * FUTEX_HB.stride * 4),
     stats: sab(nCtx * kStatsPerContext * 8),
+    cs: sab((kCsLiveBase + kMaxSthreads) * 4),
+    csThreads: sab(kMaxSthreads * CS_THREAD.stride * 4),
+    csTime: sab((1 + kMaxSthreads) * 8),
+    csLog: sab(geo.schedLog ? kCsLogEntries * 4 : 0),
+    csReplay: sab(geo.replayEvents * 4),
   };
 }
 
@@ -1088,6 +1206,20 @@ export class Shared {
   readonly futexHb: Rec32;
   /** per-context counter rows (src/kernel/stats.ts): record = context, one writer each */
   readonly stats: RecF64;
+  /** ctlsched's global words (kCs*) and, from kCsLiveBase, its live list */
+  readonly cs: Vec32;
+  /** ctlsched's sthread records (kSt*), record = sthread id */
+  readonly csThreads: Rec32;
+  /** ctlsched's clock (word 0, µs) and deadlines (word 1 + sthread): written by the turn holder */
+  readonly csTime: VecF64;
+  readonly csLog: Int32Array;
+  readonly csReplay: Int32Array;
+  /**
+   * Every shared buffer as one Int32 view, in SharedBuffers' order, and each buffer's id: how a
+   * blocked sthread names the word it waits on so that another worker can read it (ctlsched).
+   */
+  readonly waitViews: Int32Array[] = [];
+  readonly waitIds = new Map<ArrayBufferLike, number>();
 
   constructor(readonly bufs: SharedBuffers) {
     this.geo = bufs.geo;
@@ -1145,6 +1277,16 @@ export class Shared {
     this.threadF = new RecF64(new Float64Array(bufs.threadF), THREAD_F.stride, 'thread floats');
     this.futexHb = new Rec32(new Int32Array(bufs.futexHb), FUTEX_HB.stride, 'futex hash buckets');
     this.stats = new RecF64(new Float64Array(bufs.stats), kStatsPerContext, 'stats');
+    this.cs = new Vec32(new Int32Array(bufs.cs), 'ctlsched');
+    this.csThreads = new Rec32(new Int32Array(bufs.csThreads), CS_THREAD.stride, 'ctlsched threads');
+    this.csTime = new VecF64(new Float64Array(bufs.csTime), 'ctlsched clock');
+    this.csLog = new Int32Array(bufs.csLog);
+    this.csReplay = new Int32Array(bufs.csReplay);
+    for (const [key, b] of Object.entries(bufs)) {
+      if (key === 'geo' || !(b instanceof SharedArrayBuffer)) continue;
+      this.waitIds.set(b, this.waitViews.length);
+      this.waitViews.push(new Int32Array(b, 0, Math.floor(b.byteLength / 4)));
+    }
   }
 
   // --- pointers and offsets that are not a record's word ---

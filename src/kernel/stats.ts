@@ -134,4 +134,5 @@ export const SYSCALL_NAMES = [
   'fork',
   'wait4',
   'execve',
+  'clock_gettime',
 ] as const;

@@ -69,7 +69,7 @@ export function spinLock(env: Env, a: Int32Array, i: number, id = i): void {
   if (c !== 2) c = Atomics.exchange(a, i, 2);
   while (c !== 0) {
     env.irq();
-    Atomics.wait(a, i, 2, kSleepMs);
+    env.wait(a, i, 2, kSleepMs, 'wait:spinlock');
     c = Atomics.exchange(a, i, 2);
   }
   clearWait(env);
@@ -104,7 +104,7 @@ export function bitLock(env: Env, a: Int32Array, i: number, bit: number, id: num
       }
       continue;
     }
-    if (n > kSpinPolls) Atomics.wait(a, i, v, kSleepMs);
+    if (n > kSpinPolls) env.wait(a, i, v, kSleepMs, 'wait:pcache_lock');
   }
 }
 
@@ -139,7 +139,7 @@ export function downRead(env: Env, a: Int32Array, i: number, id: number): void {
     }
     if (n++ === 0) noteWait(env, id, LOCK_KIND.mmap_sem_read);
     env.irq();
-    if (n > kSpinPolls) Atomics.wait(a, i, v, kSleepMs);
+    if (n > kSpinPolls) env.wait(a, i, v, kSleepMs, 'wait:mmap_sem_read');
   }
 }
 
@@ -162,7 +162,7 @@ export function downWrite(env: Env, a: Int32Array, i: number, id: number): void 
     if ((v & RWSEM_WRITER_WAITING) === 0) Atomics.or(a, i, RWSEM_WRITER_WAITING);
     if (n++ === 0) noteWait(env, id, LOCK_KIND.mmap_sem_write);
     env.irq();
-    if (n > kSpinPolls) Atomics.wait(a, i, Atomics.load(a, i), kSleepMs);
+    if (n > kSpinPolls) env.wait(a, i, Atomics.load(a, i), kSleepMs, 'wait:mmap_sem_write');
   }
 }
 
@@ -187,7 +187,7 @@ export function waitUntil(
     env.irq();
     const v = Atomics.load(a, i);
     if (done()) break;
-    if (n++ > kSpinPolls) Atomics.wait(a, i, v, 1);
+    if (n++ > kSpinPolls) env.wait(a, i, v, 1, 'wait:until');
   }
   clearWait(env);
 }

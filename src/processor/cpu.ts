@@ -15,6 +15,7 @@ import {
   kCtlCpusOnline,
   kStatsPerContext,
   Shared,
+  stCpu,
 } from '../kernel/layout.ts';
 import { workerData } from 'node:worker_threads';
 import { Kern } from './kern.ts';
@@ -76,6 +77,7 @@ export class Cpu {
       config: init.config,
     });
     this.k = new Kern(this.env, new Fabric(this.env));
+    if (this.env.cs) this.env.cs.self = stCpu(id);
     this.bringUp();
   }
 

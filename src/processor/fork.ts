@@ -54,6 +54,7 @@ import {
   type Shared,
 } from '../kernel/layout.ts';
 import { S } from '../kernel/stats.ts';
+import { csAdmitTask } from '../kernel/ctlsched.ts';
 import { downWrite, upWrite } from '../kernel/sync.ts';
 import { EAGAIN, EINTR, ENOMEM, PAGE_SIZE, SIGCHLD } from '../uapi/abi.ts';
 import type { Kern } from './kern.ts';
@@ -110,6 +111,7 @@ export function reserveTask(sh: Shared): boolean {
 
 /** Hand a created task to the host, which starts it in the task pool (wake_up_new_task). */
 export function publishTask(sh: Shared, tid: number): void {
+  csAdmitTask(sh, tid); // a controlled schedule knows it from now on (its worker arrives when chosen)
   const i = sh.ctl.add(kCtlSpawnHead, 1);
   sh.spawn.store(i % kSpawnRing, tid);
   sh.ctl.add(kCtlHostDoorbell, 1);

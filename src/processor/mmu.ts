@@ -50,6 +50,8 @@ import { safePoint } from './stop.ts';
 import { reportViolation } from '../kernel/report.ts';
 
 const kTick = 4096;
+/** new-page schedule points per tick under a controlled scheduler */
+const kPagePointsPerTick = 8;
 export const SIGKILL = 9;
 export const SIGSEGV = 11;
 export const SIGBUS = 7;
@@ -69,6 +71,8 @@ export class CpuMmu implements Mmu {
   private wBase = -1;
   private wOff = 0;
   private tick = kTick;
+  private pagePoints = kPagePointsPerTick;
+  private readonly controlled: boolean;
   private readonly checkTlb: boolean;
 
   constructor(private readonly k: Kern) {
@@ -87,6 +91,7 @@ export class CpuMmu implements Mmu {
       },
     };
     this.checkTlb = k.env.config.check !== 'none';
+    this.controlled = k.env.cs !== undefined;
   }
 
   /**
@@ -133,7 +138,11 @@ export class CpuMmu implements Mmu {
     this.k.env.irq();
     safePoint(this.k.env);
     const sh = this.k.sh;
-    if (this.k.task && sh.cpu.load(this.k.env.ctx, kCpuState) === kCpuStateUser) this.k.task.tick();
+    this.pagePoints = kPagePointsPerTick;
+    if (this.k.task && sh.cpu.load(this.k.env.ctx, kCpuState) === kCpuStateUser) {
+      this.k.env.sched('mmu:tick');
+      this.k.task.tick();
+    }
     if (this.k.mmSlot >= 0 && sh.mm.load(this.k.mmSlot, kMmKilled) !== 0) {
       throw new UserSignal(SIGKILL, 0, 'killed: another thread of the process took a fatal signal');
     }
@@ -144,6 +153,12 @@ export class CpuMmu implements Mmu {
     if (--this.tick <= 0) this.interrupt();
     const k = this.k;
     const sh = k.sh;
+    // Under a controlled schedule an access to a new page from user mode is a schedule point (a few per
+    // tick), so that a race needing a user access between two kernel steps can be scheduled.
+    if (this.controlled && this.pagePoints > 0 && sh.cpu.load(k.env.ctx, kCpuState) === kCpuStateUser) {
+      this.pagePoints--;
+      k.env.sched('mmu:new_page');
+    }
     const vpn = Math.floor(va / PAGE_SIZE);
     const page = vpn * PAGE_SIZE;
     const ti = vpn % kTlbEntries;

@@ -291,7 +291,7 @@ export function cpuIdleLoop(k: Kern): void {
   while (sh.ctl.load(kCtlShutdown) === 0) {
     const cur = sh.cpu.load(c, kCpuCurr);
     if (cur !== 0) {
-      sh.cpu.wait(c, kCpuCurr, cur, 100);
+      env.wait(sh.cpu.a, sh.cpu.idx(c, kCpuCurr), cur, 100, 'wait:cpu_taken', false);
       continue;
     }
     handleIpis(k);
@@ -303,7 +303,7 @@ export function cpuIdleLoop(k: Kern): void {
       handOver(sh, c, next);
       continue;
     }
-    sh.cpu.wait(c, kCpuDoorbell, seen, 20);
+    env.wait(sh.cpu.a, sh.cpu.idx(c, kCpuDoorbell), seen, 20, 'wait:idle', false);
   }
 }
 
@@ -340,7 +340,7 @@ export class TaskSched implements TaskHooks {
     const oi = sh.threads.idx(tid, kThreadOnCpu);
     while (Atomics.load(sh.threads.a, oi) === 0) {
       if (sh.ctl.load(kCtlShutdown) === 2) throw new Error(`sched: shutdown while tid ${tid} waited for a CPU`);
-      Atomics.wait(sh.threads.a, oi, 0, 100);
+      k.env.wait(sh.threads.a, oi, 0, 100, 'wait:runqueue');
     }
     this.bind(Atomics.load(sh.threads.a, oi) - 1);
     // its affinity changed while it was queued: this CPU is no longer one of its own
@@ -392,7 +392,7 @@ export class TaskSched implements TaskHooks {
     sh.cpu.store(c, kCpuTid, tid);
     sh.cpu.store(c, kCpuPid, k.pid);
     switchMm(k);
-    this.sliceStart = performance.now();
+    this.sliceStart = k.env.nowMs();
   }
 
   /**
@@ -413,7 +413,7 @@ export class TaskSched implements TaskHooks {
     const next = requeue ? requeueAndPick(env, sh, c, tid) : pickNextTask(env, sh, c);
     if (next === 0 && requeue) {
       sh.threads.store(tid, kThreadOnCpu, c + 1); // not queued, so nobody could grant it: keep the CPU
-      this.sliceStart = performance.now(); // nobody waits: a new slice
+      this.sliceStart = env.nowMs(); // nobody waits: a new slice
       return false;
     }
     env.stat(S.nr_switches);
@@ -446,9 +446,9 @@ export class TaskSched implements TaskHooks {
       this.checkAffinity(); // another thread took this CPU out of the task's mask
       return;
     }
-    if (performance.now() - this.sliceStart < this.sliceMs) return;
+    if (k.env.nowMs() - this.sliceStart < this.sliceMs) return;
     if (k.sh.cpu.load(k.cpu, kCpuRqLen) === 0) {
-      this.sliceStart = performance.now();
+      this.sliceStart = k.env.nowMs();
       return;
     }
     k.env.stat(S.nr_preempt);
@@ -476,7 +476,7 @@ export class TaskSched implements TaskHooks {
         const v = Atomics.load(a, i);
         if (done()) break;
         if (k.sh.ctl.load(kCtlShutdown) === 2) throw new Error(`sched: shutdown while tid ${this.tid} slept`);
-        Atomics.wait(a, i, v, kOffCpuPollMs);
+        k.env.wait(a, i, v, kOffCpuPollMs, 'wait:sleep');
       }
     } finally {
       this.acquire();

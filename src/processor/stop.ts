@@ -21,7 +21,7 @@ export function safePoint(env: Env): void {
   // A parked CPU still answers IPIs: a CPU that is not yet parked may be waiting for its ack.
   while (sh.ctl.load(kCtlStopMachine) !== 0 && sh.ctl.load(kCtlShutdown) === 0) {
     env.irq();
-    sh.ctl.wait(kCtlStopMachine, sh.ctl.load(kCtlStopMachine), 0.5);
+    env.wait(sh.ctl.a, kCtlStopMachine, sh.ctl.load(kCtlStopMachine), 0.5, 'wait:stop_machine');
   }
   sh.cpu.store(env.ctx, kCpuParked, 0);
 }
@@ -47,7 +47,7 @@ export function stopMachine<T>(env: Env, withSweep: boolean, fn: () => T): T {
         if (isCpu && sh.cpu.load(c, kCpuState) === kCpuStateIdle && (sh.ctl.load(kCtlCpusBusy) & (1 << c)) === 0) break;
         if (sh.ctl.load(kCtlShutdown) !== 0) break;
         env.irq();
-        if (n > 64) sh.cpu.wait(c, kCpuParked, 0, 1);
+        if (n > 64) env.wait(sh.cpu.a, sh.cpu.idx(c, kCpuParked), 0, 1, 'wait:parked');
       }
     }
     return fn();

@@ -54,6 +54,7 @@ import {
   kBarrierGen,
   kNrBarriers,
   kCtlLiveThreads,
+  kCtlShutdown,
   kMaxThreads,
   kMmAsChanges,
   kMmKilled,
@@ -77,6 +78,7 @@ import {
 import { kSyscallBase, S, SYSCALL_NAMES } from '../kernel/stats.ts';
 import { downWrite, LOCK_KIND, upWrite } from '../kernel/sync.ts';
 import {
+  CLOCK_MONOTONIC,
   E2BIG,
   EAGAIN,
   EBADF,
@@ -619,6 +621,11 @@ export class ProcSyscalls implements Syscalls {
     const n = Math.abs(Atomics.load(sh.threads.a, i)) + 1;
     Atomics.store(sh.threads.a, i, -n);
     this.console.postMessage({ type: 'exec', pid: k.pid, n, program, argv: [...argv] });
+    // Under a controlled schedule the host's answer must not be a scheduling event: wait for it
+    // holding the turn (the host answers whatever the schedule does).
+    if (k.env.cs?.scheduled)
+      while (Atomics.load(sh.threads.a, i) !== n && !this.killed() && sh.ctl.load(kCtlShutdown) === 0)
+        Atomics.wait(sh.threads.a, i, -n, 50);
     sleepOn(k, sh.threads.a, i, () => Atomics.load(sh.threads.a, i) === n || this.killed(), k.pid, LOCK_KIND.join);
     this.mmu.interrupt(); // unwinds if the process is being killed
   }
@@ -708,6 +715,10 @@ export class ProcSyscalls implements Syscalls {
       this.k.task?.yield();
       return 0;
     });
+  }
+
+  clock_gettime(clockId: number): number {
+    return this.sys('clock_gettime', () => (clockId === CLOCK_MONOTONIC ? this.k.env.nowMs() : -EINVAL));
   }
 
   sched_setaffinity(tid: number, mask: number): number {

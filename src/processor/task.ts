@@ -128,6 +128,7 @@ export class Task {
     const prog = this.programs[task.program];
     if (!prog) throw new Error(`no program "${task.program}"`);
     k.seedRandom(task.tid);
+    env.cs?.enter(task.tid); // a controlled schedule: run once handed the turn
     const sched = new TaskSched(k, this.mmu, task.tid);
     sched.acquire();
     k.task = sched;
@@ -144,7 +145,7 @@ export class Task {
       sh.cpu.store(env.ctx, kCpuKernelEnterMs, Math.floor(env.nowMs()));
       sh.cpu.store(env.ctx, kCpuState, kCpuStateKernel);
       const never = new Int32Array(new SharedArrayBuffer(4));
-      for (;;) Atomics.wait(never, 0, 0, 1000); // stuck in the kernel: the watchdog must fire
+      for (;;) env.wait(never, 0, 0, 1000, 'wait:stuck'); // stuck in the kernel: the watchdog must fire
     }
     const res: CpuTaskResult = { tid: task.tid, pid: task.pid, cpu: env.cpu, exit: 0, signal: 0, reports: [] };
     const entries = threadEntries(prog);
@@ -193,6 +194,7 @@ export class Task {
       k.setCurrent(0, -1, 0, '');
       sched.exit();
       putTask(sh, task.tid, kUsageTask); // off its CPU for good: the row may be freed now
+      env.cs?.exit();
     }
     return res;
   }

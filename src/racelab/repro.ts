@@ -14,6 +14,7 @@
 // separate process). Its state is module-local (the running child, the first signal), so one repro or
 // soak at a time may use runChild/withSignalsForwarded.
 import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +33,10 @@ export interface ReproOptions {
   seed: number;
   json: boolean;
   first: boolean;
+  /** --sched for every run: free (default), random, pct:D[:K] */
+  sched?: string;
+  /** a directory: every reproducing attempt's schedule is saved there (controlled modes only) */
+  recordDir?: string;
 }
 
 export type Verdict = 'reproduced' | 'other failure' | 'clean';
@@ -49,6 +54,10 @@ export interface RunResult {
   brokenBranch: number;
   /** ms from the start of the workload to the detection of the signature */
   detectMs?: number;
+  /** the recorded schedule of a reproducing attempt (repro --record DIR) */
+  schedule?: string;
+  /** decisions of a controlled schedule (its `schedule.steps`) */
+  steps?: number;
   note?: string;
 }
 
@@ -133,18 +142,39 @@ export function commandOf(entry: BugEntry, withFlag = true): string {
   return ['splitkern run', ...entry.repro, ...flagsArg(entry, withFlag), '--seed N'].join(' ');
 }
 
-async function attempt(entry: BugEntry, seed: number, control: boolean): Promise<RunResult> {
+/** Where an attempt's schedule is recorded (kept only if it reproduces). */
+const recordPath = (o: ReproOptions, entry: BugEntry, seed: number): string | undefined =>
+  o.recordDir === undefined ? undefined : path.join(o.recordDir, `${entry.name}-seed${seed}.sched`);
+
+async function attempt(entry: BugEntry, seed: number, control: boolean, o: ReproOptions): Promise<RunResult> {
+  const rec = control ? undefined : recordPath(o, entry, seed);
   const args = [
     'run',
     ...entry.repro,
     ...flagsArg(entry, !control),
     '--seed',
     String(seed),
+    ...(o.sched && o.sched !== 'free' ? ['--sched', o.sched] : []),
+    ...(rec ? ['--record', rec] : []),
     '--json',
     '--log-level',
     'error',
   ];
   const r = await runChild(args);
+  const res = judge(entry, seed, control, r);
+  if (rec) {
+    if (res.verdict === 'reproduced' && fs.existsSync(rec)) res.schedule = rec;
+    else fs.rmSync(rec, { force: true });
+  }
+  return res;
+}
+
+function judge(
+  entry: BugEntry,
+  seed: number,
+  control: boolean,
+  r: { code: number | null; summary?: RunSummary; stderrTail: string },
+): RunResult {
   const res: RunResult = { seed, control, exitCode: r.code, verdict: 'clean', failures: [], brokenBranch: 0 };
   if (!r.summary) {
     res.verdict = 'other failure';
@@ -154,6 +184,7 @@ async function attempt(entry: BugEntry, seed: number, control: boolean): Promise
     return res;
   }
   const j = r.summary;
+  res.steps = j.schedule?.steps;
   const fails = failuresOf(j);
   res.failures = fails.map(formatSignature);
   res.brokenBranch = j.stats?.bugs?.[bugStatName(entry.name)] ?? 0;
@@ -199,14 +230,14 @@ function line(entry: BugEntry, r: RunResult, i: number, n: number): string {
 export async function reproEntry(entry: BugEntry, o: ReproOptions): Promise<EntryResult> {
   const runs: RunResult[] = [];
   for (let i = 0; i < o.attempts && !interrupted; i++) {
-    const r = await attempt(entry, o.seed + i, false);
+    const r = await attempt(entry, o.seed + i, false, o);
     runs.push(r);
     process.stdout.write(o.json ? `${JSON.stringify({ bug: entry.name, ...r })}\n` : line(entry, r, i, o.attempts));
     if (o.first && r.verdict === 'reproduced') break;
   }
   const controls: RunResult[] = [];
   for (let i = 0; i < o.controls && !interrupted; i++) {
-    const r = await attempt(entry, o.seed + i, true);
+    const r = await attempt(entry, o.seed + i, true, o);
     controls.push(r);
     process.stdout.write(o.json ? `${JSON.stringify({ bug: entry.name, ...r })}\n` : line(entry, r, i, o.controls));
   }
@@ -254,7 +285,7 @@ export function markdownTable(results: EntryResult[], o: ReproOptions, elapsedMs
     return `| \`${r.bug}\` | \`${e.repro.join(' ')}\`${e.companions ? ` + \`--bug ${e.companions.join(',')}\`` : ''} | ${r.reproduced}/${r.attempts} | ${r.controlSignature}/${r.controls}${r.controlOther ? ` (${r.controlOther} other)` : ''} | ${t} | \`${r.signature.replace(/\|/g, '\\|')}\` |`;
   });
   return [
-    `Measured by \`splitkern repro --all --attempts ${o.attempts} --controls ${o.controls} --seed ${o.seed}\` on ${cpus.length} × ${cpus[0]?.model.trim() ?? '?'}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}, in ${(elapsedMs / 60000).toFixed(1)} min.`,
+    `Measured by \`splitkern repro --all --attempts ${o.attempts} --controls ${o.controls} --seed ${o.seed}${o.sched && o.sched !== 'free' ? ` --sched ${o.sched}` : ''}\` on ${cpus.length} × ${cpus[0]?.model.trim() ?? '?'}, Node ${process.version}, ${new Date().toISOString().slice(0, 10)}, in ${(elapsedMs / 60000).toFixed(1)} min.`,
     '',
     '| flag | reproducer | reproduced | control shows it | median time to detection | signature |',
     '| --- | --- | --- | --- | --- | --- |',

@@ -50,6 +50,8 @@ export interface RunSummary {
   stats?: { bugs?: Record<string, number> };
   wallMs?: number;
   runStartMs?: number;
+  /** a controlled schedule's figures (host/schedrun.ts ScheduleSummary) */
+  schedule?: { steps: number; switches: number };
 }
 
 /** Normalise a report line so that it does not vary by run. */

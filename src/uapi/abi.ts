@@ -40,6 +40,8 @@ export const ENOSYS = 38;
 export const EOVERFLOW = 75;
 export const EDEADLK = 35;
 export const ETIMEDOUT = 110;
+/** clock_gettime's clock: milliseconds since boot (under a controlled schedule, its logical clock) */
+export const CLOCK_MONOTONIC = 1;
 
 export const ERRNO_NAMES: Record<number, string> = {
   [EPERM]: 'EPERM',

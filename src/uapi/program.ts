@@ -104,6 +104,12 @@ export interface Syscalls {
   /** sched_yield: let another runnable task have this CPU; 0 */
   sched_yield(): number;
   /**
+   * clock_gettime(CLOCK_MONOTONIC): milliseconds since boot, as a number (not a struct timespec
+   * pointer); under a controlled schedule the schedule's logical clock. -EINVAL for another clock.
+   * Programs read time only here, so that a replayed run sees the same times.
+   */
+  clock_gettime(clockId: number): number;
+  /**
    * sched_setaffinity(tid, mask): the CPUs thread `tid` of this process (0: the caller) may run on, as
    * a bitmask (not a cpu_set_t pointer). -EINVAL if the mask names no CPU that exists, -ESRCH if tid is
    * not a live thread of this process. The caller moves at once if its CPU is no longer allowed.

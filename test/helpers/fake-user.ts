@@ -374,6 +374,7 @@ export function makeFakeUser(m: FakeMachine, program?: Program, seed = 1, argv: 
     getpid: () => 1,
     gettid: () => 1,
     sched_yield: () => 0,
+    clock_gettime: () => performance.now(),
     sched_setaffinity: () => 0,
     sched_getaffinity: () => 1,
     exit(code) {

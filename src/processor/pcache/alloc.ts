@@ -45,7 +45,7 @@ export function pcacheAlloc(k: Kern, va: number, maxEvictTries = Infinity): numb
       // Every way is busy (being filled, evicted or flushed): let the holders make progress.
       if (++tries > 4) {
         k.env.irq();
-        sh.set.wait(set, kSetLock, -1, 0.2);
+        k.env.wait(sh.set.a, sh.set.idx(set, kSetLock), sh.set.load(set, kSetLock), 0.2, 'wait:pcache_alloc');
       }
     }
   }

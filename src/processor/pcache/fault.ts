@@ -206,7 +206,7 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
     if (psetFindEviction(sh, set, pid, va) >= 0) {
       k.env.stat(S.nr_pset_list_hit);
       k.env.irq();
-      sh.set.wait(set, kSetNrEviction, sh.set.load(set, kSetNrEviction), 0.2);
+      k.env.wait(sh.set.a, sh.set.idx(set, kSetNrEviction), sh.set.load(set, kSetNrEviction), 0.2, 'wait:eviction');
       continue;
     }
     const line = pcacheAlloc(k, va);
@@ -270,7 +270,7 @@ function handlePteFault(k: Kern, slot: number, va: number, write: boolean): numb
         giveUp();
         k.env.stat(S.nr_pcache_fill_shm_retry);
         k.env.irq();
-        sh.set.wait(set, kSetShmGen, sh.set.load(set, kSetShmGen), 0.2);
+        k.env.wait(sh.set.a, sh.set.idx(set, kSetShmGen), sh.set.load(set, kSetShmGen), 0.2, 'wait:shm_gen');
         continue;
       }
       if (alias !== line) {

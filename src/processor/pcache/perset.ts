@@ -25,7 +25,7 @@ export function psetAddEviction(k: Kern, set: number, pid: number, address: numb
     }
     unlockSet(k, set);
     k.env.irq();
-    sh.set.wait(set, kSetNrEviction, kEvictEntries, 0.2);
+    k.env.wait(sh.set.a, sh.set.idx(set, kSetNrEviction), kEvictEntries, 0.2, 'wait:eviction');
   }
 }
 

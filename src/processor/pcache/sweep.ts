@@ -5,7 +5,7 @@
 import { workerEnv } from '../../kernel/env.ts';
 import { Fabric } from '../../fabric/ibapi.ts';
 import { hostPort, type WorkerMsg } from '../../kernel/workerdata.ts';
-import { kCtlShutdown, kMetaPrev, kSetLruTail, PC_valid } from '../../kernel/layout.ts';
+import { kCtlShutdown, kMetaPrev, kSetLruTail, PC_valid, ST_SWEEP } from '../../kernel/layout.ts';
 import { S } from '../../kernel/stats.ts';
 import { Kern } from '../kern.ts';
 import { safePoint } from '../stop.ts';
@@ -44,17 +44,18 @@ export function kevictSweepd(k: Kern, intervalMs: number): void {
     k.env.stat(S.nr_sweep_run);
     for (let set = 0; set < sh.geo.nrSets && sh.ctl.load(kCtlShutdown) === 0; set++) {
       safePoint(k.env);
+      k.env.sched('sweep:set');
       k.env.stat(S.nr_sweep_nr_pset);
       const moved = pcacheSweepSet(k, set);
       if (moved) k.env.stat(S.nr_sweep_nr_moved_pcm, moved);
     }
-    Atomics.wait(nap, 0, 0, intervalMs);
+    k.env.wait(nap, 0, 0, intervalMs, 'wait:sweep_nap');
   }
 }
 
 export function main(): void {
   const port = hostPort();
-  const { init, sh, env } = workerEnv((c) => c.sweep, 'kevict_sweepd');
+  const { init, sh, env } = workerEnv((c) => c.sweep, 'kevict_sweepd', ST_SWEEP);
   const k = new Kern(env, new Fabric(env));
   env.irq = () => {}; // a kernel thread is not a CPU: no IPIs to answer
   env.printk('notice', `kevict_sweepd: started, interval ${init.config.sweepIntervalMs} ms over ${sh.geo.nrSets} sets`);

@@ -26,6 +26,7 @@
 // - Callers hold nothing: malloc, calloc, free, realloc and checkHeap take the arena lock themselves (a
 //   thread that finds its own tid in it aborts). It is a user-space lock; no kernel lock is involved.
 import {
+  CLOCK_MONOTONIC,
   ENOMEM,
   MAP_ANONYMOUS,
   MAP_PRIVATE,
@@ -131,7 +132,7 @@ export abstract class Malloc extends LibcBase {
     const m = this.mmu;
     if (m.cas32(va, 0, this.owner) === 0) return;
     m.xadd32(this.stateVa + A_CONTENDED, 1);
-    const start = Date.now();
+    const start = this.sys.clock_gettime(CLOCK_MONOTONIC);
     let spins = 0;
     for (;;) {
       const cur = m.load32(va);
@@ -140,7 +141,7 @@ export abstract class Malloc extends LibcBase {
       } else if (cur === this.owner) {
         this.abort(`malloc(): arena lock already held by this thread (tid ${this.owner})`, va);
       }
-      if (++spins % 1024 === 0 && Date.now() - start > this.spinLimitMs) {
+      if (++spins % 1024 === 0 && this.sys.clock_gettime(CLOCK_MONOTONIC) - start > this.spinLimitMs) {
         this.abort(`malloc(): arena lock held by tid ${cur} for more than ${this.spinLimitMs} ms`, va);
       }
     }

@@ -32,6 +32,7 @@
 // A child's pages count as verified only if it exited 0 (its exit means it checked all of them).
 // User space: no kernel lock; it talks to the kernel only through fork, wait4, mmap, mremap, munmap.
 import {
+  CLOCK_MONOTONIC,
   MAP_ANONYMOUS,
   MAP_FIXED,
   MAP_PRIVATE,
@@ -340,7 +341,7 @@ function main(u: UserContext, argv: string[]): number {
       `root: shared page ${p} written through its alias at ${hex(alias + off)}, read`,
     );
   }
-  const deadline = o.seconds > 0 ? performance.now() + o.seconds * 1000 : Infinity;
+  const deadline = o.seconds > 0 ? u.sys.clock_gettime(CLOCK_MONOTONIC) + o.seconds * 1000 : Infinity;
   const rep: ForkStressReport = {
     kind: 'fork-stress',
     forks: 0,
@@ -410,7 +411,7 @@ function main(u: UserContext, argv: string[]): number {
       }
       m.store64(kCtl + C_REGION + 8 * r, base);
     }
-    if ((o.iterations > 0 && rep.forks >= o.iterations) || performance.now() >= deadline) break;
+    if ((o.iterations > 0 && rep.forks >= o.iterations) || u.sys.clock_gettime(CLOCK_MONOTONIC) >= deadline) break;
     while (live >= o.procs) reap(0);
     const exec = version % 8 === 4;
     const slot = exec ? -1 : freeSlots.pop();

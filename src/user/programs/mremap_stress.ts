@@ -20,7 +20,7 @@
 //
 // Control region:
 //   page 0        header: +0 u32 stop flag (set by the first failure), +4 u32 failure order counter,
-//                 +8 u64 deadline (Date.now() ms, 0 = none), +64 u32 lastFreed[t] = slot + 1 that thread t
+//                 +8 u64 deadline (clock_gettime ms, 0 = none), +64 u32 lastFreed[t] = slot + 1 that thread t
 //                 released last (the chain pattern moves into it), +320 u32 ready[t] = 1 once thread t
 //                 mapped its scratch ranges
 //   pages 1-2     main's output buffer
@@ -56,6 +56,7 @@
 //   visits << 16 | (hash(tag checksum, visits) & 0xffff).
 
 import {
+  CLOCK_MONOTONIC,
   EAGAIN,
   MAP_ANONYMOUS,
   MAP_FIXED,
@@ -526,7 +527,7 @@ class StressThread {
   private stopRequested(): boolean {
     if (this.mmu.load32(kStressCtlBase + kHdrStop) !== 0) return true;
     const deadline = this.mmu.load64(kStressCtlBase + kHdrDeadline);
-    return deadline !== 0 && Date.now() >= deadline;
+    return deadline !== 0 && this.u.sys.clock_gettime(CLOCK_MONOTONIC) >= deadline;
   }
 
   // ---- the slot table ----
@@ -1024,10 +1025,10 @@ class StressThread {
     if (!this.failed && this.mmu.load32(kStressCtlBase + kHdrStop) === 0) {
       this.phase = 'final check';
       for (const reg of this.regions) {
-        const t0 = Date.now();
+        const t0 = this.u.sys.clock_gettime(CLOCK_MONOTONIC);
         let b: number;
         while ((b = this.tryBusy(reg)) === 0) {
-          if (Date.now() - t0 > kFinalWaitMs) {
+          if (this.u.sys.clock_gettime(CLOCK_MONOTONIC) - t0 > kFinalWaitMs) {
             this.fail(
               reg.addr,
               `visitors did not leave slot ${reg.slot} of region ${reg.name} within ${kFinalWaitMs} ms`,
@@ -1167,7 +1168,10 @@ function stressMain(u: UserContext, argv: string[]): number {
   );
   if (ctl !== kStressCtlBase)
     return fail(`cannot map the control region at ${hex(kStressCtlBase)}: mmap returned ${describeRet(ctl)}`);
-  m.store64(kStressCtlBase + kHdrDeadline, o.seconds > 0 ? Date.now() + Math.round(o.seconds * 1000) : 0);
+  m.store64(
+    kStressCtlBase + kHdrDeadline,
+    o.seconds > 0 ? Math.round(u.sys.clock_gettime(CLOCK_MONOTONIC) + o.seconds * 1000) : 0,
+  );
   const shLen = kSharedPages * PAGE_SIZE;
   const sh = u.sys.mmap(
     kStressSharedBase,
