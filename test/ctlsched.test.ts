@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { eventChosen, eventPoint, eventYielder, packEvent } from '../src/kernel/ctlsched.ts';
 import { decodeSchedule, encodeSchedule, readSchedule, rleDecode, rleEncode } from '../src/racelab/schedule.ts';
 import { parseSched, UsageError } from '../src/host/options.ts';
+import { compareSchedules } from '../src/host/schedrun.ts';
 import { runCli, runJson, type JsonSummary } from './helpers/cli.ts';
 
 interface Sched {
@@ -74,6 +75,38 @@ describe('controlled runs', () => {
     expect(schedOf(b.j)).toEqual(schedOf(a.j));
     expect(schedOf(c.j).eventHash).not.toBe(schedOf(a.j).eventHash);
   }, 120_000);
+
+  it('--check-determinism passes on the fixed kernel and on a bug entry', async () => {
+    const fixed = await runCli([...small, '--sched', 'pct:3', '--check-determinism']);
+    expect(fixed.code).toBe(0);
+    expect(fixed.stdout).toMatch(/determinism: both runs made the same \d+ decisions .* ended alike \(exit 0/);
+    const bug = await runCli([
+      'run',
+      'script',
+      'traces/munmap-brk.jsonl',
+      '--bug',
+      'brk-shrink-no-zap',
+      '--sched',
+      'random',
+      '--check-determinism',
+    ]);
+    expect(bug.code).toBe(1);
+    expect(bug.stdout).toMatch(/ended alike \(exit 1,/);
+  }, 120_000);
+
+  it('the determinism check names the first step where two recordings differ', async () => {
+    const file = path.join(tmp, 'det.sched');
+    expect((await runCli([...small, '--sched', 'random', '--seed', '4', '--record', file])).code).toBe(0);
+    const a = readSchedule(file);
+    expect(compareSchedules(a, readSchedule(file))).toBeUndefined();
+    const b = readSchedule(file);
+    const w = b.events[10] ?? 0;
+    b.events[10] = packEvent(eventYielder(w), eventPoint(w) + 1, eventChosen(w));
+    expect(compareSchedules(a, b)).toMatch(/^the two runs differ at step 11: run 1 .* at /);
+    const c = readSchedule(file);
+    c.outcome.finalHash = '0'.repeat(64);
+    expect(compareSchedules(a, c)).toMatch(/ended in different states/);
+  }, 60_000);
 
   it('PCT runs, and says n and k', async () => {
     const r = await runCli([...small, '--sched', 'pct:3', '--seed', '2']);

@@ -535,6 +535,7 @@ function machine(sab, tid) {
     },
     open: () => -38, read: () => -38, write: () => -38, close: () => -38, fstat: () => -38, lseek: () => -38,
     clone: () => -38, join: () => -38, barrier: () => -38, getpid: () => 1, gettid: () => tid,
+    clock_gettime: () => performance.now(),
     exit: (c) => { throw new Error('exit ' + c); },
   };
   return { mmu, sys, pid: 1, tid, cpu: tid, argv: [], seed: 1, report: () => {} };

@@ -22,6 +22,7 @@ import { hex } from '../lib/text.ts';
 import type { RunSummary } from '../racelab/signature.ts';
 import { readSchedule, ScheduleFileError } from '../racelab/schedule.ts';
 import {
+  checkDeterminism,
   finalHash,
   formatScheduleLine,
   judgeReplay,
@@ -38,6 +39,7 @@ import { addWorkloadOptions, prepare, WORKLOADS, type Job, type Workload, type W
 interface RunOptions extends RawOptions, WorkloadOptions {
   spawn?: string[];
   heartbeat?: string;
+  checkDeterminism?: boolean;
 }
 
 /** the command line after `splitkern`, as a schedule file records it */
@@ -193,6 +195,11 @@ async function run(workloadArg: string | undefined, args: string[], o: RunOption
   if (spawns.length > kMaxSpawns)
     throw new UsageError(`${spawns.length} --spawn options: at most ${kMaxSpawns} processes run at once`);
   const cfg = buildConfig(o);
+  if (o.checkDeterminism) {
+    if (cfg.sched.mode !== 'random' && cfg.sched.mode !== 'pct')
+      throw new UsageError('--check-determinism needs --sched random or --sched pct:D');
+    return checkDeterminism(commandLine);
+  }
   if (cfg.filesDir !== undefined && !fs.statSync(cfg.filesDir, { throwIfNoEntry: false })?.isDirectory()) {
     throw new UsageError(`--files ${cfg.filesDir} is not a directory`);
   }
@@ -613,6 +620,10 @@ function addRunOptions(cmd: Command): Command {
       .option(
         '--record <file>',
         'write the controlled schedule, with its outcome, to this file (see `splitkern replay`)',
+      )
+      .option(
+        '--check-determinism',
+        'run the same seed twice under the controlled schedule and compare the decisions step by step (exit 3 if they differ)',
       )
       .option('--ib-serialize', 'one global lock around every fabric RPC of P (CONFIG_FIT_SEQUENTIAL_IBAPI)')
       .option(

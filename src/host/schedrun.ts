@@ -18,6 +18,9 @@ import {
   ScheduleFileError,
   type ScheduleFile,
 } from '../racelab/schedule.ts';
+import { runChild } from '../racelab/repro.ts';
+import os from 'node:os';
+import path from 'node:path';
 import type { Machine } from './machine.ts';
 import { UsageError } from './options.ts';
 
@@ -213,4 +216,54 @@ export function judgeReplay(
     ok: true,
     line: `replay: followed all ${len} decisions; same ${fmt(sigs)}, same exit code ${exitCode}, same final-state hash ${s.finalHash.slice(0, 16)}`,
   };
+}
+
+/**
+ * --check-determinism: run the same command twice, each recording its schedule, and compare the
+ * decisions step by step (shuttle's check). Any difference is a bug in splitkern: reported at the
+ * first differing step, exit 3. Otherwise the run's own exit code.
+ */
+export async function checkDeterminism(command: string[]): Promise<number> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'splitkern-determinism-'));
+  const args: string[] = [];
+  for (let i = 0; i < command.length; i++) {
+    const a = command[i] ?? '';
+    if (a === '--record') i++;
+    else if (a !== '--check-determinism' && a !== '--json' && !a.startsWith('--record=')) args.push(a);
+  }
+  try {
+    const runs: Array<{ code: number | null; f: ScheduleFile }> = [];
+    for (const n of [1, 2]) {
+      const file = path.join(dir, `run${n}.sched`);
+      const r = await runChild([...args, '--record', file, '--json', '--log-level', 'error']);
+      if (!fs.existsSync(file))
+        throw new UsageError(`--check-determinism: run ${n} recorded no schedule (exit ${r.code}): ${r.stderrTail}`);
+      runs.push({ code: r.code, f: readSchedule(file) });
+    }
+    const [a, b] = runs.map((r) => r.f) as [ScheduleFile, ScheduleFile];
+    const differ = compareSchedules(a, b);
+    if (differ) {
+      process.stderr.write(`splitkern: determinism: NOT DETERMINISTIC: ${differ} (a bug in splitkern)\n`);
+      return 3;
+    }
+    process.stdout.write(
+      `determinism: both runs made the same ${a.events.length} decisions (events ${a.outcome.eventHash.toString(16).padStart(8, '0')}) and ended alike (exit ${a.outcome.exitCode}, final state ${a.outcome.finalHash.slice(0, 16)})\n`,
+    );
+    return runs[0]?.code ?? 3;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Two recordings of one command: undefined if they are the same run, else where they first differ. */
+export function compareSchedules(a: ScheduleFile, b: ScheduleFile): string | undefined {
+  const n = Math.min(a.events.length, b.events.length);
+  let k = 0;
+  while (k < n && a.events[k] === b.events[k]) k++;
+  const at = (f: ScheduleFile) => (k < f.events.length ? describeEvent(f.events[k] ?? 0) : 'the end of the schedule');
+  if (k < a.events.length || k < b.events.length)
+    return `the two runs differ at step ${k + 1}: run 1 ${at(a)}, run 2 ${at(b)}`;
+  if (a.outcome.finalHash !== b.outcome.finalHash || a.outcome.exitCode !== b.outcome.exitCode)
+    return `the same ${n} decisions ended in different states (final-state hash ${a.outcome.finalHash.slice(0, 16)} and ${b.outcome.finalHash.slice(0, 16)}, exit ${a.outcome.exitCode} and ${b.outcome.exitCode})`;
+  return undefined;
 }
