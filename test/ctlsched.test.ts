@@ -214,35 +214,9 @@ describe('bad input', () => {
     });
   it('a replay recorded for another machine is refused with the fix', async () => {
     const file = path.join(tmp, 'cpus.sched');
-    const rec = await runCli([
-      'run',
-      'pthread-stress',
-      '--threads',
-      '2',
-      '--iterations',
-      '5',
-      '--items',
-      '4',
-      '--sched',
-      'random',
-      '--record',
-      file,
-    ]);
-    expect(rec.code).toBe(0);
-    const r = await runCli([
-      'run',
-      'pthread-stress',
-      '--threads',
-      '2',
-      '--iterations',
-      '5',
-      '--items',
-      '4',
-      '--cpus',
-      '3',
-      '--sched',
-      `replay:${file}`,
-    ]);
+    const tiny = ['run', 'pthread-stress', '--threads', '2', '--iterations', '5', '--items', '4'];
+    expect((await runCli([...tiny, '--sched', 'random', '--record', file])).code).toBe(0);
+    const r = await runCli([...tiny, '--cpus', '3', '--sched', `replay:${file}`]);
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/was recorded with cpus 2, this run has 3: replay it with `splitkern replay/);
   }, 60_000);
