@@ -12,14 +12,13 @@ import type { MachineConfig } from '../kernel/config.ts';
 import { checkQuiescent } from '../processor/pcache/debug.ts';
 import { BUG_NAMES, BUGS, closest, KERNELS } from '../racelab/bugzoo.ts';
 import { commandOf, repro } from '../racelab/repro.ts';
-import { formatSignature } from '../racelab/signature.ts';
 import { soak } from '../racelab/soak.ts';
 import { stopMachine } from '../processor/stop.ts';
 import { EmulatorFailure, errText, fmtBytes, Machine, type RunOutcome } from './machine.ts';
 import { buildConfig, excerpt, oneLine, parseNumber, parseSched, UsageError, type RawOptions } from './options.ts';
 import { collectStats, formatStats } from './summary.ts';
 import { hex } from '../lib/text.ts';
-import type { RunSummary } from '../racelab/signature.ts';
+import { failuresOf, formatSignature, type RunSummary } from '../racelab/signature.ts';
 import { readSchedule, ScheduleFileError } from '../racelab/schedule.ts';
 import {
   checkDeterminism,
@@ -30,8 +29,8 @@ import {
   OutputHasher,
   recordSchedule,
   scheduleSummary,
-  signaturesOf,
   type ScheduleSummary,
+  withoutOptions,
 } from './schedrun.ts';
 import { kMaxTasks } from '../kernel/layout.ts';
 import { addWorkloadOptions, prepare, WORKLOADS, type Job, type Workload, type WorkloadOptions } from './workloads.ts';
@@ -352,7 +351,7 @@ async function run(workloadArg: string | undefined, args: string[], o: RunOption
   const settle = (code: number, summary: RunSummary): { code: number; schedule?: ScheduleSummary } => {
     if (!controlled) return { code };
     const s = scheduleSummary(machine, finalHash(machine, outputs.digest(), code));
-    const sigs = signaturesOf(summary);
+    const sigs = failuresOf(summary);
     if (o.record !== undefined) recordSchedule(o.record, machine, commandLine, procs, code, sigs, s);
     if (!replay) return { code, schedule: s };
     const verdict = judgeReplay(machine, replay, code, sigs, s);
@@ -737,16 +736,7 @@ function replayCommand(file: string, opts: { record?: string; json?: boolean }):
     if (e instanceof ScheduleFileError) throw new UsageError(e.message);
     throw e;
   }
-  const out: string[] = [];
-  for (let i = 0; i < f.command.length; i++) {
-    const a = f.command[i] ?? '';
-    if (a === '--sched' || a === '--record') {
-      i++;
-      continue;
-    }
-    if (a.startsWith('--sched=') || a.startsWith('--record=') || a === '--json') continue;
-    out.push(a);
-  }
+  const out = withoutOptions(f.command, ['--sched', '--record'], ['--json']);
   out.push('--sched', `replay:${file}`);
   if (opts.record !== undefined) out.push('--record', opts.record);
   if (opts.json) out.push('--json');

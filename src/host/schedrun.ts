@@ -6,10 +6,10 @@
 import fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import type { MachineConfig } from '../kernel/config.ts';
-import { csCounters, describeEvent } from '../kernel/ctlsched.ts';
+import { csCounters, describeEvent, eventChosen } from '../kernel/ctlsched.ts';
 import { kCsReplayLen, kCsReplayPos } from '../kernel/layout.ts';
 import { SCHED_POINTS, SCHED_POINTS_VERSION } from '../kernel/points.ts';
-import { failuresOf, formatSignature, type RunSummary, type Signature } from '../racelab/signature.ts';
+import { formatSignature, type Signature } from '../racelab/signature.ts';
 import {
   encodeSchedule,
   readSchedule,
@@ -125,7 +125,7 @@ export function scheduleSummary(machine: Machine, hash: string): ScheduleSummary
   };
   if (cfg.sched.mode === 'pct') {
     const seen = new Set<number>();
-    for (const w of machine.schedEvents) seen.add((w >>> 16) & 0x1ff);
+    for (const w of machine.schedEvents) seen.add(eventChosen(w));
     const n = seen.size;
     const d = cfg.sched.pctDepth;
     out.pct = { n, k: c.steps, d, bound: 1 / (n * c.steps ** (d - 1)) };
@@ -139,9 +139,6 @@ export function formatScheduleLine(s: ScheduleSummary): string {
     : '';
   return `schedule: ${s.mode}, ${s.steps} decisions, ${s.switches} context switches, ${s.jumps} clock jumps, ${s.logicalMs} ms logical; events ${s.eventHash}, final state ${s.finalHash.slice(0, 16)}${pct}`;
 }
-
-/** The failures' signatures, as the record stores them and a replay compares them. */
-export const signaturesOf = (summary: RunSummary): Signature[] => failuresOf(summary);
 
 /** --record FILE: write the schedule with its header and outcome. */
 export function recordSchedule(
@@ -225,12 +222,7 @@ export function judgeReplay(
  */
 export async function checkDeterminism(command: string[]): Promise<number> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'splitkern-determinism-'));
-  const args: string[] = [];
-  for (let i = 0; i < command.length; i++) {
-    const a = command[i] ?? '';
-    if (a === '--record') i++;
-    else if (a !== '--check-determinism' && a !== '--json' && !a.startsWith('--record=')) args.push(a);
-  }
+  const args = withoutOptions(command, ['--record'], ['--check-determinism', '--json']);
   try {
     const runs: Array<{ code: number | null; f: ScheduleFile }> = [];
     for (const n of [1, 2]) {
@@ -266,4 +258,18 @@ export function compareSchedules(a: ScheduleFile, b: ScheduleFile): string | und
   if (a.outcome.finalHash !== b.outcome.finalHash || a.outcome.exitCode !== b.outcome.exitCode)
     return `the same ${n} decisions ended in different states (final-state hash ${a.outcome.finalHash.slice(0, 16)} and ${b.outcome.finalHash.slice(0, 16)}, exit ${a.outcome.exitCode} and ${b.outcome.exitCode})`;
   return undefined;
+}
+
+/**
+ * A recorded command line without some of its options: `valued` ones (with their value, as
+ * `--opt V` or `--opt=V`) and `flags`.
+ */
+export function withoutOptions(command: readonly string[], valued: string[], flags: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < command.length; i++) {
+    const a = command[i] ?? '';
+    if (valued.includes(a)) i++;
+    else if (!flags.includes(a) && !valued.some((v) => a.startsWith(`${v}=`))) out.push(a);
+  }
+  return out;
 }

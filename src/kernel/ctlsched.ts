@@ -140,6 +140,8 @@ const deadlineOf = (sh: Shared, st: number): number => sh.csTime.get(1 + st);
 export class CtlSched {
   /** this worker's sthread id, -1 when none */
   self = -1;
+  /** the runnable sthreads of the decision being made (reused: a decision allocates nothing) */
+  private readonly cands: number[] = [];
   private readonly mode: MachineConfig['sched']['mode'];
   private readonly watchdogMs: number;
   private readonly ctlId: number;
@@ -302,8 +304,7 @@ export class CtlSched {
     const sh = this.sh;
     const d = sh.cs.get(kCsPctDepth);
     for (let i = 0; i < d - 1 && i < kCsPctMaxChanges; i++)
-      if (sh.cs.get(kCsPctChangeBase + i) === step && yielder !== kNobody && yielder < sh.csThreads.a.length)
-        sh.csThreads.set(yielder, kStPrio, i + 1);
+      if (sh.cs.get(kCsPctChangeBase + i) === step && yielder !== ST_HOST) sh.csThreads.set(yielder, kStPrio, i + 1);
     let best = -1;
     let bestPrio = -1;
     for (const c of cands) {
@@ -321,7 +322,8 @@ export class CtlSched {
     const sh = this.sh;
     const t = sh.csThreads;
     const now = nowUs(sh);
-    const out: number[] = [];
+    const out = this.cands;
+    out.length = 0;
     const n = sh.cs.get(kCsNLive);
     for (let k = 0; k < n; k++) {
       const st = sh.cs.get(kCsLiveBase + k);

@@ -978,7 +978,8 @@ export function allocateShared(geo: Geometry): SharedBuffers {
 // the raw index itself, so no caller does. get/set are plain accesses, for a word whose guard the
 // caller holds (or that only the caller writes: see its declaration above); everything else is an
 // Atomics operation. A read beyond the region is a RangeError, never an `undefined` turned NaN.
-// `a` and idx() hand the raw array and index to the lock primitives of sync.ts and to Atomics.wait.
+// `a` and idx() hand the raw array and index to the lock primitives of sync.ts and to Env.wait, through
+// which every kernel wait goes (the host's own event loop uses waitAsync).
 
 const outOfRange = (what: string, i: number): RangeError => new RangeError(`${what}: word ${i} is outside the region`);
 
@@ -1030,9 +1031,6 @@ export class Rec32 {
   }
   notify(i: number, w: number, count?: number): number {
     return Atomics.notify(this.a, i * this.stride + w, count);
-  }
-  wait(i: number, w: number, value: number, timeoutMs?: number): 'ok' | 'not-equal' | 'timed-out' {
-    return Atomics.wait(this.a, i * this.stride + w, value, timeoutMs);
   }
 }
 
@@ -1104,9 +1102,6 @@ export class Vec32 {
   }
   notify(i: number, count?: number): number {
     return Atomics.notify(this.a, i, count);
-  }
-  wait(i: number, value: number, timeoutMs?: number): 'ok' | 'not-equal' | 'timed-out' {
-    return Atomics.wait(this.a, i, value, timeoutMs);
   }
   waitAsync(i: number, value: number, timeoutMs?: number): ReturnType<typeof Atomics.waitAsync> {
     return Atomics.waitAsync(this.a, i, value, timeoutMs);
